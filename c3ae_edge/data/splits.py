@@ -1,0 +1,45 @@
+"""Seeded, age-stratified splits, saved as JSON lists of file names next to a checkpoint."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from c3ae_edge.data.datasets import Sample
+
+
+def stratified_split(samples: list[Sample], fractions: dict[str, float], seed: int = 0, bin_width: int = 5) -> dict[str, list[int]]:
+    """Indices per split, each age bin shared out in the given fractions (the last split takes the rest)."""
+    rng = np.random.default_rng(seed)
+    names = list(fractions)
+    out: dict[str, list[int]] = {n: [] for n in names}
+    ages = np.array([s.age for s in samples])
+    for b in np.unique((ages // bin_width).astype(int)):
+        idx = np.flatnonzero((ages // bin_width).astype(int) == b)
+        rng.shuffle(idx)
+        start = 0
+        for n in names[:-1]:
+            k = int(round(fractions[n] * len(idx)))
+            out[n].extend(idx[start:start + k].tolist())
+            start += k
+        out[names[-1]].extend(idx[start:].tolist())
+    return {n: sorted(v) for n, v in out.items()}
+
+
+def files_hash(files: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
+
+
+def save_split(path: str | Path, samples: list[Sample], split: dict[str, list[int]], seed: int, source: str) -> None:
+    doc = {"seed": seed, "source": source, "splits": {n: [samples[i].key for i in idx] for n, idx in split.items()}}
+    doc["sha256"] = {n: files_hash(v) for n, v in doc["splits"].items()}
+    Path(path).write_text(json.dumps(doc, indent=1))
+
+
+def load_split(path: str | Path, samples: list[Sample]) -> dict[str, list[int]]:
+    """Map a saved split back onto ``samples`` by file name."""
+    doc = json.loads(Path(path).read_text())
+    pos = {s.key: i for i, s in enumerate(samples)}
+    return {n: [pos[k] for k in keys if k in pos] for n, keys in doc["splits"].items()}

@@ -1,0 +1,57 @@
+"""Decode any user image into HxWx3 uint8 RGB, or raise one clear DataError."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from c3ae_edge.errors import DataError
+
+MAX_PIXELS = 80_000_000  # beyond this a JPEG is decoded downscaled (draft); other formats are refused
+SUPPORTED = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8, whatever its mode: grayscale, 16-bit, CMYK, palette, alpha, EXIF-rotated."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: empty file (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                if im.format != "JPEG":
+                    raise DataError(f"{p}: image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
+                im.draft("RGB", (w // 8 + 1, h // 8 + 1) if w * h > 64 * MAX_PIXELS else (w // 4 + 1, h // 4 + 1))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+    except DataError:
+        raise
+    except UnidentifiedImageError:
+        raise DataError(f"{p}: not an image, or a format we cannot read (supported: {', '.join(sorted(SUPPORTED))})") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{p}: corrupt or truncated image ({e})") from None
+
+
+def _to_rgb(im) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        g = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        from PIL import Image
+
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im.convert("RGBA"))
+    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
+        raise DataError(f"image too small or malformed (shape {arr.shape})")
+    return np.ascontiguousarray(arr)

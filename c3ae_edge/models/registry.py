@@ -1,0 +1,83 @@
+"""timm-style model registry: ``@register_model`` builders, ``create_model``, ``list_models``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch.nn as nn
+
+from c3ae_edge.errors import UsageError
+
+
+@dataclass(frozen=True)
+class PaperRef:
+    """A row of the paper's Table 2/3 for this architecture (reference only, never our measurement)."""
+
+    table: str
+    params: int | None = None
+    macc_m: float | None = None
+    memory: str | None = None
+    mae_morph: float | None = None
+    cpu_s: float | None = None
+    gpu_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """Declared metadata of one registered model; tests recompute every number from the module."""
+
+    name: str
+    family: str
+    input_shape: tuple[int, ...]  # without batch, e.g. (3, 64, 64) or (3, 3, 64, 64) for three crops
+    params: int  # Keras-style count: parameters + BN running mean/var
+    trainable_params: int
+    macc: int  # all conv + linear multiply-accumulates for one image
+    conv_macc: int
+    fp32_bytes: int  # state-dict tensors as float32
+    paper: PaperRef | None = None
+    description: str = ""
+    weights: str | None = None  # file name under c3ae_edge/weights when pretrained weights ship
+    license: str = "Apache-2.0 (code); weights: see MODEL_CARD.md"
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def crops(self) -> int:
+        return self.input_shape[0] if len(self.input_shape) == 4 else 1
+
+
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], ModelCfg]] = {}
+
+
+def register_model(cfg: ModelCfg) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if cfg.name in _REGISTRY:
+            raise ValueError(f"model {cfg.name!r} registered twice")
+        _REGISTRY[cfg.name] = (fn, cfg)
+        return fn
+
+    return deco
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    import fnmatch
+
+    names = sorted(_REGISTRY)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def get_model_cfg(name: str) -> ModelCfg:
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _REGISTRY[name][1]
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build a registered model; ``pretrained=True`` loads the weights shipped in the package."""
+    cfg = get_model_cfg(name)
+    model = _REGISTRY[name][0](**{**cfg.kwargs, **kwargs})
+    model.cfg = cfg  # type: ignore[attr-defined]
+    if pretrained:
+        from c3ae_edge.weights import load_pretrained
+
+        load_pretrained(model, name)
+    return model

@@ -1,0 +1,267 @@
+"""Training: seeded, resumable, CPU or CUDA, single process or DistributedDataParallel under torchrun."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from c3ae_edge.crops import spec_for
+from c3ae_edge.data import load_dataset, load_split, save_split, stratified_split
+from c3ae_edge.errors import UsageError
+from c3ae_edge.facedata import Augment, FaceData
+from c3ae_edge.models import create_model
+from c3ae_edge.twopoint import cascade_loss
+from c3ae_edge.weights import save_weights
+
+
+@dataclass
+class TrainConfig:
+    model: str = "c3ae_full"
+    data: str = "utkface:../shared/data/utkface"
+    out: str = "runs/c3ae_full"
+    epochs: int = 45
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    alpha: float = 10.0
+    l1_w1: float = 5e-5
+    schedule: str = "cosine"  # cosine (our default) | plateau (the paper's)
+    patience: int = 10
+    min_delta: float = 1e-4
+    warmup_epochs: float = 1.0
+    ema: float = 0.999
+    jitter: float = 0.05
+    erase_p: float = 0.5
+    seed: int = 0
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    split: str | None = None
+    limit: int | None = None
+    max_steps: int | None = None
+    compile: bool = True
+    threads: int | None = None
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+
+RECIPES = {
+    # Sec. 4.2, final models: Adam, batch 50, lr 0.005, dropout 0.3, wd 1e-4, plateau (20, 5e-4), random erasing, 600 epochs
+    "paper": dict(epochs=600, batch_size=50, lr=0.005, dropout=0.3, weight_decay=1e-4, schedule="plateau", patience=20, min_delta=5e-4, ema=0.0, jitter=0.0),
+    "paper-ablation": dict(epochs=160, batch_size=50, lr=0.002, dropout=0.2, weight_decay=1e-4, schedule="plateau", patience=10, min_delta=1e-4, ema=0.0, jitter=0.0),
+    "fast": {},
+}
+
+
+class _TrainView(nn.Module):
+    """(age, bin probabilities or None): what the loss needs, compiled as one graph."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        if getattr(self.model, "cascade", False):
+            return self.model.forward_dist(x)
+        return self.model(x), None
+
+
+def _dist_info() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _prefetch(make, n: int, depth: int = 3):
+    """Yield make(0..n-1) built one step ahead in a thread, so crops overlap the forward/backward pass."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def work():
+        for b in range(n):
+            if stop.is_set():
+                return
+            q.put(make(b))
+        q.put(None)
+
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while (item := q.get()) is not None:
+            yield item
+    finally:
+        stop.set()
+        while not q.empty():
+            q.get_nowait()
+
+
+def evaluate_mae(model: nn.Module, data: FaceData, idx: list[int], batch: int = 256) -> tuple[float, np.ndarray]:
+    """MAE of ``model`` on ``data[idx]`` with the deterministic crops; also the predictions."""
+    model.eval()
+    dev = next(model.parameters()).device
+    preds = []
+    with torch.no_grad():
+        for s in range(0, len(idx), batch):
+            x, _ = data.batch(idx[s:s + batch])
+            preds.append(model(x.to(dev)).float().cpu().numpy())
+    p = np.concatenate(preds) if preds else np.zeros(0)
+    return float(np.abs(p - data.ages[np.asarray(idx, dtype=int)]).mean()) if len(idx) else float("nan"), p
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    rank, world, local_rank = _dist_info()
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device here")
+    if world > 1:
+        import torch.distributed as dist
+
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local_rank)
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    samples = load_dataset(cfg.data)
+    if cfg.limit:
+        sel = np.random.default_rng(cfg.seed).permutation(len(samples))[: cfg.limit]
+        samples = [samples[i] for i in sorted(sel)]
+    split_path = out / "split.json"
+    if cfg.split:
+        split = load_split(cfg.split, samples)
+    elif resume and split_path.is_file():
+        split = load_split(split_path, samples)
+    else:
+        split = stratified_split(samples, {"train": 1 - cfg.val_frac - cfg.test_frac, "val": cfg.val_frac, "test": cfg.test_frac}, cfg.seed)
+    if rank == 0:
+        save_split(split_path, samples, split, cfg.seed, cfg.data)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    model = create_model(cfg.model, dropout=cfg.dropout)
+    spec = spec_for(model.cfg.crops)
+    t0 = time.time()
+    data = FaceData(samples, spec)
+    log(f"decoded {len(data)} faces in {time.time() - t0:.0f}s; train {len(split['train'])}, val {len(split['val'])}, test {len(split['test'])}")
+
+    model.to(dev)
+    ema = None
+    if cfg.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_idx = np.asarray(split["train"])
+    steps_per_epoch = max(1, len(train_idx) // world // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.patience, threshold=cfg.min_delta, threshold_mode="abs") if cfg.schedule == "plateau" else None
+    start_epoch, step, best, history = 0, 0, float("inf"), []
+    last = out / "last.pt"
+    if resume and last.is_file():
+        st = torch.load(last, map_location=dev, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        if ema is not None and st.get("ema"):
+            ema.load_state_dict(st["ema"])
+        if plateau is not None and st.get("plateau"):
+            plateau.load_state_dict(st["plateau"])
+        start_epoch, step, best, history = st["epoch"] + 1, st["step"], st["best"], st["history"]
+        rng = np.random.default_rng([cfg.seed, rank, start_epoch])
+        log(f"resumed from {last} at epoch {start_epoch}")
+
+    net: nn.Module = _TrainView(model)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    elif cfg.compile:
+        net = torch.compile(net)
+    aug = Augment(cfg.jitter, cfg.erase_p)
+    w1 = getattr(getattr(model, "head", None), "w1", None)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        perm = rng.permutation(train_idx) if world == 1 else np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)[rank::world]
+        t_ep, sums, n = time.time(), {"loss": 0.0, "mae": 0.0}, 0
+        batches = _prefetch(lambda b: data.batch(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size], aug, rng), steps_per_epoch)
+        for x, y in batches:
+            x, y = x.to(dev, non_blocking=True), y.to(dev)
+            if plateau is None:
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step)
+            age, probs = net(x)
+            if probs is not None:
+                loss, parts = cascade_loss(age, probs, y, w1.weight if w1 is not None else None, cfg.alpha, cfg.l1_w1)
+            else:
+                loss = (age - y).abs().mean()
+                parts = {"mae": float(loss.detach())}
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            step += 1
+            sums["loss"] += float(loss.detach())
+            sums["mae"] += parts["mae"]
+            n += 1
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+        evaluated = ema.module if ema is not None else model
+        if rank == 0:
+            val_mae, _ = evaluate_mae(evaluated, data, split["val"])
+            if plateau is not None:
+                plateau.step(val_mae)
+            rec = {"epoch": epoch, "step": step, "loss": sums["loss"] / max(n, 1), "train_mae": sums["mae"] / max(n, 1),
+                   "val_mae": val_mae, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t_ep, 1)}
+            history.append(rec)
+            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['loss']:.3f}  train MAE {rec['train_mae']:.2f}  val MAE {val_mae:.3f}  lr {rec['lr']:.2e}  {rec['seconds']:.0f}s")
+            meta = {"epoch": epoch, "val_mae": val_mae, "data": cfg.data, "seed": cfg.seed, "config": asdict(cfg)}
+            if val_mae < best:
+                best = val_mae
+                save_weights(out / "best.pt", cfg.model, evaluated.state_dict(), spec, meta)
+            save_weights(out / "final.pt", cfg.model, evaluated.state_dict(), spec, meta)
+            tmp = out / "last.pt.tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict() if ema else None,
+                        "plateau": plateau.state_dict() if plateau else None, "epoch": epoch, "step": step,
+                        "best": best, "history": history}, tmp)
+            os.replace(tmp, last)
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    result = {"best_val_mae": best, "epochs_run": len(history), "out": str(out)}
+    if rank == 0:
+        best_path = out / "best.pt"
+        from c3ae_edge.weights import load_model
+
+        m, _, _ = load_model(str(best_path))
+        m.to(dev)
+        test_mae, _ = evaluate_mae(m, data, split["test"])
+        result["test_mae"] = test_mae
+        result["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
+        (out / "result.json").write_text(json.dumps(result, indent=1))
+        log(f"best val MAE {best:.3f}; test MAE {test_mae:.3f} ({len(split['test'])} faces)")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return result

@@ -1,0 +1,98 @@
+"""Checkpoints: the default weights shipped in this folder, and user checkpoints, loaded with no network."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from c3ae_edge.crops import CropSpec, spec_for
+from c3ae_edge.errors import DataError, UsageError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+FORMAT = "c3ae-edge-weights/1"
+
+
+def shipped_path(model_name: str) -> Path:
+    from c3ae_edge.models import get_model_cfg
+
+    cfg = get_model_cfg(model_name)
+    if not cfg.weights or not (WEIGHTS_DIR / cfg.weights).is_file():
+        raise UsageError(f"no default weights ship for {model_name!r} (shipped: {', '.join(shipped_models()) or 'none'})")
+    return WEIGHTS_DIR / cfg.weights
+
+
+def shipped_models() -> list[str]:
+    from c3ae_edge.models import get_model_cfg, list_models
+
+    return [n for n in list_models() if get_model_cfg(n).weights and (WEIGHTS_DIR / get_model_cfg(n).weights).is_file()]
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A weights file or a training checkpoint -> {model, state_dict, crop_spec, meta}; checked for NaN/Inf."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such weights file")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt file
+        raise DataError(f"{p}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or "state_dict" not in ck or "model" not in ck:
+        raise DataError(f"{p}: not a c3ae-edge checkpoint (no 'model'/'state_dict')")
+    bad = [k for k, t in ck["state_dict"].items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise DataError(f"{p}: weights contain NaN/Inf ({', '.join(bad[:3])})")
+    ck.setdefault("crop_spec", None)
+    ck.setdefault("meta", {})
+    return ck
+
+
+def resolve_weights(weights: str | None, model_name: str | None) -> tuple[str, Path]:
+    """``default``/None -> the shipped file of the model (c3ae_full if none given); else a path; -> (model, path)."""
+    if weights in (None, "default"):
+        name = model_name or "c3ae_full"
+        return name, shipped_path(name)
+    ck = read_checkpoint(weights)
+    if model_name and model_name != ck["model"]:
+        raise UsageError(f"{weights} holds {ck['model']!r} weights, not {model_name!r}")
+    return ck["model"], Path(weights)
+
+
+def load_model(weights: str | None = None, model_name: str | None = None):
+    """-> (model in eval mode, CropSpec, checkpoint dict)."""
+    from c3ae_edge.models import create_model
+
+    name, path = resolve_weights(weights, model_name)
+    ck = read_checkpoint(path)
+    model = create_model(name)
+    _load_state(model, ck, path)
+    spec = CropSpec.from_dict(ck["crop_spec"]) if ck["crop_spec"] else spec_for(model.cfg.crops)
+    ck["path"] = str(path)
+    return model.eval(), spec, ck
+
+
+def _load_state(model, ck: dict, path) -> None:
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not fit model {ck['model']!r} ({str(e).splitlines()[0]})") from None
+
+
+def load_pretrained(model, name: str) -> None:
+    path = shipped_path(name)
+    _load_state(model, read_checkpoint(path), path)
+    model.eval()
+
+
+def save_weights(path: str | Path, model_name: str, state_dict: dict, spec: CropSpec, meta: dict) -> None:
+    """A small, self-describing weights file (fp32 tensors, crop spec, training facts)."""
+    sd = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+    torch.save({"format": FORMAT, "model": model_name, "state_dict": sd, "crop_spec": spec.to_dict(), "meta": meta}, path)
