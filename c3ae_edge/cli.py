@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,7 +18,7 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, width=None if stream.isatty() else 200)
 
 
-def _csv(value: Optional[str]) -> list[str] | None:
+def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
@@ -32,7 +30,7 @@ def _root() -> None:
 @app.command()
 def models(
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    pattern: Optional[str] = typer.Option(None, "--filter", help="glob on model names"),
+    pattern: str | None = typer.Option(None, "--filter", help="glob on model names"),
 ) -> None:
     """Every registered model: params, MACC and fp32 size computed from the model, beside the paper's values."""
     from c3ae_edge.modelinfo import model_rows
@@ -55,12 +53,29 @@ def models(
     _console().print(t)
 
 
+def _register_command_modules() -> None:
+    """Each command group lives in its own module (only typer imported at module level)."""
+    import importlib
+
+    for mod in ("c3ae_edge.cli_data", "c3ae_edge.cli_export", "c3ae_edge.cli_bench"):
+        try:
+            importlib.import_module(mod).register(app)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+_register_command_modules()
+
+
 def main() -> None:
     """Console entry: user errors become one line on stderr and a non-zero exit, never a traceback."""
     from c3ae_edge.errors import C3AEError
 
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
+        if isinstance(rv, int) and rv:  # typer.Exit(code) comes back as a return value here
+            sys.exit(rv)
     except C3AEError as e:
         print(f"c3ae-edge: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -27,7 +27,11 @@ def load_rgb(path: str | Path) -> np.ndarray:
             if w * h > MAX_PIXELS:
                 if im.format != "JPEG":
                     raise DataError(f"{p}: image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
-                im.draft("RGB", (w // 8 + 1, h // 8 + 1) if w * h > 64 * MAX_PIXELS else (w // 4 + 1, h // 4 + 1))
+                # draft decodes at the smallest 1/2^k scale >= the request: ask for half the target, stay under it
+                scale = (MAX_PIXELS / (w * h)) ** 0.5 / 2
+                im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+                if im.size[0] * im.size[1] > MAX_PIXELS:
+                    raise DataError(f"{p}: image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
             im.load()
             im = ImageOps.exif_transpose(im)
             return _to_rgb(im)

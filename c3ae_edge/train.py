@@ -77,6 +77,56 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+def _train_epoch(net, model, opt, data: FaceData, perm, batch_size: int, steps: int, aug, rng, dev, lr_at, step: int,
+                 alpha: float, l1_w1: float, ema=None, max_steps: int | None = None) -> tuple[dict, int, int]:
+    """One pass over ``perm``: returns summed loss/MAE, the number of batches and the new global step."""
+    w1 = getattr(getattr(model, "head", None), "w1", None)
+    batches = _prefetch(lambda b: data.batch(perm[b * batch_size:(b + 1) * batch_size], aug, rng), steps)
+    sums, n = {"loss": 0.0, "mae": 0.0}, 0
+    for x, y in batches:
+        x, y = x.to(dev, non_blocking=True), y.to(dev)
+        if lr_at is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+        age, probs = net(x)
+        if probs is not None:
+            loss, parts = cascade_loss(age, probs, y, w1.weight if w1 is not None else None, alpha, l1_w1)
+        else:
+            loss = (age - y).abs().mean()
+            parts = {"mae": float(loss.detach())}
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        step += 1
+        sums["loss"] += float(loss.detach())
+        sums["mae"] += parts["mae"]
+        n += 1
+        if max_steps and step >= max_steps:
+            break
+    return sums, n, step
+
+
+def finetune(model: nn.Module, data: FaceData, idx, epochs: int = 20, lr: float = 1e-3, batch_size: int = 32,
+             seed: int = 0, alpha: float = 10.0, dev: torch.device | None = None) -> nn.Module:
+    """Short cosine-schedule training of ``model`` on ``data[idx]`` (used by the FG-NET protocols)."""
+    dev = dev or next(model.parameters()).device
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    idx = np.asarray(idx)
+    steps = max(1, len(idx) // batch_size)
+    total = epochs * steps
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    net = _TrainView(model)
+    step = 0
+    for _ in range(epochs):
+        model.train()
+        _, _, step = _train_epoch(net, model, opt, data, rng.permutation(idx), batch_size, steps, Augment(), rng, dev,
+                                  lambda k: lr * 0.5 * (1 + math.cos(math.pi * k / total)), step, alpha, 0.0)
+    return model.eval()
+
+
 def _prefetch(make, n: int, depth: int = 3):
     """Yield make(0..n-1) built one step ahead in a thread, so crops overlap the forward/backward pass."""
     import queue
@@ -194,34 +244,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     elif cfg.compile:
         net = torch.compile(net)
     aug = Augment(cfg.jitter, cfg.erase_p)
-    w1 = getattr(getattr(model, "head", None), "w1", None)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         perm = rng.permutation(train_idx) if world == 1 else np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)[rank::world]
-        t_ep, sums, n = time.time(), {"loss": 0.0, "mae": 0.0}, 0
-        batches = _prefetch(lambda b: data.batch(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size], aug, rng), steps_per_epoch)
-        for x, y in batches:
-            x, y = x.to(dev, non_blocking=True), y.to(dev)
-            if plateau is None:
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step)
-            age, probs = net(x)
-            if probs is not None:
-                loss, parts = cascade_loss(age, probs, y, w1.weight if w1 is not None else None, cfg.alpha, cfg.l1_w1)
-            else:
-                loss = (age - y).abs().mean()
-                parts = {"mae": float(loss.detach())}
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            step += 1
-            sums["loss"] += float(loss.detach())
-            sums["mae"] += parts["mae"]
-            n += 1
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
+        t_ep = time.time()
+        sums, n, step = _train_epoch(net, model, opt, data, perm, cfg.batch_size, steps_per_epoch, aug, rng, dev,
+                                     lr_at if plateau is None else None, step, cfg.alpha, cfg.l1_w1, ema, cfg.max_steps)
         evaluated = ema.module if ema is not None else model
         if rank == 0:
             val_mae, _ = evaluate_mae(evaluated, data, split["val"])

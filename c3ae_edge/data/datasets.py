@@ -122,11 +122,18 @@ def read_imdb_wiki(mat_path: str | Path, root: str | Path | None = None, min_sco
         age = float(taken[i]) - birth_year
         if not 0 <= age <= 100:
             continue
-        x0, y0, x1, y1 = (float(v) for v in np.ravel(locs[i])[:4])
-        out.append(Sample(str(root / str(paths[i][0])), age, "rect", (x0, y0, x1, y1)))
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(_unwrap(locs[i]), np.float64).ravel()[:4])
+        out.append(Sample(str(root / str(_unwrap(paths[i]))), age, "rect", (x0, y0, x1, y1)))
     if not out:
         raise DataError(f"{mat_path}: no usable faces")
     return out
+
+
+def _unwrap(v):
+    """MATLAB cells arrive as nested object arrays: dig down to the numeric array or the string."""
+    while isinstance(v, np.ndarray) and (v.dtype == object or (v.dtype.kind in "US" and v.size == 1)):
+        v = v.ravel()[0]
+    return v
 
 
 def _matlab_datenum_year(datenum: float) -> int:

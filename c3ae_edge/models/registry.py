@@ -1,8 +1,8 @@
 """timm-style model registry: ``@register_model`` builders, ``create_model``, ``list_models``."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch.nn as nn
 

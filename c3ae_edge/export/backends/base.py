@@ -1,0 +1,44 @@
+"""The contract every export backend keeps. One module per backend registers one ``Backend`` in the table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One row of the format table that drives the CLI help, the exporter and the bench."""
+
+    name: str  # "onnx" | "tflite" | "openvino"
+    suffix: str  # file suffix of the artifact, ".onnx"
+    precisions: tuple[str, ...]  # e.g. ("fp32", "int8")
+    runtimes: tuple[str, ...]  # e.g. ("onnxruntime",)
+    extra: str  # pip extra that installs it: pip install 'c3ae-edge[<extra>]'
+    description: str = ""
+    options: dict = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    """A loaded artifact: run a batch of preprocessed crops (float32, the model's input layout) -> outputs by name."""
+
+    input_name: str
+    output_names: tuple[str, ...]
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Returns at least {"age": (B,) float32}; cascade models also {"bins": (B, 12) float32}."""
+        ...
+
+
+class Backend(Protocol):
+    spec: BackendSpec
+
+    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+        """Write the artifact for ``precision`` into ``out_dir`` and return its path."""
+        ...
+
+    def load(self, path: Path, threads: int | None = None, options: dict | None = None) -> Runner:
+        """Load an artifact written by ``export`` (or any compatible file) for inference."""
+        ...

@@ -1,0 +1,93 @@
+"""Ages for images: detect faces (or take aligned crops), apply the model's CropSpec, run the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from c3ae_edge.crops import aligned_box
+from c3ae_edge.errors import C3AEError, DataError
+from c3ae_edge.imageio import SUPPORTED, load_rgb
+
+
+@dataclass
+class FaceAge:
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    age: float
+    score: float | None = None
+
+
+@dataclass
+class ImageResult:
+    file: str
+    faces: list[FaceAge] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        if self.error:
+            return {"file": self.file, "error": self.error}
+        return {"file": self.file, "faces": [{"box": list(f.box), "age": round(f.age, 2), **({"score": round(f.score, 3)} if f.score is not None else {})} for f in self.faces]}
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders expand to their images (sorted, not recursive)."""
+    out: list[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in SUPPORTED)
+            if not found:
+                raise DataError(f"{p}: no images in folder")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+class AgePredictor:
+    """Python API mirroring ``c3ae-edge predict``."""
+
+    def __init__(self, weights: str | None = None, model: str | None = None, detector: str = "haar"):
+        from c3ae_edge.weights import load_model
+
+        self.model, self.spec, self.checkpoint = load_model(weights, model)
+        self._detector_name = detector
+        self._detector = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from c3ae_edge.detect import get_detector
+
+            self._detector = get_detector(self._detector_name)
+        return self._detector
+
+    def ages_for_boxes(self, img: np.ndarray, boxes) -> list[float]:
+        if not boxes:
+            return []
+        x = np.stack([self.spec.model_input(img, b) for b in boxes])
+        with torch.no_grad():
+            return [float(a) for a in self.model(torch.from_numpy(x))]
+
+    def predict_image(self, path: str | Path, aligned: bool = False) -> ImageResult:
+        res = ImageResult(str(path))
+        try:
+            img = load_rgb(path)
+            if aligned:
+                boxes, scores = [aligned_box(img.shape[1], img.shape[0])], [None]
+            else:
+                dets = self.detector.detect(img)
+                if not dets:
+                    raise DataError(f"{path}: no face found (use --aligned for face crops)")
+                boxes, scores = [d.box for d in dets], [d.score for d in dets]
+            for b, a, s in zip(boxes, self.ages_for_boxes(img, boxes), scores):
+                cx, cy, side = b
+                res.faces.append(FaceAge((int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(cx + side / 2)), int(round(cy + side / 2))), a, s))
+        except C3AEError as e:
+            res.error = str(e)
+        return res
+
+    def predict(self, inputs: list[str], aligned: bool = False) -> list[ImageResult]:
+        return [self.predict_image(p, aligned) for p in expand_inputs(inputs)]
