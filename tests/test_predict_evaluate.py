@@ -110,3 +110,28 @@ def test_fgnet_paper_protocol_fast_setting(fgnet_dir):
     rep = json.loads(r.stdout)
     assert rep["folds"] == 2 and rep["test_size"] == 30 and len(rep["fold_mae"]) == 2
     assert 0 < rep["mae_mean"] < 15
+
+
+def test_pretrained_weights_ship_in_the_package_with_a_card():
+    import torch
+
+    from c3ae_edge.models import create_model
+    from c3ae_edge.weights import sha256_file, shipped_models
+
+    assert {"c3ae_full", "c3ae_plain"} <= set(shipped_models())
+    for name in ("c3ae_full", "c3ae_plain"):
+        m = create_model(name, pretrained=True)
+        assert not m.training
+        fresh = create_model(name)
+        assert not torch.equal(m.head.w1.weight, fresh.head.w1.weight)
+        card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
+        assert card["weights_sha256"] == sha256_file(WEIGHTS_DIR / f"{name}.pt")
+        assert card["utkface_test"]["n"] > 2000
+        assert (WEIGHTS_DIR / f"{name}.pt").stat().st_size < 400_000
+    text = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()
+    assert "non-commercial" in text and "c3ae_full" in text and "c3ae_plain" in text
+
+
+def test_shipped_full_model_meets_the_accuracy_target():
+    card = json.loads((WEIGHTS_DIR / "c3ae_full.card.json").read_text())
+    assert card["utkface_test"]["mae"] <= 5.0
