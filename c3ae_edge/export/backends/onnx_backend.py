@@ -1,0 +1,163 @@
+"""ONNX: dynamo export (one self-contained file, local paths stripped), fp32 / fp16, int8 QDQ per-channel via ORT."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from c3ae_edge.errors import require
+from c3ae_edge.export.backends.base import BackendSpec
+from c3ae_edge.export.backends.common import META_KEY, batches, decode_outputs, meta_json
+
+SPEC = BackendSpec(
+    name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), runtimes=("onnxruntime",), extra="onnx",
+    description="ONNX opset 18, dynamic batch; int8 = QDQ per-channel (onnxruntime static quantisation, head in float)",
+)
+
+
+def _strip(model) -> None:
+    """Drop doc strings and per-node metadata (stack traces with local paths) from the graph."""
+    model.doc_string = ""
+    model.graph.doc_string = ""
+    for n in model.graph.node:
+        n.doc_string = ""
+        del n.metadata_props[:]
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output) + list(model.graph.initializer):
+        vi.doc_string = ""
+        if hasattr(vi, "metadata_props"):
+            del vi.metadata_props[:]
+    del model.metadata_props[:]
+
+
+def _embed(model, meta: dict | None) -> None:
+    if meta:
+        p = model.metadata_props.add()
+        p.key, p.value = META_KEY, meta_json(meta)
+
+
+def _head_nodes(model) -> list[str]:
+    """The cascade head (W1 -> softmax -> W2 and what follows) to keep in float: softmax, its producer, its consumers."""
+    nodes = list(model.graph.node)
+    soft = [n for n in nodes if n.op_type == "Softmax"]
+    if not soft:
+        return []
+    keep = {soft[-1].name}
+    produced = {o: n for n in nodes for o in n.output}
+    src = produced.get(soft[-1].input[0])
+    if src is not None:
+        keep.add(src.name)
+    frontier = set(soft[-1].output)
+    for n in nodes:  # topological order: everything downstream of the softmax
+        if frontier & set(n.input):
+            keep.add(n.name)
+            frontier |= set(n.output)
+    return sorted(keep)
+
+
+class _Reader:
+    """ORT CalibrationDataReader over a float array."""
+
+    def __init__(self, x: np.ndarray, name: str):
+        self._it = iter([{name: b} for b in batches(x, 1)])
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+class OnnxBackend:
+    spec = SPEC
+
+    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+        onnx = require("onnx", "onnx")
+        require("onnxscript", "onnx")
+        import torch
+
+        from c3ae_edge.export.deploy import DeployModule
+
+        out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
+        dm = DeployModule(model)
+        names = ["age", "bins"] if dm.cascade else ["age"]
+        if precision == "fp16":
+            dm = _Fp16(dm)
+        x = torch.from_numpy(np.ascontiguousarray(example[:1], np.float32))
+        prog = torch.onnx.export(dm, (x,), None, dynamo=True, external_data=False, input_names=["input"], output_names=names,
+                                 dynamic_shapes=({0: torch.export.Dim("batch", max=4096)},), optimize=True, verbose=False)
+        m = prog.model_proto
+        _strip(m)
+        m.producer_name, m.producer_version = "c3ae-edge", ""
+        if precision == "int8":
+            m = _quantize(m, calibration, options)
+        _embed(m, options.get("metadata"))
+        onnx.checker.check_model(m)
+        out.write_bytes(m.SerializeToString(deterministic=True))
+        return out
+
+    def load(self, path: Path, threads: int | None = None, options: dict | None = None):
+        return OnnxRunner(path, threads, (options or {}).get("providers"))
+
+
+def _quantize(m, calibration: np.ndarray | None, options: dict):
+    """Static QDQ int8, per-channel weights, the head left in float (``head_float`` option, default on)."""
+    import tempfile
+
+    import onnx
+
+    require("onnxruntime", "onnx")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if calibration is None or len(calibration) == 0:
+        raise ValueError("int8 needs calibration data")
+    exclude = _head_nodes(m) if options.get("head_float", True) else []
+    with tempfile.TemporaryDirectory() as td:
+        src, dst = Path(td) / "fp32.onnx", Path(td) / "int8.onnx"
+        src.write_bytes(m.SerializeToString())
+        quantize_static(str(src), str(dst), _Reader(calibration.astype(np.float32), "input"), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        q = onnx.load(str(dst))
+    _strip(q)
+    q.producer_name, q.producer_version = "c3ae-edge", ""
+    return q
+
+
+def _Fp16(dm):
+    """fp16 weights and compute, float32 input and outputs (casts at the edges)."""
+    import torch
+
+    class Fp16(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner.half()
+            self.cascade = inner.cascade
+
+        def forward(self, x):
+            out = self.inner(x.half())
+            return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
+    return Fp16(dm)
+
+
+class OnnxRunner:
+    """onnxruntime session over an exported artifact."""
+
+    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
+        ort = require("onnxruntime", "onnx")
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.meta = json.loads(props[META_KEY]) if META_KEY in props else {}
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
+        return decode_outputs(dict(zip(self.output_names, outs)), self.meta)
+
+
+BACKEND = OnnxBackend()

@@ -1,0 +1,148 @@
+"""TFLite via litert-torch: fp32 (float I/O) and full-integer int8 (PT2E, int8 I/O), NHWC input, run by ai-edge-litert."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from c3ae_edge.errors import MissingExtraError, require
+from c3ae_edge.export.backends.base import BackendSpec
+from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json
+
+SPEC = BackendSpec(
+    name="tflite", suffix=".tflite", precisions=("fp32", "int8"), runtimes=("ai-edge-litert", "tflite_runtime"), extra="tflite",
+    description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, per-channel), outputs the bins, age decoded in float",
+    options={"layout": "NHWC"},
+)
+
+
+def _convert(model, example: np.ndarray, precision: str, calibration: np.ndarray | None) -> bytes:
+    import torch
+
+    require("litert_torch", "tflite")
+    import litert_torch
+
+    from c3ae_edge.export.deploy import DeployModule
+
+    cascade = bool(getattr(model, "cascade", False))
+    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(example[:1], -3, -1), np.float32))
+    if precision == "fp32":
+        return litert_torch.convert(DeployModule(model, channels_last=True).eval(), (x,)).model_content()
+    if calibration is None or len(calibration) == 0:
+        raise ValueError("int8 needs calibration data")
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    dm = DeployModule(model, channels_last=True, aten_softmax=cascade, bins_only=cascade).eval()
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    g = prepare_pt2e(torch.export.export(dm, (x,)).module(), quantizer)
+    cal = torch.from_numpy(np.ascontiguousarray(np.moveaxis(calibration, -3, -1), np.float32))
+    with torch.no_grad():
+        for i in range(len(cal)):  # the exported graph is specialised to batch 1
+            g(cal[i:i + 1])
+    g = convert_pt2e(g, fold_quantize=False)
+    return litert_torch.convert(g, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).model_content()
+
+
+def _finish(flat: bytes, out_names: list[str], meta: dict | None) -> bytes:
+    """Short tensor names (the converter's are long Python paths), named I/O, our metadata; keeps the file small."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    m = fu.read_model_from_bytearray(bytearray(flat))
+    g = m.subgraphs[0]
+    sig = m.signatureDefs[0] if m.signatureDefs else None
+    outs = sorted(sig.outputs, key=lambda t: t.name) if sig else []  # output_0, output_1: the torch tuple order
+    io = {g.inputs[0]: "input"}
+    for t, name in zip(outs, out_names):
+        io[t.tensorIndex] = name
+        t.name = name
+    if sig:
+        sig.inputs[0].name = "input"
+    for i, t in enumerate(g.tensors):
+        t.name = io.get(i, f"t{i}")
+    keep = [md for md in (m.metadata or []) if md.name != b"keep_stablehlo_constant"]
+    if meta:
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(meta_json(meta).encode(), np.uint8)
+        m.buffers.append(buf)
+        md = schema.MetadataT()
+        md.name, md.buffer = META_KEY, len(m.buffers) - 1
+        keep.append(md)
+    m.metadata = keep
+    return bytes(fu.convert_object_to_bytearray(m))
+
+
+class TFLiteBackend:
+    spec = SPEC
+
+    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+        out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
+        cascade = bool(getattr(model, "cascade", False))
+        names = (["bins"] if precision == "int8" else ["age", "bins"]) if cascade else ["age"]
+        out.write_bytes(_finish(_convert(model, example, precision, calibration), names, options.get("metadata")))
+        return out
+
+    def load(self, path: Path, threads: int | None = None, options: dict | None = None):
+        return TFLiteRunner(path, threads)
+
+
+def interpreter_class():
+    """ai-edge-litert's Interpreter, or tflite_runtime's on a board that only has that."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise MissingExtraError("tflite", "ai_edge_litert") from None
+    return Interpreter
+
+
+def read_metadata(path: Path) -> dict:
+    """Our JSON metadata embedded in a .tflite file ({} if none)."""
+    try:
+        from ai_edge_litert.tools import flatbuffer_utils as fu
+    except ImportError:
+        return {}
+    m = fu.read_model(str(path))
+    for md in m.metadata or []:
+        if md.name in (META_KEY, META_KEY.encode()):
+            return json.loads(bytes(m.buffers[md.buffer].data).decode())
+    return {}
+
+
+class TFLiteRunner:
+    """Interpreter over an artifact: takes NCHW float crops like every runner, quantises if the input is int8."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        self.interpreter = interpreter_class()(model_path=str(path), num_threads=threads or 1)
+        self.interpreter.allocate_tensors()
+        self.inp = self.interpreter.get_input_details()[0]
+        self.outs = self.interpreter.get_output_details()
+        self.input_name = self.inp["name"]
+        self.output_names = tuple(d["name"] for d in self.outs)
+        self.meta = read_metadata(path)
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        it, inp = self.interpreter, self.inp
+        res: dict[str, list] = {d["name"]: [] for d in self.outs}
+        for xi in np.moveaxis(np.asarray(x, np.float32), -3, -1):  # batch 1 at a time: the graph is batch 1
+            if inp["dtype"] != np.float32:
+                scale, zp = inp["quantization"]
+                info = np.iinfo(inp["dtype"])
+                xi = np.clip(np.round(xi / scale) + zp, info.min, info.max)
+            it.set_tensor(inp["index"], xi[None].astype(inp["dtype"]))
+            it.invoke()
+            for d in self.outs:
+                v = it.get_tensor(d["index"])
+                if d["dtype"] != np.float32:
+                    scale, zp = d["quantization"]
+                    v = (v.astype(np.float32) - zp) * scale
+                res[d["name"]].append(v[0])
+        return decode_outputs({k: np.stack(v) for k, v in res.items()}, self.meta)
+
+
+BACKEND = TFLiteBackend()

@@ -1,0 +1,35 @@
+"""The backend table: one module per backend, registered here by name (lazy: no heavy import until used)."""
+from __future__ import annotations
+
+import importlib
+
+from c3ae_edge.errors import UsageError
+from c3ae_edge.export.backends.base import Backend, BackendSpec
+
+# name -> module defining ``BACKEND`` (adding a backend = one module + one line here)
+_MODULES = {
+    "onnx": "c3ae_edge.export.backends.onnx_backend",
+    "tflite": "c3ae_edge.export.backends.tflite_backend",
+    "openvino": "c3ae_edge.export.backends.openvino_backend",
+}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend object (``.spec``, ``.export``, ``.load``) for ``name``."""
+    if name not in _MODULES:
+        raise UsageError(f"unknown backend {name!r}; known: {', '.join(_MODULES)}")
+    return importlib.import_module(_MODULES[name]).BACKEND
+
+
+def list_backends() -> list[BackendSpec]:
+    """Every registered backend's spec row (importing a backend module imports no heavy library)."""
+    return [get_backend(n).spec for n in _MODULES]
+
+
+def backend_for_path(path) -> Backend:
+    """The backend whose artifact suffix matches ``path`` (.onnx, .tflite, .xml)."""
+    suffix = str(path).rsplit(".", 1)[-1]
+    for spec in list_backends():
+        if spec.suffix == "." + suffix:
+            return get_backend(spec.name)
+    raise UsageError(f"{path}: no backend reads *.{suffix} (known: {', '.join(s.suffix for s in list_backends())})")
