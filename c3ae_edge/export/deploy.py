@@ -10,14 +10,16 @@ class DeployModule(nn.Module):
 
     ``bins_only`` returns the bin distribution alone: a full-integer graph then ends at the softmax and the
     age is decoded in float (age = bins . w2 + b2), which also sidesteps a converter bug on two outputs sharing it.
+    ``logits_only`` stops at W1: the host applies softmax and W2 in float (the most accurate full-integer split).
     ``channels_last`` takes images as (..., H, W, C) and permutes inside the graph (TFLite's native layout).
     ``aten_softmax`` spells the head's softmax as ``aten._softmax.default``: the op litert-torch's PT2E
     quantiser recognises for fixed softmax qparams (``torch.softmax`` exports as ``aten.softmax.int``).
     """
 
-    def __init__(self, model: nn.Module, channels_last: bool = False, aten_softmax: bool = False, bins_only: bool = False):
+    def __init__(self, model: nn.Module, channels_last: bool = False, aten_softmax: bool = False, bins_only: bool = False,
+                 logits_only: bool = False):
         super().__init__()
-        self.bins_only = bins_only
+        self.bins_only, self.logits_only = bins_only, logits_only
         self.model = model.eval()
         self.cascade = bool(getattr(model, "cascade", False))
         self.channels_last = channels_last
@@ -31,6 +33,8 @@ class DeployModule(nn.Module):
         else:
             f = torch.flatten(m.trunk(x), 1)
         logits = m.head.w1(f)
+        if self.logits_only:
+            return logits, logits
         if not self.aten_softmax:
             probs = torch.softmax(logits, dim=-1)
             return m.head.w2(probs).squeeze(-1), probs
@@ -42,6 +46,8 @@ class DeployModule(nn.Module):
             x = x.movedim(-1, -3)
         if not self.cascade:
             return self.model(x)
+        if self.logits_only:
+            return self._dist(x)[1]
         age, bins = self._dist(x) if self.aten_softmax else self.model.forward_dist(x)
         return bins if self.bins_only else (age, bins)
 

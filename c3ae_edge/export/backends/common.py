@@ -17,6 +17,9 @@ def decode_outputs(outs: dict[str, np.ndarray], meta: dict | None) -> dict[str, 
     """Named outputs -> {"age": (B,), "bins": (B, 12)?}; an artifact without "age" decodes it from "bins"
     with the cascade's last layer (age = bins . w2 + b2, kept in float)."""
     res = {k: np.asarray(v, np.float32) for k, v in outs.items()}
+    if "bins" not in res and "logits" in res:  # softmax in float
+        z = np.exp(res["logits"] - res["logits"].max(-1, keepdims=True))
+        res["bins"] = z / z.sum(-1, keepdims=True)
     if "age" not in res and "bins" in res:
         head = (meta or {}).get("decode", {})
         w2, b2 = np.asarray(head["w2"], np.float32), np.float32(head["b2"])

@@ -155,6 +155,12 @@ class OnnxRunner:
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta = json.loads(props[META_KEY]) if META_KEY in props else {}
 
+    def io(self) -> dict:
+        def row(t):
+            return {"name": t.name, "shape": [d if isinstance(d, int) else -1 for d in t.shape], "dtype": "float32"}
+        i = self.session.get_inputs()[0]
+        return {"input": {**row(i), "layout": "NSCHW" if len(i.shape) == 5 else "NCHW"}, "outputs": [row(o) for o in self.session.get_outputs()]}
+
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
         return decode_outputs(dict(zip(self.output_names, outs)), self.meta)

@@ -74,6 +74,12 @@ class OpenVINORunner:
         self.meta = json.loads(m.get_rt_info([META_KEY]).astype(str)) if m.has_rt_info([META_KEY]) else {}
         self.request = self.compiled.create_infer_request()
 
+    def io(self) -> dict:
+        def row(p):
+            return {"name": p.get_any_name(), "shape": [d.get_length() if d.is_static else -1 for d in p.get_partial_shape()], "dtype": "float32"}
+        i = self.compiled.inputs[0]
+        return {"input": {**row(i), "layout": "NSCHW" if len(i.get_partial_shape()) == 5 else "NCHW"}, "outputs": [row(o) for o in self.compiled.outputs]}
+
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         res = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
         outs = {name: np.array(res[self.compiled.outputs[i]]) for i, name in enumerate(self.output_names)}

@@ -12,12 +12,12 @@ from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json
 
 SPEC = BackendSpec(
     name="tflite", suffix=".tflite", precisions=("fp32", "int8"), runtimes=("ai-edge-litert", "tflite_runtime"), extra="tflite",
-    description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, per-channel), outputs the bins, age decoded in float",
+    description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, per-channel) up to W1: softmax and W2 run in float on the host",
     options={"layout": "NHWC"},
 )
 
 
-def _convert(model, example: np.ndarray, precision: str, calibration: np.ndarray | None) -> bytes:
+def _convert(model, example: np.ndarray, precision: str, calibration: np.ndarray | None, int8_head: str = "logits") -> bytes:
     import torch
 
     require("litert_torch", "tflite")
@@ -35,7 +35,9 @@ def _convert(model, example: np.ndarray, precision: str, calibration: np.ndarray
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    dm = DeployModule(model, channels_last=True, aten_softmax=cascade, bins_only=cascade).eval()
+    head = int8_head
+    dm = DeployModule(model, channels_last=True, aten_softmax=cascade, bins_only=cascade and head == "bins",
+                      logits_only=cascade and head == "logits").eval()
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     g = prepare_pt2e(torch.export.export(dm, (x,)).module(), quantizer)
     cal = torch.from_numpy(np.ascontiguousarray(np.moveaxis(calibration, -3, -1), np.float32))
@@ -81,8 +83,9 @@ class TFLiteBackend:
     def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         cascade = bool(getattr(model, "cascade", False))
-        names = (["bins"] if precision == "int8" else ["age", "bins"]) if cascade else ["age"]
-        out.write_bytes(_finish(_convert(model, example, precision, calibration), names, options.get("metadata")))
+        head = options.get("int8_head", "logits")  # measured: ending at W1 loses less than ending at the softmax
+        names = ([head] if precision == "int8" else ["age", "bins"]) if cascade else ["age"]
+        out.write_bytes(_finish(_convert(model, example, precision, calibration, head), names, options.get("metadata")))
         return out
 
     def load(self, path: Path, threads: int | None = None, options: dict | None = None):
@@ -125,6 +128,15 @@ class TFLiteRunner:
         self.input_name = self.inp["name"]
         self.output_names = tuple(d["name"] for d in self.outs)
         self.meta = read_metadata(path)
+
+    def io(self) -> dict:
+        """Input and output tensors as the manifest records them (shape, dtype, quantisation)."""
+        def row(d):
+            scale, zp = d["quantization"]
+            q = {"scale": float(scale), "zero_point": int(zp)} if d["dtype"] != np.float32 else {}
+            return {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name, **q}
+        return {"input": {**row(self.inp), "layout": "NCHW" if self.inp["shape"][-1] != 3 else ("NSHWC" if len(self.inp["shape"]) == 5 else "NHWC")},
+                "outputs": [row(d) for d in self.outs]}
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         it, inp = self.interpreter, self.inp

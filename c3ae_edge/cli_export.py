@@ -1,0 +1,77 @@
+"""``export``, ``verify`` and ``targets`` commands (typer only at import; the work happens in c3ae_edge.export)."""
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def _backend_help() -> str:
+    from c3ae_edge.export.registry import list_backends
+
+    return "; ".join(f"{s.name} ({s.suffix}: {'/'.join(s.precisions)}, runs on {'/'.join(s.runtimes)}, extra [{s.extra}])" for s in list_backends())
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Export a verified artifact bundle for a board. Backends: " + _backend_help())
+    def export(
+        target: str = typer.Option("rpi", "--target", "-t", help="target name (see `c3ae-edge targets`) or path to a board .toml"),
+        model: str = typer.Option(None, "--model", help="model name (default: the weights' model, c3ae_full)"),
+        weights: str = typer.Option(None, "--weights", help="weights file (default: the shipped default weights)"),
+        out: str = typer.Option("exports", "--out", "-o", help="output folder; the bundle is OUT/<model>-<version>-<target>/"),
+        data: str = typer.Option(None, "--data", help="face data root (default $C3AE_DATA or ../shared/data)"),
+        calibration: str = typer.Option(None, "--calibration", help="your calibration faces: CSV, folder with labels.csv, or folder of chips"),
+        calibration_count: int = typer.Option(300, "--calibration-count", help="calibration faces (age-stratified, seeded)"),
+        verify_count: int = typer.Option(500, "--verify-count", help="verification faces from the test split"),
+        seed: int = typer.Option(0, "--seed"),
+        max_int8_delta: float = typer.Option(None, "--max-int8-delta", help="years of MAE int8 may lose vs fp32 (default: the target's, 0.15)"),
+        allow_degraded: bool = typer.Option(False, "--allow-degraded", help="write the bundle even if int8 loses more than allowed"),
+        archive: bool = typer.Option(False, "--archive", help="also write <bundle>.tar.gz"),
+        json_out: bool = typer.Option(False, "--json", help="print the manifest's verification summary as JSON"),
+    ) -> None:
+        from c3ae_edge.errors import UsageError
+        from c3ae_edge.export.bundle import export_bundle
+
+        if verify_count < 1:
+            raise UsageError("--verify-count must be >= 1")
+        say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
+        path = export_bundle(target, model, weights, out, data, calibration, calibration_count, verify_count, seed,
+                             max_int8_delta, allow_degraded, archive, log=say)
+        man = json.loads((path / "manifest.json").read_text())
+        if json_out:
+            typer.echo(json.dumps({"bundle": str(path), "artifacts": [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man["artifacts"]]}, indent=1))
+        else:
+            typer.echo(f"wrote {path}" + (f" and {path}.tar.gz" if archive else ""))
+
+    @app.command(help="Recheck a bundle: checksums, load every artifact, re-run parity on its stored faces.")
+    def verify(
+        bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
+        json_out: bool = typer.Option(False, "--json"),
+    ) -> None:
+        from c3ae_edge.export.verify import verify_bundle
+
+        rep = verify_bundle(bundle)
+        if json_out:
+            typer.echo(json.dumps(rep, indent=1))
+            return
+        typer.echo(f"{bundle}: {rep['files_checked']} checksums OK")
+        for r in rep["artifacts"]:
+            typer.echo(f"  {r['file']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= {r['tolerance_years']} years on {r['faces']} faces: OK")
+
+    @app.command(help="Target profiles and what each export produces.")
+    def targets(json_out: bool = typer.Option(False, "--json")) -> None:
+        from c3ae_edge.export.registry import get_backend
+        from c3ae_edge.export.targets import builtin
+
+        rows = []
+        for t in builtin().values():
+            spec = get_backend(t.backend).spec
+            files = [f"<model>_{p}{spec.suffix}" for p in t.precisions]
+            rows.append({**t.to_dict(), "produces": files, "extra": spec.extra})
+        if json_out:
+            typer.echo(json.dumps(rows, indent=1))
+            return
+        for r in rows:
+            alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
+            typer.echo(f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> {', '.join(r['produces'])}; "
+                       f"{r['runtime']}, {r['threads']} thread(s); needs c3ae-edge[{r['extra']}]")

@@ -1,0 +1,96 @@
+"""Target profiles: one TOML per board in ``targets/`` (package ``c3ae_edge.targets``), or a user's own file."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from c3ae_edge.errors import UsageError
+
+MAX_INT8_DELTA = 0.15  # years of MAE an int8 artifact may lose against fp32 before the export fails
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    arch: str
+    backend: str
+    precisions: tuple[str, ...]
+    runtime: str = ""
+    delegate: str = "cpu"
+    threads: int = 1
+    aliases: tuple[str, ...] = ()
+    max_int8_mae_delta: float = MAX_INT8_DELTA
+    source: str = ""
+
+    @property
+    def primary(self) -> str:
+        return self.precisions[0]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["precisions"], d["aliases"] = list(self.precisions), list(self.aliases)
+        return d
+
+
+_TYPES = {"name": str, "description": str, "arch": str, "backend": str, "precisions": list, "runtime": str, "delegate": str,
+          "threads": int, "aliases": list, "max_int8_mae_delta": (int, float)}
+_REQUIRED = ("name", "description", "arch", "backend", "precisions")
+
+
+def parse(text: str, where: str) -> Target:
+    """TOML text -> Target, every field checked: unknown keys, types, backend and precisions."""
+    from c3ae_edge.export.registry import _MODULES, get_backend
+
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{where}: not valid TOML ({e})") from None
+    unknown = sorted(set(d) - set(_TYPES))
+    if unknown:
+        raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(_TYPES)})")
+    missing = [k for k in _REQUIRED if k not in d]
+    if missing:
+        raise UsageError(f"{where}: missing field(s) {', '.join(missing)}")
+    for k, v in d.items():
+        if not isinstance(v, _TYPES[k]) or isinstance(v, bool):
+            raise UsageError(f"{where}: field {k!r} must be {getattr(_TYPES[k], '__name__', 'a number')}, got {v!r}")
+    if d["backend"] not in _MODULES:
+        raise UsageError(f"{where}: backend {d['backend']!r} is not one of {', '.join(_MODULES)}")
+    allowed = get_backend(d["backend"]).spec.precisions
+    bad = [p for p in d["precisions"] if p not in allowed]
+    if bad or not d["precisions"] or len(set(d["precisions"])) != len(d["precisions"]):
+        raise UsageError(f"{where}: precisions {d['precisions']!r} must be distinct values of {', '.join(allowed)} for {d['backend']}")
+    if "threads" in d and d["threads"] < 1:
+        raise UsageError(f"{where}: threads must be >= 1")
+    if not 0 < float(d.get("max_int8_mae_delta", MAX_INT8_DELTA)) <= 10:
+        raise UsageError(f"{where}: max_int8_mae_delta must be in (0, 10] years")
+    d["precisions"], d["aliases"] = tuple(d["precisions"]), tuple(d.get("aliases", ()))
+    return Target(**d, source=where)
+
+
+def builtin() -> dict[str, Target]:
+    """Every shipped target by name."""
+    out = {}
+    for f in sorted(resources.files("c3ae_edge.targets").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".toml"):
+            t = parse(f.read_text(), f"targets/{f.name}")
+            out[t.name] = t
+    return out
+
+
+def load_target(name_or_path: str) -> Target:
+    """A shipped target by name or alias, or a path to a TOML file."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path or Path(name_or_path).is_file():
+        p = Path(name_or_path)
+        if not p.is_file():
+            raise UsageError(f"{p}: no such target file")
+        return parse(p.read_text(), str(p))
+    targets = builtin()
+    for t in targets.values():
+        if name_or_path == t.name or name_or_path in t.aliases:
+            return t
+    names = ", ".join(f"{t.name}" + (f" ({'/'.join(t.aliases)})" if t.aliases else "") for t in targets.values())
+    raise UsageError(f"unknown target {name_or_path!r}; known: {names}; or pass a path to a board .toml")

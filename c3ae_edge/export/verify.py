@@ -1,0 +1,109 @@
+"""Verification of artifacts against PyTorch on real faces, and re-verification of a written bundle."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from c3ae_edge.errors import DataError, VerificationError
+
+FP32_PARITY = 0.01  # years: max |artifact age - PyTorch age| an fp32 artifact may show on any face
+FP16_PARITY = 0.1  # years: fp16 weights and activations
+
+
+def predict(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([runner.run(x[i:i + batch])["age"] for i in range(0, len(x), batch)])
+
+
+def measure(ages: np.ndarray, torch_ages: np.ndarray, labels: np.ndarray) -> dict:
+    """Parity with PyTorch and accuracy on labelled faces, rounded for the manifest."""
+    d = np.abs(ages - torch_ages)
+    mae, ref = float(np.abs(ages - labels).mean()), float(np.abs(torch_ages - labels).mean())
+    return {"faces": int(len(ages)), "max_abs_diff_vs_pytorch": round(float(d.max()), 6), "mean_abs_diff_vs_pytorch": round(float(d.mean()), 6),
+            "p99_abs_diff_vs_pytorch": round(float(np.quantile(d, 0.99)), 6), "mae": round(mae, 4), "pytorch_mae": round(ref, 4),
+            "mae_delta_vs_fp32": round(mae - ref, 4)}
+
+
+def tolerance(precision: str, max_diff: float) -> float:
+    """Per-face bound a reimplementation must meet against PyTorch: the parity limit for fp32/fp16; for int8,
+    1.5x the largest difference measured on the verification faces, rounded up to 0.05 years."""
+    if precision == "fp32":
+        return FP32_PARITY
+    if precision == "fp16":
+        return FP16_PARITY
+    return math.ceil(max(max_diff, 0.1) * 1.5 * 20) / 20
+
+
+def judge(precision: str, m: dict, max_delta: float, allow_degraded: bool) -> dict:
+    """Pass/fail of one artifact: parity for float, MAE loss for int8 (``allow_degraded`` records instead of failing)."""
+    if precision in ("fp32", "fp16"):
+        limit = FP32_PARITY if precision == "fp32" else FP16_PARITY
+        ok = m["max_abs_diff_vs_pytorch"] <= limit
+        res = {"check": f"max |age - PyTorch age| <= {limit} years", "passed": ok}
+        if not ok:
+            raise VerificationError(f"{precision} parity failed: max |age diff| {m['max_abs_diff_vs_pytorch']:.4f} > {limit} years")
+        return res
+    ok = m["mae_delta_vs_fp32"] <= max_delta
+    res = {"check": f"int8 MAE - fp32 MAE <= {max_delta} years", "passed": ok}
+    if not ok and not allow_degraded:
+        raise VerificationError(f"int8 loses {m['mae_delta_vs_fp32']:.3f} years MAE (> {max_delta}); "
+                                "use --allow-degraded to export anyway, or raise max_int8_mae_delta")
+    res["degraded_allowed"] = not ok
+    return res
+
+
+def check_sums(bundle: Path) -> list[str]:
+    """Every file listed in SHA256SUMS matches, and no file is unlisted; -> the listed names."""
+    sums = bundle / "SHA256SUMS"
+    if not sums.is_file():
+        raise VerificationError(f"{bundle}: no SHA256SUMS (not a c3ae-edge bundle?)")
+    listed = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    for name, digest in listed.items():
+        p = bundle / name
+        if not p.is_file():
+            raise VerificationError(f"{bundle}: {name} is listed in SHA256SUMS but missing")
+        if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+            raise VerificationError(f"{bundle}: checksum mismatch for {name} (tampered or corrupt)")
+    extra = sorted(p.name for p in bundle.iterdir() if p.is_file() and p.name != "SHA256SUMS" and p.name not in listed)
+    if extra:
+        raise VerificationError(f"{bundle}: file(s) not in SHA256SUMS: {', '.join(extra)}")
+    return sorted(listed)
+
+
+def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
+    """Recheck checksums, load every artifact, re-run parity on the bundle's stored faces. -> report dict."""
+    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.export.registry import get_backend
+
+    b = Path(bundle)
+    if not b.is_dir():
+        raise DataError(f"{b}: no such bundle folder")
+    files = check_sums(b)
+    try:
+        man = json.loads((b / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise VerificationError(f"{b}/manifest.json: unreadable ({e})") from None
+    spec = CropSpec.from_dict(man["crop"])
+    par = man["parity_set"]
+    crops = np.load(b / par["file"], allow_pickle=False)
+    x = spec.normalize(crops)
+    if len(spec.scales) == 1:
+        x = x[:, 0]
+    want = np.asarray(par["pytorch_age"], np.float32)
+    rows = []
+    for art in man["artifacts"]:
+        runner = get_backend(man["target"]["backend"]).load(b / art["file"], threads)
+        got = predict(runner, x)
+        diff = float(np.abs(got - want).max())
+        ok = diff <= art["tolerance_years"]
+        rows.append({"file": art["file"], "precision": art["precision"], "faces": len(x), "max_abs_diff_vs_pytorch": round(diff, 6),
+                     "tolerance_years": art["tolerance_years"], "passed": ok})
+        if not ok:
+            raise VerificationError(f"{art['file']}: max |age - PyTorch age| {diff:.4f} > {art['tolerance_years']} years on the bundle's parity faces")
+    return {"bundle": str(b), "files_checked": len(files), "artifacts": rows, "passed": True}
