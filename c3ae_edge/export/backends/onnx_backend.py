@@ -124,12 +124,14 @@ def _quantize(m, calibration: np.ndarray | None, options: dict):
 
 def _Fp16(dm):
     """fp16 weights and compute, float32 input and outputs (casts at the edges)."""
+    import copy
+
     import torch
 
     class Fp16(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
-            self.inner = inner.half()
+            self.inner = copy.deepcopy(inner).half()  # never touch the caller's fp32 model
             self.cascade = inner.cascade
 
         def forward(self, x):

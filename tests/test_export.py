@@ -1,0 +1,157 @@
+"""End-to-end export of the shipped default model for the Raspberry Pi, checked with real runtimes and real faces."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT
+
+CLI = [sys.executable, "-m", "c3ae_edge.cli"]
+ENV = {**os.environ, "C3AE_DATA": str(DATA)}
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=env or ENV, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def rpi_bundle(tmp_path_factory) -> Path:
+    """`c3ae-edge export --target rpi` from the shipped default weights (fewer faces than the default, for speed)."""
+    out = tmp_path_factory.mktemp("exports")
+    r = run_cli("export", "--target", "rpi", "--out", str(out), "--calibration-count", "64", "--verify-count", "120",
+                env={**ENV, "SOURCE_DATE_EPOCH": "1700000000"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    bundle = out / "c3ae_full-0.1.0-rpi4"
+    assert r.stdout.strip() == f"wrote {bundle}"
+    return bundle
+
+
+def manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
+    from c3ae_edge.weights import load_model, sha256_file
+
+    names = sorted(p.name for p in rpi_bundle.iterdir())
+    assert names == sorted(["README.md", "SHA256SUMS", "c3ae_full_fp32.tflite", "c3ae_full_int8.tflite", "c3ae_model.h", "calibration_files.txt",
+                            "manifest.json", "parity_crops.npy", "reference_infer.py"])
+    m = manifest(rpi_bundle)
+    assert m["schema"] == "c3ae-edge-bundle/1" and m["primary"] == "c3ae_full_int8.tflite"
+    assert m["model"]["weights_sha256"] == sha256_file(load_model()[2]["path"])
+    assert m["build"]["time"] == "2023-11-14T22:13:20Z" and m["build"]["from_source_date_epoch"]
+    int8, fp32 = m["artifacts"]
+    assert (rpi_bundle / int8["file"]).stat().st_size == int8["bytes"] <= 64 * 1024
+    assert int8["input"]["dtype"] == "int8" and int8["input"]["layout"] == "NSHWC" and int8["input"]["shape"] == [1, 3, 64, 64, 3]
+    assert 0.0075 < int8["input"]["scale"] < 0.0082  # about 2/255: the normalised pixel range [-1, 1] over int8
+    assert fp32["verification"]["max_abs_diff_vs_pytorch"] <= 0.01 and fp32["verification"]["passed"]
+    assert int8["verification"]["faces"] == 120 and int8["verification"]["mae_delta_vs_fp32"] <= 0.15
+    # calibration and verification faces never overlap, and the manifest's identity matches the recorded list
+    cal = (rpi_bundle / "calibration_files.txt").read_text().split()
+    assert len(cal) == m["calibration"]["count"] == 64
+    assert hashlib.sha256("\n".join(sorted(cal)).encode()).hexdigest() == m["calibration"]["sha256"]
+    assert not set(cal) & set(m["parity_set"]["images"])
+    # every file is in SHA256SUMS with the right digest
+    sums = dict(line.split("  ")[::-1] for line in (rpi_bundle / "SHA256SUMS").read_text().splitlines())
+    assert sorted(sums) == [n for n in names if n != "SHA256SUMS"]
+    assert all(hashlib.sha256((rpi_bundle / n).read_bytes()).hexdigest() == d for n, d in sums.items())
+
+
+def test_artifacts_embed_metadata_and_runners_find_outputs_by_name(rpi_bundle: Path):
+    from c3ae_edge.export.backends.tflite_backend import read_metadata
+    from c3ae_edge.export.registry import get_backend
+
+    meta = read_metadata(rpi_bundle / "c3ae_full_int8.tflite")
+    assert meta["model"] == "c3ae_full" and meta["weights_sha256"] == manifest(rpi_bundle)["model"]["weights_sha256"]
+    r = get_backend("tflite").load(rpi_bundle / "c3ae_full_int8.tflite", 1)
+    assert r.input_name == "input" and r.output_names == ("logits",)
+    x = np.zeros((2, 3, 3, 64, 64), np.float32)
+    out = r.run(x)
+    assert out["age"].shape == (2,) and out["bins"].shape == (2, 12)
+    np.testing.assert_allclose(out["bins"].sum(1), 1, rtol=1e-5)
+
+
+def test_header_compiles_and_matches_manifest(rpi_bundle: Path, tmp_path: Path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    m = manifest(rpi_bundle)
+    h = (rpi_bundle / "c3ae_model.h").read_text()
+    assert f'#define C3AE_MODEL_SHA256 "{m["artifacts"][0]["sha256"]}"' in h
+    if cc is None:
+        pytest.fail("no C compiler to check c3ae_model.h")
+    src = tmp_path / "t.c"
+    src.write_text('#include <stdio.h>\n#include "c3ae_model.h"\nint main(void){float a=C3AE_B2;for(int i=0;i<C3AE_NUM_BINS;i++)a+=C3AE_W2[i];'
+                   'printf("%d %d %.6f %d %.4f\\n",C3AE_NUM_CROPS,C3AE_INPUT_ZERO_POINT,C3AE_INPUT_SCALE,C3AE_HEAD_IS_INT8,a);return 0;}\n')
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-I", str(rpi_bundle), str(src), "-o", str(tmp_path / "t")], check=True)
+    got = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True, check=True).stdout.split()
+    dec = m["output"]["decode"]
+    assert got[:2] == ["3", str(m["input"]["zero_point"])]
+    assert abs(float(got[2]) - m["input"]["scale"]) < 1e-6 and got[3] == "1"
+    assert abs(float(got[4]) - (sum(dec["w2"]) + dec["b2"])) < 1e-3
+
+
+def test_reference_script_alone_reproduces_pytorch_on_real_faces(rpi_bundle: Path, tmp_path: Path):
+    """The bundle's reference_infer.py, copied away from the package and run isolated (-I), on test-split faces."""
+    import torch
+
+    from c3ae_edge.data import load_dataset, load_split
+    from c3ae_edge.facedata import FaceData
+    from c3ae_edge.weights import WEIGHTS_DIR, load_model
+
+    src = (rpi_bundle / "reference_infer.py").read_text()
+    assert "c3ae_edge" not in src and "import cv2" not in src and "torch" not in src
+    alone = tmp_path / "bundle"
+    shutil.copytree(rpi_bundle, alone)
+    samples = load_dataset(f"utkface:{DATA / 'utkface'}")
+    test = load_split(WEIGHTS_DIR / "c3ae_full.split.json", samples)["test"]
+    picked = [samples[i] for i in test[200:206]]
+    model, spec, _ = load_model()
+    x, _ = FaceData(picked, spec, threads=1).batch(range(len(picked)))
+    with torch.no_grad():
+        want = model(x).numpy()
+    m = manifest(rpi_bundle)
+    for art in m["artifacts"]:
+        r = subprocess.run([sys.executable, "-I", str(alone / "reference_infer.py"), "--artifact", art["file"], *[s.path for s in picked]],
+                           capture_output=True, text=True, cwd=tmp_path, env={"PATH": os.environ["PATH"]}, timeout=120)
+        assert r.returncode == 0, r.stderr[-1500:]
+        got = np.array([json.loads(line)["age"] for line in r.stdout.splitlines()])
+        assert len(got) == len(picked)
+        assert np.abs(got - want).max() <= art["tolerance_years"], (art["file"], got, want)
+    assert m["artifacts"][1]["tolerance_years"] == 0.01
+
+
+def test_verify_passes_then_catches_tampering(rpi_bundle: Path, tmp_path: Path):
+    r = run_cli("verify", str(rpi_bundle))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == f"{rpi_bundle}: 8 checksums OK"
+    bad = tmp_path / "bad"
+    shutil.copytree(rpi_bundle, bad)
+    blob = bytearray((bad / "c3ae_full_int8.tflite").read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    (bad / "c3ae_full_int8.tflite").write_bytes(bytes(blob))
+    r = run_cli("verify", str(bad))
+    assert r.returncode == 3
+    assert r.stderr.strip() == f"c3ae-edge: error: {bad}: checksum mismatch for c3ae_full_int8.tflite (tampered or corrupt)"
+    assert "Traceback" not in r.stderr
+
+
+def test_archive_is_deterministic(rpi_bundle: Path, tmp_path: Path):
+    import tarfile
+
+    from c3ae_edge.export.bundle import make_archive
+
+    copies = []
+    for k in range(2):
+        d = tmp_path / str(k) / rpi_bundle.name
+        shutil.copytree(rpi_bundle, d)
+        copies.append(make_archive(d, 1700000000).read_bytes())
+    assert copies[0] == copies[1]
+    with tarfile.open(tmp_path / "0" / f"{rpi_bundle.name}.tar.gz") as t:
+        assert sorted(t.getnames()) == sorted(f"{rpi_bundle.name}/{p.name}" for p in rpi_bundle.iterdir())
