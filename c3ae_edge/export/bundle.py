@@ -1,11 +1,13 @@
 """``export``: weights -> artifacts for a target -> verified, checksummed bundle, written atomically."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import shutil
+import sys
 import tarfile
 import time
 from datetime import datetime, timezone
@@ -117,7 +119,8 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         arts = []
         for prec in target.precisions:
             t0 = time.perf_counter()
-            path = backend.export(model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
+            with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays ours
+                path = backend.export(model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
             runner = backend.load(path, 1)
             ages = predict(runner, ver.x)
             m = measure(ages, ref, ver.ages)
