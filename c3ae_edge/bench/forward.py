@@ -1,0 +1,78 @@
+"""The timed call per backend: ``forward(x)`` takes the same float32 crops (the model's NCHW / NSCHW layout) for every
+backend and does whatever the artifact needs (layout move, input quantisation) inside the timed call."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+Forward = Callable[[np.ndarray], object]
+
+# Runtime options, set explicitly and reported with every row (nothing left to a runtime's default).
+RUNTIME_OPTIONS = {
+    "torch": {"mode": "eager, torch.inference_mode", "intra_op_threads": "= threads", "interop_threads": 1},
+    "onnx": {"graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "sequential", "intra_op_threads": "= threads", "inter_op_threads": 1,
+             "provider": "CPUExecutionProvider"},
+    "openvino": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": "= threads", "INFERENCE_PRECISION_HINT": "f32 (bf16 only as precision 'bf16')",
+                 "infer": "set_input_tensor(ov.Tensor(x, shared_memory=True)) + infer() (zero copy)"},
+    "tflite": {"delegate": "XNNPACK (the interpreter's default)", "num_threads": "= threads", "input": "NCHW -> NHWC moveaxis (+ int8 quantise) in the timed call"},
+}
+
+
+def torch_forward(model, threads: int) -> Forward:
+    import torch
+
+    torch.set_num_threads(threads)
+    model.eval()
+
+    def forward(x: np.ndarray):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x))
+
+    return forward
+
+
+def onnx_forward(path: Path, threads: int) -> Forward:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    return lambda x: s.run(None, {name: x})
+
+
+def openvino_forward(path: Path, threads: int, precision: str = "fp32") -> Forward:
+    import openvino as ov
+
+    cfg = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": int(threads),
+           "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    compiled = ov.Core().compile_model(str(path), "CPU", cfg)
+    req = compiled.create_infer_request()
+
+    def forward(x: np.ndarray):
+        req.set_input_tensor(ov.Tensor(x, shared_memory=True))  # zero copy: the caller's array is the input
+        req.infer()
+        return [req.get_output_tensor(i).data for i in range(len(compiled.outputs))]
+
+    return forward
+
+
+def tflite_forward(path: Path, threads: int) -> Forward:
+    from c3ae_edge.bench.onboard import _tflite
+
+    return _tflite(path, threads)[0]
+
+
+def artifact_forward(backend: str, path: Path, threads: int, precision: str) -> Forward:
+    if backend == "onnx":
+        return onnx_forward(path, threads)
+    if backend == "openvino":
+        return openvino_forward(path, threads, precision)
+    if backend == "tflite":
+        return tflite_forward(path, threads)
+    raise ValueError(f"no forward for backend {backend!r}")

@@ -1,0 +1,360 @@
+"""``c3ae-edge bench``: every model x backend x precision x threads x batch, timed the same way, one JSON document."""
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from c3ae_edge.bench import onboard
+from c3ae_edge.errors import DataError, UsageError
+
+ARTIFACT_BACKENDS = ("onnx", "openvino", "tflite")
+ALL_BACKENDS = ("torch", *ARTIFACT_BACKENDS)
+N_TIMING_FACES, N_CALIBRATION_FACES = 32, 64
+
+
+@dataclass
+class BenchConfig:
+    models: list[str]
+    backends: list[str]
+    precisions: list[str]
+    runs: int = 2000
+    warmup: int = 100
+    threads: list[int] = field(default_factory=lambda: [1])
+    batches: list[int] = field(default_factory=lambda: [1])
+    device: str = "cpu"
+    data: str | None = None
+    seed: int = 0
+    command: str = ""
+
+    def check(self) -> None:
+        from c3ae_edge.models import list_models
+
+        known = set(list_models())
+        bad = [m for m in self.models if m not in known]
+        if bad:
+            raise UsageError(f"unknown model(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        bad = [b for b in self.backends if b not in ALL_BACKENDS]
+        if bad:
+            raise UsageError(f"unknown backend(s) {', '.join(bad)}; known: {', '.join(ALL_BACKENDS)}")
+        bad = [p for p in self.precisions if p not in ("fp32", "fp16", "bf16", "int8")]
+        if bad:
+            raise UsageError(f"unknown precision(s) {', '.join(bad)}; known: fp32, fp16, bf16, int8")
+        if self.runs < 1 or self.warmup < 0:
+            raise UsageError("--runs must be >= 1 and --warmup >= 0")
+        if not self.threads or min(self.threads) < 1 or not self.batches or min(self.batches) < 1:
+            raise UsageError("--threads and --batch take positive integers")
+        if self.device not in ("cpu", "cuda"):
+            raise UsageError(f"--device {self.device!r}: use cpu or cuda")
+
+
+def installed_backends() -> list[str]:
+    """torch plus every artifact backend whose runtime and exporter import here."""
+    import importlib.util
+
+    need = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "openvino": ("openvino", "nncf"), "tflite": ("litert_torch", "ai_edge_litert")}
+    return ["torch"] + [b for b in ARTIFACT_BACKENDS if all(importlib.util.find_spec(m) for m in need[b])]
+
+
+def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Real face crops, the same tensors for every backend: (timing/parity crops, their ages, calibration crops, files)."""
+    from c3ae_edge.crops import spec_for
+    from c3ae_edge.data import load_dataset
+    from c3ae_edge.export.calibration import data_root, stratified_pick
+    from c3ae_edge.facedata import FaceData
+
+    root = data_root(data) / "utkface"
+    if not (root / "labels.csv").is_file():
+        raise DataError(f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA")
+    samples = load_dataset(f"utkface:{root}")
+    n = N_TIMING_FACES + N_CALIBRATION_FACES
+    picked = [samples[i] for i in stratified_pick(np.array([s.age for s in samples]), n, seed)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(picked))
+    picked = [picked[i] for i in order]
+    x, ages = FaceData(picked, spec_for(n_crops), threads=2).batch(range(len(picked)))
+    x = x.numpy()
+    return x[:N_TIMING_FACES], ages.numpy()[:N_TIMING_FACES], x[N_TIMING_FACES:], [Path(s.path).name for s in picked[:N_TIMING_FACES]]
+
+
+def batch_of(x: np.ndarray, b: int) -> np.ndarray:
+    """The first b faces (cycled if b exceeds the set), contiguous float32."""
+    idx = np.arange(b) % len(x)
+    return np.ascontiguousarray(x[idx], np.float32)
+
+
+def build_model(name: str, seed: int):
+    """(model, weights note): shipped weights where they exist, else seeded initial weights (latency does not depend on them)."""
+    import torch
+
+    from c3ae_edge.models import create_model
+    from c3ae_edge.weights import shipped_models
+
+    if name in shipped_models():
+        return create_model(name, pretrained=True).eval(), "shipped weights"
+    torch.manual_seed(seed)
+    return create_model(name).eval(), "initialised weights (untrained; latency does not depend on the values)"
+
+
+class _Progress:
+    """Rich progress on stderr (plain lines when not a terminal)."""
+
+    def __init__(self, total: int, quiet: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
+                          disable=quiet or not self.console.is_terminal)
+        self.task = self.p.add_task("bench", total=total)
+
+    def __enter__(self):
+        self.p.__enter__()
+        return self
+
+    def __exit__(self, *a):
+        self.p.__exit__(*a)
+
+    def step(self, what: str, advance: int = 0) -> None:
+        self.p.update(self.task, description=what, advance=advance)
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            self.console.print(msg, highlight=False, markup=False)
+
+
+def _efficiency(macc: int, batch: int, p50: float, precision: str, peak: dict) -> dict | None:
+    key = "int8" if precision == "int8" else "fp32"
+    pk = (peak.get(key) or {}).get("macs_per_s")
+    if not pk:
+        return None
+    achieved = macc * batch / p50
+    return {"achieved_macs_per_s": achieved, "peak_macs_per_s": pk, "peak_kernel": peak[key]["kernel"], "fraction_of_peak": achieved / pk}
+
+
+def _parity(runner, x: np.ndarray, ref: np.ndarray) -> dict:
+    ages = np.asarray(runner.run(x)["age"], np.float64).reshape(-1)
+    return {"faces": len(x), "max_abs_age_diff_vs_pytorch": float(np.max(np.abs(ages - ref))), "mean_abs_age_diff_vs_pytorch": float(np.mean(np.abs(ages - ref)))}
+
+
+def plan(cfg: BenchConfig) -> list[tuple[str, str]]:
+    """(backend, precision) pairs the run will time for each model (torch: fp32 only; artifacts: what their spec exports)."""
+    from c3ae_edge.export.registry import get_backend
+
+    pairs = []
+    for b in cfg.backends:
+        precs = ("fp32",) if b == "torch" else get_backend(b).spec.precisions + (("bf16",) if b == "openvino" else ())
+        pairs += [(b, p) for p in cfg.precisions if p in precs]
+    return pairs
+
+
+def run(cfg: BenchConfig, quiet: bool = False) -> dict:
+    """The whole bench -> the JSON document (schema ``c3ae-edge-bench/1``)."""
+    import torch
+
+    from c3ae_edge.bench import cuda, paper
+    from c3ae_edge.bench.peak import measure_peak
+
+    cfg.check()
+    t_start = time.time()
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set once in this process
+            pass
+    results: list[dict] = []
+    peaks = {t: measure_peak(t) for t in cfg.threads}
+    pairs = plan(cfg) if cfg.device == "cpu" else []
+    total = len(cfg.models) * len(pairs) * len(cfg.threads) * len(cfg.batches) if cfg.device == "cpu" else len(cfg.models)
+    face_cache: dict[int, tuple] = {}
+    with tempfile.TemporaryDirectory(prefix="c3ae-bench-") as tmp, _Progress(total, quiet) as prog:
+        for name in cfg.models:
+            from c3ae_edge.models import get_model_cfg
+            from c3ae_edge.profile import profile_model
+
+            mcfg = get_model_cfg(name)
+            prog.step(f"{name}: loading faces and model")
+            if mcfg.crops not in face_cache:
+                face_cache[mcfg.crops] = faces(mcfg.crops, cfg.data, cfg.seed)
+            x_all, ages, cal, files = face_cache[mcfg.crops]
+            model, wnote = build_model(name, cfg.seed)
+            prof = profile_model(model)
+            with torch.inference_mode():
+                ref = model(torch.from_numpy(x_all)).numpy().reshape(-1)
+            common = {"model": name, "weights": wnote, "params": prof.params, "macc": {"model": prof.macc}, "paper": paper.paper_ref(name)}
+            if cfg.device == "cuda":
+                results += [{**common, **r} for r in cuda.bench_model(model, x_all, cfg, log=prog.log)]
+                prog.step(name, 1)
+                continue
+            results += _bench_model(model, common, pairs, cfg, x_all, cal, ref, peaks, Path(tmp) / name, prog)
+    env = onboard.environment(cfg.threads[0] if len(cfg.threads) == 1 else cfg.threads,
+                              {"peak": {str(t): p for t, p in peaks.items()}, "torch_threads": {"intra_op": "= threads", "interop": torch.get_num_interop_threads()}})
+    return {"schema": onboard.SCHEMA,
+            "config": {**asdict(cfg), "input": f"{N_TIMING_FACES} real UTKFace crops (stratified by age, seed {cfg.seed}); batch b = the first b; "
+                                                f"int8 calibration on {N_CALIBRATION_FACES} other faces", "timing_faces": files,
+                       "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
+                                 f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
+                       "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "wall_time_s": round(time.time() - t_start, 1)},
+            "environment": env, "paper": paper.document(), "results": results}
+
+
+BLOCKS = 20  # round-robin blocks per model: each row runs runs/BLOCKS timed calls per block
+
+
+def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, cal, ref, peaks: dict, out: Path, prog) -> list[dict]:
+    """Export every artifact, load each row (load time, first inference, warm-up, peak RSS), then time all rows interleaved."""
+    from c3ae_edge.bench import graph
+    from c3ae_edge.bench.forward import RUNTIME_OPTIONS
+    from c3ae_edge.export.backends.common import head_weights
+    from c3ae_edge.export.registry import get_backend
+
+    name = common["model"]
+    rows: list[dict] = []
+    live: list[tuple[dict, object, np.ndarray, object]] = []  # (row, forward, input, before-block hook)
+    base_t = None
+    for backend, prec in pairs:
+        path, report, err = None, {}, None
+        if backend != "torch":
+            prog.step(f"{name}: export {backend} {prec}")
+            try:
+                with _quiet_fds():
+                    path = _export(get_backend(backend), model, x_all, cal, prec, out, head_weights(model))
+                    if base_t is None:
+                        base_t = graph.source_transposes(model, x_all)
+                    report = graph.report(backend, path, base_t, cfg.threads[0])
+            except Exception as e:  # one failed export is one error row, not a dead bench
+                err = f"export failed: {type(e).__name__}: {_first_line(e)}"
+        for threads in cfg.threads:
+            for b in cfg.batches:
+                prog.step(f"{name}: load {backend} {prec} {threads}t b{b}")
+                row = {**common, "backend": backend, "precision": prec, "threads": threads, "batch": b, "device": "cpu",
+                       "runtime_options": RUNTIME_OPTIONS[backend]}
+                if not err:
+                    row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
+                    if fwd is not None:
+                        live.append((row, fwd, x, hook))
+                if "error" in row or err:
+                    row.setdefault("error", err)
+                    prog.log(f"{name} {backend} {prec} {threads}t b{b}: {row['error']}")
+                    prog.step(name, 1)
+                rows.append(row)
+    times: list[list[int]] = [[] for _ in live]
+    per = [max(1, cfg.runs // BLOCKS)] * BLOCKS
+    per[-1] += cfg.runs - sum(per) if cfg.runs >= BLOCKS else 0
+    per = [p for p in per if p] if cfg.runs >= BLOCKS else [cfg.runs]
+    for k, n in enumerate(per):
+        prog.step(f"{name}: timing block {k + 1}/{len(per)} ({len(live)} rows)")
+        for i, (row, fwd, x, hook) in enumerate(live):
+            if hook:
+                hook()
+            try:
+                ns, _ = onboard.time_runs(fwd, x, n, 0, first=False)
+            except Exception as e:
+                row["error"] = f"run failed: {type(e).__name__}: {_first_line(e)}"
+                continue
+            times[i] += ns
+    for (row, _, _, _), ns in zip(live, times):
+        if "error" in row:
+            continue
+        lat = onboard.latency_stats(ns)
+        row.update({"latency": lat, "throughput": {"unit": "samples/s", "value": row["batch"] / lat["p50"]},
+                    "efficiency": _efficiency(row["macc"]["model"], row["batch"], lat["p50"], row["precision"], peaks[row["threads"]])})
+        prog.log(f"{name:22s} {row['backend']:8s} {row['precision']:4s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
+                 f"[{lat['p50_ci95'][0] * 1e6:.1f}, {lat['p50_ci95'][1] * 1e6:.1f}]")
+        prog.step(name, 1)
+    return rows
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else ""
+
+
+class _quiet_fds:
+    """Silence converters' stdout/stderr chatter (C++ logs included) while exporting; restored on exit."""
+
+    def __enter__(self):
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = [os.dup(1), os.dup(2)]
+        self.sink = tempfile.TemporaryFile()
+        os.dup2(self.sink.fileno(), 1)
+        os.dup2(self.sink.fileno(), 2)
+        return self
+
+    def __exit__(self, *a):
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        for fd in self.saved:
+            os.close(fd)
+        self.sink.close()
+
+
+def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: Path, decode: dict | None) -> Path:
+    """One artifact per (model, backend, precision) per run, in the run's temp dir; bf16 is the fp32 IR run in bf16."""
+    out.mkdir(parents=True, exist_ok=True)
+    src = "fp32" if prec == "bf16" else prec
+    stem = f"{model.cfg.name}_{backend.spec.name}"
+    existing = out / f"{stem}_{src}{backend.spec.suffix}"
+    if existing.exists():
+        return existing
+    opts = {"stem": stem, "metadata": {"decode": decode} if decode else {}}
+    return backend.export(model, x_all[:1], out, src, cal if src == "int8" else None, opts)
+
+
+def _size(backend, path: Path) -> int:
+    side = backend.spec.options.get("sidecar")
+    return path.stat().st_size + (path.with_suffix(side).stat().st_size if side and path.with_suffix(side).exists() else 0)
+
+
+def _prepare(row: dict, backend: str, prec: str, model, path: Path | None, report: dict, x_all, ref, b: int, threads: int, cfg: BenchConfig):
+    """Load, first inference, warm-up, memory and parity for one row -> (row, forward, input, before-block hook)."""
+    import torch
+
+    from c3ae_edge.bench.forward import artifact_forward, torch_forward
+    from c3ae_edge.export.registry import get_backend
+
+    x = batch_of(x_all, b)
+    try:
+        onboard.peak_rss_reset()
+        rss0 = onboard.rss_mb()
+        t = time.perf_counter_ns()
+        fwd = torch_forward(model, threads) if backend == "torch" else artifact_forward(backend, path, threads, prec)
+        load_s = (time.perf_counter_ns() - t) / 1e9
+        _, first = onboard.time_runs(fwd, x, 0, cfg.warmup)
+    except Exception as e:
+        return {**row, "error": f"run failed: {type(e).__name__}: {_first_line(e)}"}, None, None, None
+    out = {**row, "load": {"unit": "s", "time": load_s}, "first_inference": {"unit": "s", "time": first / 1e9}}
+    out["memory"] = {"unit": "MB", "peak_rss": onboard.peak_rss_mb(), "rss_before_load": rss0, "rss": onboard.rss_mb(),
+                     "peak_is_per_row": bool(Path("/proc/self/clear_refs").exists()), "note": "process peak RSS over load, first inference and warm-up"}
+    if backend == "torch":
+        out["artifact"] = {"file": None, "bytes": model.cfg.fp32_bytes, "note": "state dict as float32"}
+        out["parity"] = {"faces": len(ref), "max_abs_age_diff_vs_pytorch": 0.0}
+        def hook() -> None:
+            torch.set_num_threads(threads)
+    else:
+        be = get_backend(backend)
+        out["artifact"] = {"file": path.name, "bytes": _size(be, path)}
+        out["macc"] = {**row["macc"], "graph": report.get("macc")}
+        out["graph"] = report
+        hook = None
+        try:
+            out["parity"] = _parity(be.load(path, 1), x_all, ref) if prec != "bf16" else None
+        except Exception as e:
+            out["parity"] = {"error": f"{type(e).__name__}: {e}"}
+    return out, fwd, x, hook
+
+
+def command_line() -> str:
+    return "c3ae-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])

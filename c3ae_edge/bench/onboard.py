@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""On-board bench runner: times the artifacts of a c3ae-edge bundle and writes the ``c3ae-edge bench`` JSON schema.
+
+Standalone on purpose: needs only numpy and a runtime (ai-edge-litert, else tflite_runtime, for .tflite; onnxruntime for
+.onnx). Copy this file next to a bundle (the folder with manifest.json) on the board and run:
+
+    python3 onboard.py BUNDLE [--runs 2000] [--warmup 100] [--threads 4] [--json board.json]
+
+Inputs are the bundle's real face crops (parity_crops.npy), normalised as manifest.json says. ``c3ae-edge bench`` imports
+the statistics and environment helpers from this file, so both write the same numbers the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = "c3ae-edge-bench/1"
+_FLAGS = ("neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+          "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+_RUNTIMES = ("numpy", "torch", "onnxruntime", "openvino", "ai-edge-litert", "tflite-runtime", "litert-torch", "nncf", "onnx", "c3ae-edge")
+
+
+# ---------------------------------------------------------------- statistics
+
+def latency_stats(ns, seed: int = 0, boot: int = 1000) -> dict:
+    """Distribution of per-run latencies (ns in, seconds out): count, mean, stdev, min/max, p50 with a bootstrap 95% CI,
+    p90/p95/p99, and the mean/stdev without outliers (Tukey: above Q3 + 3 IQR, i.e. pre-emptions, not the kernel)."""
+    v = np.asarray(ns, np.float64) / 1e9
+    if v.size == 0:
+        raise ValueError("no timed runs")
+    q1, q3 = np.percentile(v, [25, 75])
+    keep = v[v <= q3 + 3 * (q3 - q1)]
+    rng = np.random.default_rng(seed)
+    meds = np.empty(boot)
+    for i in range(0, boot, 100):  # chunks keep memory flat for 2000 x 1000 resamples
+        k = min(100, boot - i)
+        meds[i:i + k] = np.median(v[rng.integers(0, v.size, (k, v.size))], axis=1)
+    p = np.percentile(v, [50, 90, 95, 99])
+    return {"unit": "s", "count": int(v.size), "total": float(v.sum()), "mean": float(v.mean()), "stdev": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "p50": float(p[0]), "p50_ci95": [float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))],
+            "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3]), "outliers": int(v.size - keep.size),
+            "mean_without_outliers": float(keep.mean()), "stdev_without_outliers": float(keep.std(ddof=1)) if keep.size > 1 else 0.0}
+
+
+def time_runs(fn, x, runs: int, warmup: int, first: bool = True) -> tuple[list[int], int]:
+    """(per-run ns of ``runs`` timed calls, ns of the very first call (0 if ``first`` is off)); ``warmup`` untimed calls in between."""
+    t0 = 0
+    if first:
+        t = time.perf_counter_ns()
+        fn(x)
+        t0 = time.perf_counter_ns() - t
+    for _ in range(warmup):
+        fn(x)
+    out = [0] * runs
+    clock = time.perf_counter_ns
+    for i in range(runs):
+        t = clock()
+        fn(x)
+        out[i] = clock() - t
+    return out, t0
+
+
+# ---------------------------------------------------------------- environment
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_info() -> dict:
+    """CPU model and the SIMD flags that matter to these runtimes (Linux /proc/cpuinfo; platform elsewhere)."""
+    model, flags = None, set()
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = val.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(val.split())
+    if not model and "CPU part" in text:
+        part = next(line.split(":")[1].strip() for line in text.splitlines() if line.startswith("CPU part"))
+        model = {"0xd03": "Cortex-A53", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76"}.get(part, f"ARM part {part}")
+    dt = _read("/proc/device-tree/model")
+    return {"model": model or platform.processor() or platform.machine(), "board": dt.strip("\x00") if dt else None,
+            "flags": sorted(f for f in flags if f in _FLAGS), "logical_cores": os.cpu_count()}
+
+
+def versions(names=_RUNTIMES) -> dict:
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def environment(threads: int | None = None, extra: dict | None = None) -> dict:
+    """Everything a reader needs to compare numbers across machines (measured now, nothing typed)."""
+    aff = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    gov = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq")
+    mem = None
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            mem = round(int(line.split()[1]) / 1024**2, 2)
+    env = {"cpu": cpu_info(), "threads_used": threads, "affinity": aff, "governor": gov or "not visible",
+           "max_freq_mhz": int(freq) // 1000 if freq and freq.isdigit() else None, "memory_gb": mem,
+           "os": platform.platform(), "kernel": platform.release(), "machine": platform.machine(), "hostname": platform.node(),
+           "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+           "virtualised": "hypervisor" in (_read("/proc/cpuinfo") or ""), "versions": versions()}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def peak_rss_reset() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) so the next reading is this row's peak; False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 2)
+    try:
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(r / (1024**2 if sys.platform == "darwin" else 1024), 2)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def rss_mb() -> float | None:
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 2)
+    return None
+
+
+def peak_fp32_macs(threads: int = 1, seconds: float = 0.3) -> dict:
+    """This machine's fp32 MAC/s limit, measured: numpy matmul (BLAS), best of timed repeats."""
+    n = 512
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.T.copy()
+    a @ b
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter_ns()
+        a @ b
+        best = min(best, (time.perf_counter_ns() - t) / 1e9)
+    return {"kernel": f"numpy fp32 matmul {n}x{n}x{n}", "macs_per_s": n**3 / best, "threads": "BLAS default"}
+
+
+def row(model: str, backend: str, precision: str, threads: int | None, batch: int, lat: dict, first_s: float, load_s: float, **kw) -> dict:
+    """One result row of the schema (optimum-benchmark-like latency/throughput/memory blocks)."""
+    r = {"model": model, "backend": backend, "precision": precision, "threads": threads, "batch": batch, "device": kw.pop("device", "cpu"),
+         "latency": lat, "throughput": {"unit": "samples/s", "value": batch / lat["p50"]}, "load": {"unit": "s", "time": load_s},
+         "first_inference": {"unit": "s", "time": first_s}}
+    r.update(kw)
+    return r
+
+
+# ---------------------------------------------------------------- the board runner
+
+def _interpreter():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite-runtime"
+
+
+def _tflite(path: Path, threads: int):
+    """-> (forward(x_nchw_float) -> outputs, loader name); the forward does the layout move and quantisation."""
+    Interp, name = _interpreter()
+    it = Interp(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    inp, outs = it.get_input_details()[0], it.get_output_details()
+    scale, zp = inp["quantization"]
+    q = inp["dtype"] != np.float32
+    lo, hi = (np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max) if q else (0, 0)
+
+    def forward(x):
+        xi = np.moveaxis(x, -3, -1)
+        if q:
+            xi = np.clip(np.rint(xi / scale) + zp, lo, hi)
+        it.set_tensor(inp["index"], xi.astype(inp["dtype"]))
+        it.invoke()
+        return [it.get_tensor(o["index"]) for o in outs]
+
+    return forward, name
+
+
+def _onnx(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    return (lambda x: s.run(None, {name: x})), "onnxruntime"
+
+
+def board_inputs(bundle: Path, man: dict) -> np.ndarray:
+    """The bundle's stored real face crops (N, S, H, W, 3 uint8) -> float32 in the model's NCHW / NSCHW layout."""
+    crops = np.load(bundle / man["parity_set"]["file"], allow_pickle=False).astype(np.float32)
+    c = man["crop"]
+    x = (crops / 255.0 - np.asarray(c.get("mean", 0.5), np.float32)) / np.asarray(c.get("std", 0.5), np.float32)
+    x = np.moveaxis(x, -1, -3).astype(np.float32)  # (N, S, 3, H, W)
+    return x[:, 0] if x.shape[1] == 1 else x
+
+
+def run_bundle(bundle: Path, runs: int, warmup: int, threads: int, only: str | None = None, log=print) -> dict:
+    man = json.loads((bundle / "manifest.json").read_text())
+    x = board_inputs(bundle, man)[:1].copy()
+    results = []
+    for art in man["artifacts"]:
+        path = bundle / art["file"]
+        kind = path.suffix
+        if only and art["file"] != only:
+            continue
+        loader = {".tflite": _tflite, ".onnx": _onnx}.get(kind)
+        if loader is None:
+            log(f"skip {art['file']}: this runner runs .tflite and .onnx")
+            continue
+        try:
+            peak_rss_reset()
+            t = time.perf_counter_ns()
+            fwd, rt = loader(path, threads)
+            load_s = (time.perf_counter_ns() - t) / 1e9
+        except ImportError as e:
+            log(f"skip {art['file']}: {e}")
+            continue
+        ns, first = time_runs(fwd, x, runs, warmup)
+        lat = latency_stats(ns)
+        log(f"{art['file']}: p50 {lat['p50'] * 1e6:.1f} us (95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), "
+            f"p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {threads} thread(s)")
+        results.append(row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[kind], art["precision"], threads, 1, lat, first / 1e9, load_s,
+                           runtime=rt, artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
+                           params=man["model"].get("params"), memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
+                           source="onboard runner"))
+    peak = peak_fp32_macs(threads)
+    for r in results:
+        r["peak"] = {"fp32": peak}
+    return {"schema": SCHEMA, "config": {"runner": "onboard.py", "bundle": bundle.name, "runs": runs, "warmup": warmup, "threads": threads,
+                                         "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1"},
+            "environment": environment(threads), "results": results}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path, help="bundle folder (manifest.json, artifacts, parity_crops.npy)")
+    ap.add_argument("--runs", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=None, help="default: the manifest target's, else 1")
+    ap.add_argument("--artifact", default=None, help="time only this artifact file")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here (default: stdout)")
+    a = ap.parse_args(argv)
+    if not (a.bundle / "manifest.json").is_file():
+        print(f"onboard: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
+        return 2
+    if a.runs < 1 or a.warmup < 0:
+        print("onboard: error: --runs must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    threads = a.threads or json.loads((a.bundle / "manifest.json").read_text()).get("target", {}).get("threads") or 1
+    res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr))
+    if not res["results"]:
+        print("onboard: error: no artifact could run here (install ai-edge-litert / tflite_runtime or onnxruntime)", file=sys.stderr)
+        return 1
+    text = json.dumps(res, indent=1)
+    if a.json:
+        a.json.write_text(text + "\n")
+        print(f"wrote {a.json}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
