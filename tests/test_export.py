@@ -155,3 +155,43 @@ def test_archive_is_deterministic(rpi_bundle: Path, tmp_path: Path):
     assert copies[0] == copies[1]
     with tarfile.open(tmp_path / "0" / f"{rpi_bundle.name}.tar.gz") as t:
         assert sorted(t.getnames()) == sorted(f"{rpi_bundle.name}/{p.name}" for p in rpi_bundle.iterdir())
+
+
+@pytest.mark.slow
+def test_default_export_needs_no_argument_but_the_target(tmp_path: Path):
+    """`c3ae-edge export --target rpi` alone (300 calibration, 500 verification faces) from a fresh folder."""
+    r = run_cli("export", "--target", "rpi", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bundle = tmp_path / "exports" / "c3ae_full-0.1.0-rpi4"
+    m = manifest(bundle)
+    int8 = m["artifacts"][0]
+    assert m["calibration"]["count"] == 300 and m["verification"]["faces"] == 500
+    assert int8["bytes"] <= 64 * 1024 and int8["verification"]["mae_delta_vs_fp32"] <= 0.15
+    assert run_cli("verify", str(bundle)).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, files", [("x86", ["c3ae_full_int8.xml", "c3ae_full_int8.bin", "c3ae_full_fp32.xml", "c3ae_full_fp32.bin"]),
+                                           ("gpu", ["c3ae_full_fp32.onnx", "c3ae_full_fp16.onnx", "c3ae_full_int8.onnx"])])
+def test_x86_and_gpu_bundles(tmp_path: Path, target: str, files: list[str]):
+    r = run_cli("export", "--target", target, "--out", str(tmp_path), "--verify-count", "200", "--archive", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    bundle = tmp_path / f"c3ae_full-0.1.0-{target}"
+    assert json.loads(r.stdout)["bundle"] == str(bundle) and (tmp_path / f"{bundle.name}.tar.gz").is_file()
+    assert set(files) <= {p.name for p in bundle.iterdir()}
+    m = manifest(bundle)
+    for art in m["artifacts"]:
+        v = art["verification"]
+        if art["precision"] == "int8":
+            assert v["mae_delta_vs_fp32"] <= 0.15 and v["passed"]
+        else:
+            assert v["max_abs_diff_vs_pytorch"] <= (0.01 if art["precision"] == "fp32" else 0.1)
+    if target == "x86":  # OpenVINO keeps the metadata in rt_info
+        assert '<c3ae_edge value="{&quot;aligned_chip_box' in (bundle / "c3ae_full_fp32.xml").read_text()
+    else:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(bundle / "c3ae_full_int8.onnx")).metadata_props}
+        assert json.loads(props["c3ae_edge"])["weights_sha256"] == m["model"]["weights_sha256"]
+        assert b"/work/" not in (bundle / "c3ae_full_fp32.onnx").read_bytes()  # no local paths
+    assert run_cli("verify", str(bundle)).returncode == 0
