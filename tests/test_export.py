@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA, ROOT
 
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]

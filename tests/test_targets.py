@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import DATA, ROOT
+
 from c3ae_edge.errors import DataError, UsageError
 
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]

@@ -10,7 +10,7 @@ import shutil
 import sys
 import tarfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -43,7 +43,7 @@ def build_time() -> tuple[str, int, bool]:
             raise UsageError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None
     else:
         t = int(time.time())
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), t, bool(env)
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), t, bool(env)
 
 
 def sha256(path: Path) -> str:
