@@ -110,6 +110,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(ver.x[i:i + 128])).numpy() for i in range(0, len(ver.x), 128)])
     decode = head_weights(model)
+    _catch_ctrl_c()
     tmp = out / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -118,6 +119,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         opts = {"stem": name, "metadata": _embedded(name, w_sha, spec, decode, target.name)}
         arts = []
         for prec in target.precisions:
+            _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays ours
                 path = backend.export(model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
@@ -165,6 +167,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         (tmp / "c3ae_model.h").write_text(header(man))
         (tmp / "README.md").write_text(readme(man))
         _sums(tmp)
+        _catch_ctrl_c()
         _commit(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -172,6 +175,16 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     if archive:
         make_archive(final, epoch)
     return final
+
+
+def _catch_ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt again (so the temporary folder is removed), whatever a library installed."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        pass
 
 
 def ver_crops(ver, i: int, spec) -> np.ndarray:
