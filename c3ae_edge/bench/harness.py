@@ -169,10 +169,19 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
         except RuntimeError:  # already set once in this process
             pass
     results: list[dict] = []
+    skipped = None
+    if cfg.device == "cuda":
+        ok, why = cuda.available()
+        if not ok:  # one line, no rows, nothing else to do
+            skipped = why
+            cfg.models = []
+            if not quiet:
+                print(why, file=sys.stderr)
     peaks = {t: measure_peak(t) for t in cfg.threads}
     pairs = plan(cfg) if cfg.device == "cpu" else []
     total = len(cfg.models) * len(pairs) * len(cfg.threads) * len(cfg.batches) if cfg.device == "cpu" else len(cfg.models)
     face_cache: dict[int, tuple] = {}
+    files: list[str] = []
     with tempfile.TemporaryDirectory(prefix="c3ae-bench-") as tmp, _Progress(total, quiet) as prog:
         for name in cfg.models:
             from c3ae_edge.models import get_model_cfg
@@ -201,7 +210,7 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                        "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
                                  f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
                        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "wall_time_s": round(time.time() - t_start, 1)},
-            "environment": env, "paper": paper.document(), "results": results}
+            "environment": env, "paper": paper.document(), "results": results, **({"skipped": skipped} if skipped else {})}
 
 
 BLOCKS = 20  # round-robin blocks per model: each row runs runs/BLOCKS timed calls per block
@@ -322,7 +331,7 @@ def _prepare(row: dict, backend: str, prec: str, model, path: Path | None, repor
     """Load, first inference, warm-up, memory and parity for one row -> (row, forward, input, before-block hook)."""
     import torch
 
-    from c3ae_edge.bench.forward import artifact_forward, torch_forward
+    from c3ae_edge.bench.forward import artifact_forward, output_batch, torch_forward
     from c3ae_edge.export.registry import get_backend
 
     x = batch_of(x_all, b)
@@ -330,9 +339,12 @@ def _prepare(row: dict, backend: str, prec: str, model, path: Path | None, repor
         onboard.peak_rss_reset()
         rss0 = onboard.rss_mb()
         t = time.perf_counter_ns()
-        fwd = torch_forward(model, threads) if backend == "torch" else artifact_forward(backend, path, threads, prec)
+        fwd = torch_forward(model, threads) if backend == "torch" else artifact_forward(backend, path, threads, prec, b)
         load_s = (time.perf_counter_ns() - t) / 1e9
         _, first = onboard.time_runs(fwd, x, 0, cfg.warmup)
+        got = output_batch(fwd(x))
+        if got != b:  # e.g. a batch-1 graph fed a batch: never time a call that did not do the work
+            raise ValueError(f"the timed call returned {got} result(s) for a batch of {b}")
     except Exception as e:
         return {**row, "error": f"run failed: {type(e).__name__}: {_first_line(e)}"}, None, None, None
     out = {**row, "load": {"unit": "s", "time": load_s}, "first_inference": {"unit": "s", "time": first / 1e9}}

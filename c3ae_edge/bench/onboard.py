@@ -200,8 +200,14 @@ def _tflite(path: Path, threads: int):
     q = inp["dtype"] != np.float32
     lo, hi = (np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max) if q else (0, 0)
 
+    shape = [int(v) for v in inp["shape"]]
+
     def forward(x):
         xi = np.moveaxis(x, -3, -1)
+        if xi.shape[0] != shape[0]:  # another batch: resize once (fails cleanly where the graph bakes in batch 1)
+            shape[0] = xi.shape[0]
+            it.resize_tensor_input(inp["index"], list(xi.shape))
+            it.allocate_tensors()
         if q:
             xi = np.clip(np.rint(xi / scale) + zp, lo, hi)
         it.set_tensor(inp["index"], xi.astype(inp["dtype"]))

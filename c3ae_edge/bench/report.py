@@ -30,6 +30,16 @@ def machine_label(env: dict) -> str:
     return f"{cpu.get('board') or cpu.get('model') or env.get('machine')} ({env.get('machine')}, {env.get('hostname')})"
 
 
+def doc_label(doc: dict) -> str:
+    """Machine label of one bench document; the on-board runner and GPU runs say so."""
+    label = machine_label(doc.get("environment", {}))
+    if (doc.get("config") or {}).get("runner"):
+        label += " [on-board runner]"
+    elif (doc.get("config") or {}).get("device") == "cuda":
+        label += " [cuda]"
+    return label
+
+
 def merge(files: list[Path]) -> dict:
     """Several bench JSON files (this machine, a GPU run, an on-board run) -> one document, each row labelled by machine."""
     from c3ae_edge.bench.onboard import SCHEMA
@@ -45,11 +55,13 @@ def merge(files: list[Path]) -> dict:
             raise DataError(f"{f}: not a bench JSON file ({e})") from None
         if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("results"), list):
             raise DataError(f"{f}: not a c3ae-edge bench JSON file (schema {SCHEMA!r} with results)")
-        docs = d.get("merged_from") and d.get("results") and [d] or [d]
-        for doc in docs:
-            label = machine_label(doc.get("environment", {}))
-            sources.append({"file": str(f), "machine": label, "config": doc.get("config"), "environment": doc.get("environment")})
-            rows += [{**r, "machine": r.get("machine") or label} for r in doc["results"]]
+        if d.get("merged_from"):  # an earlier merge: keep its rows and sources
+            sources += d["merged_from"]
+            rows += d["results"]
+            continue
+        label = doc_label(d)
+        sources.append({"file": str(f), "machine": label, "config": d.get("config"), "environment": d.get("environment")})
+        rows += [{**r, "machine": r.get("machine") or label} for r in d["results"]]
     return {"schema": SCHEMA, "merged_from": sources, "paper": document(), "results": rows}
 
 
@@ -60,7 +72,7 @@ def _ok(r: dict) -> bool:
 
 
 def _machine(doc: dict, r: dict) -> str:
-    return r.get("machine") or machine_label(doc.get("environment", {}))
+    return r.get("machine") or doc_label(doc)
 
 
 def best(rows: list[dict], **want) -> dict | None:
@@ -280,7 +292,8 @@ def plot(doc: dict, path: Path) -> bool:
         a2.annotate(r["model"], (r["artifact"]["bytes"] / 1024, r["latency"]["p50"] * 1e3), fontsize=7, alpha=0.7)
     for a in (a1, a2):
         a.grid(True, which="both", alpha=0.3)
-    a2.legend(fontsize=7, ncol=2)
+    if groups:
+        a2.legend(fontsize=7, ncol=2)
     fig.suptitle("c3ae-edge bench: " + ", ".join(sorted({_machine(doc, r) for r in rows}))[:150], fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,117 @@
+"""``c3ae-edge bench``: a real (short) run on real faces and real runtimes, its JSON/markdown/PNG, the paper's data, errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from c3ae_edge.bench.onboard import SCHEMA, latency_stats
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "bench", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> tuple[dict, Path]:
+    """torch + ONNX (fp32 and int8) for c3ae_plain, 30 runs: the whole pipeline at small cost."""
+    out = tmp_path_factory.mktemp("bench")
+    r = run("--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30", "--warmup", "3",
+            "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "-q")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((out / "b.json").read_text()), out
+
+
+def test_latency_stats_describe_the_distribution():
+    rng = np.random.default_rng(0)
+    ns = rng.normal(100_000, 2_000, 1000).astype(np.int64)
+    ns[:5] = 5_000_000  # five pre-emptions
+    s = latency_stats(ns)
+    assert s["count"] == 1000 and s["unit"] == "s"
+    assert s["min"] <= s["p50"] <= s["p90"] <= s["p95"] <= s["p99"] <= s["max"]
+    lo, hi = s["p50_ci95"]
+    assert lo <= s["p50"] <= hi and hi - lo < 1e-5
+    assert s["outliers"] == 5
+    assert abs(s["mean_without_outliers"] - 100e-6) < 1e-6 < s["mean"] - 100e-6
+
+
+def test_json_schema_and_rows(short_run):
+    doc, _ = short_run
+    assert doc["schema"] == SCHEMA
+    rows = {(r["backend"], r["precision"]): r for r in doc["results"]}
+    assert set(rows) == {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")}
+    for r in rows.values():
+        lat = r["latency"]
+        assert lat["count"] == 30 and {"mean", "stdev", "p50", "p90", "p95", "p99", "p50_ci95"} <= set(lat)
+        assert r["throughput"]["value"] == pytest.approx(1 / lat["p50"])
+        assert r["memory"]["peak_rss"] > 0 and r["load"]["time"] >= 0 and r["first_inference"]["time"] > 0
+        assert r["threads"] == 1 and r["batch"] == 1 and r["params"] == 36_377
+        assert 0 < r["efficiency"]["fraction_of_peak"]
+    # MACC counted from the ONNX graph agrees with the module's count
+    assert rows[("onnx", "fp32")]["macc"]["graph"] == rows[("onnx", "fp32")]["macc"]["model"]
+    g = rows[("onnx", "int8")]["graph"]
+    assert g["added_by_conversion"]["quantize"] > 0 and g["added_by_conversion"]["dequantize"] > 0
+    assert "QLinearConv" in g["runtime"]["optimised_ops"]
+    assert rows[("onnx", "fp32")]["parity"]["max_abs_age_diff_vs_pytorch"] < 0.01
+    assert rows[("onnx", "int8")]["artifact"]["bytes"] < rows[("onnx", "fp32")]["artifact"]["bytes"]
+    env = doc["environment"]
+    assert env["cpu"]["logical_cores"] >= 1 and env["versions"]["onnxruntime"] and env["peak"]["1"]["fp32"]["macs_per_s"] > 0
+    assert len(doc["config"]["timing_faces"]) == 32 and all(f.endswith(".jpg") for f in doc["config"]["timing_faces"])
+
+
+def test_markdown_puts_paper_beside_ours(short_run):
+    from c3ae_edge.models import get_model_cfg
+
+    doc, out = short_run
+    md = (out / "b.md").read_text()
+    paper_ms = get_model_cfg("c3ae_plain").paper.cpu_s * 1e3
+    assert "## Table 3, reproduced" in md and f"{paper_ms:.2f} ms" in md and "(paper)" in md
+    assert "not yet trained" in md or "MAE" in md
+    assert "## Performance bar" in md and "## Graph report per artifact" in md and "## Environment" in md
+    png = out / "b.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merge_combines_documents(short_run, tmp_path):
+    doc, out = short_run
+    gpu_like = dict(doc, config={**doc["config"], "device": "cuda"})  # a second document from "another" run
+    (tmp_path / "g.json").write_text(json.dumps(gpu_like))
+    r = run("--merge", str(out / "b.json"), str(tmp_path / "g.json"), "--json", str(tmp_path / "m.json"), "--markdown", str(tmp_path / "m.md"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert len(m["merged_from"]) == 2 and len(m["results"]) == 2 * len(doc["results"])
+    assert len({r["machine"] for r in m["results"]}) == 2
+    assert "Merged from" in (tmp_path / "m.md").read_text()
+
+
+def test_paper_table_file_matches_registry():
+    from c3ae_edge.bench.paper import document
+
+    assert json.loads((ROOT / "bench" / "paper_table3.json").read_text()) == json.loads(json.dumps(document()))
+
+
+def test_bad_input_is_one_line(tmp_path):
+    (tmp_path / "x.json").write_text('{"not": "a bench"}')
+    for args in (["--models", "nope"], ["--backends", "tensorrt"], ["--precision", "int4"], ["--runs", "0"], ["--threads", "two"],
+                 ["--merge", str(tmp_path / "x.json")], ["--merge", str(tmp_path / "missing.json")], ["--merge"]):
+        r = run(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("c3ae-edge: error:"), (args, r.stderr)
+
+
+def test_cuda_absent_skips_in_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this test covers the machine without one")
+    r = run("--device", "cuda", "--models", "c3ae_plain", "--json", str(tmp_path / "c.json"))
+    assert r.returncode == 0, r.stderr
+    assert "skip --device cuda: CUDA not available" in r.stderr
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["results"] == [] and doc["skipped"].startswith("skip --device cuda")
