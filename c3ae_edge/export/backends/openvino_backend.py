@@ -43,6 +43,9 @@ class OpenVINOBackend:
         m = _ov_model(model, example)
         if precision == "int8":
             nncf = require("nncf", "openvino")
+            import logging
+
+            nncf.set_log_level(logging.ERROR)  # NNCF logs progress to stdout, which is the CLI's
             if calibration is None or len(calibration) == 0:
                 raise ValueError("int8 needs calibration data")
             items = [calibration[i:i + 1].astype(np.float32) for i in range(len(calibration))]
