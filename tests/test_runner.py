@@ -1,0 +1,85 @@
+"""The standalone on-board runner: runs a real bundle in a virtual environment that holds only numpy and the runtimes,
+writes the bench JSON schema, and merges with a ``c3ae-edge bench`` document."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER_DEPS = ("numpy", "numpy.libs", "ai_edge_litert", "onnxruntime")  # the runner's whole world (importable names + their metadata)
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "c3ae_edge.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exports")
+    r = cli("export", "--target", "rpi4", "--out", str(out), "--calibration-count", "32", "--verify-count", "16", "--allow-degraded")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return next(p for p in out.iterdir() if (p / "manifest.json").is_file())
+
+
+@pytest.fixture(scope="module")
+def board_python(tmp_path_factory) -> Path:
+    """A fresh venv (no pip, no system site-packages) that sees only the runner's dependencies, linked from ours."""
+    d = tmp_path_factory.mktemp("boardvenv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(d / "venv")], check=True, timeout=120)
+    py = d / "venv" / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    ours = Path(sysconfig.get_paths()["purelib"])
+    for name in RUNNER_DEPS:
+        for p in [ours / name, *ours.glob(f"{name}-*.dist-info")]:
+            if p.exists():
+                (site / p.name).symlink_to(p)
+    return py
+
+
+@pytest.mark.slow
+def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_path):
+    from c3ae_edge.bench.onboard import SCHEMA
+
+    for absent in ("torch", "c3ae_edge", "typer", "cv2", "PIL"):
+        r = subprocess.run([str(board_python), "-c", f"import {absent}"], capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode != 0, f"{absent} is importable in the board venv"
+    runner = tmp_path / "onboard.py"
+    r = cli("bench", "--write-runner", str(tmp_path))
+    assert r.returncode == 0 and runner.is_file(), r.stderr
+    out = tmp_path / "board.json"
+    r = subprocess.run([str(board_python), str(runner), str(bundle), "--runs", "40", "--warmup", "5", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == SCHEMA and doc["config"]["runner"] == "onboard.py"
+    man = json.loads((bundle / "manifest.json").read_text())
+    assert {r["artifact"]["file"] for r in doc["results"]} == {a["file"] for a in man["artifacts"]}
+    for row in doc["results"]:
+        assert row["latency"]["count"] == 40 and row["latency"]["p50"] > 0 and row["threads"] == man["target"]["threads"]
+        assert row["model"] == man["model"]["name"] and row["runtime"] == "ai-edge-litert"
+    assert doc["environment"]["versions"]["numpy"] and "torch" not in doc["environment"]["versions"]
+
+    # one table across "machines": the harness document + the runner's
+    r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q",
+            "--json", str(tmp_path / "host.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = cli("bench", "--merge", str(tmp_path / "host.json"), str(out), "--markdown", str(tmp_path / "m.md"), "--json", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert any("[on-board runner]" in r["machine"] for r in merged["results"]) and any(r["backend"] == "torch" for r in merged["results"])
+    md = (tmp_path / "m.md").read_text()
+    assert "[on-board runner]" in md and "tflite" in md
+
+
+def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
+    runner = ROOT / "c3ae_edge" / "bench" / "onboard.py"
+    shutil.copy(runner, tmp_path / "onboard.py")
+    r = subprocess.run([sys.executable, str(tmp_path / "onboard.py"), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a c3ae-edge bundle" in r.stderr
