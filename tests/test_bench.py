@@ -115,3 +115,19 @@ def test_cuda_absent_skips_in_one_line(tmp_path):
     assert "skip --device cuda: CUDA not available" in r.stderr
     doc = json.loads((tmp_path / "c.json").read_text())
     assert doc["results"] == [] and doc["skipped"].startswith("skip --device cuda")
+
+
+def test_peer_recipe_is_the_trainer_s_and_covers_table3():
+    from dataclasses import fields
+
+    from c3ae_edge.bench.paper import DEFAULT_MODELS
+    from c3ae_edge.train import TrainConfig
+
+    recipe = json.loads((ROOT / "bench" / "peers" / "recipe.json").read_text())
+    assert tuple(recipe["models"]) == DEFAULT_MODELS
+    assert set(recipe["train"]) <= {f.name for f in fields(TrainConfig)}
+
+
+def test_remote_needs_a_bundle(tmp_path):
+    r = run("--remote", "pi@board", "--bundle", str(tmp_path))
+    assert r.returncode == 2 and "not a bundle" in r.stderr and r.stderr.count("\n") == 1

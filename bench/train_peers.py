@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Train every Table 3 model with the one common recipe (bench/peers/recipe.json) and record the test MAE in
+bench/peers/mae.json, which `c3ae-edge bench` shows as its accuracy column. CPU-heavy: hours on 2 cores.
+
+    python bench/train_peers.py [--models a,b] [--epochs N] [--limit N] [--out runs/peers]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    from c3ae_edge.train import TrainConfig, train
+
+    recipe = json.loads((HERE / "peers" / "recipe.json").read_text())
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(recipe["models"]))
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (recorded in mae.json)")
+    ap.add_argument("--limit", type=int, default=None, help="train on a subset of N faces (recorded; for smoke runs)")
+    ap.add_argument("--data", default=recipe["data"])
+    ap.add_argument("--out", default="runs/peers")
+    a = ap.parse_args()
+    train_kw = dict(recipe["train"], **({"epochs": a.epochs} if a.epochs else {}))
+    out_file = HERE / "peers" / "mae.json"
+    doc = json.loads(out_file.read_text()) if out_file.is_file() else {"recipe": "bench/peers/recipe.json", "results": {}}
+    for name in [m.strip() for m in a.models.split(",") if m.strip()]:
+        t0 = time.time()
+        res = train(TrainConfig(model=name, data=a.data, out=str(Path(a.out) / name), limit=a.limit, **train_kw))
+        doc["results"][name] = {"mae": round(res["test_mae"], 4), "best_val_mae": round(res["best_val_mae"], 4), "epochs_run": res["epochs_run"],
+                                "train": train_kw, "limit": a.limit, "data": a.data, "wall_s": round(time.time() - t0, 1)}
+        doc["note"] = "test MAE on UTKFace (the recipe's split), every model trained by bench/train_peers.py with bench/peers/recipe.json"
+        out_file.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"{name}: test MAE {res['test_mae']:.3f} -> {out_file}")
+
+
+if __name__ == "__main__":
+    main()
