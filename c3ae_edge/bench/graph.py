@@ -19,8 +19,9 @@ def source_transposes(model, example) -> int:
     from c3ae_edge.export.deploy import DeployModule
 
     ep = torch.export.export(DeployModule(model).eval(), (torch.from_numpy(example[:1]),))
-    names = ("permute", "transpose", "t.default")
-    return sum(1 for n in ep.graph.nodes if n.op == "call_function" and any(k in str(n.target) for k in names))
+    aten = torch.ops.aten
+    kinds = {aten.permute.default, aten.transpose.int, aten.t.default, aten.permute_copy.default, aten.transpose_copy.int}
+    return sum(1 for n in ep.graph.nodes if n.op == "call_function" and n.target in kinds)
 
 
 def _added(ops: Counter, base_transposes: int | None) -> dict:
