@@ -16,7 +16,7 @@ from c3ae_edge.errors import DataError, UsageError
 
 ARTIFACT_BACKENDS = ("onnx", "openvino", "tflite")
 ALL_BACKENDS = ("torch", *ARTIFACT_BACKENDS)
-N_TIMING_FACES, N_CALIBRATION_FACES = 32, 64
+N_TIMING_FACES, N_CALIBRATION_FACES = 32, 32  # 32: the export side's minimum for int8 calibration
 
 
 @dataclass
@@ -161,6 +161,8 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
 
     from c3ae_edge.bench import cuda, paper
     from c3ae_edge.bench.peak import measure_peak
+    from c3ae_edge.models import get_model_cfg
+    from c3ae_edge.profile import profile_model
 
     cfg.check()
     t_start = time.time()
@@ -184,9 +186,15 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
     face_cache: dict[int, tuple] = {}
     files: list[str] = []
     with tempfile.TemporaryDirectory(prefix="c3ae-bench-") as tmp, _Progress(total, quiet) as prog:
+        exported: dict = {}
+        if pairs and any(b != "torch" for b, _ in pairs):
+            for name in cfg.models:
+                crops = get_model_cfg(name).crops
+                if crops not in face_cache:
+                    prog.step("loading faces")
+                    face_cache[crops] = faces(crops, cfg.data, cfg.seed)
+            exported = export_all(cfg, pairs, face_cache, Path(tmp), prog)
         for name in cfg.models:
-            from c3ae_edge.models import get_model_cfg
-            from c3ae_edge.profile import profile_model
 
             mcfg = get_model_cfg(name)
             prog.step(f"{name}: loading faces and model")
@@ -202,7 +210,7 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                 results += [{**common, **r} for r in cuda.bench_model(model, x_all, cfg, log=prog.log)]
                 prog.step(name, 1)
                 continue
-            results += _bench_model(model, common, pairs, cfg, x_all, cal, ref, peaks, Path(tmp) / name, prog)
+            results += _bench_model(model, common, pairs, cfg, x_all, ref, peaks, exported.get(name, {}), prog)
     env = onboard.environment(cfg.threads[0] if len(cfg.threads) == 1 else cfg.threads,
                               {"peak": {str(t): p for t, p in peaks.items()}, "torch_threads": {"intra_op": "= threads", "interop": torch.get_num_interop_threads()}})
     return {"schema": onboard.SCHEMA,
@@ -217,34 +225,28 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
 BLOCKS = 20  # round-robin blocks per model: each row runs runs/BLOCKS timed calls per block
 
 
-def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, cal, ref, peaks: dict, out: Path, prog) -> list[dict]:
-    """Export every artifact, load each row (load time, first inference, warm-up, peak RSS), then time all rows interleaved."""
+def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks: dict, exported: dict, prog) -> list[dict]:
+    """Graph reports, then load each row (load time, first inference, warm-up, peak RSS), then time all rows interleaved."""
     from c3ae_edge.bench import graph
     from c3ae_edge.bench.forward import RUNTIME_OPTIONS
-    from c3ae_edge.export.backends.common import head_weights
-    from c3ae_edge.export.registry import get_backend
 
     name = common["model"]
     rows: list[dict] = []
     live: list[tuple[dict, object, np.ndarray, object]] = []  # (row, forward, input, before-block hook)
-    base_t = None
+    base_t = graph.source_transposes(model, x_all)
     for backend, prec in pairs:
-        path, report, err = None, {}, None
+        path, report, err, export_s = None, {}, None, None
         if backend != "torch":
-            prog.step(f"{name}: export {backend} {prec}")
-            try:
+            path, err, export_s = exported.get((backend, "fp32" if prec == "bf16" else prec), (None, "export failed: not exported", None))
+            if path is not None:
+                prog.step(f"{name}: graph report {backend} {prec}")
                 with _quiet_fds():
-                    path = _export(get_backend(backend), model, x_all, cal, prec, out, head_weights(model))
-                    if base_t is None:
-                        base_t = graph.source_transposes(model, x_all)
                     report = graph.report(backend, path, base_t, cfg.threads[0])
-            except Exception as e:  # one failed export is one error row, not a dead bench
-                err = f"export failed: {type(e).__name__}: {_first_line(e)}"
         for threads in cfg.threads:
             for b in cfg.batches:
                 prog.step(f"{name}: load {backend} {prec} {threads}t b{b}")
                 row = {**common, "backend": backend, "precision": prec, "threads": threads, "batch": b, "device": "cpu",
-                       "runtime_options": RUNTIME_OPTIONS[backend]}
+                       "runtime_options": RUNTIME_OPTIONS[backend], **({"export": {"unit": "s", "time": export_s}} if export_s else {})}
                 if not err:
                     row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
                     if fwd is not None:
@@ -311,6 +313,66 @@ class _quiet_fds:
         self.sink.close()
 
 
+def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(model, backend, precisions) units of export work; ONNX fp32+int8 stay together (int8 is quantised from the fp32)."""
+    tasks = []
+    for name in cfg.models:
+        for backend in dict.fromkeys(b for b, _ in pairs if b != "torch"):
+            precs = tuple(dict.fromkeys("fp32" if p == "bf16" else p for b, p in pairs if b == backend))
+            tasks += [(name, backend, precs)] if backend == "onnx" else [(name, backend, (p,)) for p in precs]
+    return tasks
+
+
+def export_all(cfg: BenchConfig, pairs, face_cache: dict, root: Path, prog) -> dict:
+    """Every artifact of the run, before any timing, in worker processes (one per core; nothing is timed meanwhile)
+    -> {model: {(backend, precision): (path | None, error | None, seconds)}}."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from c3ae_edge.models import get_model_cfg
+
+    tasks = export_tasks(cfg, pairs)
+    out: dict = {name: {} for name in cfg.models}
+    workers = max(1, min(len(tasks), os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        futs = {}
+        for name, backend, precs in tasks:
+            _, _, cal, _ = face_cache[get_model_cfg(name).crops]
+            x1 = face_cache[get_model_cfg(name).crops][0][:1]
+            futs[ex.submit(_export_task, name, backend, precs, x1, cal, str(root / name), cfg.seed)] = (name, backend, precs)
+        for i, f in enumerate(as_completed(futs)):
+            name, backend, precs = futs[f]
+            prog.step(f"exported {i + 1}/{len(futs)}: {name} {backend} {'/'.join(precs)}")
+            try:
+                res = f.result()
+            except Exception as e:  # a crashed worker is an error row per precision
+                res = {p: (None, f"export failed: {type(e).__name__}: {_first_line(e)}", None) for p in precs}
+            for p, (path, err, secs) in res.items():
+                out[name][(backend, p)] = (Path(path) if path else None, err, secs)
+    return out
+
+
+def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.ndarray, cal: np.ndarray, out: str, seed: int) -> dict:
+    """Worker: build the model exactly as the main process does and export the requested precisions."""
+    import torch
+
+    from c3ae_edge.export.backends.common import head_weights
+    from c3ae_edge.export.registry import get_backend
+
+    torch.set_num_threads(1)
+    model, _ = build_model(name, seed)
+    res = {}
+    for p in precs:
+        t = time.perf_counter()
+        try:
+            with _quiet_fds():
+                path = _export(get_backend(backend_name), model, x1, cal, p, Path(out), head_weights(model))
+            res[p] = (str(path), None, round(time.perf_counter() - t, 2))
+        except Exception as e:  # one failed export is one error row, not a dead bench
+            res[p] = (None, f"export failed: {type(e).__name__}: {_first_line(e)}", None)
+    return res
+
+
 def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: Path, decode: dict | None) -> Path:
     """One artifact per (model, backend, precision) per run, in the run's temp dir; bf16 is the fp32 IR run in bf16."""
     out.mkdir(parents=True, exist_ok=True)
@@ -326,14 +388,7 @@ def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: 
             return _onnx_int8_from_fp32(fp32, existing, cal, opts)
         except Exception:  # noqa: BLE001 - fall back to the backend's own path
             pass
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))  # exports are not timed: let them use every core
-    try:
-        return backend.export(model, x_all[:1], out, src, cal if src == "int8" else None, opts)
-    finally:
-        torch.set_num_threads(threads)
+    return backend.export(model, x_all[:1], out, src, cal if src == "int8" else None, opts)
 
 
 def _onnx_int8_from_fp32(fp32: Path, dst: Path, cal: np.ndarray, opts: dict) -> Path:

@@ -15,7 +15,7 @@ def _best(fn, seconds: float) -> float:
     return best
 
 
-def measure_peak(threads: int, seconds: float = 0.4, n: int = 1024) -> dict:
+def measure_peak(threads: int, seconds: float = 1.0, n: int = 512) -> dict:
     """{"fp32": {...}, "int8": {...} or None}: MAC/s of an n^3 matmul on ``threads`` threads (torch's oneDNN/MKL kernels)."""
     import torch
 
