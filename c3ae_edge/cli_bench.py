@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         plot: str = typer.Option(None, "--plot", help="write the PNG plot here (default: next to --markdown or --json)"),
         accuracy: str = typer.Option(None, "--accuracy", help="MAE per model from the common recipe (default bench/peers/mae.json if present)"),
         merge: bool = typer.Option(False, "--merge", help="combine the given bench JSON files into one table instead of running"),
+        from_json: str = typer.Option(None, "--from-json", help="re-render the markdown/PNG of an earlier bench JSON instead of running"),
         remote: str = typer.Option(None, "--remote", help="user@host: copy the on-board runner and --bundle over ssh, run it there, collect the JSON"),
         bundle: str = typer.Option(None, "--bundle", help="with --remote: the bundle folder to run on the board"),
         write_runner: str = typer.Option(None, "--write-runner", help="copy the standalone on-board runner (onboard.py) into this folder and exit"),
@@ -66,6 +67,8 @@ def register(app: typer.Typer) -> None:
             if not files:
                 raise UsageError("--merge needs bench JSON files: c3ae-edge bench --merge a.json b.json ...")
             doc = report.merge([Path(f) for f in files])
+        elif from_json:
+            doc = report.load_doc(Path(from_json))
         elif remote:
             from c3ae_edge.bench.remote import run_remote
 

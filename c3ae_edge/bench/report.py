@@ -40,6 +40,21 @@ def doc_label(doc: dict) -> str:
     return label
 
 
+def load_doc(f: Path) -> dict:
+    """One bench JSON document, checked (one-line errors for anything else)."""
+    from c3ae_edge.bench.onboard import SCHEMA
+
+    try:
+        d = json.loads(Path(f).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{f}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{f}: not a bench JSON file ({e})") from None
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("results"), list):
+        raise DataError(f"{f}: not a c3ae-edge bench JSON file (schema {SCHEMA!r} with results)")
+    return d
+
+
 def merge(files: list[Path]) -> dict:
     """Several bench JSON files (this machine, a GPU run, an on-board run) -> one document, each row labelled by machine."""
     from c3ae_edge.bench.onboard import SCHEMA
@@ -47,14 +62,7 @@ def merge(files: list[Path]) -> dict:
 
     rows, sources = [], []
     for f in files:
-        try:
-            d = json.loads(Path(f).read_text())
-        except FileNotFoundError:
-            raise DataError(f"{f}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{f}: not a bench JSON file ({e})") from None
-        if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("results"), list):
-            raise DataError(f"{f}: not a c3ae-edge bench JSON file (schema {SCHEMA!r} with results)")
+        d = load_doc(f)
         if d.get("merged_from"):  # an earlier merge: keep its rows and sources
             sources += d["merged_from"]
             rows += d["results"]
@@ -192,7 +200,7 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
             L.append(f"| {c['machine']} | {c['check']} | {c['target']} | {val} | {'yes' if c['met'] else '**no**'} | {c['detail']} |")
     # every row
     L += ["", "## Every row", "",
-          "| machine | model | backend | precision | threads | batch | size KiB | MACC M (model / graph) | p50 us [95% CI] | mean | min | p90 | p99 | std | outliers | first ms | load ms | img/s | peak RSS MB | of peak MAC/s | max age diff vs PyTorch |",
+          "| machine | model | backend | precision | threads | batch | size KiB | MACC M (model / graph) | p50 us [95% CI] | mean | min | p90 | p99 | std | outliers | first ms | load ms | img/s | peak RSS MB (+ this row) | of peak MAC/s | max age diff vs PyTorch |",
           "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         head = f"| {_machine(doc, r)} | {r.get('model')} | {r.get('backend')} | {r.get('precision')} | {r.get('threads') or '-'} | {r.get('batch')} |"
@@ -206,7 +214,7 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
         cells = [f"{(r.get('artifact') or {}).get('bytes', 0) / 1024:.1f}", f"{mc.get('model', 0) / 1e6:.2f}{gm}",
                  f"{_lat(lat['p50'])} [{_lat(lat['p50_ci95'][0])}, {_lat(lat['p50_ci95'][1])}]", _lat(lat["mean"]), _lat(lat["min"]), _lat(lat["p90"]),
                  _lat(lat["p99"]), _lat(lat["stdev"]), str(lat.get("outliers", "-")), f"{r['first_inference']['time'] * 1e3:.2f}",
-                 f"{r['load']['time'] * 1e3:.1f}", f"{r['throughput']['value']:,.0f}", str((r.get("memory") or {}).get("peak_rss") or "-"),
+                 f"{r['load']['time'] * 1e3:.1f}", f"{r['throughput']['value']:,.0f}", _mem(r.get("memory") or {}),
                  f"{100 * eff['fraction_of_peak']:.1f}%" if eff else "-", f"{pd:.4f}" if isinstance(pd, float) else "-"]
         L.append(head + " " + " | ".join(cells) + " |")
     # graph reports
@@ -242,6 +250,14 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
     if png_name:
         L += [f"![latency vs MAE and size]({png_name})", ""]
     return "\n".join(L) + "\n"
+
+
+def _mem(m: dict) -> str:
+    """Process peak RSS over the row's load/first inference/warm-up, and how much of it this row added."""
+    peak, before = m.get("peak_rss"), m.get("rss_before_load")
+    if peak is None:
+        return "-"
+    return f"{peak:.0f} (+{max(0.0, peak - before):.1f})" if before is not None else f"{peak:.0f}"
 
 
 def _ops(ops: dict, n: int = 6) -> str:
