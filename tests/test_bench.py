@@ -131,3 +131,20 @@ def test_peer_recipe_is_the_trainer_s_and_covers_table3():
 def test_remote_needs_a_bundle(tmp_path):
     r = run("--remote", "pi@board", "--bundle", str(tmp_path))
     assert r.returncode == 2 and "not a bundle" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_dwpool_rewrite_is_identical_in_float():
+    import torch
+
+    from c3ae_edge.bench.harness import faces
+    from c3ae_edge.bench.rewrite import PoolAsDepthwise, has_pools, pools_as_depthwise
+    from c3ae_edge.models import create_model
+
+    for name, crops in (("c3ae_plain", 1), ("c3ae_full", 3)):
+        x, _, _, _ = faces(crops, None, 0)
+        m = create_model(name, pretrained=True).eval()
+        r = pools_as_depthwise(m, x)
+        assert has_pools(m) and not has_pools(r) and any(isinstance(k, PoolAsDepthwise) for k in r.modules())
+        with torch.inference_mode():
+            assert torch.allclose(m(torch.from_numpy(x)), r(torch.from_numpy(x)), atol=1e-5)
+    assert not has_pools(create_model("mobilenet_v2_050_6"))

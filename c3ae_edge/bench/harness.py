@@ -194,6 +194,8 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                     prog.step("loading faces")
                     face_cache[crops] = faces(crops, cfg.data, cfg.seed)
             exported = export_all(cfg, pairs, face_cache, Path(tmp), prog)
+            extra = sum(1 for m in exported.values() for k in m if k[2]) * len(cfg.threads) * len(cfg.batches)
+            prog.p.update(prog.task, total=total + extra)
         for name in cfg.models:
 
             mcfg = get_model_cfg(name)
@@ -234,18 +236,21 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
     rows: list[dict] = []
     live: list[tuple[dict, object, np.ndarray, object]] = []  # (row, forward, input, before-block hook)
     base_t = graph.source_transposes(model, x_all)
-    for backend, prec in pairs:
+    units = [(b, p, None) for b, p in pairs]
+    units += [(b, p, v) for (b, p, v) in exported if v and (b, p) in pairs]
+    for backend, prec, variant in units:
         path, report, err, export_s = None, {}, None, None
         if backend != "torch":
-            path, err, export_s = exported.get((backend, "fp32" if prec == "bf16" else prec), (None, "export failed: not exported", None))
+            path, err, export_s = exported.get((backend, "fp32" if prec == "bf16" else prec, variant), (None, "export failed: not exported", None))
             if path is not None:
                 prog.step(f"{name}: graph report {backend} {prec}")
                 with _quiet_fds():
                     report = graph.report(backend, path, base_t, cfg.threads[0])
         for threads in cfg.threads:
             for b in cfg.batches:
-                prog.step(f"{name}: load {backend} {prec} {threads}t b{b}")
-                row = {**common, "backend": backend, "precision": prec, "threads": threads, "batch": b, "device": "cpu",
+                prog.step(f"{name}: load {backend} {prec}{' ' + variant if variant else ''} {threads}t b{b}")
+                row = {**common, "backend": backend, "precision": prec, **({"variant": variant} if variant else {}),
+                       "threads": threads, "batch": b, "device": "cpu",
                        "runtime_options": RUNTIME_OPTIONS[backend], **({"export": {"unit": "s", "time": export_s}} if export_s else {})}
                 if not err:
                     row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
@@ -277,7 +282,7 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
         lat = onboard.latency_stats(ns)
         row.update({"latency": lat, "throughput": {"unit": "samples/s", "value": row["batch"] / lat["p50"]},
                     "efficiency": _efficiency(row["macc"]["model"], row["batch"], lat["p50"], row["precision"], peaks[row["threads"]])})
-        prog.log(f"{name:22s} {row['backend']:8s} {row['precision']:4s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
+        prog.log(f"{name:22s} {row['backend']:8s} {row['precision'] + (' ' + row['variant'] if row.get('variant') else ''):11s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
                  f"[{lat['p50_ci95'][0] * 1e6:.1f}, {lat['p50_ci95'][1] * 1e6:.1f}]")
         prog.step(name, 1)
     return rows
@@ -313,13 +318,23 @@ class _quiet_fds:
         self.sink.close()
 
 
-def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(model, backend, precisions) units of export work; ONNX fp32+int8 stay together (int8 is quantised from the fp32)."""
+def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...], str | None]]:
+    """(model, backend, precisions, variant) units of export work; ONNX fp32+int8 stay together (int8 is quantised
+    from the fp32); a rewrite variant (c3ae_edge.bench.rewrite) is one more unit where it applies."""
+    from c3ae_edge.bench.rewrite import DEFAULT_VARIANTS, VARIANTS
+    from c3ae_edge.models import create_model
+
     tasks = []
     for name in cfg.models:
+        model = None
         for backend in dict.fromkeys(b for b, _ in pairs if b != "torch"):
             precs = tuple(dict.fromkeys("fp32" if p == "bf16" else p for b, p in pairs if b == backend))
-            tasks += [(name, backend, precs)] if backend == "onnx" else [(name, backend, (p,)) for p in precs]
+            tasks += [(name, backend, precs, None)] if backend == "onnx" else [(name, backend, (p,), None) for p in precs]
+            for p in precs:
+                for v in DEFAULT_VARIANTS.get((backend, p), ()):
+                    model = model or create_model(name)
+                    if VARIANTS[v][0](model):
+                        tasks.append((name, backend, (p,), v))
     return tasks
 
 
@@ -336,48 +351,52 @@ def export_all(cfg: BenchConfig, pairs, face_cache: dict, root: Path, prog) -> d
     workers = max(1, min(len(tasks), os.cpu_count() or 1))
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
         futs = {}
-        for name, backend, precs in tasks:
+        for name, backend, precs, variant in tasks:
             _, _, cal, _ = face_cache[get_model_cfg(name).crops]
             x1 = face_cache[get_model_cfg(name).crops][0][:1]
-            futs[ex.submit(_export_task, name, backend, precs, x1, cal, str(root / name), cfg.seed)] = (name, backend, precs)
+            futs[ex.submit(_export_task, name, backend, precs, x1, cal, str(root / name), cfg.seed, variant)] = (name, backend, precs, variant)
         for i, f in enumerate(as_completed(futs)):
-            name, backend, precs = futs[f]
-            prog.step(f"exported {i + 1}/{len(futs)}: {name} {backend} {'/'.join(precs)}")
+            name, backend, precs, variant = futs[f]
+            prog.step(f"exported {i + 1}/{len(futs)}: {name} {backend} {'/'.join(precs)}{' ' + variant if variant else ''}")
             try:
                 res = f.result()
             except Exception as e:  # a crashed worker is an error row per precision
                 res = {p: (None, f"export failed: {type(e).__name__}: {_first_line(e)}", None) for p in precs}
             for p, (path, err, secs) in res.items():
-                out[name][(backend, p)] = (Path(path) if path else None, err, secs)
+                out[name][(backend, p, variant)] = (Path(path) if path else None, err, secs)
     return out
 
 
-def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.ndarray, cal: np.ndarray, out: str, seed: int) -> dict:
-    """Worker: build the model exactly as the main process does and export the requested precisions."""
+def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.ndarray, cal: np.ndarray, out: str, seed: int,
+                 variant: str | None = None) -> dict:
+    """Worker: build the model exactly as the main process does (plus the variant's rewrite) and export the precisions."""
     import torch
 
+    from c3ae_edge.bench.rewrite import VARIANTS
     from c3ae_edge.export.backends.common import head_weights
     from c3ae_edge.export.registry import get_backend
 
     torch.set_num_threads(1)
     model, _ = build_model(name, seed)
+    if variant:
+        model = VARIANTS[variant][1](model, x1)
     res = {}
     for p in precs:
         t = time.perf_counter()
         try:
             with _quiet_fds():
-                path = _export(get_backend(backend_name), model, x1, cal, p, Path(out), head_weights(model))
+                path = _export(get_backend(backend_name), model, x1, cal, p, Path(out), head_weights(model), variant)
             res[p] = (str(path), None, round(time.perf_counter() - t, 2))
         except Exception as e:  # one failed export is one error row, not a dead bench
             res[p] = (None, f"export failed: {type(e).__name__}: {_first_line(e)}", None)
     return res
 
 
-def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: Path, decode: dict | None) -> Path:
+def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: Path, decode: dict | None, variant: str | None = None) -> Path:
     """One artifact per (model, backend, precision) per run, in the run's temp dir; bf16 is the fp32 IR run in bf16."""
     out.mkdir(parents=True, exist_ok=True)
     src = "fp32" if prec == "bf16" else prec
-    stem = f"{model.cfg.name}_{backend.spec.name}"
+    stem = f"{model.cfg.name}_{backend.spec.name}" + (f"_{variant}" if variant else "")
     existing = out / f"{stem}_{src}{backend.spec.suffix}"
     if existing.exists():
         return existing

@@ -124,7 +124,7 @@ def bar(doc: dict) -> list[dict]:
 
 
 def _name(r: dict) -> str:
-    return f"{r['backend']} {r['precision']}"
+    return f"{r['backend']} {r['precision']}" + (f" ({r['variant']})" if r.get("variant") else "")
 
 
 def _us(r: dict) -> str:
@@ -203,7 +203,8 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
           "| machine | model | backend | precision | threads | batch | size KiB | MACC M (model / graph) | p50 us [95% CI] | mean | min | p90 | p99 | std | outliers | first ms | load ms | img/s | peak RSS MB (+ this row) | of peak MAC/s | max age diff vs PyTorch |",
           "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        head = f"| {_machine(doc, r)} | {r.get('model')} | {r.get('backend')} | {r.get('precision')} | {r.get('threads') or '-'} | {r.get('batch')} |"
+        prec = r.get("precision") + (f" ({r['variant']})" if r.get("variant") else "")
+        head = f"| {_machine(doc, r)} | {r.get('model')} | {r.get('backend')} | {prec} | {r.get('threads') or '-'} | {r.get('batch')} |"
         if not _ok(r):
             L.append(head + f" {r.get('error', 'no timing')} |" + " |" * 14)
             continue
@@ -291,7 +292,7 @@ def plot(doc: dict, path: Path) -> bool:
     rows = [r for r in doc["results"] if _ok(r) and r.get("batch") == 1]
     acc = (doc.get("accuracy") or {}).get("results", {})
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5.2))
-    groups = sorted({(r["backend"], r["precision"]) for r in rows})
+    groups = sorted({(r["backend"], r["precision"]) for r in rows})  # a variant plots with its backend/precision
     markers = "osD^v<>pPX*h"
     for i, (b, p) in enumerate(groups):
         g = [r for r in rows if (r["backend"], r["precision"]) == (b, p) and (r.get("threads") or 1) == min((x.get("threads") or 1) for x in rows)]
