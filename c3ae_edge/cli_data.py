@@ -29,6 +29,7 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", help="stop after this many optimiser steps"),
     split: Path | None = typer.Option(None, help="reuse a recorded split.json"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt"),
+    init: Path | None = typer.Option(None, help="warm start from these weights (a new schedule cycle, e.g. a restart)"),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step (about 2x on CPU)"),
     threads: int | None = typer.Option(None),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
@@ -44,7 +45,7 @@ def train(
 
     get_model_cfg(model)
     cfg = TrainConfig(model=model, data=data, out=str(out), seed=seed, alpha=alpha, limit=limit, max_steps=max_steps,
-                      split=str(split) if split else None, compile=compile, threads=threads, device=device, **RECIPES[recipe])
+                      split=str(split) if split else None, init=str(init) if init else None, compile=compile, threads=threads, device=device, **RECIPES[recipe])
     for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout}.items():
         if v is not None:
             setattr(cfg, k, v)

@@ -44,6 +44,7 @@ class TrainConfig:
     val_frac: float = 0.1
     test_frac: float = 0.1
     split: str | None = None
+    init: str | None = None  # warm start: weights file whose state_dict seeds the model (a restart cycle)
     limit: int | None = None
     max_steps: int | None = None
     compile: bool = True
@@ -199,6 +200,14 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         save_split(split_path, samples, split, cfg.seed, cfg.data)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     model = create_model(cfg.model, dropout=cfg.dropout)
+    if cfg.init:
+        from c3ae_edge.weights import read_checkpoint
+
+        ck = read_checkpoint(cfg.init)
+        if ck["model"] != cfg.model:
+            raise UsageError(f"--init {cfg.init}: weights of {ck['model']!r}, not {cfg.model!r}")
+        model.load_state_dict(ck["state_dict"])
+        log(f"warm start from {cfg.init}")
     spec = spec_for(model.cfg.crops)
     t0 = time.time()
     data = FaceData(samples, spec)

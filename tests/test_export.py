@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from conftest import DATA, ROOT
 
+from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY
+
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]
 ENV = {**os.environ, "C3AE_DATA": str(DATA)}
 
@@ -184,7 +186,7 @@ def test_x86_and_gpu_bundles(tmp_path: Path, target: str, files: list[str]):
         if art["precision"] == "int8":
             assert v["mae_delta_vs_fp32"] <= 0.15 and v["passed"]
         else:
-            assert v["max_abs_diff_vs_pytorch"] <= (0.01 if art["precision"] == "fp32" else 0.1)
+            assert v["max_abs_diff_vs_pytorch"] <= (FP32_PARITY if art["precision"] == "fp32" else FP16_PARITY)
     if target == "x86":  # OpenVINO keeps the metadata in rt_info
         assert '<c3ae_edge value="{&quot;aligned_chip_box' in (bundle / "c3ae_full_fp32.xml").read_text()
     else:
