@@ -24,13 +24,14 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="train on a subset of N faces (recorded; for smoke runs)")
     ap.add_argument("--data", default=recipe["data"])
     ap.add_argument("--out", default="runs/peers")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per training run")
     a = ap.parse_args()
     train_kw = dict(recipe["train"], **({"epochs": a.epochs} if a.epochs else {}))
     out_file = HERE / "peers" / "mae.json"
     doc = json.loads(out_file.read_text()) if out_file.is_file() else {"recipe": "bench/peers/recipe.json", "results": {}}
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
         t0 = time.time()
-        res = train(TrainConfig(model=name, data=a.data, out=str(Path(a.out) / name), limit=a.limit, **train_kw))
+        res = train(TrainConfig(model=name, data=a.data, out=str(Path(a.out) / name), limit=a.limit, threads=a.threads, **train_kw))
         doc["results"][name] = {"mae": round(res["test_mae"], 4), "best_val_mae": round(res["best_val_mae"], 4), "epochs_run": res["epochs_run"],
                                 "train": train_kw, "limit": a.limit, "data": a.data, "wall_s": round(time.time() - t0, 1)}
         doc["note"] = "test MAE on UTKFace (the recipe's split), every model trained by bench/train_peers.py with bench/peers/recipe.json"

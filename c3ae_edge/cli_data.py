@@ -118,11 +118,11 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="one JSON object per image on stdout"),
 ) -> None:
     """One age per face, with its box. A bad file gets an error entry; the batch goes on; exit 1 if any failed."""
-    from c3ae_edge.predict import AgePredictor
+    from c3ae_edge.predict import AgePredictor, expand_inputs
 
     pred = AgePredictor(weights, model, detector)
     failed = 0
-    for path in _paths(inputs):
+    for path in expand_inputs(inputs):
         r = pred.predict_image(path, aligned)
         failed += r.error is not None
         if json_out:
@@ -134,9 +134,3 @@ def predict(
                 typer.echo(f"{r.file}\tage {f.age:5.1f}\tbox {f.box[0]},{f.box[1]},{f.box[2]},{f.box[3]}")
     if failed:
         raise typer.Exit(1)
-
-
-def _paths(inputs: list[str]):
-    from c3ae_edge.predict import expand_inputs
-
-    return expand_inputs(inputs)

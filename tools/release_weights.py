@@ -17,9 +17,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from c3ae_edge.crops import CropSpec  # noqa: E402
 from c3ae_edge.evaluate import evaluate, fgnet_protocol  # noqa: E402
 from c3ae_edge.weights import WEIGHTS_DIR, read_checkpoint, save_weights, sha256_file  # noqa: E402
-from c3ae_edge.crops import CropSpec  # noqa: E402
 
 
 def cpu_name() -> str:

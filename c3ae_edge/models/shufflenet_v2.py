@@ -70,14 +70,10 @@ class ShuffleNetV2(nn.Module):
         return self.head(x.amax(dim=(2, 3))).squeeze(-1)
 
 
-def _paper(params: int, macc: float, mem: str, mae: float, cpu: float, gpu: float) -> PaperRef:
-    return PaperRef("Table 2/3", params=params, macc_m=macc, memory=mem, mae_morph=mae, cpu_s=cpu, gpu_s=gpu)
-
-
 @register_model(ModelCfg(
     name="shufflenet_v2_050_1", family="shufflenet_v2", input_shape=(3, 64, 64),
     params=1_274_683, trainable_params=1_260_599, macc=11_746_656, conv_macc=11_745_632, fp32_bytes=5_098_732,
-    paper=_paper(1_284_087, 12.7, "5.9MB", 3.83, 0.0228, 0.0080), description="ShuffleNet-V2 (alpha_ra 0.5, alpha_fa 1)",
+    paper=PaperRef.table23(1_284_087, 12.7, "5.9MB", 3.83, 0.0228, 0.0080), description="ShuffleNet-V2 (alpha_ra 0.5, alpha_fa 1)",
     kwargs={"alpha_ra": 0.5, "alpha_fa": 1.0},
 ))
 def shufflenet_v2_050_1(**kw) -> ShuffleNetV2:
@@ -87,7 +83,7 @@ def shufflenet_v2_050_1(**kw) -> ShuffleNetV2:
 @register_model(ModelCfg(
     name="shufflenet_v2_075_1", family="shufflenet_v2", input_shape=(3, 64, 64),
     params=2_463_045, trainable_params=2_441_943, macc=23_578_192, conv_macc=23_577_168, fp32_bytes=9_852_180,
-    paper=_paper(2_473_043, 26.1, "10.7MB", 3.63, 0.0295, 0.0082), description="ShuffleNet-V2 (alpha_ra 0.75, alpha_fa 1)",
+    paper=PaperRef.table23(2_473_043, 26.1, "10.7MB", 3.63, 0.0295, 0.0082), description="ShuffleNet-V2 (alpha_ra 0.75, alpha_fa 1)",
     kwargs={"alpha_ra": 0.75, "alpha_fa": 1.0},
 ))
 def shufflenet_v2_075_1(**kw) -> ShuffleNetV2:
