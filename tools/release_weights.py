@@ -32,13 +32,27 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def cycles(run: Path) -> list[dict]:
+    """The run and, when it was warm-started (``--init``), the runs before it, oldest first."""
+    out = []
+    while run is not None:
+        cfg = json.loads((run / "config.json").read_text())
+        history = json.loads((run / "history.json").read_text())
+        out.insert(0, {"run": run.name, "recipe": cfg, "epochs_run": len(history), "history": history,
+                       "train_seconds": round(sum(h["seconds"] for h in history), 1)})
+        run = Path(cfg["init"]).parent if cfg.get("init") else None
+    return out
+
+
 def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: int) -> dict:
     ck = read_checkpoint(run / "best.pt")
     assert ck["model"] == model, ck["model"]
-    history = json.loads((run / "history.json").read_text())
-    cfg = json.loads((run / "config.json").read_text())
+    chain = cycles(run)
+    history = [h for c in chain for h in c["history"]]
+    cfg = chain[-1]["recipe"]
     dst = WEIGHTS_DIR / f"{model}.pt"
     meta = {"epoch": ck["meta"].get("epoch"), "val_mae": ck["meta"].get("val_mae"), "data": cfg["data"], "recipe": cfg,
+            "cycles": [{k: c[k] for k in ("run", "recipe", "epochs_run", "train_seconds")} for c in chain],
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "epochs_run": len(history),
             "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, CPU only", "torch": str(torch.__version__)}
     save_weights(dst, model, ck["state_dict"], CropSpec.from_dict(ck["crop_spec"]), meta)
@@ -77,13 +91,16 @@ def render() -> str:
     for c in cards:
         t, tr = c["utkface_test"], c["train"]
         r = tr["recipe"]
+        chain = tr.get("cycles") or [{"recipe": r, "epochs_run": tr["epochs_run"]}]
+        out += [f"## {c['model']}", f"- File `{c['weights_file']}`, sha256 `{c['weights_sha256'][:16]}...`."]
+        for k, cy in enumerate(chain):
+            q = cy["recipe"]
+            lead = "Recipe" if len(chain) == 1 else f"Cycle {k + 1}" + (" (warm restart from the previous cycle's final weights)" if k else "")
+            out.append(f"- {lead}: AdamW lr {q['lr']}, batch {q['batch_size']}, {q['epochs']} epochs ({cy['epochs_run']} run), {q['schedule']} schedule "
+                       f"with {q['warmup_epochs']} warm-up epoch, weight decay {q['weight_decay']}, dropout {q['dropout']}, alpha {q['alpha']}, "
+                       f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter.")
         out += [
-            f"## {c['model']}",
-            f"- File `{c['weights_file']}`, sha256 `{c['weights_sha256'][:16]}...`.",
-            f"- Recipe: AdamW lr {r['lr']}, batch {r['batch_size']}, {r['epochs']} epochs ({tr['epochs_run']} run), {r['schedule']} schedule "
-            f"with {r['warmup_epochs']} warm-up epoch, weight decay {r['weight_decay']}, dropout {r['dropout']}, alpha {r['alpha']}, "
-            f"lambda(W1 L1) {r['l1_w1']}, EMA {r['ema']}, box jitter {r['jitter']}, random erasing p {r['erase_p']}, flips, colour/grey jitter; "
-            f"best epoch {tr['epoch']} by validation MAE.",
+            f"- Best epoch {tr['epoch'] + 1} of the last cycle by validation MAE.",
             f"- Training time: {tr['train_seconds'] / 60:.0f} min on {tr['hardware']} (torch {tr['torch']}, {'torch.compile' if r['compile'] else 'eager'}).",
             f"- **UTKFace test split: MAE {t['mae']:.2f} years** over {t['n']} faces (median abs. error {t['median_ae']:.2f}, "
             f"CS(5) {100 * t['cs5']:.1f}%); validation MAE {c['utkface_val']['mae']:.2f}.",
