@@ -59,6 +59,8 @@ class SSRNet(nn.Module):
             _Stage(32, 16, 4, 90, stage_num[1], dropout),
             _Stage(32, 16, 8, 90, stage_num[2], dropout),
         ])
+        for i, k in enumerate(stage_num):  # constants, not state: float so quantisers never see an int64 arange
+            self.register_buffer(f"idx{i}", torch.arange(k, dtype=torch.float32), persistent=False)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         x, s = img, img
@@ -70,13 +72,13 @@ class SSRNet(nn.Module):
             xl.append(x)
             sl.append(s)
         taps = [(xl[3], sl[3]), (xl[1], sl[1]), (xl[0], sl[0])]
-        age = torch.zeros(img.shape[0], device=img.device, dtype=img.dtype)
-        denom = torch.ones_like(age)
-        for stage, k, (xt, st) in zip(self.stages, self.stage_num, taps):
+        age = denom = None
+        for i, (stage, k, (xt, st)) in enumerate(zip(self.stages, self.stage_num, taps)):
             pred, local, delta = stage(xt, st)
-            idx = torch.arange(k, device=img.device, dtype=img.dtype)
-            denom = denom * k * (1 + self.lambda_d * delta)
-            age = age + ((idx + self.lambda_local * local) * pred).sum(-1) / denom
+            d = float(k) * (1.0 + float(self.lambda_d) * delta)  # float scalars: PT2E lifts int ones to int64 constants
+            denom = d if denom is None else denom * d
+            term = ((getattr(self, f"idx{i}") + self.lambda_local * local) * pred).sum(-1) / denom
+            age = term if age is None else age + term
         return age * self.v
 
 
