@@ -112,27 +112,38 @@ def test_fgnet_paper_protocol_fast_setting(fgnet_dir):
     assert 0 < rep["mae_mean"] < 15
 
 
-def test_pretrained_weights_ship_in_the_package_with_a_card():
+# the issue's target for the default model on the held-out UTKFace split
+FULL_MAE_GATE = 5.0
+
+
+@pytest.mark.parametrize("name", ["c3ae_full", "c3ae_plain"])
+def test_pretrained_weights_ship_in_the_package_with_a_card(name):
     import torch
 
     from c3ae_edge.models import create_model
     from c3ae_edge.weights import sha256_file, shipped_models
 
-    assert "c3ae_full" in set(shipped_models())  # c3ae_plain: its training run did not finish this session
-    for name in ("c3ae_full",):
-        m = create_model(name, pretrained=True)
-        assert not m.training
-        fresh = create_model(name)
-        assert not torch.equal(m.head.w1.weight, fresh.head.w1.weight)
-        card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
-        assert card["weights_sha256"] == sha256_file(WEIGHTS_DIR / f"{name}.pt")
-        assert card["utkface_test"]["n"] > 2000
-        assert (WEIGHTS_DIR / f"{name}.pt").stat().st_size < 400_000
+    assert name in set(shipped_models())
+    m = create_model(name, pretrained=True)
+    assert not m.training
+    fresh = create_model(name)
+    assert not torch.equal(m.head.w1.weight, fresh.head.w1.weight)
+    card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
+    assert card["weights_sha256"] == sha256_file(WEIGHTS_DIR / f"{name}.pt")
+    assert card["utkface_test"]["n"] > 2000
+    assert (WEIGHTS_DIR / f"{name}.pt").stat().st_size < 400_000
     text = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()
-    assert "non-commercial" in text and "c3ae_full" in text
+    assert "non-commercial" in text and f"## {name}" in text
 
 
-def test_shipped_full_model_meets_the_accuracy_target():
-    card = json.loads((WEIGHTS_DIR / "c3ae_full.card.json").read_text())
-    # issue target is 5.0; this session's 38-epoch CPU run reached 5.04 (see the issue note), so the gate sits at 5.1
-    assert card["utkface_test"]["mae"] <= 5.1
+@pytest.mark.parametrize("name", ["c3ae_full", "c3ae_plain"])
+def test_shipped_weights_reproduce_their_card_on_the_recorded_test_split(name, utk_dir):
+    """Re-evaluates the shipped weights here; the card's figure must be what they really score."""
+    from c3ae_edge.evaluate import evaluate
+
+    card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
+    rep = evaluate("default", f"utkface:{utk_dir}", model_name=name, split="test")
+    assert rep["n"] == card["utkface_test"]["n"]
+    assert abs(rep["mae"] - card["utkface_test"]["mae"]) < 1e-3
+    if name == "c3ae_full":
+        assert rep["mae"] <= FULL_MAE_GATE
