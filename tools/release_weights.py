@@ -100,7 +100,7 @@ def render() -> str:
                        f"with {q['warmup_epochs']} warm-up epoch, weight decay {q['weight_decay']}, dropout {q['dropout']}, alpha {q['alpha']}, "
                        f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter.")
         out += [
-            f"- Best epoch {tr['epoch'] + 1} of the last cycle by validation MAE.",
+            f"- Best epoch {tr['epoch'] + 1}{' of the last cycle' if len(chain) > 1 else ''} by validation MAE.",
             f"- Training time: {tr['train_seconds'] / 60:.0f} min on {tr['hardware']} (torch {tr['torch']}, {'torch.compile' if r['compile'] else 'eager'}).",
             f"- **UTKFace test split: MAE {t['mae']:.2f} years** over {t['n']} faces (median abs. error {t['median_ae']:.2f}, "
             f"CS(5) {100 * t['cs5']:.1f}%); validation MAE {c['utkface_val']['mae']:.2f}.",
