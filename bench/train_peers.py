@@ -21,7 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(recipe["models"]))
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (recorded in mae.json)")
-    ap.add_argument("--limit", type=int, default=None, help="train on a subset of N faces (recorded; for smoke runs)")
+    ap.add_argument("--limit", type=int, default=recipe.get("limit"), help="train on a subset of N faces (recorded; for smoke runs)")
     ap.add_argument("--data", default=recipe["data"])
     ap.add_argument("--out", default="runs/peers")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per training run")
