@@ -21,7 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(recipe["models"]))
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (recorded in mae.json)")
-    ap.add_argument("--limit", type=int, default=recipe.get("limit"), help="train on a subset of N faces (recorded; for smoke runs)")
+    ap.add_argument("--limit", type=int, default=recipe.get("limit"), help="train on a seeded subset of N faces (default: the recipe's limit; recorded)")
     ap.add_argument("--data", default=recipe["data"])
     ap.add_argument("--out", default="runs/peers")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per training run")
@@ -34,7 +34,9 @@ def main() -> None:
         res = train(TrainConfig(model=name, data=a.data, out=str(Path(a.out) / name), limit=a.limit, threads=a.threads, **train_kw))
         doc["results"][name] = {"mae": round(res["test_mae"], 4), "best_val_mae": round(res["best_val_mae"], 4), "epochs_run": res["epochs_run"],
                                 "train": train_kw, "limit": a.limit, "data": a.data, "wall_s": round(time.time() - t0, 1)}
-        doc["note"] = "test MAE on UTKFace (the recipe's split), every model trained by bench/train_peers.py with bench/peers/recipe.json"
+        subset = f"a seeded {a.limit:,}-face subset of UTKFace" if a.limit else "UTKFace"
+        doc["note"] = (f"test MAE on the test part of {subset}, every model trained {train_kw['epochs']} epochs by bench/train_peers.py "
+                       "with bench/peers/recipe.json: one small common budget to compare architectures, not the shipped models' accuracy")
         out_file.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"{name}: test MAE {res['test_mae']:.3f} -> {out_file}")
 
