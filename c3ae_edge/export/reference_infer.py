@@ -79,7 +79,8 @@ def resize(patch: np.ndarray, size: int) -> np.ndarray:
     if n < size:
         return enlarge(patch, size)
     w = area_weights(n, size)
-    out = np.einsum("ij,jkc,lk->ilc", w, patch.astype(np.float64), w)
+    rows = np.tensordot(w, patch.astype(np.float64), axes=(1, 0))  # (size, n, 3): two matrix products, not one n^2 x size^2 loop
+    out = np.einsum("ikc,lk->ilc", rows, w)
     return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
 
