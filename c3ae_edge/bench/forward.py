@@ -69,9 +69,9 @@ def openvino_forward(path: Path, threads: int, precision: str = "fp32", batch: i
 
 
 def tflite_forward(path: Path, threads: int) -> Forward:
-    from c3ae_edge.bench.onboard import _tflite
+    from c3ae_edge.bench.onboard import load_tflite
 
-    return _tflite(path, threads)[0]
+    return load_tflite(path, threads)[0]
 
 
 def output_batch(out) -> int:

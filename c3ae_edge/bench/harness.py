@@ -411,13 +411,13 @@ def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: 
 
 
 def _onnx_int8_from_fp32(fp32: Path, dst: Path, cal: np.ndarray, opts: dict) -> Path:
-    """The ONNX backend's int8 step (its ``_quantize``: QDQ per-channel, head in float) applied to the fp32 artifact."""
+    """The ONNX backend's int8 step (its ``quantize_qdq``: QDQ per-channel, head in float) applied to the fp32 artifact."""
     import onnx
 
     from c3ae_edge.export.backends import onnx_backend
 
-    m = onnx_backend._quantize(onnx.load(str(fp32)), cal, opts)
-    onnx_backend._embed(m, opts.get("metadata"))
+    m = onnx_backend.quantize_qdq(onnx.load(str(fp32)), cal, opts)
+    onnx_backend.embed_metadata(m, opts.get("metadata"))
     onnx.checker.check_model(m)
     dst.write_bytes(m.SerializeToString(deterministic=True))
     return dst

@@ -179,7 +179,7 @@ def row(model: str, backend: str, precision: str, threads: int | None, batch: in
 
 # ---------------------------------------------------------------- the board runner
 
-def _interpreter():
+def tflite_interpreter():
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -190,9 +190,9 @@ def _interpreter():
         return Interpreter, "tflite-runtime"
 
 
-def _tflite(path: Path, threads: int):
+def load_tflite(path: Path, threads: int):
     """-> (forward(x_nchw_float) -> outputs, loader name); the forward does the layout move and quantisation."""
-    Interp, name = _interpreter()
+    Interp, name = tflite_interpreter()
     it = Interp(model_path=str(path), num_threads=threads)
     it.allocate_tensors()
     inp, outs = it.get_input_details()[0], it.get_output_details()
@@ -217,7 +217,7 @@ def _tflite(path: Path, threads: int):
     return forward, name
 
 
-def _onnx(path: Path, threads: int):
+def load_onnx(path: Path, threads: int):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -246,7 +246,7 @@ def run_bundle(bundle: Path, runs: int, warmup: int, threads: int, only: str | N
         kind = path.suffix
         if only and art["file"] != only:
             continue
-        loader = {".tflite": _tflite, ".onnx": _onnx}.get(kind)
+        loader = {".tflite": load_tflite, ".onnx": load_onnx}.get(kind)
         if loader is None:
             log(f"skip {art['file']}: this runner runs .tflite and .onnx")
             continue

@@ -30,7 +30,7 @@ def _strip(model) -> None:
     del model.metadata_props[:]
 
 
-def _embed(model, meta: dict | None) -> None:
+def embed_metadata(model, meta: dict | None) -> None:
     if meta:
         p = model.metadata_props.add()
         p.key, p.value = META_KEY, meta_json(meta)
@@ -87,8 +87,8 @@ class OnnxBackend:
         _strip(m)
         m.producer_name, m.producer_version = "c3ae-edge", ""
         if precision == "int8":
-            m = _quantize(m, calibration, options)
-        _embed(m, options.get("metadata"))
+            m = quantize_qdq(m, calibration, options)
+        embed_metadata(m, options.get("metadata"))
         onnx.checker.check_model(m)
         out.write_bytes(m.SerializeToString(deterministic=True))
         return out
@@ -97,7 +97,7 @@ class OnnxBackend:
         return OnnxRunner(path, threads, (options or {}).get("providers"))
 
 
-def _quantize(m, calibration: np.ndarray | None, options: dict):
+def quantize_qdq(m, calibration: np.ndarray | None, options: dict):
     """Static QDQ int8, per-channel weights, the head left in float (``head_float`` option, default on)."""
     import tempfile
 
