@@ -118,8 +118,8 @@ def test_fgnet_paper_protocol_fast_setting(fgnet_dir, tmp_path):
 
 
 # The target for the default model on the recorded UTKFace test split is 5.0; the shipped weights measure
-# 5.013 (two cosine cycles on 2 CPU cores, see MODEL_CARD.md), so the gate stands just above the measurement.
-FULL_MAE_GATE = 5.02
+# 5.004 (three cosine cycles on 2 CPU cores, see MODEL_CARD.md), so the gate stands just above the measurement.
+FULL_MAE_GATE = 5.01
 
 
 @pytest.mark.parametrize("name", ["c3ae_full", "c3ae_plain"])
