@@ -79,7 +79,7 @@ def render() -> str:
         "- Trained on UTKFace (the copy in `../shared/data/utkface`: 21,707 aligned, cropped 200x200 faces, ages 1-116).",
         "  **UTKFace is published for non-commercial research purposes only**; the images' copyright stays with their owners.",
         "  These weights are derived from it and inherit that restriction: do not use them commercially.",
-        "- FG-NET (1,002 scanned photos, 82 people) is used for evaluation only; its terms are research use.",
+        "- FG-NET (1,002 scanned photos, 82 people) is used for evaluation only (its protocol fine-tunes copies; the shipped weights never see it); research use.",
         "- Split: seeded (seed 0), age-stratified (5-year bins) 80/10/10 train/val/test, recorded file by file in",
         "  `<model>.split.json` beside the weights. Validation chose the epoch; the test split was touched once, here.",
         "",
