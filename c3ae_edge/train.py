@@ -201,12 +201,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     model = create_model(cfg.model, dropout=cfg.dropout)
     if cfg.init:
-        from c3ae_edge.weights import read_checkpoint
+        from c3ae_edge.weights import load_into
 
-        ck = read_checkpoint(cfg.init)
-        if ck["model"] != cfg.model:
-            raise UsageError(f"--init {cfg.init}: weights of {ck['model']!r}, not {cfg.model!r}")
-        model.load_state_dict(ck["state_dict"])
+        load_into(model, cfg.init, cfg.model)
         log(f"warm start from {cfg.init}")
     spec = spec_for(model.cfg.crops)
     t0 = time.time()

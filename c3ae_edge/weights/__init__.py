@@ -86,9 +86,17 @@ def _load_state(model, ck: dict, path) -> None:
         raise DataError(f"{path}: weights do not fit model {ck['model']!r} ({str(e).splitlines()[0]})") from None
 
 
+def load_into(model, path: str | Path, model_name: str | None = None) -> dict:
+    """Read a weights file (checked) into ``model``; ``model_name`` must match the file's model when given."""
+    ck = read_checkpoint(path)
+    if model_name and ck["model"] != model_name:
+        raise UsageError(f"{path}: weights of {ck['model']!r}, not {model_name!r}")
+    _load_state(model, ck, path)
+    return ck
+
+
 def load_pretrained(model, name: str) -> None:
-    path = shipped_path(name)
-    _load_state(model, read_checkpoint(path), path)
+    load_into(model, shipped_path(name))
     model.eval()
 
 
