@@ -143,11 +143,10 @@ def test_dwpool_rewrite_is_identical_in_float():
     from c3ae_edge.bench.harness import faces
     from c3ae_edge.bench.rewrite import PoolAsDepthwise, has_pools, pools_as_depthwise
     from c3ae_edge.models import create_model
-    from c3ae_edge.weights import shipped_models
 
     for name, crops in (("c3ae_plain", 1), ("c3ae_full", 3)):
         x, _, _, _ = faces(crops, None, 0)
-        m = create_model(name, pretrained=name in shipped_models()).eval()
+        m = create_model(name, pretrained=True).eval()
         r = pools_as_depthwise(m, x)
         assert has_pools(m) and not has_pools(r) and any(isinstance(k, PoolAsDepthwise) for k in r.modules())
         with torch.inference_mode():
