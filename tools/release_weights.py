@@ -91,7 +91,7 @@ def render() -> str:
     for c in cards:
         t, tr = c["utkface_test"], c["train"]
         r = tr["recipe"]
-        chain = tr.get("cycles") or [{"recipe": r, "epochs_run": tr["epochs_run"]}]
+        chain = tr["cycles"]
         out += [f"## {c['model']}", f"- File `{c['weights_file']}`, sha256 `{c['weights_sha256'][:16]}...`."]
         for k, cy in enumerate(chain):
             q = cy["recipe"]
