@@ -23,6 +23,8 @@ def train(
     batch_size: int | None = typer.Option(None, "--batch-size"),
     lr: float | None = typer.Option(None),
     dropout: float | None = typer.Option(None),
+    erase_p: float | None = typer.Option(None, "--erase-p", help="random-erasing probability per crop (augmentation)"),
+    jitter: float | None = typer.Option(None, help="face-box jitter, fraction of the box size (augmentation)"),
     alpha: float = typer.Option(10.0, help="weight of the KL term"),
     seed: int = typer.Option(0),
     limit: int | None = typer.Option(None, help="use a random subset of this many faces"),
@@ -44,9 +46,13 @@ def train(
     from c3ae_edge.models import get_model_cfg
 
     get_model_cfg(model)
+    if erase_p is not None and not 0.0 <= erase_p <= 1.0:
+        raise UsageError(f"--erase-p must be in [0, 1], got {erase_p}")
+    if jitter is not None and not 0.0 <= jitter < 0.5:
+        raise UsageError(f"--jitter must be in [0, 0.5), got {jitter}")
     cfg = TrainConfig(model=model, data=data, out=str(out), seed=seed, alpha=alpha, limit=limit, max_steps=max_steps,
                       split=str(split) if split else None, init=str(init) if init else None, compile=compile, threads=threads, device=device, **RECIPES[recipe])
-    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout}.items():
+    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "erase_p": erase_p, "jitter": jitter}.items():
         if v is not None:
             setattr(cfg, k, v)
     res = run(cfg, resume=resume)

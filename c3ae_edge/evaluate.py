@@ -50,13 +50,12 @@ def select_split(samples: list[Sample], split: str, split_file: str | Path | Non
 
 
 def evaluate(weights: str | None, data: str, model_name: str | None = None, split: str = "all", split_file: str | None = None, limit: int | None = None) -> dict:
-    from c3ae_edge.weights import load_model, sha256_file
+    from c3ae_edge.weights import load_model, sha256_file, split_file_for
 
     model, spec, ck = load_model(weights, model_name)
     samples = load_dataset(data)
     if split_file is None and split != "all":
-        cand = Path(ck["path"]).with_suffix(".split.json")
-        split_file = cand if cand.is_file() else Path(ck["path"]).parent / "split.json"
+        split_file = split_file_for(ck["path"], ck)
     samples = select_split(samples, split, split_file)
     if limit:
         samples = samples[:limit]

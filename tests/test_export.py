@@ -104,14 +104,14 @@ def test_reference_script_alone_reproduces_pytorch_on_real_faces(rpi_bundle: Pat
 
     from c3ae_edge.data import load_dataset, load_split
     from c3ae_edge.facedata import FaceData
-    from c3ae_edge.weights import WEIGHTS_DIR, load_model
+    from c3ae_edge.weights import load_model, shipped_path, split_file_for
 
     src = (rpi_bundle / "reference_infer.py").read_text()
     assert "c3ae_edge" not in src and "import cv2" not in src and "torch" not in src
     alone = tmp_path / "bundle"
     shutil.copytree(rpi_bundle, alone)
     samples = load_dataset(f"utkface:{DATA / 'utkface'}")
-    test = load_split(WEIGHTS_DIR / "c3ae_full.split.json", samples)["test"]
+    test = load_split(split_file_for(shipped_path("c3ae_full")), samples)["test"]
     picked = [samples[i] for i in test[200:206]]
     model, spec, _ = load_model()
     x, _ = FaceData(picked, spec, threads=1).batch(range(len(picked)))

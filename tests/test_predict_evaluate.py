@@ -12,7 +12,7 @@ from PIL import Image
 
 from c3ae_edge.data import load_split, read_fgnet, read_utkface
 from c3ae_edge.predict import AgePredictor
-from c3ae_edge.weights import WEIGHTS_DIR
+from c3ae_edge.weights import WEIGHTS_DIR, shipped_path, split_file_for
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -27,7 +27,7 @@ def predictor() -> AgePredictor:
 @pytest.fixture(scope="module")
 def utk_test(utk_dir):
     s = read_utkface(utk_dir)
-    idx = load_split(WEIGHTS_DIR / "c3ae_full.split.json", s)["test"]
+    idx = load_split(split_file_for(shipped_path("c3ae_full")), s)["test"]
     return [s[i] for i in idx]
 
 
@@ -136,6 +136,8 @@ def test_pretrained_weights_ship_in_the_package_with_a_card(name):
     assert not torch.equal(m.head.w1.weight, fresh.head.w1.weight)
     card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
     assert card["weights_sha256"] == sha256_file(WEIGHTS_DIR / f"{name}.pt")
+    split = split_file_for(WEIGHTS_DIR / f"{name}.pt")  # named in the weights' metadata, shipped beside them
+    assert split is not None and split.parent == WEIGHTS_DIR and split.name == card["train"]["split_file"]
     assert card["utkface_test"]["n"] > 2000
     assert (WEIGHTS_DIR / f"{name}.pt").stat().st_size < 400_000
     text = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()

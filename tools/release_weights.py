@@ -44,6 +44,22 @@ def cycles(run: Path) -> list[dict]:
     return out
 
 
+def ship_split(split: Path, kind: str) -> str:
+    """Copy a run's split beside the weights under a content-addressed name, so models trained on one split share one file."""
+    name = f"{kind}-{sha256_file(split)[:12]}.split.json"
+    if not (WEIGHTS_DIR / name).is_file():
+        shutil.copy(split, WEIGHTS_DIR / name)
+    return name
+
+
+def prune_splits() -> None:
+    """Drop shipped split files that no shipped weights name."""
+    used = {read_checkpoint(p)["meta"].get("split_file") for p in WEIGHTS_DIR.glob("*.pt")}
+    for f in WEIGHTS_DIR.glob("*.split.json"):
+        if f.name not in used:
+            f.unlink()
+
+
 def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: int) -> dict:
     ck = read_checkpoint(run / "best.pt")
     assert ck["model"] == model, ck["model"]
@@ -55,8 +71,9 @@ def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: 
             "cycles": [{k: c[k] for k in ("run", "recipe", "epochs_run", "train_seconds")} for c in chain],
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "epochs_run": len(history),
             "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, CPU only", "torch": str(torch.__version__)}
+    meta["split_file"] = ship_split(run / "split.json", cfg["data"].split(":", 1)[0])
     save_weights(dst, model, ck["state_dict"], CropSpec.from_dict(ck["crop_spec"]), meta)
-    shutil.copy(run / "split.json", WEIGHTS_DIR / f"{model}.split.json")
+    prune_splits()
     card = {"model": model, "weights_file": dst.name, "weights_sha256": sha256_file(dst), "train": meta,
             "history": [{k: h[k] for k in ("epoch", "train_mae", "val_mae", "seconds")} for h in history]}
     card["utkface_test"] = evaluate(str(dst), data, split="test")
@@ -81,7 +98,8 @@ def render() -> str:
         "  These weights are derived from it and inherit that restriction: do not use them commercially.",
         "- FG-NET (1,002 scanned photos, 82 people) is used for evaluation only (its protocol fine-tunes copies; the shipped weights never see it); research use.",
         "- Split: seeded (seed 0), age-stratified (5-year bins) 80/10/10 train/val/test, recorded file by file in",
-        "  `<model>.split.json` beside the weights. Validation chose the epoch; the test split was touched once, here.",
+        "  a split file beside the weights (named in the weights' metadata, shared by models trained on the same split).",
+        "  Validation chose the epoch; the test split was touched once, here.",
         "",
         "## Preprocessing (shared by training, predict, calibration and every export)",
         "Face box in the OpenCV Haar cascade's convention; three nested square crops at 1.2, 0.9 and 0.6 x the box side",

@@ -53,16 +53,13 @@ def stratified_pick(ages: np.ndarray, n: int, seed: int, bin_width: int = 10) ->
 
 
 def split_for(weights_path: str | Path, samples: list) -> dict[str, list[int]] | None:
-    """The split saved with the weights: ``<model>.split.json`` beside a shipped file, or ``split.json`` in its folder."""
+    """The split recorded with the weights (see ``weights.split_file_for``), when it has train and test faces."""
     from c3ae_edge.data import load_split
+    from c3ae_edge.weights import split_file_for
 
-    p = Path(weights_path)
-    for cand in (p.with_suffix(".split.json"), p.parent / "split.json"):
-        if cand.is_file():
-            split = load_split(cand, samples)
-            if split.get("train") and split.get("test"):
-                return split
-    return None
+    f = split_file_for(weights_path)
+    split = load_split(f, samples) if f else {}
+    return split if split.get("train") and split.get("test") else None
 
 
 def _user_samples(path: Path) -> list:

@@ -55,6 +55,15 @@ def read_checkpoint(path: str | Path) -> dict:
     return ck
 
 
+def split_file_for(weights_path: str | Path, ck: dict | None = None) -> Path | None:
+    """The split recorded with these weights: the file the weights name (``meta.split_file``, beside them),
+    else ``<stem>.split.json``, else ``split.json`` in their folder (a training run)."""
+    p = Path(weights_path)
+    named = ((ck if ck is not None else read_checkpoint(p)).get("meta") or {}).get("split_file")
+    cands = ([p.parent / named] if named else []) + [p.with_suffix(".split.json"), p.parent / "split.json"]
+    return next((c for c in cands if c.is_file()), None)
+
+
 def resolve_weights(weights: str | None, model_name: str | None) -> tuple[str, Path]:
     """``default``/None -> the shipped file of the model (c3ae_full if none given); else a path; -> (model, path)."""
     if weights in (None, "default"):
