@@ -9,7 +9,7 @@ import typer
 def _backend_help() -> str:
     from c3ae_edge.export.registry import list_backends
 
-    return "; ".join(f"{s.name} ({s.suffix}: {'/'.join(s.precisions)}, runs on {'/'.join(s.runtimes)}, extra [{s.extra}])" for s in list_backends())
+    return "; ".join(f"{s.name} ({s.suffix}: {'/'.join(s.precisions)}, runs on {'/'.join(s.runtimes)}, pip extra '{s.extra}')" for s in list_backends())
 
 
 def register(app: typer.Typer) -> None:

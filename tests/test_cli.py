@@ -18,6 +18,9 @@ def test_help_imports_no_torch_nor_backends():
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
     for cmd in ("models", "train", "evaluate", "predict"):
         assert cmd in r.stdout
+    flat = " ".join(r.stdout.replace("│", " ").split())  # the help names each backend's pip extra (rich ate "[onnx]" once)
+    for extra in ("onnx", "tflite", "openvino"):
+        assert f"pip extra '{extra}'" in flat, flat
 
 
 def test_models_json_reports_computed_numbers():

@@ -67,3 +67,34 @@ def test_torchrun_two_cpu_processes(tmp_path, utk_dir):
     hist = json.loads((tmp_path / "ddp" / "history.json").read_text())
     assert hist[0]["step"] == 4  # each rank stepped on its own shard, in lockstep
     assert (tmp_path / "ddp" / "best.pt").is_file()
+
+
+def test_weight_soup_keeps_only_what_lowers_val_mae_and_release_follows_its_cycles(tmp_path, utk_dir):
+    """tools/soup.py on two real runs (the second warm-started from the first); release_weights sees both cycles."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    train(_cfg(tmp_path, utk_dir, out=str(tmp_path / "a"), epochs=1), log=lambda m: None)
+    train(_cfg(tmp_path, utk_dir, out=str(tmp_path / "b"), epochs=1, lr=1e-3, split=str(tmp_path / "a" / "split.json"),
+               init=str(tmp_path / "a" / "best.pt")), log=lambda m: None)
+    ings = [str(tmp_path / r / "best.pt") for r in ("a", "b")]
+    r = subprocess.run([sys.executable, str(root / "tools" / "soup.py"), str(tmp_path / "soup"), *ings, "--threads", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ck = read_checkpoint(tmp_path / "soup" / "best.pt")
+    alone = ck["meta"]["val_alone"]
+    assert set(alone) == set(ings) and ck["meta"]["soup"][0] == min(alone, key=alone.get)
+    assert ck["meta"]["val_mae"] <= min(alone.values())  # greedy: an ingredient stays only if it helps
+    if len(ck["meta"]["soup"]) == 2:  # the average of both, buffers included
+        want = (read_checkpoint(ings[0])["state_dict"]["head.w1.weight"] + read_checkpoint(ings[1])["state_dict"]["head.w1.weight"]) / 2
+        assert torch.allclose(ck["state_dict"]["head.w1.weight"], want)
+    spec = importlib.util.spec_from_file_location("release_weights", root / "tools" / "release_weights.py")
+    rel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rel)
+    chain = [c["run"] for c in rel.cycles(tmp_path / "soup")]  # the soup itself trained nothing: not a cycle
+    assert chain == ["a", "b"][: chain.index(Path(ck["meta"]["soup"][-1]).parent.name) + 1]
+    assert [c["run"] for c in rel.cycles(tmp_path / "b")] == ["a", "b"]
+    bad = subprocess.run([sys.executable, str(root / "tools" / "soup.py"), str(tmp_path / "x"), ings[0], str(tmp_path / "nope.pt")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr

@@ -38,8 +38,9 @@ def cycles(run: Path) -> list[dict]:
     while run is not None:
         cfg = json.loads((run / "config.json").read_text())
         history = json.loads((run / "history.json").read_text())
-        out.insert(0, {"run": run.name, "recipe": cfg, "epochs_run": len(history), "history": history,
-                       "train_seconds": round(sum(h["seconds"] for h in history), 1)})
+        if not cfg.get("soup"):  # a soup (tools/soup.py) trains nothing; follow it to the cycle behind it
+            out.insert(0, {"run": run.name, "recipe": cfg, "epochs_run": len(history), "history": history,
+                           "train_seconds": round(sum(h["seconds"] for h in history), 1)})
         run = Path(cfg["init"]).parent if cfg.get("init") else None
     return out
 
@@ -71,6 +72,8 @@ def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: 
             "cycles": [{k: c[k] for k in ("run", "recipe", "epochs_run", "train_seconds")} for c in chain],
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "epochs_run": len(history),
             "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, CPU only", "torch": str(torch.__version__)}
+    if ck["meta"].get("soup"):
+        meta["soup"] = {p: ck["meta"]["val_alone"][p] for p in ck["meta"]["soup"]}
     meta["split_file"] = ship_split(run / "split.json", cfg["data"].split(":", 1)[0])
     save_weights(dst, model, ck["state_dict"], CropSpec.from_dict(ck["crop_spec"]), meta)
     prune_splits()
@@ -113,12 +116,17 @@ def render() -> str:
         out += [f"## {c['model']}", f"- File `{c['weights_file']}`, sha256 `{c['weights_sha256'][:16]}...`."]
         for k, cy in enumerate(chain):
             q = cy["recipe"]
-            lead = "Recipe" if len(chain) == 1 else f"Cycle {k + 1}" + (" (warm restart from the previous cycle's final weights)" if k else "")
+            lead = "Recipe" if len(chain) == 1 else f"Cycle {k + 1}" + (f" (warm restart from `{Path(q['init']).name}` of cycle {k})" if k else "")
             out.append(f"- {lead}: AdamW lr {q['lr']}, batch {q['batch_size']}, {q['epochs']} epochs ({cy['epochs_run']} run), {q['schedule']} schedule "
                        f"with {q['warmup_epochs']} warm-up epoch, weight decay {q['weight_decay']}, dropout {q['dropout']}, alpha {q['alpha']}, "
                        f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter.")
+        if tr.get("soup"):
+            parts = ", ".join(f"`{'/'.join(Path(p).parts[-2:])}` ({v:.3f})" for p, v in tr["soup"].items())
+            out.append(f"- Shipped weights: a greedy soup (`tools/soup.py`: the uniform average of {parts}, each kept only because it "
+                       f"lowered validation MAE) with validation MAE {tr['val_mae']:.3f}.")
+        else:
+            out.append(f"- Best epoch {tr['epoch'] + 1}{' of the last cycle' if len(chain) > 1 else ''} by validation MAE.")
         out += [
-            f"- Best epoch {tr['epoch'] + 1}{' of the last cycle' if len(chain) > 1 else ''} by validation MAE.",
             f"- Training time: {tr['train_seconds'] / 60:.0f} min on {tr['hardware']} (torch {tr['torch']}, {'torch.compile' if r['compile'] else 'eager'}).",
             f"- **UTKFace test split: MAE {t['mae']:.2f} years** over {t['n']} faces (median abs. error {t['median_ae']:.2f}, "
             f"CS(5) {100 * t['cs5']:.1f}%); validation MAE {c['utkface_val']['mae']:.2f}.",

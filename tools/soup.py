@@ -1,0 +1,93 @@
+"""Greedy weight soup: average checkpoints of one model that share a split, keeping an ingredient only if it lowers
+validation MAE (Wortsman et al., "Model soups", 2022). The test split is not read.
+
+    python tools/soup.py runs/c3ae_full_soup runs/c3ae_full_r3/best.pt runs/c3ae_full_r4b/best.pt [...]
+
+Writes OUT/best.pt, OUT/split.json and OUT/config.json (``soup``: the ingredients kept, ``init``: the last of them, so
+``release_weights.py`` follows the training cycles behind it) and prints each candidate's validation MAE.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from c3ae_edge.crops import CropSpec  # noqa: E402
+from c3ae_edge.data import load_dataset, load_split  # noqa: E402
+from c3ae_edge.errors import C3AEError  # noqa: E402
+from c3ae_edge.facedata import FaceData  # noqa: E402
+from c3ae_edge.models import create_model  # noqa: E402
+from c3ae_edge.train import evaluate_mae  # noqa: E402
+from c3ae_edge.weights import read_checkpoint, save_weights, split_file_for  # noqa: E402
+
+
+def average(states: list[dict]) -> dict:
+    """Uniform average of float tensors (weights and BN statistics); integer buffers from the first state."""
+    return {k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v.clone()
+            for k, v in states[0].items()}
+
+
+def greedy_soup(paths: list[Path], score) -> tuple[list[Path], float, dict[Path, float]]:
+    """Rank by ``score`` alone, then add each in that order while the average scores lower."""
+    states = {p: read_checkpoint(p)["state_dict"] for p in paths}
+    alone = {p: score(states[p]) for p in paths}
+    order = sorted(paths, key=alone.get)
+    kept, best = [order[0]], alone[order[0]]
+    for p in order[1:]:
+        s = score(average([states[q] for q in kept + [p]]))
+        print(f"  + {p}: val MAE {s:.4f} (soup so far {best:.4f})", flush=True)
+        if s < best:
+            kept, best = kept + [p], s
+    return kept, best, alone
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", type=Path)
+    ap.add_argument("weights", type=Path, nargs="+", help="checkpoints of one model, trained on one recorded split")
+    ap.add_argument("--threads", type=int)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cks = [read_checkpoint(p) for p in a.weights]
+    models = {ck["model"] for ck in cks}
+    splits = {split_file_for(p, ck).read_bytes() if split_file_for(p, ck) else None for p, ck in zip(a.weights, cks)}
+    if len(models) != 1 or len(splits) != 1 or None in splits:
+        sys.exit("soup: the checkpoints must be of one model and carry one recorded split")
+    split_path = split_file_for(a.weights[0], cks[0])
+    cfg = json.loads((a.weights[0].parent / "config.json").read_text())
+    samples = load_dataset(cfg["data"])
+    val = load_split(split_path, samples)["val"]
+    model = create_model(cks[0]["model"])
+    data = FaceData([samples[i] for i in val], CropSpec.from_dict(cks[0]["crop_spec"]))
+
+    def score(state: dict) -> float:
+        model.load_state_dict(state)
+        return evaluate_mae(model, data, list(range(len(val))))[0]
+
+    kept, best, alone = greedy_soup(list(a.weights), score)
+    for p, s in sorted(alone.items(), key=lambda t: t[1]):
+        print(f"{s:.4f}  {p}")
+    print(f"soup of {len(kept)}: val MAE {best:.4f}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    state = average([read_checkpoint(p)["state_dict"] for p in kept])
+    meta = {"epoch": None, "val_mae": best, "soup": [str(p) for p in kept], "val_alone": {str(p): s for p, s in alone.items()}}
+    save_weights(a.out / "best.pt", cks[0]["model"], state, CropSpec.from_dict(cks[0]["crop_spec"]), meta)
+    shutil.copy(split_path, a.out / "split.json")
+    last_cfg = json.loads((kept[-1].parent / "config.json").read_text())
+    (a.out / "config.json").write_text(json.dumps(last_cfg | {"out": str(a.out), "soup": [str(p) for p in kept], "init": str(kept[-1])}, indent=1))
+    (a.out / "history.json").write_text("[]")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except C3AEError as e:
+        sys.exit(f"soup: {e}")
