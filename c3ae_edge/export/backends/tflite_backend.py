@@ -39,7 +39,7 @@ def _convert(model, example: np.ndarray, precision: str, calibration: np.ndarray
     dm = DeployModule(model, channels_last=True, aten_softmax=cascade, bins_only=cascade and head == "bins",
                       logits_only=cascade and head == "logits").eval()
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    g = prepare_pt2e(torch.export.export(dm, (x,)).module(), quantizer)
+    g = prepare_pt2e(torch.export.export(dm, (x,), strict=True).module(), quantizer)
     cal = torch.from_numpy(np.ascontiguousarray(np.moveaxis(calibration, -3, -1), np.float32))
     with torch.no_grad():
         for i in range(len(cal)):  # the exported graph is specialised to batch 1
