@@ -74,4 +74,5 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
             typer.echo(f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> {', '.join(r['produces'])}; "
-                       f"{r['runtime']}, {r['threads']} thread(s); needs c3ae-edge[{r['extra']}]")
+                       f"{r['runtime']}, {r['threads']} thread(s)"
+                       + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "") + f"; needs c3ae-edge[{r['extra']}]")

@@ -141,7 +141,7 @@ def test_dwpool_rewrite_is_identical_in_float():
     import torch
 
     from c3ae_edge.bench.harness import faces
-    from c3ae_edge.bench.rewrite import PoolAsDepthwise, has_pools, pools_as_depthwise
+    from c3ae_edge.export.rewrite import PoolAsDepthwise, has_pools, pools_as_depthwise
     from c3ae_edge.models import create_model
 
     for name, crops in (("c3ae_plain", 1), ("c3ae_full", 3)):

@@ -55,6 +55,12 @@ def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
     assert 0.0075 < int8["input"]["scale"] < 0.0082  # about 2/255: the normalised pixel range [-1, 1] over int8
     assert fp32["verification"]["max_abs_diff_vs_pytorch"] <= 0.01 and fp32["verification"]["passed"]
     assert int8["verification"]["faces"] == m["verification"]["faces"] == 500 and int8["verification"]["mae_delta_vs_fp32"] <= 0.15
+    # the target's int8 rewrite: the pools are depthwise int8 convolutions, so XNNPACK takes the whole graph
+    assert int8["rewrites"] == ["dwpool"] and "rewrites" not in fp32
+    from c3ae_edge.export.backends.tflite_backend import interpreter_class
+
+    ops = {o["op_name"] for o in interpreter_class()(model_path=str(rpi_bundle / int8["file"]))._get_ops_details()}
+    assert "AVERAGE_POOL_2D" not in ops and "DEPTHWISE_CONV_2D" in ops, ops
     # calibration and verification faces never overlap, and the manifest's identity matches the recorded list
     cal = (rpi_bundle / "calibration_files.txt").read_text().split()
     assert len(cal) == m["calibration"]["count"] == 300

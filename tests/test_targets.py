@@ -36,6 +36,11 @@ def test_builtin_targets_and_aliases():
     for name in ("rpi4", "rpi5"):
         assert (t[name].arch, t[name].backend, t[name].primary, t[name].delegate, t[name].threads) == ("aarch64", "tflite", "int8", "xnnpack", 4)
     assert load_target("rpi").name == "rpi4"
+    from c3ae_edge.export.rewrite import VARIANTS
+    from c3ae_edge.export.targets import REWRITES
+
+    assert set(REWRITES) == set(VARIANTS)  # the names targets accept are the rewrites that exist
+    assert all(t[n].int8_rewrites == ("dwpool",) for n in ("rpi4", "rpi5", "x86")) and t["gpu"].int8_rewrites == ()
     assert t["gpu"].backend == "onnx" and {"fp32", "fp16"} <= set(t["gpu"].precisions)
 
 
@@ -64,6 +69,7 @@ def test_user_board_toml(tmp_path: Path):
     ('name = "b"\ndescription = "d"\narch = "a"\nbackend = "tflite"\nprecisions = ["fp16"]\n', "precisions ['fp16'] must be"),
     ('name = "b"\narch = "a"\nbackend = "onnx"\nprecisions = ["fp32"]\n', "missing field(s) description"),
     ('name = "b\n', "not valid TOML"),
+    ('name = "b"\ndescription = "d"\narch = "a"\nbackend = "onnx"\nprecisions = ["int8"]\nint8_rewrites = ["fuse"]\n', "int8_rewrites ['fuse'] unknown"),
 ])
 def test_bad_board_toml(tmp_path: Path, body: str, msg: str):
     from c3ae_edge.export.targets import load_target

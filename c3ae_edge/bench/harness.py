@@ -320,8 +320,8 @@ class _quiet_fds:
 
 def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...], str | None]]:
     """(model, backend, precisions, variant) units of export work; ONNX fp32+int8 stay together (int8 is quantised
-    from the fp32); a rewrite variant (c3ae_edge.bench.rewrite) is one more unit where it applies."""
-    from c3ae_edge.bench.rewrite import DEFAULT_VARIANTS, VARIANTS
+    from the fp32); a rewrite variant (c3ae_edge.export.rewrite) is one more unit where it applies."""
+    from c3ae_edge.export.rewrite import DEFAULT_VARIANTS, VARIANTS
     from c3ae_edge.models import create_model
 
     tasks = []
@@ -372,7 +372,7 @@ def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.nd
     """Worker: build the model exactly as the main process does (plus the variant's rewrite) and export the precisions."""
     import torch
 
-    from c3ae_edge.bench.rewrite import VARIANTS
+    from c3ae_edge.export.rewrite import VARIANTS
     from c3ae_edge.export.backends.common import head_weights
     from c3ae_edge.export.registry import get_backend
 

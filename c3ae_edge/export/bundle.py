@@ -80,6 +80,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     from c3ae_edge.crops import ALIGNED_BOX
     from c3ae_edge.errors import require
     from c3ae_edge.export import calibration as calib
+    from c3ae_edge.export import rewrite
     from c3ae_edge.export.backends.common import head_weights
     from c3ae_edge.export.firmware import header, readme
     from c3ae_edge.export.registry import get_backend
@@ -118,18 +119,19 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         iso, epoch, reproducible = build_time()
         opts = {"stem": name, "metadata": _embedded(name, w_sha, spec, decode, target.name)}
         arts = []
+        int8_model, rewrites = rewrite.apply(model, target.int8_rewrites, ver.x[:1])
         for prec in target.precisions:
             _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays ours
-                path = backend.export(model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
+                path = backend.export(int8_model if prec == "int8" else model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
             runner = backend.load(path, 1)
             ages = predict(runner, ver.x)
             m = measure(ages, ref, ver.ages)
             result = judge(prec, m, max_delta, allow_degraded)
             files = [path.name] + ([path.with_suffix(backend.spec.options["sidecar"]).name] if "sidecar" in backend.spec.options else [])
             io = runner.io()
-            arts.append({"file": path.name, "files": files, "backend": backend.spec.name, "precision": prec, "bytes": sum((tmp / f).stat().st_size for f in files),
+            arts.append({"file": path.name, "files": files, "backend": backend.spec.name, "precision": prec, **({"rewrites": rewrites} if prec == "int8" else {}), "bytes": sum((tmp / f).stat().st_size for f in files),
                          "sha256": sha256(path), "input": io["input"], "outputs": io["outputs"], "tolerance_years": tolerance(prec, m["max_abs_diff_vs_pytorch"]),
                          "verification": {**m, **result}})
             log(f"{path.name}: {arts[-1]['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "

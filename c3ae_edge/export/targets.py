@@ -9,6 +9,7 @@ from pathlib import Path
 from c3ae_edge.errors import UsageError
 
 MAX_INT8_DELTA = 0.15  # years of MAE an int8 artifact may lose against fp32 before the export fails
+REWRITES = ("dwpool",)  # the names in c3ae_edge.export.rewrite.VARIANTS (not imported here: it needs torch)
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Target:
     threads: int = 1
     aliases: tuple[str, ...] = ()
     max_int8_mae_delta: float = MAX_INT8_DELTA
+    int8_rewrites: tuple[str, ...] = ()  # c3ae_edge.export.rewrite names, applied to the model before the int8 export
     source: str = ""
 
     @property
@@ -31,12 +33,12 @@ class Target:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["precisions"], d["aliases"] = list(self.precisions), list(self.aliases)
+        d["precisions"], d["aliases"], d["int8_rewrites"] = list(self.precisions), list(self.aliases), list(self.int8_rewrites)
         return d
 
 
 _TYPES = {"name": str, "description": str, "arch": str, "backend": str, "precisions": list, "runtime": str, "delegate": str,
-          "threads": int, "aliases": list, "max_int8_mae_delta": (int, float)}
+          "threads": int, "aliases": list, "max_int8_mae_delta": (int, float), "int8_rewrites": list}
 _REQUIRED = ("name", "description", "arch", "backend", "precisions")
 
 
@@ -67,7 +69,11 @@ def parse(text: str, where: str) -> Target:
         raise UsageError(f"{where}: threads must be >= 1")
     if not 0 < float(d.get("max_int8_mae_delta", MAX_INT8_DELTA)) <= 10:
         raise UsageError(f"{where}: max_int8_mae_delta must be in (0, 10] years")
+    bad = [r for r in d.get("int8_rewrites", ()) if r not in REWRITES]
+    if bad:
+        raise UsageError(f"{where}: int8_rewrites {bad!r} unknown (known: {', '.join(REWRITES)})")
     d["precisions"], d["aliases"] = tuple(d["precisions"]), tuple(d.get("aliases", ()))
+    d["int8_rewrites"] = tuple(d.get("int8_rewrites", ()))
     return Target(**d, source=where)
 
 

@@ -1,8 +1,9 @@
-"""Graph rewrites the bench tries on top of the stock export (reported as a row ``variant``; candidates for export/).
+"""Model rewrites applied before an int8 export: by a target (``int8_rewrites`` in its TOML) or as bench rows (``variant``).
 
 ``dwpool``: every ``nn.AvgPool2d(k)`` becomes a depthwise k x k convolution with fixed weights 1/k^2 and stride k.
 Identical in float; in int8 the pool then quantises into a depthwise int8 convolution (OpenVINO runs the stock u8
-AvgPool at ~3x the cost of the fp32 one on this CPU; TFLite/XNNPACK has no int8 AVERAGE_POOL_2D and splits the graph).
+AvgPool at ~3x the cost of the fp32 one on this CPU; the TFLite XNNPACK delegate does not take int8 AVERAGE_POOL_2D,
+which splits the graph into several partitions with the pools on the reference kernels in between).
 """
 from __future__ import annotations
 
@@ -57,5 +58,15 @@ def pools_as_depthwise(model: nn.Module, example: np.ndarray) -> nn.Module:
 
 
 VARIANTS = {"dwpool": (has_pools, pools_as_depthwise)}
+
+
+def apply(model: nn.Module, names: tuple[str, ...] | list[str], example: np.ndarray) -> tuple[nn.Module, list[str]]:
+    """``model`` with each named rewrite that applies to it -> (model, the names applied)."""
+    done = []
+    for n in names:
+        applies, rewrite = VARIANTS[n]
+        if applies(model):
+            model, done = rewrite(model, example), done + [n]
+    return model, done
 # which (backend, precision) get which variant rows in a default run: only where it was measured to help
 DEFAULT_VARIANTS = {("openvino", "int8"): ("dwpool",)}
