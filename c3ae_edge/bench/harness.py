@@ -372,9 +372,9 @@ def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.nd
     """Worker: build the model exactly as the main process does (plus the variant's rewrite) and export the precisions."""
     import torch
 
-    from c3ae_edge.export.rewrite import VARIANTS
     from c3ae_edge.export.backends.common import head_weights
     from c3ae_edge.export.registry import get_backend
+    from c3ae_edge.export.rewrite import VARIANTS
 
     torch.set_num_threads(1)
     model, _ = build_model(name, seed)
