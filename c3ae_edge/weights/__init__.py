@@ -70,8 +70,7 @@ def resolve_weights(weights: str | None, model_name: str | None) -> tuple[str, P
         name = model_name or "c3ae_full"
         return name, shipped_path(name)
     ck = read_checkpoint(weights)
-    if model_name and model_name != ck["model"]:
-        raise UsageError(f"{weights} holds {ck['model']!r} weights, not {model_name!r}")
+    _check_model(ck, model_name, weights)
     return ck["model"], Path(weights)
 
 
@@ -88,6 +87,11 @@ def load_model(weights: str | None = None, model_name: str | None = None):
     return model.eval(), spec, ck
 
 
+def _check_model(ck: dict, model_name: str | None, path) -> None:
+    if model_name and ck["model"] != model_name:
+        raise UsageError(f"{path} holds {ck['model']!r} weights, not {model_name!r}")
+
+
 def _load_state(model, ck: dict, path) -> None:
     try:
         model.load_state_dict(ck["state_dict"])
@@ -98,8 +102,7 @@ def _load_state(model, ck: dict, path) -> None:
 def load_into(model, path: str | Path, model_name: str | None = None) -> dict:
     """Read a weights file (checked) into ``model``; ``model_name`` must match the file's model when given."""
     ck = read_checkpoint(path)
-    if model_name and ck["model"] != model_name:
-        raise UsageError(f"{path}: weights of {ck['model']!r}, not {model_name!r}")
+    _check_model(ck, model_name, path)
     _load_state(model, ck, path)
     return ck
 
