@@ -68,5 +68,3 @@ def apply(model: nn.Module, names: tuple[str, ...] | list[str], example: np.ndar
         if applies(model):
             model, done = rewrite(model, example), done + [n]
     return model, done
-# which (backend, precision) get which variant rows in a default run: only where it was measured to help
-DEFAULT_VARIANTS = {("openvino", "int8"): ("dwpool",)}
