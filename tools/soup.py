@@ -34,11 +34,10 @@ def average(states: list[dict]) -> dict:
             for k, v in states[0].items()}
 
 
-def greedy_soup(paths: list[Path], score) -> tuple[list[Path], float, dict[Path, float]]:
+def greedy_soup(states: dict[Path, dict], score) -> tuple[list[Path], float, dict[Path, float]]:
     """Rank by ``score`` alone, then add each in that order while the average scores lower."""
-    states = {p: read_checkpoint(p)["state_dict"] for p in paths}
-    alone = {p: score(states[p]) for p in paths}
-    order = sorted(paths, key=alone.get)
+    alone = {p: score(s) for p, s in states.items()}
+    order = sorted(states, key=alone.get)
     kept, best = [order[0]], alone[order[0]]
     for p in order[1:]:
         s = score(average([states[q] for q in kept + [p]]))
@@ -57,11 +56,12 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     cks = [read_checkpoint(p) for p in a.weights]
+    split_files = [split_file_for(p, ck) for p, ck in zip(a.weights, cks)]
     models = {ck["model"] for ck in cks}
-    splits = {split_file_for(p, ck).read_bytes() if split_file_for(p, ck) else None for p, ck in zip(a.weights, cks)}
+    splits = {f.read_bytes() if f else None for f in split_files}
     if len(models) != 1 or len(splits) != 1 or None in splits:
         sys.exit("soup: the checkpoints must be of one model and carry one recorded split")
-    split_path = split_file_for(a.weights[0], cks[0])
+    split_path = split_files[0]
     cfg = json.loads((a.weights[0].parent / "config.json").read_text())
     samples = load_dataset(cfg["data"])
     val = load_split(split_path, samples)["val"]
@@ -72,12 +72,13 @@ def main() -> None:
         model.load_state_dict(state)
         return evaluate_mae(model, data, list(range(len(val))))[0]
 
-    kept, best, alone = greedy_soup(list(a.weights), score)
+    states = {p: ck["state_dict"] for p, ck in zip(a.weights, cks)}
+    kept, best, alone = greedy_soup(states, score)
     for p, s in sorted(alone.items(), key=lambda t: t[1]):
         print(f"{s:.4f}  {p}")
     print(f"soup of {len(kept)}: val MAE {best:.4f}")
     a.out.mkdir(parents=True, exist_ok=True)
-    state = average([read_checkpoint(p)["state_dict"] for p in kept])
+    state = average([states[p] for p in kept])
     meta = {"epoch": None, "val_mae": best, "soup": [str(p) for p in kept], "val_alone": {str(p): s for p, s in alone.items()}}
     save_weights(a.out / "best.pt", cks[0]["model"], state, CropSpec.from_dict(cks[0]["crop_spec"]), meta)
     shutil.copy(split_path, a.out / "split.json")
