@@ -107,7 +107,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
 
     needs_cal = "int8" in target.precisions
     log(f"faces: calibration {n_cal if needs_cal else 0}, verification {n_verify} (data {calib.data_root(data)})")
-    cal, ver = calib.select(spec, ck["path"], data, calibration, n_cal, n_verify, seed)
+    cal, ver = calib.select(spec, ck["path"], data, calibration, n_cal, n_verify, seed, ck=ck)
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(ver.x[i:i + 128])).numpy() for i in range(0, len(ver.x), 128)])
     decode = head_weights(model)

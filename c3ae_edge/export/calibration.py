@@ -52,12 +52,13 @@ def stratified_pick(ages: np.ndarray, n: int, seed: int, bin_width: int = 10) ->
     return np.sort(np.concatenate(picked))
 
 
-def split_for(weights_path: str | Path, samples: list) -> dict[str, list[int]] | None:
-    """The split recorded with the weights (see ``weights.split_file_for``), when it has train and test faces."""
+def split_for(weights_path: str | Path, samples: list, ck: dict | None = None) -> dict[str, list[int]] | None:
+    """The split recorded with the weights (see ``weights.split_file_for``; ``ck``: the weights, already read),
+    when it has train and test faces."""
     from c3ae_edge.data import load_split
     from c3ae_edge.weights import split_file_for
 
-    f = split_file_for(weights_path)
+    f = split_file_for(weights_path, ck)
     split = load_split(f, samples) if f else {}
     return split if split.get("train") and split.get("test") else None
 
@@ -86,7 +87,8 @@ def _faces(samples: list, spec, source: str) -> FaceSet:
 
 
 def select(spec, weights_path: str | Path, data: str | None = None, calibration: str | None = None,
-           n_cal: int = DEFAULT_CALIBRATION, n_verify: int = DEFAULT_VERIFY, seed: int = 0) -> tuple[FaceSet, FaceSet]:
+           n_cal: int = DEFAULT_CALIBRATION, n_verify: int = DEFAULT_VERIFY, seed: int = 0,
+           ck: dict | None = None) -> tuple[FaceSet, FaceSet]:
     """(calibration faces, verification faces). Calibration: the weights' train split (or the user's set);
     verification: the test split; a seeded stratified split of the data when the weights carry none."""
     from c3ae_edge.data import load_dataset
@@ -98,7 +100,7 @@ def select(spec, weights_path: str | Path, data: str | None = None, calibration:
     if not (root / "labels.csv").is_file():
         raise DataError(f"{root}: no face data (labels.csv) for calibration and verification; pass --data or set C3AE_DATA")
     samples = load_dataset(f"utkface:{root}")
-    split = split_for(weights_path, samples) or stratified_split(samples, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=seed)
+    split = split_for(weights_path, samples, ck) or stratified_split(samples, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=seed)
     test = [samples[i] for i in split["test"]]
     ver = [test[i] for i in stratified_pick(np.array([s.age for s in test]), n_verify, seed)]
     held_out = {s.key for s in ver} | {samples[i].key for i in split["test"]}

@@ -64,23 +64,19 @@ def split_file_for(weights_path: str | Path, ck: dict | None = None) -> Path | N
     return next((c for c in cands if c.is_file()), None)
 
 
-def resolve_weights(weights: str | None, model_name: str | None) -> tuple[str, Path]:
-    """``default``/None -> the shipped file of the model (c3ae_full if none given); else a path; -> (model, path)."""
-    if weights in (None, "default"):
-        name = model_name or "c3ae_full"
-        return name, shipped_path(name)
-    ck = read_checkpoint(weights)
-    _check_model(ck, model_name, weights)
-    return ck["model"], Path(weights)
-
-
 def load_model(weights: str | None = None, model_name: str | None = None):
-    """-> (model in eval mode, CropSpec, checkpoint dict)."""
+    """``default``/None -> the shipped weights of ``model_name`` (c3ae_full if none given), else a weights file;
+    -> (model in eval mode, CropSpec, checkpoint dict). The file is read once."""
     from c3ae_edge.models import create_model
 
-    name, path = resolve_weights(weights, model_name)
-    ck = read_checkpoint(path)
-    model = create_model(name)
+    if weights in (None, "default"):
+        path = shipped_path(model_name or "c3ae_full")
+        ck = read_checkpoint(path)
+    else:
+        path = Path(weights)
+        ck = read_checkpoint(path)
+        _check_model(ck, model_name, path)
+    model = create_model(ck["model"])
     _load_state(model, ck, path)
     spec = CropSpec.from_dict(ck["crop_spec"]) if ck["crop_spec"] else spec_for(model.cfg.crops)
     ck["path"] = str(path)
