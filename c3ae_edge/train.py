@@ -166,6 +166,36 @@ def evaluate_mae(model: nn.Module, data: FaceData, idx: list[int], batch: int = 
     return float(np.abs(p - data.ages[np.asarray(idx, dtype=int)]).mean()) if len(idx) else float("nan"), p
 
 
+def refit_age_layer(model: nn.Module, data: FaceData, idx, steps: int = 3000, lr: float = 0.05) -> dict:
+    """Re-fit the cascade's last layer (W2: 12 bin weights + bias) by L1 on the clean crops of ``data[idx]``, the
+    rest of the model frozen. Training fits W2 on augmented crops (erasing, colour jitter); inference sees clean
+    ones. Full-batch Adam from the current W2, so the result is deterministic. -> train L1 before and after."""
+    model.eval()
+    dev = next(model.parameters()).device
+    idx = list(idx)
+    with torch.no_grad():
+        probs = torch.cat([model.forward_dist(data.batch(idx[s:s + 256])[0].to(dev))[1] for s in range(0, len(idx), 256)])
+    y = torch.as_tensor(data.ages[np.asarray(idx, dtype=int)], dtype=probs.dtype, device=dev)
+    w2 = model.head.w2
+    w, b = w2.weight.detach().clone().requires_grad_(True), w2.bias.detach().clone().requires_grad_(True)
+
+    def l1():
+        return ((probs @ w.T).squeeze(-1) + b - y).abs().mean()
+
+    before = float(l1())
+    opt = torch.optim.Adam([w, b], lr=lr)
+    for k in range(steps):
+        opt.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * k / steps))
+        loss = l1()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        w2.weight.copy_(w)
+        w2.bias.copy_(b)
+        return {"faces": len(idx), "train_l1_before": before, "train_l1_after": float(l1())}
+
+
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     rank, world, local_rank = _dist_info()
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)

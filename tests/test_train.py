@@ -70,7 +70,8 @@ def test_torchrun_two_cpu_processes(tmp_path, utk_dir):
 
 
 def test_weight_soup_keeps_only_what_lowers_val_mae_and_release_follows_its_cycles(tmp_path, utk_dir):
-    """tools/soup.py on two real runs (the second warm-started from the first); release_weights sees both cycles."""
+    """tools/soup.py on two real runs (the second warm-started from the first), then its W2 re-fit on the clean train
+    crops; release_weights sees both cycles."""
     import importlib.util
     from pathlib import Path
 
@@ -79,16 +80,20 @@ def test_weight_soup_keeps_only_what_lowers_val_mae_and_release_follows_its_cycl
     train(_cfg(tmp_path, utk_dir, out=str(tmp_path / "b"), epochs=1, lr=1e-3, split=str(tmp_path / "a" / "split.json"),
                init=str(tmp_path / "a" / "best.pt")), log=lambda m: None)
     ings = [str(tmp_path / r / "best.pt") for r in ("a", "b")]
-    r = subprocess.run([sys.executable, str(root / "tools" / "soup.py"), str(tmp_path / "soup"), *ings, "--threads", "2"],
+    r = subprocess.run([sys.executable, str(root / "tools" / "soup.py"), str(tmp_path / "soup"), *ings, "--threads", "2", "--refit-w2"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ck = read_checkpoint(tmp_path / "soup" / "best.pt")
     alone = ck["meta"]["val_alone"]
     assert set(alone) == set(ings) and ck["meta"]["soup"][0] == min(alone, key=alone.get)
-    assert ck["meta"]["val_mae"] <= min(alone.values())  # greedy: an ingredient stays only if it helps
-    if len(ck["meta"]["soup"]) == 2:  # the average of both, buffers included
-        want = (read_checkpoint(ings[0])["state_dict"]["head.w1.weight"] + read_checkpoint(ings[1])["state_dict"]["head.w1.weight"]) / 2
-        assert torch.allclose(ck["state_dict"]["head.w1.weight"], want)
+    refit = ck["meta"]["w2_refit"]
+    assert refit["train_l1_after"] < refit["train_l1_before"] and refit["faces"] > 200
+    assert refit["kept"] == (refit["val_after"] < refit["val_before"])
+    assert ck["meta"]["val_mae"] == min(refit["val_before"], refit["val_after"]) <= min(alone.values())  # greedy: kept only if it helps
+    states = [read_checkpoint(p)["state_dict"] for p in ck["meta"]["soup"]]
+    want = {k: sum(s[k].float() for s in states) / len(states) for k, v in states[0].items() if v.is_floating_point()}
+    for k, v in want.items():  # the average (buffers included); only W2 moves, and only when the re-fit is kept
+        assert torch.allclose(ck["state_dict"][k], v) != (refit["kept"] and k.startswith("head.w2.")), k
     spec = importlib.util.spec_from_file_location("release_weights", root / "tools" / "release_weights.py")
     rel = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rel)

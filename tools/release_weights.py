@@ -74,6 +74,8 @@ def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: 
             "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, CPU only", "torch": str(torch.__version__)}
     if ck["meta"].get("soup"):
         meta["soup"] = {p: ck["meta"]["val_alone"][p] for p in ck["meta"]["soup"]}
+    if ck["meta"].get("w2_refit"):
+        meta["w2_refit"] = ck["meta"]["w2_refit"]
     meta["split_file"] = ship_split(run / "split.json", cfg["data"].split(":", 1)[0])
     save_weights(dst, model, ck["state_dict"], CropSpec.from_dict(ck["crop_spec"]), meta)
     prune_splits()
@@ -122,8 +124,14 @@ def render() -> str:
                        f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter.")
         if tr.get("soup"):
             parts = ", ".join(f"`{'/'.join(Path(p).parts[-2:])}` ({v:.3f})" for p, v in tr["soup"].items())
+            refit = tr.get("w2_refit") or {}
             out.append(f"- Shipped weights: a greedy soup (`tools/soup.py`: the uniform average of {parts}, each kept only because it "
-                       f"lowered validation MAE) with validation MAE {tr['val_mae']:.3f}.")
+                       f"lowered validation MAE) with validation MAE {refit.get('val_before', tr['val_mae']):.3f}.")
+            if refit.get("kept"):
+                out.append(f"- Then the cascade's last layer (W2: 12 bin weights and a bias) was re-fit by L1 on the {refit['faces']} clean, "
+                           f"un-augmented train crops with the rest frozen (`--refit-w2`; training had fit it on augmented crops): "
+                           f"train L1 {refit['train_l1_before']:.3f} -> {refit['train_l1_after']:.3f}, validation MAE "
+                           f"{refit['val_before']:.3f} -> {refit['val_after']:.3f}.")
         else:
             out.append(f"- Best epoch {tr['epoch'] + 1}{' of the last cycle' if len(chain) > 1 else ''} by validation MAE.")
         out += [

@@ -3,6 +3,9 @@ validation MAE (Wortsman et al., "Model soups", 2022). The test split is not rea
 
     python tools/soup.py runs/c3ae_full_soup runs/c3ae_full_r3/best.pt runs/c3ae_full_r4b/best.pt [...]
 
+``--refit-w2`` then re-fits the cascade's last layer on the clean train crops (``train.refit_age_layer``) and keeps
+the re-fit only if it lowers validation MAE too.
+
 Writes OUT/best.pt, OUT/split.json and OUT/config.json (``soup``: the ingredients kept, ``init``: the last of them, so
 ``release_weights.py`` follows the training cycles behind it) and prints each candidate's validation MAE.
 """
@@ -24,7 +27,7 @@ from c3ae_edge.data import load_dataset, load_split  # noqa: E402
 from c3ae_edge.errors import C3AEError  # noqa: E402
 from c3ae_edge.facedata import FaceData  # noqa: E402
 from c3ae_edge.models import create_model  # noqa: E402
-from c3ae_edge.train import evaluate_mae  # noqa: E402
+from c3ae_edge.train import evaluate_mae, refit_age_layer  # noqa: E402
 from c3ae_edge.weights import read_checkpoint, save_weights, split_file_for  # noqa: E402
 
 
@@ -52,6 +55,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("weights", type=Path, nargs="+", help="checkpoints of one model, trained on one recorded split")
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--refit-w2", action="store_true", help="then re-fit W2 on the clean train crops; keep it if val MAE drops")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -77,9 +81,20 @@ def main() -> None:
     for p, s in sorted(alone.items(), key=lambda t: t[1]):
         print(f"{s:.4f}  {p}")
     print(f"soup of {len(kept)}: val MAE {best:.4f}")
-    a.out.mkdir(parents=True, exist_ok=True)
     state = average([states[p] for p in kept])
     meta = {"epoch": None, "val_mae": best, "soup": [str(p) for p in kept], "val_alone": {str(p): s for p, s in alone.items()}}
+    if a.refit_w2:
+        model.load_state_dict(state)
+        train = load_split(split_path, samples)["train"]
+        fit = refit_age_layer(model, FaceData([samples[i] for i in train], CropSpec.from_dict(cks[0]["crop_spec"])), range(len(train)))
+        after = score(model.state_dict())
+        fit |= {"val_before": best, "val_after": after, "kept": after < best}
+        print(f"W2 re-fit on {fit['faces']} clean train faces: train L1 {fit['train_l1_before']:.4f} -> {fit['train_l1_after']:.4f}, "
+              f"val MAE {best:.4f} -> {after:.4f} ({'kept' if fit['kept'] else 'dropped'})")
+        if fit["kept"]:
+            state, meta["val_mae"] = {k: v.clone() for k, v in model.state_dict().items()}, after
+        meta["w2_refit"] = fit
+    a.out.mkdir(parents=True, exist_ok=True)
     save_weights(a.out / "best.pt", cks[0]["model"], state, CropSpec.from_dict(cks[0]["crop_spec"]), meta)
     shutil.copy(split_path, a.out / "split.json")
     last_cfg = json.loads((kept[-1].parent / "config.json").read_text())
