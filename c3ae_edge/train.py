@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,7 +183,8 @@ def refit_age_layer(model: nn.Module, data: FaceData, idx, steps: int = 3000, lr
     def l1():
         return ((probs @ w.T).squeeze(-1) + b - y).abs().mean()
 
-    before = float(l1())
+    with torch.no_grad():
+        before = float(l1())
     opt = torch.optim.Adam([w, b], lr=lr)
     for k in range(steps):
         opt.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * k / steps))
@@ -227,7 +229,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     else:
         split = stratified_split(samples, {"train": 1 - cfg.val_frac - cfg.test_frac, "val": cfg.val_frac, "test": cfg.test_frac}, cfg.seed)
     if rank == 0:
-        save_split(split_path, samples, split, cfg.seed, cfg.data)
+        if cfg.split:  # verbatim: the split's own seed, not this run's training seed
+            if Path(cfg.split).resolve() != split_path.resolve():
+                shutil.copyfile(cfg.split, split_path)
+        elif not (resume and split_path.is_file()):
+            save_split(split_path, samples, split, cfg.seed, cfg.data)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     model = create_model(cfg.model, dropout=cfg.dropout)
     if cfg.init:

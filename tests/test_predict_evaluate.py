@@ -117,10 +117,9 @@ def test_fgnet_paper_protocol_fast_setting(fgnet_dir, tmp_path):
     assert 0 < rep["mae_mean"] < 15
 
 
-# The target for the default model on the recorded UTKFace test split is 5.0 (not met). The shipped weights
-# (a validation-chosen soup over four cosine cycles on 2 CPU cores, see MODEL_CARD.md) measure 5.019; cycle 3 alone
-# measured 5.004. The gate stands just above the measurement so that a regression fails here.
-FULL_MAE_GATE = 5.03
+# The target for the default model on the recorded UTKFace test split: MAE <= 5.0. The shipped weights (a
+# validation-chosen soup of two seeds of a fifth cosine cycle, then a W2 re-fit, see MODEL_CARD.md) measure 4.989.
+FULL_MAE_GATE = 5.0
 
 
 @pytest.mark.parametrize("name", ["c3ae_full", "c3ae_plain"])

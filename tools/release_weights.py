@@ -33,16 +33,28 @@ def cpu_name() -> str:
 
 
 def cycles(run: Path) -> list[dict]:
-    """The run and, when it was warm-started (``--init``), the runs before it, oldest first."""
-    out = []
-    while run is not None:
+    """The runs behind ``run``, oldest first: the runs it was warm-started from (``--init``) and, for a soup
+    (tools/soup.py, which trains nothing; listed with its ``soup`` ingredients), the runs of every ingredient kept."""
+    out: list[dict] = []
+    seen: set[Path] = set()
+
+    def visit(run: Path) -> None:
+        if run.resolve() in seen:
+            return
+        seen.add(run.resolve())
+        if not (run / "config.json").is_file():
+            sys.exit(f"release: {run} is not a training run folder (no config.json); point the init of the run after it at the run it came from")
         cfg = json.loads((run / "config.json").read_text())
+        for ingredient in cfg.get("soup") or []:
+            visit(Path(ingredient).parent)
+        if cfg.get("init"):
+            visit(Path(cfg["init"]).parent)
         history = json.loads((run / "history.json").read_text())
-        if not cfg.get("soup"):  # a soup (tools/soup.py) trains nothing; follow it to the cycle behind it
-            out.insert(0, {"run": run.name, "recipe": cfg, "epochs_run": len(history), "history": history,
-                           "train_seconds": round(sum(h["seconds"] for h in history), 1)})
-        run = Path(cfg["init"]).parent if cfg.get("init") else None
-    return out
+        out.append({"run": run.name, "recipe": cfg, "epochs_run": len(history), "history": history,
+                    "train_seconds": round(sum(h["seconds"] for h in history), 1)} | ({"soup": cfg["soup"]} if cfg.get("soup") else {}))
+
+    visit(run)
+    return out if not out[-1].get("soup") else out[:-1]  # the shipped soup itself is described on its own
 
 
 def ship_split(split: Path, kind: str) -> str:
@@ -69,7 +81,7 @@ def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: 
     cfg = chain[-1]["recipe"]
     dst = WEIGHTS_DIR / f"{model}.pt"
     meta = {"epoch": ck["meta"].get("epoch"), "val_mae": ck["meta"].get("val_mae"), "data": cfg["data"], "recipe": cfg,
-            "cycles": [{k: c[k] for k in ("run", "recipe", "epochs_run", "train_seconds")} for c in chain],
+            "cycles": [{k: c[k] for k in ("run", "recipe", "epochs_run", "train_seconds", "soup") if k in c} for c in chain],
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "epochs_run": len(history),
             "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, CPU only", "torch": str(torch.__version__)}
     if ck["meta"].get("soup"):
@@ -104,7 +116,8 @@ def render() -> str:
         "- FG-NET (1,002 scanned photos, 82 people) is used for evaluation only (its protocol fine-tunes copies; the shipped weights never see it); research use.",
         "- Split: seeded (seed 0), age-stratified (5-year bins) 80/10/10 train/val/test, recorded file by file in",
         "  a split file beside the weights (named in the weights' metadata, shared by models trained on the same split).",
-        "  Validation chose the epoch; the test split was touched once, here.",
+        "  Validation chose every epoch, soup ingredient and re-fit; `train` prints each run's test MAE when it ends, but no",
+        "  choice was made on it.",
         "",
         "## Preprocessing (shared by training, predict, calibration and every export)",
         "Face box in the OpenCV Haar cascade's convention; three nested square crops at 1.2, 0.9 and 0.6 x the box side",
@@ -116,9 +129,16 @@ def render() -> str:
         r = tr["recipe"]
         chain = tr["cycles"]
         out += [f"## {c['model']}", f"- File `{c['weights_file']}`, sha256 `{c['weights_sha256'][:16]}...`."]
-        for k, cy in enumerate(chain):
+        trained = [cy for cy in chain if not cy.get("soup")]
+        for cy in chain:
             q = cy["recipe"]
-            lead = "Recipe" if len(chain) == 1 else f"Cycle {k + 1}" + (f" (warm restart from `{Path(q['init']).name}` of cycle {k})" if k else "")
+            if cy.get("soup"):
+                out.append(f"- Soup `{cy['run']}` (`tools/soup.py`): the uniform average of " + ", ".join(f"`{'/'.join(Path(p).parts[-2:])}`" for p in cy["soup"]) + ".")
+                continue
+            k = trained.index(cy)
+            how = [f"`{cy['run']}`"] + ([f"warm restart from `{'/'.join(Path(q['init']).parts[-2:])}`"] if q.get("init") else []) \
+                + ([f"seed {q['seed']}"] if q.get("seed") else []) + ([f"{q['threads']} thread{'s' if q['threads'] > 1 else ''}"] if q.get("threads") else [])
+            lead = "Recipe" if len(trained) == 1 else f"Cycle {k + 1} ({', '.join(how)})"
             out.append(f"- {lead}: AdamW lr {q['lr']}, batch {q['batch_size']}, {q['epochs']} epochs ({cy['epochs_run']} run), {q['schedule']} schedule "
                        f"with {q['warmup_epochs']} warm-up epoch, weight decay {q['weight_decay']}, dropout {q['dropout']}, alpha {q['alpha']}, "
                        f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter.")
