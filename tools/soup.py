@@ -68,9 +68,11 @@ def main() -> None:
     split_path = split_files[0]
     cfg = json.loads((a.weights[0].parent / "config.json").read_text())
     samples = load_dataset(cfg["data"])
-    val = load_split(split_path, samples)["val"]
+    split = load_split(split_path, samples)
+    val = split["val"]
+    spec = CropSpec.from_dict(cks[0]["crop_spec"])
     model = create_model(cks[0]["model"])
-    data = FaceData([samples[i] for i in val], CropSpec.from_dict(cks[0]["crop_spec"]))
+    data = FaceData([samples[i] for i in val], spec)
 
     def score(state: dict) -> float:
         model.load_state_dict(state)
@@ -85,8 +87,8 @@ def main() -> None:
     meta = {"epoch": None, "val_mae": best, "soup": [str(p) for p in kept], "val_alone": {str(p): s for p, s in alone.items()}}
     if a.refit_w2:
         model.load_state_dict(state)
-        train = load_split(split_path, samples)["train"]
-        fit = refit_age_layer(model, FaceData([samples[i] for i in train], CropSpec.from_dict(cks[0]["crop_spec"])), range(len(train)))
+        train = split["train"]
+        fit = refit_age_layer(model, FaceData([samples[i] for i in train], spec), range(len(train)))
         after = score(model.state_dict())
         fit |= {"val_before": best, "val_after": after, "kept": after < best}
         print(f"W2 re-fit on {fit['faces']} clean train faces: train L1 {fit['train_l1_before']:.4f} -> {fit['train_l1_after']:.4f}, "
@@ -95,7 +97,7 @@ def main() -> None:
             state, meta["val_mae"] = {k: v.clone() for k, v in model.state_dict().items()}, after
         meta["w2_refit"] = fit
     a.out.mkdir(parents=True, exist_ok=True)
-    save_weights(a.out / "best.pt", cks[0]["model"], state, CropSpec.from_dict(cks[0]["crop_spec"]), meta)
+    save_weights(a.out / "best.pt", cks[0]["model"], state, spec, meta)
     shutil.copy(split_path, a.out / "split.json")
     last_cfg = json.loads((kept[-1].parent / "config.json").read_text())
     (a.out / "config.json").write_text(json.dumps(last_cfg | {"out": str(a.out), "soup": [str(p) for p in kept], "init": str(kept[-1])}, indent=1))
