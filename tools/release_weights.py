@@ -102,6 +102,11 @@ def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: 
     return card
 
 
+def _in_run(path: str) -> str:
+    """``runs/c3ae_full_r3/best.pt`` -> ``c3ae_full_r3/best.pt``: a checkpoint named by its run."""
+    return "/".join(Path(path).parts[-2:])
+
+
 def render() -> str:
     cards = [json.loads(p.read_text()) for p in sorted(WEIGHTS_DIR.glob("*.card.json"))]
     out = [
@@ -133,17 +138,17 @@ def render() -> str:
         for cy in chain:
             q = cy["recipe"]
             if cy.get("soup"):
-                out.append(f"- Soup `{cy['run']}` (`tools/soup.py`): the uniform average of " + ", ".join(f"`{'/'.join(Path(p).parts[-2:])}`" for p in cy["soup"]) + ".")
+                out.append(f"- Soup `{cy['run']}` (`tools/soup.py`): the uniform average of " + ", ".join(f"`{_in_run(p)}`" for p in cy["soup"]) + ".")
                 continue
             k = trained.index(cy)
-            how = [f"`{cy['run']}`"] + ([f"warm restart from `{'/'.join(Path(q['init']).parts[-2:])}`"] if q.get("init") else []) \
+            how = [f"`{cy['run']}`"] + ([f"warm restart from `{_in_run(q['init'])}`"] if q.get("init") else []) \
                 + ([f"seed {q['seed']}"] if q.get("seed") else []) + ([f"{q['threads']} thread{'s' if q['threads'] > 1 else ''}"] if q.get("threads") else [])
             lead = "Recipe" if len(trained) == 1 else f"Cycle {k + 1} ({', '.join(how)})"
             out.append(f"- {lead}: AdamW lr {q['lr']}, batch {q['batch_size']}, {q['epochs']} epochs ({cy['epochs_run']} run), {q['schedule']} schedule "
                        f"with {q['warmup_epochs']} warm-up epoch, weight decay {q['weight_decay']}, dropout {q['dropout']}, alpha {q['alpha']}, "
                        f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter.")
         if tr.get("soup"):
-            parts = ", ".join(f"`{'/'.join(Path(p).parts[-2:])}` ({v:.3f})" for p, v in tr["soup"].items())
+            parts = ", ".join(f"`{_in_run(p)}` ({v:.3f})" for p, v in tr["soup"].items())
             refit = tr.get("w2_refit") or {}
             out.append(f"- Shipped weights: a greedy soup (`tools/soup.py`: the uniform average of {parts}, each kept only because it "
                        f"lowered validation MAE) with validation MAE {refit.get('val_before', tr['val_mae']):.3f}.")
