@@ -69,13 +69,9 @@ def load_model(weights: str | None = None, model_name: str | None = None):
     -> (model in eval mode, CropSpec, checkpoint dict). The file is read once."""
     from c3ae_edge.models import create_model
 
-    if weights in (None, "default"):
-        path = shipped_path(model_name or "c3ae_full")
-        ck = read_checkpoint(path)
-    else:
-        path = Path(weights)
-        ck = read_checkpoint(path)
-        _check_model(ck, model_name, path)
+    path = shipped_path(model_name or "c3ae_full") if weights in (None, "default") else Path(weights)
+    ck = read_checkpoint(path)
+    _check_model(ck, model_name, path)
     model = create_model(ck["model"])
     _load_state(model, ck, path)
     spec = CropSpec.from_dict(ck["crop_spec"]) if ck["crop_spec"] else spec_for(model.cfg.crops)
