@@ -56,7 +56,35 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(f"{bundle}: {rep['files_checked']} checksums OK")
         for r in rep["artifacts"]:
-            typer.echo(f"  {r['file']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= {r['tolerance_years']} years on {r['faces']} faces: OK")
+            g = r.get("golden")
+            gold = "" if not g else ("; golden outputs bit-exact" if g["exact"] else f"; golden outputs differ by up to {g['max_diff']:g}")
+            typer.echo(f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= {r['tolerance_years']} years "
+                       f"on {r['faces']} faces: OK{gold}")
+
+    @app.command(help="Runtimes that exports are verified under: which are usable here; `prepare NAME` builds a runtime's own venv (online, once).")
+    def runtimes(
+        action: str = typer.Argument("list", help="list | prepare"),
+        name: str = typer.Argument(None, help="with prepare: tflite-runtime"),
+        json_out: bool = typer.Option(False, "--json"),
+    ) -> None:
+        from c3ae_edge.errors import UsageError
+        from c3ae_edge.export import runtime_env
+        from c3ae_edge.export.registry import get_backend, list_backends
+
+        if action == "prepare":
+            if not name:
+                raise UsageError(f"runtimes prepare needs a name: {', '.join(runtime_env.VENVS)}")
+            runtime_env.prepare(name, log=lambda m: typer.echo(m, err=True))
+            return
+        if action != "list":
+            raise UsageError(f"unknown action {action!r}: list or prepare")
+        rows = [{"id": rt.id, "backend": s.name, "delegate": rt.delegate, "usable": rt.missing() is None, "why_not": rt.missing(), "note": rt.note}
+                for s in list_backends() for rt in get_backend(s.name).runtimes]
+        if json_out:
+            typer.echo(json.dumps(rows, indent=1))
+            return
+        for r in rows:
+            typer.echo(f"{r['id']:24s} {r['backend']:9s} {'ready' if r['usable'] else 'NOT READY: ' + r['why_not']}\n    {r['note']}")
 
     @app.command(help="Target profiles and what each export produces.")
     def targets(json_out: bool = typer.Option(False, "--json")) -> None:
@@ -74,5 +102,5 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
             typer.echo(f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> {', '.join(r['produces'])}; "
-                       f"{r['runtime']}, {r['threads']} thread(s)"
+                       f"{r['runtime']}, {r['threads']} thread(s); verified under {', '.join(r['runtimes'])}"
                        + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "") + f"; needs c3ae-edge[{r['extra']}]")

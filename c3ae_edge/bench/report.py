@@ -216,7 +216,7 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
                  f"{_lat(lat['p50'])} [{_lat(lat['p50_ci95'][0])}, {_lat(lat['p50_ci95'][1])}]", _lat(lat["mean"]), _lat(lat["min"]), _lat(lat["p90"]),
                  _lat(lat["p99"]), _lat(lat["stdev"]), str(lat.get("outliers", "-")), f"{r['first_inference']['time'] * 1e3:.2f}",
                  f"{r['load']['time'] * 1e3:.1f}", f"{r['throughput']['value']:,.0f}", _mem(r.get("memory") or {}),
-                 f"{100 * eff['fraction_of_peak']:.1f}%" if eff else "-", f"{pd:.4f}" if isinstance(pd, float) else "-"]
+                 f"{100 * eff['fraction_of_peak']:.1f}%" if eff.get("fraction_of_peak") else "-", f"{pd:.4f}" if isinstance(pd, float) else "-"]
         L.append(head + " " + " | ".join(cells) + " |")
     # graph reports
     g = [r for r in rows if r.get("graph") and r.get("threads") == min((x.get("threads") or 1) for x in rows) and r.get("batch") == 1]
@@ -246,7 +246,8 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
               f"governor {env.get('governor')}, {'virtualised, ' if env.get('virtualised') else ''}load average at the end {env.get('load_average')}; "
               f"{env.get('os')}; flags: {' '.join(cpu.get('flags', [])) or '-'}; versions: " + ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items()) + ".", ""]
         for t, pk in (env.get("peak") or {}).items():
-            L.append(f"- peak, {t} thread(s): " + "; ".join(f"{k} {v['macs_per_s'] / 1e9:.1f} GMAC/s ({v['kernel']})" for k, v in pk.items() if v and v.get("macs_per_s")))
+            L.append(f"- peak, {t} thread(s): " + "; ".join(f"{k} {v['macs_per_s'] / 1e9:.1f} GMAC/s ({v['kernel']}"
+                                                             + (f", int8 ISA {v['isa']}" if v.get("isa") else "") + ")" for k, v in pk.items() if v and v.get("macs_per_s")))
         L.append("")
     if png_name:
         L += [f"![latency vs MAE and size]({png_name})", ""]

@@ -20,7 +20,7 @@ from c3ae_edge.errors import UsageError
 
 SCHEMA = "c3ae-edge-bundle/1"
 PARITY_FACES = 8
-_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "openvino", "nncf", "litert-torch", "ai-edge-litert", "c3ae-edge")
+_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "openvino", "litert-torch", "ai-edge-litert", "c3ae-edge")
 
 
 def toolchain() -> dict:
@@ -82,10 +82,11 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     from c3ae_edge.export import calibration as calib
     from c3ae_edge.export import rewrite
     from c3ae_edge.export.backends.common import head_weights
+    from c3ae_edge.export.crosscheck import Faces, cpu, once, verify_artifact
     from c3ae_edge.export.firmware import header, readme
     from c3ae_edge.export.registry import get_backend
     from c3ae_edge.export.targets import load_target
-    from c3ae_edge.export.verify import judge, measure, predict, tolerance
+    from c3ae_edge.export.verify import int8_bars
     from c3ae_edge.twopoint import BIN_CENTRES, BIN_WIDTH
     from c3ae_edge.weights import load_model, sha256_file
 
@@ -95,7 +96,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     if backend.spec.name == "tflite":
         require("ai_edge_litert", "tflite")
     if backend.spec.name == "openvino":
-        require("nncf", "openvino")
+        require("onnxruntime", "openvino")
     out = Path(out)
     _writable(out)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
@@ -120,24 +121,30 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         opts = {"stem": name, "metadata": _embedded(name, w_sha, spec, decode, target.name)}
         arts = []
         int8_model, rewrites = rewrite.apply(model, target.int8_rewrites, ver.x[:1])
+        pidx = list(range(PARITY_FACES))
+        crops = np.stack([ver_crops(ver, i, spec) for i in pidx])
+        parity_x = spec.normalize(crops)
+        faces = Faces(ver.x, ver.ages, ref, parity_x[:, 0] if len(spec.scales) == 1 else parity_x)
+        bars = int8_bars(max_delta, target.max_int8_face_p99, target.max_int8_face_max)
+        say_once = once(log)
         for prec in target.precisions:
             _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays ours
                 path = backend.export(int8_model if prec == "int8" else model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
-            runner = backend.load(path, 1)
-            ages = predict(runner, ver.x)
-            m = measure(ages, ref, ver.ages)
-            result = judge(prec, m, max_delta, allow_degraded)
+            v = verify_artifact(backend, target, path, prec, faces, bars, allow_degraded, say_once)
+            m = v["verification"]
             files = [path.name] + ([path.with_suffix(backend.spec.options["sidecar"]).name] if "sidecar" in backend.spec.options else [])
-            io = runner.io()
             arts.append({"file": path.name, "files": files, "backend": backend.spec.name, "precision": prec, **({"rewrites": rewrites} if prec == "int8" else {}), "bytes": sum((tmp / f).stat().st_size for f in files),
-                         "sha256": sha256(path), "input": io["input"], "outputs": io["outputs"], "tolerance_years": tolerance(prec, m["max_abs_diff_vs_pytorch"]),
-                         "verification": {**m, **result}})
+                         "sha256": sha256(path), "input": v["io"]["input"], "outputs": v["io"]["outputs"], "tolerance_years": v["tolerance_years"],
+                         "verification": m, "runtimes": v["runtimes"], "golden": v["golden"]})
             log(f"{path.name}: {arts[-1]['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "
                 f"MAE {m['mae']:.3f} (PyTorch {m['pytorch_mae']:.3f}, delta {m['mae_delta_vs_fp32']:+.3f}) [{time.perf_counter() - t0:.1f}s]")
-        pidx = list(range(PARITY_FACES))
-        crops = np.stack([ver_crops(ver, i, spec) for i in pidx])
+            for rid, row in v["runtimes"].items():
+                if "verification" in row:
+                    r = row["verification"]
+                    log(f"  under {rid}: |age - PyTorch| p50 {r['p50_abs_diff_vs_pytorch']:.3f} p99 {r['p99_abs_diff_vs_pytorch']:.3f} "
+                        f"max {r['max_abs_diff_vs_pytorch']:.3f} y, MAE delta {r['mae_delta_vs_fp32']:+.3f}")
         np.save(tmp / "parity_crops.npy", crops, allow_pickle=False)
         calib.write_list(tmp / "calibration_files.txt", cal)
         shutil.copyfile(Path(__file__).with_name("reference_infer.py"), tmp / "reference_infer.py")
@@ -158,7 +165,8 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
             "artifacts": arts,
             "calibration": {**cal.identity(seed), "list": "calibration_files.txt"},
             "verification": {**ver.identity(seed), "faces": len(ver.files), "pytorch_mae": round(float(np.abs(ref - ver.ages).mean()), 4),
-                             "max_int8_mae_delta": max_delta, "fp32_parity_years": 0.01},
+                             **bars, "fp32_parity_years": 0.01, "cpu": cpu(),
+                             "runtimes": list(target.runtimes)},
             "parity_set": {"file": "parity_crops.npy", "shape": list(crops.shape), "dtype": "uint8", "layout": "N,S,H,W,C (RGB, before normalisation)",
                            "images": [ver.files[i] for i in pidx], "pytorch_age": [round(float(ref[i]), 6) for i in pidx]},
             "toolchain": toolchain(),

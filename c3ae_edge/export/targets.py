@@ -9,6 +9,10 @@ from pathlib import Path
 from c3ae_edge.errors import UsageError
 
 MAX_INT8_DELTA = 0.15  # years of MAE an int8 artifact may lose against fp32 before the export fails
+# per-face |int8 age - fp32 age| on the verification faces, years. Good artifacts measured on an AVX2 EPYC (500 faces):
+# rpi int8 p99 1.11 / max 1.55, ONNX u8u8 1.37 / 1.90, OpenVINO 1.48 / 2.0; the saturated AVX2 ones reached 8-46 y.
+MAX_INT8_FACE_P99 = 2.0
+MAX_INT8_FACE_MAX = 3.0
 REWRITES = ("dwpool",)  # the names in c3ae_edge.export.rewrite.VARIANTS (not imported here: it needs torch)
 
 
@@ -24,6 +28,9 @@ class Target:
     threads: int = 1
     aliases: tuple[str, ...] = ()
     max_int8_mae_delta: float = MAX_INT8_DELTA
+    max_int8_face_p99: float = MAX_INT8_FACE_P99
+    max_int8_face_max: float = MAX_INT8_FACE_MAX
+    runtimes: tuple[str, ...] = ()  # runtime ids of the backend (c3ae-edge runtimes) every artifact is verified under
     int8_rewrites: tuple[str, ...] = ()  # c3ae_edge.export.rewrite names, applied to the model before the int8 export
     source: str = ""
 
@@ -34,11 +41,13 @@ class Target:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["precisions"], d["aliases"], d["int8_rewrites"] = list(self.precisions), list(self.aliases), list(self.int8_rewrites)
+        d["runtimes"] = list(self.runtimes)
         return d
 
 
 _TYPES = {"name": str, "description": str, "arch": str, "backend": str, "precisions": list, "runtime": str, "delegate": str,
-          "threads": int, "aliases": list, "max_int8_mae_delta": (int, float), "int8_rewrites": list}
+          "threads": int, "aliases": list, "max_int8_mae_delta": (int, float), "int8_rewrites": list,
+          "max_int8_face_p99": (int, float), "max_int8_face_max": (int, float), "runtimes": list}
 _REQUIRED = ("name", "description", "arch", "backend", "precisions")
 
 
@@ -69,6 +78,14 @@ def parse(text: str, where: str) -> Target:
         raise UsageError(f"{where}: threads must be >= 1")
     if not 0 < float(d.get("max_int8_mae_delta", MAX_INT8_DELTA)) <= 10:
         raise UsageError(f"{where}: max_int8_mae_delta must be in (0, 10] years")
+    for key in ("max_int8_face_p99", "max_int8_face_max"):
+        if key in d and not 0 < float(d[key]) <= 10:
+            raise UsageError(f"{where}: {key} must be in (0, 10] years")
+    known = [r.id for r in get_backend(d["backend"]).runtimes]
+    bad = [r for r in d.get("runtimes", ()) if r not in known]
+    if bad or len(set(d.get("runtimes", ()))) != len(d.get("runtimes", ())):
+        raise UsageError(f"{where}: runtimes {d['runtimes']!r} must be distinct values of {', '.join(known)} for {d['backend']}")
+    d["runtimes"] = tuple(d.get("runtimes") or known[:1])
     bad = [r for r in d.get("int8_rewrites", ()) if r not in REWRITES]
     if bad:
         raise UsageError(f"{where}: int8_rewrites {bad!r} unknown (known: {', '.join(REWRITES)})")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from c3ae_edge.errors import MissingExtraError, require
-from c3ae_edge.export.backends.base import BackendSpec
+from c3ae_edge.export.backends.base import BackendSpec, Runtime
 from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json
 
 SPEC = BackendSpec(
@@ -80,6 +80,10 @@ def _finish(flat: bytes, out_names: list[str], meta: dict | None) -> bytes:
 class TFLiteBackend:
     spec = SPEC
 
+    @property
+    def runtimes(self) -> tuple[Runtime, ...]:
+        return RUNTIMES
+
     def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         cascade = bool(getattr(model, "cascade", False))
@@ -92,16 +96,33 @@ class TFLiteBackend:
         return TFLiteRunner(path, threads)
 
 
-def interpreter_class():
-    """ai-edge-litert's Interpreter, or tflite_runtime's on a board that only has that."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
+def interpreter_class(package: str | None = None):
+    """ai-edge-litert's Interpreter, or tflite_runtime's on a board that only has that (``package`` forces one)."""
+    if package in (None, "ai-edge-litert"):
         try:
-            from tflite_runtime.interpreter import Interpreter
+            from ai_edge_litert.interpreter import Interpreter
+
+            return Interpreter
         except ImportError:
-            raise MissingExtraError("tflite", "ai_edge_litert") from None
+            if package:
+                raise MissingExtraError("tflite", "ai_edge_litert") from None
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:
+        raise MissingExtraError("tflite", "ai_edge_litert") from None
     return Interpreter
+
+
+def _interpreter(path: Path, threads: int | None, package: str | None, delegate: str):
+    """An allocated interpreter; ``delegate="builtin"`` turns off the default XNNPACK delegate (built-in kernels)."""
+    cls = interpreter_class(package)
+    kw = {}
+    if delegate == "builtin":
+        mod = __import__(cls.__module__, fromlist=["OpResolverType"])
+        kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    it = cls(model_path=str(path), num_threads=threads or 1, **kw)
+    it.allocate_tensors()
+    return it
 
 
 def read_metadata(path: Path) -> dict:
@@ -120,9 +141,8 @@ def read_metadata(path: Path) -> dict:
 class TFLiteRunner:
     """Interpreter over an artifact: takes NCHW float crops like every runner, quantises if the input is int8."""
 
-    def __init__(self, path: Path, threads: int | None = None):
-        self.interpreter = interpreter_class()(model_path=str(path), num_threads=threads or 1)
-        self.interpreter.allocate_tensors()
+    def __init__(self, path: Path, threads: int | None = None, package: str | None = None, delegate: str = "xnnpack"):
+        self.interpreter = _interpreter(path, threads, package, delegate)
         self.inp = self.interpreter.get_input_details()[0]
         self.outs = self.interpreter.get_output_details()
         self.input_name = self.inp["name"]
@@ -138,7 +158,7 @@ class TFLiteRunner:
         return {"input": {**row(self.inp), "layout": "NCHW" if self.inp["shape"][-1] != 3 else ("NSHWC" if len(self.inp["shape"]) == 5 else "NHWC")},
                 "outputs": [row(d) for d in self.outs]}
 
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
         it, inp = self.interpreter, self.inp
         res: dict[str, list] = {d["name"]: [] for d in self.outs}
         for xi in np.moveaxis(np.asarray(x, np.float32), -3, -1):  # batch 1 at a time: the graph is batch 1
@@ -149,12 +169,94 @@ class TFLiteRunner:
             it.set_tensor(inp["index"], xi[None].astype(inp["dtype"]))
             it.invoke()
             for d in self.outs:
-                v = it.get_tensor(d["index"])
-                if d["dtype"] != np.float32:
-                    scale, zp = d["quantization"]
-                    v = (v.astype(np.float32) - zp) * scale
-                res[d["name"]].append(v[0])
-        return decode_outputs({k: np.stack(v) for k, v in res.items()}, self.meta)
+                res[d["name"]].append(it.get_tensor(d["index"])[0])
+        return {k: np.stack(v) for k, v in res.items()}
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return decode_outputs(dequantize(self.raw(x), self.outs), self.meta)
 
 
+def dequantize(raw: dict[str, np.ndarray], details: list[dict]) -> dict[str, np.ndarray]:
+    """Integer outputs -> float with each tensor's (scale, zero point); float outputs pass through."""
+    out = {}
+    for d in details:
+        v = raw[d["name"]]
+        if d["dtype"] != np.float32:
+            scale, zp = d["quantization"]
+            v = (v.astype(np.float32) - zp) * scale
+        out[d["name"]] = v
+    return out
+
+
+class SubprocessRunner(TFLiteRunner):
+    """tflite-runtime 2.14 (needs numpy<2) in its own prepared venv: the graph runs there, this process decodes."""
+
+    def __init__(self, path: Path, threads: int | None, python: Path):
+        from ai_edge_litert.interpreter import Interpreter  # details and metadata only; nothing runs here
+
+        self.path, self.threads, self.python = Path(path), threads or 1, python
+        it = Interpreter(model_path=str(path))
+        self.inp, self.outs = it.get_input_details()[0], it.get_output_details()
+        self.input_name, self.output_names = self.inp["name"], tuple(d["name"] for d in self.outs)
+        self.meta = read_metadata(path)
+
+    def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        import subprocess
+        import tempfile
+
+        from c3ae_edge.errors import VerificationError
+
+        with tempfile.TemporaryDirectory() as td:
+            np.save(Path(td) / "x.npy", np.asarray(x, np.float32), allow_pickle=False)
+            env = {"PYTHONPATH": str(Path(__file__).resolve().parents[3]), "PATH": "/usr/bin:/bin"}
+            r = subprocess.run([str(self.python), "-m", __name__, str(self.path), td, str(self.threads)], capture_output=True, text=True, env=env)
+            if r.returncode:
+                last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+                raise VerificationError(f"{self.path.name}: tflite-runtime worker failed ({last})")
+            with np.load(Path(td) / "raw.npz", allow_pickle=False) as z:
+                return {d["name"]: z[d["name"]] for d in self.outs}
+
+
+def _worker(argv: list[str]) -> None:
+    """In the tflite-runtime venv: run x.npy through the model with tflite_runtime, write raw.npz."""
+    model, folder, threads = argv
+    r = TFLiteRunner(Path(model), int(threads), package="tflite-runtime", delegate="default")
+    np.savez(Path(folder) / "raw.npz", **r.raw(np.load(Path(folder) / "x.npy", allow_pickle=False)))
+
+
+def _litert_missing() -> str | None:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return "ai-edge-litert is not installed (pip extra 'tflite')"
+    return None
+
+
+def _tflite_runtime(path: Path, threads: int | None):
+    from c3ae_edge.export import runtime_env
+
+    return SubprocessRunner(path, threads, runtime_env.python("tflite-runtime"))
+
+
+def _tflite_runtime_missing() -> str | None:
+    from c3ae_edge.export import runtime_env
+
+    return _litert_missing() or runtime_env.missing("tflite-runtime")
+
+
+RUNTIMES = (
+    Runtime("ai-edge-litert/xnnpack", "ai-edge-litert", "xnnpack", lambda p, t: TFLiteRunner(p, t, "ai-edge-litert", "xnnpack"), _litert_missing,
+            "ai-edge-litert's default: the XNNPACK delegate takes the whole graph"),
+    Runtime("ai-edge-litert/builtin", "ai-edge-litert", "builtin", lambda p, t: TFLiteRunner(p, t, "ai-edge-litert", "builtin"), _litert_missing,
+            "ai-edge-litert without its default delegate (BUILTIN_WITHOUT_DEFAULT_DELEGATES): the built-in kernels"),
+    Runtime("tflite-runtime/builtin", "tflite-runtime", "builtin", _tflite_runtime, _tflite_runtime_missing,
+            "tflite-runtime 2.14 (pip on Pi OS Bookworm): its XNNPACK does not take int8 graphs, built-in kernels run",
+            lambda: "2.14.0"),  # pinned in runtime_env.VENVS
+)
 BACKEND = TFLiteBackend()
+
+
+if __name__ == "__main__":
+    import sys
+
+    _worker(sys.argv[1:])
