@@ -62,6 +62,27 @@ def header(man: dict) -> str:
     return "\n".join(lines)
 
 
+def runtime_table(man: dict) -> str:
+    """Per artifact and runtime: status and the per-face |age - PyTorch| distribution, with the CPU it ran on."""
+    ver = man["verification"]
+    cpu = ver.get("cpu") or {}
+    rows = []
+    for a in man["artifacts"]:
+        for rid, r in (a.get("runtimes") or {}).items():
+            v = r.get("verification")
+            figs = (f"{v['p50_abs_diff_vs_pytorch']} | {v['p99_abs_diff_vs_pytorch']} | {v['max_abs_diff_vs_pytorch']} | {v['mae_delta_vs_fp32']:+}"
+                    if v else "- | - | - | -")
+            rows.append(f"| {a['file']} | {rid} {r.get('version') or ''} | {r['status']} | {figs} |")
+    if not rows:
+        return ""
+    bars = (f"int8 passes at MAE delta <= {ver.get('max_int8_mae_delta')}, per-face p99 <= {ver.get('max_int8_face_p99')} and "
+            f"max <= {ver.get('max_int8_face_max')} years under every runtime.")
+    return (f"Under each runtime a board may use, on CPU {cpu.get('model')} (int8 ISA {cpu.get('int8_isa')}); {bars} "
+            "`manifest.json` holds each runtime's golden outputs on the parity faces (raw tensors, int8 stays int8): "
+            "`python3 reference_infer.py --self-test` compares yours with them.\n\n"
+            "| file | runtime | status | p50 | p99 | max (years vs PyTorch) | MAE delta |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+
+
 def readme(man: dict) -> str:
     """Short README for firmware teams: files, pre/post-processing in C-like steps, how to check a port."""
     prim = next(a for a in man["artifacts"] if a["file"] == man["primary"])
@@ -135,6 +156,8 @@ PyTorch MAE {man['verification']['pytorch_mae']} years.
 | file | faces | max abs age diff vs PyTorch | MAE | MAE delta vs fp32 |
 |---|---|---|---|---|
 {v}
+
+{runtime_table(man)}
 
 Calibration: {man['calibration']['count']} faces from {man['calibration']['source']} (sha256 of the sorted list
 `{man['calibration']['sha256'][:16]}...`, list in `calibration_files.txt`).
