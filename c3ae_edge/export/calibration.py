@@ -98,6 +98,10 @@ def select(spec, weights_path: str | Path, data: str | None = None, calibration:
         raise DataError(f"calibration needs at least {MIN_CALIBRATION} faces (asked for {n_cal})")
     root = data_root(data) / "utkface"
     if not (root / "labels.csv").is_file():
+        from c3ae_edge.export import default_faces
+
+        if data is None and not os.environ.get("C3AE_DATA") and default_faces.available():
+            return _embedded(spec, calibration, n_cal, n_verify, seed)
         raise DataError(f"{root}: no face data (labels.csv) for calibration and verification; pass --data or set C3AE_DATA")
     samples = load_dataset(f"utkface:{root}")
     split = split_for(weights_path, samples, ck) or stratified_split(samples, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=seed)
@@ -113,6 +117,24 @@ def select(spec, weights_path: str | Path, data: str | None = None, calibration:
         raise DataError(f"calibration set {source}: {len(pool)} usable face(s), need at least {MIN_CALIBRATION}")
     cal = [pool[i] for i in stratified_pick(np.array([s.age for s in pool]), n_cal, seed)]
     return _faces(cal, spec, source), _faces(ver, spec, f"utkface:{root.name} test split")
+
+
+def _embedded(spec, calibration: str | None, n_cal: int, n_verify: int, seed: int) -> tuple[FaceSet, FaceSet]:
+    """The package's default faces (see ``default_faces``); the same picks as the data set gives the default export."""
+    from c3ae_edge.export import default_faces
+
+    test = default_faces.samples("verification")
+    ver = [test[i] for i in stratified_pick(np.array([s.age for s in test]), n_verify, seed)]
+    if calibration:
+        pool, source = _user_samples(Path(calibration)), str(calibration)
+    else:
+        pool, source = default_faces.samples("calibration"), "c3ae-edge default faces (UTKFace train split)"
+    held_out = {s.key for s in test}
+    pool = [s for s in pool if s.key not in held_out]
+    if len(pool) < MIN_CALIBRATION:
+        raise DataError(f"calibration set {source}: {len(pool)} usable face(s), need at least {MIN_CALIBRATION}")
+    cal = [pool[i] for i in stratified_pick(np.array([s.age for s in pool]), n_cal, seed)]
+    return _faces(cal, spec, source), _faces(ver, spec, "c3ae-edge default faces (UTKFace test split)")
 
 
 def write_list(path: Path, faces: FaceSet) -> None:
