@@ -58,8 +58,9 @@ def installed_backends() -> list[str]:
     """torch plus every artifact backend whose runtime and exporter import here."""
     import importlib.util
 
-    need = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "openvino": ("openvino", "onnx", "onnxruntime", "onnxscript"), "tflite": ("litert_torch", "ai_edge_litert")}
-    return ["torch"] + [b for b in ARTIFACT_BACKENDS if all(importlib.util.find_spec(m) for m in need[b])]
+    from c3ae_edge.export.registry import get_backend
+
+    return ["torch"] + [b for b in ARTIFACT_BACKENDS if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)]
 
 
 def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:

@@ -92,11 +92,8 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
 
     target = load_target(target_name)
     backend = get_backend(target.backend)
-    require({"onnx": "onnx", "tflite": "litert_torch", "openvino": "openvino"}[target.backend], backend.spec.extra)
-    if backend.spec.name == "tflite":
-        require("ai_edge_litert", "tflite")
-    if backend.spec.name == "openvino":
-        require("onnxruntime", "openvino")
+    for module in backend.spec.requires:
+        require(module, backend.spec.extra)
     out = Path(out)
     _writable(out)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))

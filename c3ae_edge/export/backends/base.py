@@ -19,6 +19,7 @@ class BackendSpec:
     runtimes: tuple[str, ...]  # e.g. ("onnxruntime",)
     extra: str  # pip extra that installs it: pip install 'c3ae-edge[<extra>]'
     description: str = ""
+    requires: tuple[str, ...] = ()  # modules the export imports (checked first: a missing extra is one line)
     options: dict = field(default_factory=dict)
 
 

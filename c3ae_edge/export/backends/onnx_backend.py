@@ -13,6 +13,7 @@ from c3ae_edge.export.backends.common import META_KEY, batches, decode_outputs, 
 SPEC = BackendSpec(
     name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), runtimes=("onnxruntime",), extra="onnx",
     description="ONNX opset 18, dynamic batch; int8 = QDQ U8U8 per-channel (onnxruntime static quantisation, head in float)",
+    requires=("onnx", "onnxscript", "onnxruntime"),
 )
 
 # Integer schemes (activation, weight, reduce_range). onnxruntime's x86 int8 kernels multiply u8 by s8 with

@@ -14,6 +14,7 @@ SPEC = BackendSpec(
     name="openvino", suffix=".xml", precisions=("fp32", "fp16", "int8"), runtimes=("openvino",), extra="openvino",
     description="OpenVINO IR (.xml + .bin), dynamic batch; int8 = u8 activations x 7-bit s8 weights (QDQ, head in float); run with f32 precision hint",
     options={"sidecar": ".bin"},
+    requires=("openvino", "onnx", "onnxscript", "onnxruntime"),
 )
 
 

@@ -14,6 +14,7 @@ SPEC = BackendSpec(
     name="tflite", suffix=".tflite", precisions=("fp32", "int8"), runtimes=("ai-edge-litert", "tflite_runtime"), extra="tflite",
     description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, per-channel) up to W1: softmax and W2 run in float on the host",
     options={"layout": "NHWC"},
+    requires=("litert_torch", "ai_edge_litert"),
 )
 
 
