@@ -56,5 +56,5 @@ def test_installed_wheel_exports_from_an_empty_folder(tmp_path: Path):
     m = json.loads((empty / "exports" / "c3ae_full-0.1.0-rpi4" / "manifest.json").read_text())
     assert m["calibration"]["count"] == 300 and "default faces" in m["calibration"]["source"]
     assert m["verification"]["faces"] == 500 and "default faces" in m["verification"]["source"]
-    assert str(ROOT) not in r.stderr and "site-packages/c3ae_edge" in subprocess.run(
+    assert str(ROOT / "c3ae_edge") not in r.stderr and "site-packages/c3ae_edge" in subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import c3ae_edge; print(c3ae_edge.__file__)"], capture_output=True, text=True, cwd=empty).stdout
