@@ -58,7 +58,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"published {rel.name} to {to} ({len(rel.files)} files, {sum(f.size for f in rel.files):,} bytes, "
                    f"ref {rel.ref}) in {time.perf_counter() - t0:.2f}s")
 
-    @app.command(help="List the releases in a store (its listing checked under --key).")
+    @app.command(help="List the releases in a store (a static index's signature is checked under --key; OCI manifests are digest-checked, "
+                      "their signatures at pull).")
     def releases(
         source: str = typer.Option(..., "--from", help="folder, http(s) URL of a static index, or oci://HOST[:PORT]/REPO"),
         key: str = typer.Option(..., "--key", "-k", help="trusted public key"),

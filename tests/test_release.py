@@ -381,11 +381,22 @@ def oci_repo(registry, bundle: Path, keys, tmp_path_factory) -> str:
 
 @needs_registry
 def test_oci_manifest_is_one_layer_per_file(oci_repo: str, registry, bundle: Path, keys):
-    from c3ae_edge.release.oci import ARTIFACT_TYPE, OciStore
+    from c3ae_edge.release.oci import ARTIFACT_TYPE, INDEX_MT, MANIFEST_MT, SIG_TYPE, OciStore, referrers_tag
+    from c3ae_edge.release.store import http_get
 
     store = OciStore.parse(oci_repo)
-    assert store.tags() == ["0.1.0-rpi4", "0.2.0-rpi4"]
+    tags = store.tags()
+    assert [t for t in tags if not t.startswith("sha256-")] == ["0.1.0-rpi4", "0.2.0-rpi4"]
+    raw, hdrs = http_get(store._url("manifests/0.1.0-rpi4"), {"Accept": MANIFEST_MT})
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert hdrs["docker-content-digest"] == digest and referrers_tag(digest) in tags
     man = store.manifest("0.1.0-rpi4")
+    # the signature is a layer and also its own artifact referring to the bundle (OCI 1.1 referrers tag schema)
+    index = json.loads(http_get(store._url(f"manifests/{referrers_tag(digest)}"), {"Accept": INDEX_MT})[0])
+    assert [m["artifactType"] for m in index["manifests"]] == [SIG_TYPE]
+    sig_art = store.manifest(index["manifests"][0]["digest"])
+    assert sig_art["subject"]["digest"] == digest
+    assert sig_art["layers"][0]["digest"] == f"sha256:{hashlib.sha256((bundle / 'SHA256SUMS.minisig').read_bytes()).hexdigest()}"
     assert man["artifactType"] == ARTIFACT_TYPE and man["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
     layers = {lay["annotations"]["org.opencontainers.image.title"]: lay for lay in man["layers"]}
     assert sorted(layers) == sorted([*sums_of(bundle), "SHA256SUMS", "SHA256SUMS.minisig"])
@@ -415,7 +426,7 @@ def test_oci_pull_versions_and_downgrade(oci_repo: str, keys, tmp_path: Path):
     line = ok(pull("c3ae_full:0.1.0"))
     print(f"\nOCI pull (CLI wall {time.perf_counter() - t0:.2f}s): {line.strip()}")
     assert "pulled c3ae_full 0.1.0 rpi4" in line
-    assert "pulled c3ae_full 0.2.0 rpi4 -> " in ok(pull("c3ae_full")) 
+    assert "pulled c3ae_full 0.2.0 rpi4 -> " in ok(pull("c3ae_full"))
     assert verify_signed_bundle(out / "c3ae_full-rpi4", PublicKey.load(keys["pub"])).fields()["version"] == "0.2.0"
     print("OCI downgrade:", refused(pull("c3ae_full:<0.2"), "refusing to downgrade"))
     assert "pulled c3ae_full 0.1.0" in ok(pull("c3ae_full:<0.2", "--allow-downgrade"))

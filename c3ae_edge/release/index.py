@@ -51,8 +51,10 @@ class StaticStore:
         data = self._read(INDEX)
         try:
             sig = self._read(INDEX + ".minisig")
-        except DataError:
-            raise VerificationError(f"{where}: no {INDEX}.minisig (unsigned index)") from None
+        except DataError as e:
+            if "HTTP 404" in str(e) or "no such file" in str(e):
+                raise VerificationError(f"{where}: no {INDEX}.minisig (unsigned index)") from None
+            raise
         check(pub, data, sig.decode(errors="replace"), where + ".minisig")
         doc = json.loads(data)
         if doc.get("schema") != SCHEMA:

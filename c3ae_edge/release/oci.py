@@ -17,6 +17,8 @@ from c3ae_edge.release.store import FileEntry, Release, check_entry, fetch_url, 
 
 MANIFEST_MT = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.c3ae-edge.bundle.v1"
+SIG_TYPE = "application/vnd.c3ae-edge.signature.minisign.v1"
+INDEX_MT = "application/vnd.oci.image.index.v1+json"
 EMPTY = {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
          "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}
 A = "dev.c3ae-edge."  # our annotation namespace
@@ -32,7 +34,7 @@ def media_type(name: str) -> str:
     if name == "SHA256SUMS":
         return "application/vnd.c3ae-edge.sha256sums.v1"
     if name == SIG_NAME:
-        return "application/vnd.c3ae-edge.signature.minisign.v1"
+        return SIG_TYPE
     if name == "manifest.json":
         return "application/vnd.c3ae-edge.manifest.v1+json"
     return f"application/vnd.c3ae-edge.{_MT.get(Path(name).suffix, 'file')}.v1"
@@ -101,7 +103,21 @@ class OciStore:
                "annotations": annotations(rel)}
         body = json.dumps(man, separators=(",", ":"), sort_keys=True).encode()
         self._send("PUT", self._url(f"manifests/{tag}"), body, {"Content-Type": MANIFEST_MT})
+        self._push_signature_referrer(body, next(x for x in layers if x["annotations"][TITLE] == SIG_NAME))
         return Release(**{**rel.__dict__, "ref": tag})
+
+    def _push_signature_referrer(self, subject: bytes, sig_layer: dict) -> None:
+        """The signature also as its own artifact whose ``subject`` is the bundle, listed under the OCI 1.1 referrers
+        tag schema (``sha256-<hex>``) for registries without the referrers API (distribution 2.8)."""
+        digest = "sha256:" + hashlib.sha256(subject).hexdigest()
+        ref = {"schemaVersion": 2, "mediaType": MANIFEST_MT, "artifactType": SIG_TYPE, "config": EMPTY, "layers": [sig_layer],
+               "subject": {"mediaType": MANIFEST_MT, "digest": digest, "size": len(subject)}}
+        body = json.dumps(ref, separators=(",", ":"), sort_keys=True).encode()
+        ref_digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        self._send("PUT", self._url(f"manifests/{ref_digest}"), body, {"Content-Type": MANIFEST_MT})
+        index = {"schemaVersion": 2, "mediaType": INDEX_MT,
+                 "manifests": [{"mediaType": MANIFEST_MT, "digest": ref_digest, "size": len(body), "artifactType": SIG_TYPE}]}
+        self._send("PUT", self._url(f"manifests/{referrers_tag(digest)}"), json.dumps(index, separators=(",", ":")).encode(), {"Content-Type": INDEX_MT})
 
     def tags(self) -> list[str]:
         try:
@@ -123,7 +139,7 @@ class OciStore:
 
     def releases(self, pub: PublicKey) -> list[Release]:
         out = []
-        for tag in ([self.tag] if self.tag else self.tags()):
+        for tag in ([self.tag] if self.tag else [t for t in self.tags() if not t.startswith("sha256-")]):
             man = self.manifest(tag)
             if man.get("artifactType") == ARTIFACT_TYPE:
                 out.append(release_from_manifest(man, tag, self.location))
@@ -132,6 +148,10 @@ class OciStore:
     def fetch(self, rel: Release, dest: Path) -> None:
         for f in rel.files:
             fetch_url(self._url(f"blobs/sha256:{f.sha256}"), dest / check_entry(f.name, rel.name), f.size, f.sha256)
+
+
+def referrers_tag(digest: str) -> str:
+    return digest.replace(":", "-")
 
 
 def annotations(rel: Release) -> dict:

@@ -124,13 +124,14 @@ def pull(spec: str, target: str, source: str, key: str | Path, out: str | Path, 
     prev = _installed_version(final)
     if prev and _is_newer(prev, rel.version) and not allow_downgrade:
         raise UsageError(f"{final} holds {model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)")
+    old_term = None
     with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a CI timeout cleans up like Ctrl-C
     _clean_stale(out)
     tmp = out / f".pull-{final.name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         log(f"{store.location}: {rel.name} ({len(rel.files)} files, {sum(f.size for f in rel.files):,} bytes)")
         store.fetch(rel, tmp)
         sig = verify_signed_bundle(tmp, pub)
@@ -141,6 +142,8 @@ def pull(spec: str, target: str, source: str, key: str | Path, out: str | Path, 
         changed = _install(tmp, final, rel, allow_downgrade, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     return Pulled(final, rel, sig, prev, changed)
 
 
