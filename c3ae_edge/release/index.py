@@ -69,7 +69,12 @@ class StaticStore:
         for f in rel.files:
             name = check_entry(f.name, rel.name)
             if self.url:
-                fetch_url(f"{self.url}{folder}/{name}", dest / name, f.size, f.sha256)
+                try:
+                    fetch_url(f"{self.url}{folder}/{name}", dest / name, f.size, f.sha256)
+                except DataError as e:
+                    if "HTTP 404" not in str(e):
+                        raise
+                    raise VerificationError(f"{self.url}{folder}/{name}: missing from the store (HTTP 404)") from None
             else:
                 src = self.root / folder / name
                 try:

@@ -2,14 +2,16 @@
 spoken over the distribution HTTP API with urllib. Every manifest and blob is checked against its digest on pull."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import re
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from c3ae_edge.errors import DataError, UsageError, VerificationError
 from c3ae_edge.release.sign import SIG_NAME, PublicKey, SecretKey
@@ -48,6 +50,8 @@ class OciStore:
     base: str
     repo: str
     tag: str | None
+    headers: dict = field(default_factory=dict)
+    _authorized: str = ""
 
     @classmethod
     def parse(cls, spec: str) -> OciStore:
@@ -62,11 +66,49 @@ class OciStore:
         scheme = "http" if hostname in ("127.0.0.1", "localhost", "::1") else "https"
         return cls(spec, f"{scheme}://{host}/v2/", repo, tag)
 
+    def _authorize(self, actions: str) -> None:
+        """Answer the registry's challenge once: Basic with $C3AE_OCI_USERNAME/$C3AE_OCI_PASSWORD, or a Bearer token
+        from its token realm (anonymous unless those are set), as Docker Hub and GHCR want even for public pulls."""
+        if self._authorized in (actions, "pull,push"):
+            return
+        self._authorized = actions
+        try:
+            with opener(self.base).open(urllib.request.Request(self.base, headers=self.headers), timeout=30):
+                return
+        except urllib.error.HTTPError as e:
+            if e.code != 401:
+                return
+            challenge = e.headers.get("WWW-Authenticate", "")
+        except (urllib.error.URLError, OSError) as e:
+            raise DataError(f"{self.location}: {getattr(e, 'reason', e)}") from None
+        user, pw = os.environ.get("C3AE_OCI_USERNAME"), os.environ.get("C3AE_OCI_PASSWORD", "")
+        basic = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode() if user else None
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic":
+            if basic is None:
+                raise UsageError(f"{self.location}: the registry wants credentials: set C3AE_OCI_USERNAME and C3AE_OCI_PASSWORD")
+            self.headers["Authorization"] = basic
+            return
+        p = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        realm = p.get("realm", "")
+        if scheme.lower() != "bearer" or urlsplit(realm).scheme not in ("http", "https"):
+            raise DataError(f"{self.location}: unsupported authentication challenge {challenge!r}")
+        if urlsplit(realm).scheme == "http" and self.base.startswith("https"):
+            raise DataError(f"{self.location}: refusing a token realm over plain HTTP ({realm})")
+        query = urlencode({"service": p.get("service", ""), "scope": f"repository:{self.repo}:{actions}"})
+        body, _ = http_get(f"{realm}?{query}", {"Authorization": basic} if basic else {})
+        try:
+            doc = json.loads(body)
+            token = doc.get("token") or doc["access_token"]
+        except (ValueError, KeyError, AttributeError):
+            raise DataError(f"{self.location}: the token realm {realm} sent no token") from None
+        self.headers["Authorization"] = f"Bearer {token}"
+
     def _url(self, path: str) -> str:
         return f"{self.base}{self.repo}/{path}"
 
     def _send(self, method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
-        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        req = urllib.request.Request(url, data=data, method=method, headers={**self.headers, **(headers or {})})
         try:
             with opener(url).open(req, timeout=60) as r:
                 return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read(1 << 20)
@@ -89,6 +131,7 @@ class OciStore:
         """Push every file as a blob, then the manifest under TAG (default ``<version>-<target>``)."""
         pub = key.public if isinstance(key, SecretKey) else key
         rel, _ = release_of(bundle, pub)
+        self._authorize("pull,push")
         tag = tag or self.tag or f"{rel.version}-{rel.target}"
         if not _TAG.match(tag):
             raise UsageError(f"{tag}: not a valid OCI tag")
@@ -120,8 +163,9 @@ class OciStore:
         self._send("PUT", self._url(f"manifests/{referrers_tag(digest)}"), json.dumps(index, separators=(",", ":")).encode(), {"Content-Type": INDEX_MT})
 
     def tags(self) -> list[str]:
+        self._authorize("pull")
         try:
-            body, _ = http_get(self._url("tags/list"))
+            body, _ = http_get(self._url("tags/list"), self.headers)
         except DataError as e:
             if "HTTP 404" in str(e):
                 return []
@@ -130,7 +174,8 @@ class OciStore:
 
     def manifest(self, ref: str) -> dict:
         """A manifest by tag or digest; its bytes must hash to the digest the registry names (and to ``ref`` if one)."""
-        body, hdrs = http_get(self._url(f"manifests/{ref}"), {"Accept": MANIFEST_MT})
+        self._authorize("pull")
+        body, hdrs = http_get(self._url(f"manifests/{ref}"), {**self.headers, "Accept": MANIFEST_MT})
         got = "sha256:" + hashlib.sha256(body).hexdigest()
         want = ref if ref.startswith("sha256:") else hdrs.get("docker-content-digest", got)
         if got != want:
@@ -146,8 +191,9 @@ class OciStore:
         return out
 
     def fetch(self, rel: Release, dest: Path) -> None:
+        self._authorize("pull")
         for f in rel.files:
-            fetch_url(self._url(f"blobs/sha256:{f.sha256}"), dest / check_entry(f.name, rel.name), f.size, f.sha256)
+            fetch_url(self._url(f"blobs/sha256:{f.sha256}"), dest / check_entry(f.name, rel.name), f.size, f.sha256, self.headers)
 
 
 def referrers_tag(digest: str) -> str:

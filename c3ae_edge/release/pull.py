@@ -134,7 +134,10 @@ def pull(spec: str, target: str, source: str, key: str | Path, out: str | Path, 
         tmp.mkdir()
         log(f"{store.location}: {rel.name} ({len(rel.files)} files, {sum(f.size for f in rel.files):,} bytes)")
         store.fetch(rel, tmp)
-        sig = verify_signed_bundle(tmp, pub)
+        try:
+            sig = verify_signed_bundle(tmp, pub)
+        except VerificationError as e:  # name the release, not our temporary folder
+            raise VerificationError(str(e).replace(str(tmp), f"{store.location.rstrip('/')} {rel.name}")) from None
         f = sig.fields()
         if (f.get("model"), f.get("version"), f.get("target")) != (rel.model, rel.version, rel.target):
             raise VerificationError(f"{store.location}: {rel.name} holds a bundle signed as {f.get('model')} {f.get('version')} {f.get('target')} "

@@ -93,11 +93,21 @@ def check_entry(name: str, where: str) -> str:
     return name
 
 
+class _Redirect(urllib.request.HTTPRedirectHandler):
+    """Registries redirect blob downloads to storage hosts: credentials stay with the registry's host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urlsplit(newurl).netloc != urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
 def opener(url: str):
     """urllib opener; loopback addresses never go through a proxy."""
     host = urlsplit(url).hostname or ""
     handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
-    return urllib.request.build_opener(*handlers)
+    return urllib.request.build_opener(*handlers, _Redirect())
 
 
 def http_get(url: str, headers: dict | None = None, limit: int = 16 << 20, timeout: float = 60) -> tuple[bytes, dict]:
