@@ -552,3 +552,35 @@ def test_help_imports_neither_torch_nor_cryptography():
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", r.stdout[-500:] + r.stderr
     for cmd in ("keygen", "sign", "publish", "releases", "pull"):
         assert cmd in r.stdout
+
+
+@needs_registry
+@pytest.mark.parametrize("kind", ["basic", "token"])
+def test_oci_registry_with_authentication(kind: str, bundle: Path, keys, tmp_path: Path):
+    """htpasswd (Basic) and token auth (a Bearer token realm, as Docker Hub and GHCR use): anonymous pushes are
+    refused in one line, credentials from the environment push, and pulls work (anonymously where the realm allows)."""
+    from release_servers import TokenServer, htpasswd_auth
+
+    token = TokenServer(tmp_path, "ci", "s3cret") if kind == "token" else None
+    auth = token.config if token else htpasswd_auth(tmp_path, "ci", "s3cret")
+    if not auth:
+        pytest.skip("this Python cannot write a bcrypt htpasswd (crypt module): Basic auth test skipped")
+    reg = Registry(tmp_path, auth)
+    creds = {**ENV, "C3AE_OCI_USERNAME": "ci", "C3AE_OCI_PASSWORD": "s3cret"}
+    try:
+        repo = f"oci://{reg.host}/acme/c3ae_full"
+        print(f"\n{kind}, anonymous push: {refused(cli('publish', str(bundle), '--to', repo), 'C3AE_OCI_USERNAME')}")
+        refused(cli("publish", str(bundle), "--to", repo, env={**creds, "C3AE_OCI_PASSWORD": "wrong"}), "HTTP 401")
+        ok(cli("publish", str(bundle), "--to", repo, env=creds))
+        pull = ["pull", "c3ae_full:0.1.0", "--target", "rpi4", "--from", repo, "--key", str(keys["pub"]), "--out", str(tmp_path / "fw")]
+        if token:  # the realm hands anonymous callers pull rights
+            ok(cli(*pull))
+            assert {r["scope"] for r in token.requests} == {"repository:acme/c3ae_full:pull,push", "repository:acme/c3ae_full:pull"}
+        else:
+            refused(cli(*pull), "C3AE_OCI_USERNAME")
+            ok(cli(*pull, env=creds))
+        assert sums_of(tmp_path / "fw" / "c3ae_full-rpi4") == sums_of(bundle)
+    finally:
+        reg.stop()
+        if token:
+            token.stop()

@@ -115,7 +115,7 @@ class OciStore:
         except urllib.error.HTTPError as e:
             if method == "HEAD" and e.code == 404:
                 return 404, {}, b""
-            raise DataError(f"{self.location}: {method} {urlsplit(url).path}: HTTP {e.code} {e.read(300).decode(errors='replace').strip()}") from None
+            raise DataError(f"{self.location}: {method} {urlsplit(url).path}: HTTP {e.code} {_reason(e)}") from None
         except (urllib.error.URLError, OSError) as e:
             raise DataError(f"{self.location}: {getattr(e, 'reason', e)}") from None
 
@@ -194,6 +194,15 @@ class OciStore:
         self._authorize("pull")
         for f in rel.files:
             fetch_url(self._url(f"blobs/sha256:{f.sha256}"), dest / check_entry(f.name, rel.name), f.size, f.sha256, self.headers)
+
+
+def _reason(e: urllib.error.HTTPError) -> str:
+    """The registry's own error message (distribution's ``{"errors": [{"message": ...}]}``), and what to do on 401/403."""
+    try:
+        msg = "; ".join(x.get("message", "") for x in json.loads(e.read(4096))["errors"])
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        msg = str(e.reason)
+    return msg + (" (set C3AE_OCI_USERNAME and C3AE_OCI_PASSWORD)" if e.code in (401, 403) else "")
 
 
 def referrers_tag(digest: str) -> str:
