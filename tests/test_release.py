@@ -486,7 +486,7 @@ def test_oci_tamper_cases_land_nothing(oci_repo: str, registry, bundle: Path, ke
 
 # --- pull.sh: firmware CI without Python -----------------------------------------------------------------------------
 
-SH_TOOLS = ("sh", "curl", "sha256sum", "minisign", "awk", "mkdir", "rm", "mv", "cat", "wc", "tr", "printf")
+SH_TOOLS = ("sh", "curl", "sha256sum", "minisign", "awk", "mkdir", "rm", "mv", "cat", "wc", "tr", "printf", "sleep")
 
 
 def _no_python_path(tmp_path: Path) -> Path:
@@ -531,6 +531,11 @@ def test_pull_sh_without_python(static_store, keys, tmp_path: Path):
         r = run("c3ae_full:0.1.0")
         assert r.returncode != 0 and "refusing to downgrade" in r.stderr, r.stderr
         print(f"pull.sh downgrade: {r.stderr.strip()}")
+        assert run("c3ae_full:0.1.0", ALLOW_DOWNGRADE="1").returncode == 0
+        cmd = ["sh", str(script), srv.url, "c3ae_full:0.1.5", "rpi4", str(keys["pub"]), str(out)]
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        assert [p.wait(120) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+        assert sorted(os.listdir(out)) == ["c3ae_full-rpi4"] and sums_of(final) == sums_of(tstore / "c3ae_full-0.1.5-rpi4")
         assert run("c3ae_full:0.1.0", ALLOW_DOWNGRADE="1").returncode == 0
         r = run("c3ae_full", pub=keys["other_pub"])
         assert r.returncode != 0 and "signature check failed" in r.stderr

@@ -56,6 +56,16 @@ while IFS= read -r name; do
 done < "$tmp/names"
 (cd "$b" && sha256sum -c SHA256SUMS >/dev/null) || die "$folder: sha256 mismatch (tampered or truncated download)"
 
+# one installer at a time (mkdir is atomic); a lock left by a killed run is reported, not broken
+lock="$out/.pull-sh.lock"
+n=0
+until mkdir "$lock" 2>/dev/null; do
+    n=$((n + 1))
+    [ "$n" -lt 300 ] || die "$lock: held for 300 s by another pull (remove it if no pull is running)"
+    sleep 1
+done
+cleanup() { rm -rf "$tmp" "$lock"; }
+
 # newer version already installed? (its own signed trusted comment says which)
 final="$out/$model-$target"
 vgt() { awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, "."); m = split(b, y, "."); k = n > m ? n : m
@@ -70,4 +80,5 @@ if [ -e "$final" ]; then
     mv "$final" "$tmp/old"
 fi
 mv "$b" "$final"
+cleanup
 echo "pulled $model $version $target -> $final (signature and $(wc -l < "$final/SHA256SUMS" | tr -d ' ') digests OK)"
