@@ -380,7 +380,7 @@ def oci_repo(registry, bundle: Path, keys, tmp_path_factory) -> str:
 
 
 @needs_registry
-def test_oci_manifest_is_one_layer_per_file(oci_repo: str, registry, bundle: Path, keys):
+def test_oci_manifest_is_one_layer_per_file(oci_repo: str, registry, bundle: Path, keys, tmp_path: Path):
     from c3ae_edge.release.oci import ARTIFACT_TYPE, INDEX_MT, MANIFEST_MT, SIG_TYPE, OciStore, referrers_tag
     from c3ae_edge.release.store import http_get
 
@@ -411,6 +411,10 @@ def test_oci_manifest_is_one_layer_per_file(oci_repo: str, registry, bundle: Pat
     assert [ln.split()[:3] for ln in lines] == [["c3ae_full", "0.1.0", "rpi4"], ["c3ae_full", "0.2.0", "rpi4"]]
     refused(cli("publish", str(bundle), "--to", oci_repo, "--key", str(keys["pub"])), "tag 0.1.0-rpi4 exists")
     refused(cli("publish", str(bundle), "--to", oci_repo, "--key", str(keys["other_pub"])), "not by the trusted key")
+    damaged = tmp_path / bundle.name
+    shutil.copytree(bundle, damaged)
+    flip(damaged / "c3ae_model.h")
+    refused(cli("publish", str(damaged), "--to", f"{oci_repo}:damaged"), "checksum mismatch for c3ae_model.h")
 
 
 @needs_registry

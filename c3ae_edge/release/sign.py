@@ -42,7 +42,7 @@ def _unb64(text: str, size: int, what: Path | str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != size:
-        raise DataError(f"{what}: not a minisign {'key' if size != 74 else 'signature'} file (bad base64 payload)")
+        raise DataError(f"{what}: not a minisign {'key' if size in (42, 158) else 'signature'} file (bad base64 payload)")
     return raw
 
 
