@@ -56,13 +56,19 @@ class StaticStore:
                 raise VerificationError(f"{where}: no {INDEX}.minisig (unsigned index)") from None
             raise
         check(pub, data, sig.decode(errors="replace"), where + ".minisig")
-        doc = json.loads(data)
-        if doc.get("schema") != SCHEMA:
-            raise VerificationError(f"{where}: schema {doc.get('schema')!r}, expected {SCHEMA}")
+        try:
+            doc = json.loads(data)
+        except ValueError as e:
+            raise VerificationError(f"{where}: not JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise VerificationError(f"{where}: not a {SCHEMA} index")
         return doc
 
     def releases(self, pub: PublicKey) -> list[Release]:
-        return [_from_entry(e) for e in self.index(pub)["releases"]]
+        try:
+            return [_from_entry(e) for e in self.index(pub)["releases"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise VerificationError(f"{self.location}: {INDEX} has a malformed release entry ({e!r})") from None
 
     def fetch(self, rel: Release, dest: Path) -> None:
         folder = check_entry(rel.ref.rstrip("/"), rel.name)

@@ -180,7 +180,10 @@ class OciStore:
         want = ref if ref.startswith("sha256:") else hdrs.get("docker-content-digest", got)
         if got != want:
             raise VerificationError(f"{self.location}: manifest {ref} hashes to {got[:19]}..., not {want[:19]}... (tampered)")
-        return json.loads(body)
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise VerificationError(f"{self.location}: manifest {ref} is not JSON ({e})") from None
 
     def releases(self, pub: PublicKey) -> list[Release]:
         out = []

@@ -89,6 +89,8 @@ class PublicKey:
     @classmethod
     def load(cls, path: str | Path) -> PublicKey:
         lines = _lines(Path(path), 2)
+        if len(lines[1].strip()) > 100:
+            raise UsageError(f"{path}: this is a secret key; pass the public key (.pub)")
         raw = _unb64(lines[1], 42, path)
         if raw[:2] != b"Ed":
             raise DataError(f"{path}: unsupported key algorithm {raw[:2]!r} (minisign Ed25519 keys only)")
