@@ -115,15 +115,15 @@ def pull(spec: str, target: str, source: str, key: str | Path, out: str | Path, 
     pub = PublicKey.load(key)
     store = open_store(source)
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{out}: cannot create the output folder ({e.strerror})") from None
     final = out / f"{model}-{target}"
     rel = choose(store.releases(pub), model, version, target, store.location)
     prev = _installed_version(final)
     if prev and _is_newer(prev, rel.version) and not allow_downgrade:
         raise UsageError(f"{final} holds {model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{out}: cannot create the output folder ({e.strerror})") from None
     old_term = None
     with contextlib.suppress(ValueError):  # not the main thread
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a CI timeout cleans up like Ctrl-C
