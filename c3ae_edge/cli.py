@@ -57,7 +57,7 @@ def _register_command_modules() -> None:
     """Each command group lives in its own module (only typer imported at module level)."""
     import importlib
 
-    for mod in ("c3ae_edge.cli_data", "c3ae_edge.cli_export", "c3ae_edge.cli_bench"):
+    for mod in ("c3ae_edge.cli_data", "c3ae_edge.cli_export", "c3ae_edge.cli_bench", "c3ae_edge.cli_release"):
         try:
             importlib.import_module(mod).register(app)
         except ModuleNotFoundError as e:

@@ -28,15 +28,22 @@ def register(app: typer.Typer) -> None:
         allow_degraded: bool = typer.Option(False, "--allow-degraded", help="write the bundle even if int8 loses more than allowed"),
         archive: bool = typer.Option(False, "--archive", help="also write <bundle>.tar.gz"),
         json_out: bool = typer.Option(False, "--json", help="print the manifest's verification summary as JSON"),
+        sign: str = typer.Option(None, "--sign", help="minisign secret key (`c3ae-edge keygen`): sign SHA256SUMS (SHA256SUMS.minisig)"),
     ) -> None:
         from c3ae_edge.errors import UsageError
         from c3ae_edge.export.bundle import export_bundle
 
         if verify_count < 1:
             raise UsageError("--verify-count must be >= 1")
+        signer = None
+        if sign:  # the passphrase is asked now, not after minutes of export
+            from c3ae_edge.release.sign import SecretKey, sign_bundle
+
+            secret = SecretKey.load(sign)
+            signer = lambda folder: sign_bundle(folder, secret)  # noqa: E731
         say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
         path = export_bundle(target, model, weights, out, data, calibration, calibration_count, verify_count, seed,
-                             max_int8_delta, allow_degraded, archive, log=say)
+                             max_int8_delta, allow_degraded, archive, log=say, signer=signer)
         man = json.loads((path / "manifest.json").read_text())
         if json_out:
             typer.echo(json.dumps({"bundle": str(path), "artifacts": [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man["artifacts"]]}, indent=1))
@@ -47,10 +54,22 @@ def register(app: typer.Typer) -> None:
     def verify(
         bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
         json_out: bool = typer.Option(False, "--json"),
+        key: str = typer.Option(None, "--key", "-k", help="trusted public key: check SHA256SUMS.minisig before anything else"),
     ) -> None:
+        from pathlib import Path
+
         from c3ae_edge.export.verify import verify_bundle
 
+        signed = None
+        if key:
+            from c3ae_edge.release.sign import PublicKey, verify_signed_bundle
+
+            signed = verify_signed_bundle(Path(bundle), PublicKey.load(key))
+            if not json_out:
+                typer.echo(f"{bundle}: signature OK, trusted comment: {signed.trusted_comment.replace(chr(9), ' ')}")
         rep = verify_bundle(bundle)
+        if signed is not None:
+            rep["signature"] = {"trusted_comment": signed.trusted_comment, "passed": True}
         if json_out:
             typer.echo(json.dumps(rep, indent=1))
             return

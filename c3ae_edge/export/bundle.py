@@ -72,8 +72,9 @@ def _embedded(model_name: str, w_sha: str, spec, decode: dict | None, target: st
 
 def export_bundle(target_name: str, model_name: str | None = None, weights: str | None = None, out: str | Path = "exports",
                   data: str | None = None, calibration: str | None = None, n_cal: int = 300, n_verify: int = 500, seed: int = 0,
-                  max_delta: float | None = None, allow_degraded: bool = False, archive: bool = False, log=print) -> Path:
-    """Build, verify and write ``out/<model>-<version>-<target>/``; -> its path. Nothing is left behind on failure."""
+                  max_delta: float | None = None, allow_degraded: bool = False, archive: bool = False, log=print, signer=None) -> Path:
+    """Build, verify and write ``out/<model>-<version>-<target>/``; -> its path. Nothing is left behind on failure.
+    ``signer(folder)`` (c3ae_edge.release.sign) signs SHA256SUMS before the bundle is renamed into place."""
     import torch
 
     from c3ae_edge import __version__
@@ -174,6 +175,8 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         (tmp / "c3ae_model.h").write_text(header(man))
         (tmp / "README.md").write_text(readme(man))
         _sums(tmp)
+        if signer is not None:
+            signer(tmp)
         _catch_ctrl_c()
         _commit(tmp, final)
     except BaseException:
@@ -205,7 +208,7 @@ def ver_crops(ver, i: int, spec) -> np.ndarray:
 
 
 def _sums(folder: Path) -> None:
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "SHA256SUMS")
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in ("SHA256SUMS", "SHA256SUMS.minisig"))
     (folder / "SHA256SUMS").write_text("".join(f"{sha256(folder / n)}  {n}\n" for n in names))
 
 

@@ -149,6 +149,15 @@ position: a full-integer TFLite file may order them differently.
 Its ages match PyTorch within each file's tolerance above. `c3ae-edge verify <this folder>` rechecks the checksums
 and the stored parity faces (`{man['parity_set']['file']}`: uint8 crops, shape {man['parity_set']['shape']}).
 
+## Pull it into your build (Yocto, Buildroot, PlatformIO, Make)
+
+Signed releases are pulled, not rebuilt. Pin the version and the release public key in your firmware repository:
+`c3ae-edge pull {man['model']['name']}:{man['model']['version']} --target {man['target']['name']} --from URL --key release.pub --out DIR`,
+or with no Python (curl, sha256sum, minisign): `sh pull.sh URL {man['model']['name']}:{man['model']['version']} {man['target']['name']} release.pub DIR`.
+Both check every file's sha256 and the signature before anything lands in `DIR/{man['model']['name']}-{man['target']['name']}/`.
+A signed folder holds `SHA256SUMS.minisig`: `minisign -Vm SHA256SUMS -p release.pub && sha256sum -c SHA256SUMS`
+checks it by hand; the trusted comment names model, version, target, weights sha256 and build time.
+
 ## Verification at export ({man['verification']['faces']} real faces of {man['verification']['source']}, none used for calibration)
 
 PyTorch MAE {man['verification']['pytorch_mae']} years.

@@ -84,7 +84,7 @@ def check_sums(bundle: Path) -> list[str]:
             raise VerificationError(f"{bundle}: {name} is listed in SHA256SUMS but missing")
         if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
             raise VerificationError(f"{bundle}: checksum mismatch for {name} (tampered or corrupt)")
-    extra = sorted(p.name for p in bundle.iterdir() if p.is_file() and p.name != "SHA256SUMS" and p.name not in listed)
+    extra = sorted(p.name for p in bundle.iterdir() if p.is_file() and p.name not in ("SHA256SUMS", "SHA256SUMS.minisig") and p.name not in listed)
     if extra:
         raise VerificationError(f"{bundle}: file(s) not in SHA256SUMS: {', '.join(extra)}")
     return sorted(listed)
