@@ -10,9 +10,10 @@ from c3ae_edge.errors import UsageError
 
 MAX_INT8_DELTA = 0.15  # years of MAE an int8 artifact may lose against fp32 before the export fails
 # per-face |int8 age - fp32 age| on the verification faces, years. Good artifacts measured on an AVX2 EPYC (500 faces):
-# rpi int8 p99 1.11 / max 1.55, ONNX u8u8 1.37 / 1.90, OpenVINO 1.48 / 2.0; the saturated AVX2 ones reached 8-46 y.
+# rpi int8 p99 1.11 / max 1.55 (tflite-runtime: 1.04 / 2.21), ONNX u8u8 1.37 / 1.90, OpenVINO 1.48 / 2.0, and 3.6 on one
+# face of another 200-face draw (the max of a set grows with its size); the saturated AVX2 ones reached 8-46 y.
 MAX_INT8_FACE_P99 = 2.0
-MAX_INT8_FACE_MAX = 3.0
+MAX_INT8_FACE_MAX = 4.0
 REWRITES = ("dwpool",)  # the names in c3ae_edge.export.rewrite.VARIANTS (not imported here: it needs torch)
 
 

@@ -14,7 +14,7 @@ FP32_PARITY = 0.01  # years: max |artifact age - PyTorch age| an fp32 artifact m
 # years, fp16 weights and activations. Rounding in the trunk dominates (keeping the head in fp32 was tried: no
 # change); measured on 500 UTKFace faces, c3ae_full: mean 0.025, p99 0.11, max 0.21 years, MAE unchanged.
 FP16_PARITY = 0.5
-INT8_TOLERANCE_CAP = 4.5  # years: no recorded int8 tolerance is looser, whatever was measured (1.5 x the per-face max bar)
+INT8_TOLERANCE_CAP = 6.0  # years: no recorded int8 tolerance is looser, whatever was measured (1.5 x the per-face max bar)
 
 
 def int8_bars(max_delta: float, face_p99: float, face_max: float) -> dict:
