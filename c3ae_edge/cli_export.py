@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         allow_degraded: bool = typer.Option(False, "--allow-degraded", help="write the bundle even if int8 loses more than allowed"),
         archive: bool = typer.Option(False, "--archive", help="also write <bundle>.tar.gz"),
         json_out: bool = typer.Option(False, "--json", help="print the manifest's verification summary as JSON"),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"),
     ) -> None:
         from c3ae_edge.errors import UsageError
         from c3ae_edge.export.bundle import export_bundle
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--verify-count must be >= 1")
         say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
         path = export_bundle(target, model, weights, out, data, calibration, calibration_count, verify_count, seed,
-                             max_int8_delta, allow_degraded, archive, log=say)
+                             max_int8_delta, allow_degraded, archive, log=say, verbose=verbose)
         man = json.loads((path / "manifest.json").read_text())
         if json_out:
             typer.echo(json.dumps({"bundle": str(path), "artifacts": [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man["artifacts"]]}, indent=1))

@@ -1,13 +1,10 @@
 """``export``: weights -> artifacts for a target -> verified, checksummed bundle, written atomically."""
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import platform
 import shutil
-import sys
 import tarfile
 import time
 from datetime import UTC, datetime
@@ -17,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from c3ae_edge.errors import UsageError
+from c3ae_edge.export import bundle_check
+from c3ae_edge.export.quiet import quiet
 
 SCHEMA = "c3ae-edge-bundle/1"
 PARITY_FACES = 8
@@ -47,7 +46,15 @@ def build_time() -> tuple[str, int, bool]:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return bundle_check.sha256(path)
+
+
+def inside_out(out: Path, name: str) -> Path:
+    """``out / name`` for a name that stays a direct child of ``out`` (names come from TOML files and checkpoints)."""
+    p = out / name
+    if "/" in name or "\\" in name or name in (".", "..") or p.resolve().parent != out.resolve():
+        raise UsageError(f"{name!r}: the bundle would be written outside {out}")
+    return p
 
 
 def _writable(out: Path) -> None:
@@ -72,7 +79,8 @@ def _embedded(model_name: str, w_sha: str, spec, decode: dict | None, target: st
 
 def export_bundle(target_name: str, model_name: str | None = None, weights: str | None = None, out: str | Path = "exports",
                   data: str | None = None, calibration: str | None = None, n_cal: int = 300, n_verify: int = 500, seed: int = 0,
-                  max_delta: float | None = None, allow_degraded: bool = False, archive: bool = False, log=print) -> Path:
+                  max_delta: float | None = None, allow_degraded: bool = False, archive: bool = False, log=print,
+                  verbose: bool = False) -> Path:
     """Build, verify and write ``out/<model>-<version>-<target>/``; -> its path. Nothing is left behind on failure."""
     import torch
 
@@ -91,23 +99,26 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
 
     target = load_target(target_name)
     backend = get_backend(target.backend)
-    require({"onnx": "onnx", "tflite": "litert_torch", "openvino": "openvino"}[target.backend], backend.spec.extra)
-    if backend.spec.name == "tflite":
-        require("ai_edge_litert", "tflite")
-    if backend.spec.name == "openvino":
-        require("nncf", "openvino")
+    with quiet(verbose):  # importing a converter can print (torchao .so load failures)
+        require({"onnx": "onnx", "tflite": "litert_torch", "openvino": "openvino"}[target.backend], backend.spec.extra)
+        if backend.spec.name == "tflite":
+            require("ai_edge_litert", "tflite")
+        if backend.spec.name == "openvino":
+            require("nncf", "openvino")
     out = Path(out)
     _writable(out)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     model, spec, ck = load_model(weights, model_name)
     name = ck["model"]
     w_sha = sha256_file(ck["path"])
-    final = out / f"{name}-{__version__}-{target.name}"
+    final = inside_out(out, f"{name}-{__version__}-{target.name}")
     max_delta = target.max_int8_mae_delta if max_delta is None else max_delta
 
     needs_cal = "int8" in target.precisions
     log(f"faces: calibration {n_cal if needs_cal else 0}, verification {n_verify} (data {calib.data_root(data)})")
     cal, ver = calib.select(spec, ck["path"], data, calibration, n_cal, n_verify, seed, ck=ck)
+    if not len(ver.files) or (needs_cal and not len(cal.files)):
+        raise UsageError(f"no {'verification' if not len(ver.files) else 'calibration'} faces selected; nothing converted")
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(ver.x[i:i + 128])).numpy() for i in range(0, len(ver.x), 128)])
     decode = head_weights(model)
@@ -123,9 +134,10 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         for prec in target.precisions:
             _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
             t0 = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays ours
+            with quiet(verbose):  # converter noise: shown with --verbose or when the step fails; stdout stays ours
                 path = backend.export(int8_model if prec == "int8" else model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
-            runner = backend.load(path, 1)
+            with quiet(verbose):
+                runner = backend.load(path, 1)
             ages = predict(runner, ver.x)
             m = measure(ages, ref, ver.ages)
             result = judge(prec, m, max_delta, allow_degraded)
@@ -136,7 +148,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
                          "verification": {**m, **result}})
             log(f"{path.name}: {arts[-1]['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "
                 f"MAE {m['mae']:.3f} (PyTorch {m['pytorch_mae']:.3f}, delta {m['mae_delta_vs_fp32']:+.3f}) [{time.perf_counter() - t0:.1f}s]")
-        pidx = list(range(PARITY_FACES))
+        pidx = list(range(min(PARITY_FACES, len(ver.files))))
         crops = np.stack([ver_crops(ver, i, spec) for i in pidx])
         np.save(tmp / "parity_crops.npy", crops, allow_pickle=False)
         calib.write_list(tmp / "calibration_files.txt", cal)
@@ -220,7 +232,7 @@ def make_archive(bundle: Path, epoch: int) -> Path:
     import gzip
     import io
 
-    dst = bundle.with_name(bundle.name + ".tar.gz")
+    dst = inside_out(bundle.parent, bundle.name + ".tar.gz")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for p in sorted(bundle.iterdir()):
