@@ -115,14 +115,9 @@ def _emit(rep: dict, json_out: Path | None) -> None:
     if str(json_out) == "-":
         typer.echo(text)
     else:
-        import os
+        from c3ae_edge.atomic import write_atomic
 
-        tmp = json_out.with_name(f".{json_out.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, json_out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(json_out, text)
 
 
 def predict(

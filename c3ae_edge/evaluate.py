@@ -67,7 +67,9 @@ def finite(pred: np.ndarray, weights: str) -> np.ndarray:
 def select_split(samples: list[Sample], split: str, split_file: str | Path | None) -> list[Sample]:
     if split == "all":
         return samples
-    if not split_file or not Path(split_file).is_file():
+    if split_file and not Path(split_file).is_file():
+        raise UsageError(f"--split-file {split_file}: no such split file")
+    if not split_file:
         raise UsageError(f"--split {split}: no split file recorded with these weights; use --split all or --split-file")
     idx = load_split(split_file, samples)
     if split not in idx:

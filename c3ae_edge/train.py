@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from c3ae_edge.atomic import write_atomic
 from c3ae_edge.crops import spec_for
 from c3ae_edge.data import load_dataset, load_split, save_split, stratified_split
 from c3ae_edge.errors import DataError, UsageError
@@ -293,7 +294,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
                 shutil.copyfile(cfg.split, split_path)
         elif not (resume and split_path.is_file()):
             save_split(split_path, samples, split, cfg.seed, cfg.data)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
     model = create_model(cfg.model, dropout=cfg.dropout)
     if cfg.init:
         from c3ae_edge.weights import load_into
@@ -364,7 +365,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict() if ema else None,
                          "plateau": plateau.state_dict() if plateau else None, "epoch": epoch, "step": step,
                          "best": best, "history": history}, last)
-            (out / "history.json").write_text(json.dumps(history, indent=1))
+            write_atomic(out / "history.json", json.dumps(history, indent=1))
         if world > 1:
             import torch.distributed as dist
 
@@ -381,7 +382,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
         test_mae, _ = evaluate_mae(m, data, split["test"])
         result["test_mae"] = test_mae
         result["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
-        (out / "result.json").write_text(json.dumps(result, indent=1))
+        write_atomic(out / "result.json", json.dumps(result, indent=1))
         log(f"best val MAE {best:.3f}; test MAE {test_mae:.3f} ({len(split['test'])} faces)")
     if world > 1:
         import torch.distributed as dist

@@ -35,7 +35,9 @@ def files_hash(files: list[str]) -> str:
 def save_split(path: str | Path, samples: list[Sample], split: dict[str, list[int]], seed: int, source: str) -> None:
     doc = {"seed": seed, "source": source, "splits": {n: [samples[i].key for i in idx] for n, idx in split.items()}}
     doc["sha256"] = {n: files_hash(v) for n, v in doc["splits"].items()}
-    Path(path).write_text(json.dumps(doc, indent=1))
+    from c3ae_edge.atomic import write_atomic
+
+    write_atomic(path, json.dumps(doc, indent=1))
 
 
 def load_split(path: str | Path, samples: list[Sample]) -> dict[str, list[int]]:

@@ -183,8 +183,12 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         _sums(tmp)
         _catch_ctrl_c()
         _commit(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk or a vanished folder: one line naming the output folder
+            from c3ae_edge.errors import os_error_line
+
+            raise UsageError(f"{out}: {os_error_line(e)}") from None
         raise
     if archive:
         make_archive(final, epoch)

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def quiet(verbose: bool = False) -> Iterator[None]:
-    """Capture everything written to stdout/stderr inside the block; on an error (not Ctrl-C) replay it to stderr.
+    """Capture everything written to stdout/stderr inside the block; replay it to stderr when the step fails with
+    an unexpected error (a converter's own failure), not for the user's (C3AEError), a full disk or Ctrl-C.
     ``verbose``: let it through to stderr instead (stdout stays ours: converters print progress there)."""
     if verbose:
         with contextlib.redirect_stdout(sys.stderr):
@@ -29,8 +30,10 @@ def quiet(verbose: bool = False) -> Iterator[None]:
             os.dup2(native.fileno(), 2)
             with contextlib.redirect_stdout(py), contextlib.redirect_stderr(py):
                 yield
-        except Exception:
-            failed = True
+        except Exception as e:
+            from c3ae_edge.errors import C3AEError
+
+            failed = not isinstance(e, (C3AEError, OSError))
             raise
         finally:
             for s in (sys.__stdout__, sys.__stderr__):

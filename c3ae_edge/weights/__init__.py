@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -137,11 +136,10 @@ def save_weights(path: str | Path, model_name: str, state_dict: dict, spec: Crop
 
 def atomic_save(obj, path: str | Path) -> None:
     """torch.save to a temporary file renamed over ``path``: a crash or a full disk never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    import io
+
+    from c3ae_edge.atomic import write_atomic
+
+    buf = io.BytesIO()  # serialise in memory: torch.save on a full disk fails with a cryptic RuntimeError
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
