@@ -274,7 +274,6 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
     torch.manual_seed(cfg.seed + rank)
     rng = np.random.default_rng(cfg.seed + 1000 * rank)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     samples = load_dataset(cfg.data)
     if cfg.limit:
@@ -288,13 +287,6 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
     else:
         split = stratified_split(samples, {"train": 1 - cfg.val_frac - cfg.test_frac, "val": cfg.val_frac, "test": cfg.test_frac}, cfg.seed)
     _check_split(split, cfg.split or cfg.data)
-    if rank == 0:
-        if cfg.split:  # verbatim: the split's own seed, not this run's training seed
-            if Path(cfg.split).resolve() != split_path.resolve():
-                shutil.copyfile(cfg.split, split_path)
-        elif not (resume and split_path.is_file()):
-            save_split(split_path, samples, split, cfg.seed, cfg.data)
-        write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
     model = create_model(cfg.model, dropout=cfg.dropout)
     if cfg.init:
         from c3ae_edge.weights import load_into
@@ -331,6 +323,14 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
         start_epoch, step, best, history = st["epoch"] + 1, st["step"], st["best"], st["history"]
         rng = np.random.default_rng([cfg.seed, rank, start_epoch])
         log(f"resumed from {last} at epoch {start_epoch}")
+    if rank == 0:  # written once every input (data, split, --init, last.pt) has been read and checked
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.split:  # verbatim: the split's own seed, not this run's training seed
+            if Path(cfg.split).resolve() != split_path.resolve():
+                shutil.copyfile(cfg.split, split_path)
+        elif not (resume and split_path.is_file()):
+            save_split(split_path, samples, split, cfg.seed, cfg.data)
+        write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
 
     net: nn.Module = _TrainView(model)
     if world > 1:

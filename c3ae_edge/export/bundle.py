@@ -58,11 +58,13 @@ def inside_out(out: Path, name: str) -> Path:
 
 
 def _writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{out}: cannot create the output folder ({e.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
+    """OUT (or the folder it will be created in) must be a writable folder; nothing is created before the bundle is."""
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise UsageError(f"{out}: cannot create the output folder ({p} is not a folder)")
+    if not os.access(p, os.W_OK | os.X_OK):
         raise UsageError(f"{out}: output folder is not writable")
 
 
@@ -125,6 +127,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     _catch_ctrl_c()
     tmp = out / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
     tmp.mkdir()
     try:
         iso, epoch, reproducible = build_time()
