@@ -35,6 +35,10 @@ def register(app: typer.Typer) -> None:
 
         if verify_count < 1:
             raise UsageError("--verify-count must be >= 1")
+        if seed < 0:
+            raise UsageError(f"--seed {seed}: must be >= 0")
+        if max_int8_delta is not None and not 0 < max_int8_delta <= 10:
+            raise UsageError(f"--max-int8-delta {max_int8_delta}: must be in (0, 10] years")
         say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
         path = export_bundle(target, model, weights, out, data, calibration, calibration_count, verify_count, seed,
                              max_int8_delta, allow_degraded, archive, log=say, verbose=verbose)

@@ -117,8 +117,8 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     max_delta = target.max_int8_mae_delta if max_delta is None else max_delta
 
     needs_cal = "int8" in target.precisions
-    log(f"faces: calibration {n_cal if needs_cal else 0}, verification {n_verify} (data {calib.data_root(data)})")
     cal, ver = calib.select(spec, ck["path"], data, calibration, n_cal, n_verify, seed, ck=ck)
+    log(f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} (data {calib.data_root(data)})")
     if not len(ver.files) or (needs_cal and not len(cal.files)):
         raise UsageError(f"no {'verification' if not len(ver.files) else 'calibration'} faces selected; nothing converted")
     with torch.no_grad():
