@@ -101,6 +101,7 @@ def _need(d: object, key: str, typ, where: str):
 def _artifact(bundle: Path, art: object, i: int, where: str) -> None:
     w = f"{where} artifacts[{i}]"
     name = _need(art, "file", str, w)
+    confined(bundle, name)
     prec = _need(art, "precision", str, w)
     if prec not in ("fp32", "fp16", "int8"):
         raise VerificationError(f"{w}: precision {prec!r} is not fp32, fp16 or int8")
