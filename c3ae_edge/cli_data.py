@@ -132,6 +132,8 @@ def predict(
     from c3ae_edge.predict import AgePredictor, ImageResult, expand_each
 
     pred = AgePredictor(weights, model, detector)
+    if not aligned:
+        pred.detector  # noqa: B018 - a bad --detector is one usage error up front, not one per image
     failed = 0
     for path, err in expand_each(inputs):
         r = ImageResult(str(path), error=err) if err else pred.predict_image(path, aligned)
