@@ -226,10 +226,17 @@ def _sums(folder: Path) -> None:
 def _commit(tmp: Path, final: Path) -> None:
     """Atomic replace: the old bundle (if any) moves aside, the new one is renamed in, the old one is deleted."""
     old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except OSError as e:  # another export to the same bundle won the race: keep its bundle (or put the old one back)
+        if old is not None and not final.exists():
+            os.replace(old, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise UsageError(f"{final}: another export wrote this bundle at the same time ({e.strerror}); this one was dropped, run it again") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
