@@ -229,13 +229,13 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def _check_split(split: dict, where: str) -> None:
-    empty = [n for n in ("train", "val", "test") if not split.get(n)]
+    empty = [n for n in ("train", "val") if not split.get(n)]  # an empty test split only leaves test_mae out
     if empty:
         raise DataError(f"{where}: the {'/'.join(empty)} split is empty ({', '.join(f'{n} {len(v)}' for n, v in split.items())} faces); use more faces")
 
 
-def _resume_state(last: Path, dev, model, opt, ema, plateau) -> dict:
-    """Read OUT/last.pt (tensors and plain values only: weights_only=True) into the live objects; one-line errors."""
+def _read_resume(last: Path, dev) -> dict:
+    """OUT/last.pt (tensors and plain values only: weights_only=True), its keys checked; one-line errors."""
     try:
         st = torch.load(last, map_location=dev, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or crafted file
@@ -243,16 +243,21 @@ def _resume_state(last: Path, dev, model, opt, ema, plateau) -> dict:
     keys = ("model", "opt", "epoch", "step", "best", "history")
     if not isinstance(st, dict) or any(k not in st for k in keys) or not isinstance(st["epoch"], int) or not isinstance(st["history"], list):
         raise DataError(f"{last}: not a c3ae-edge training checkpoint (needs {', '.join(keys)})")
+    return st
+
+
+def _apply_resume(st: dict, last: Path, model, opt=None, ema=None, plateau=None) -> None:
+    """Load a checked last.pt into the live objects (the model alone when called early, to fail before any work)."""
     try:
         model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
+        if opt is not None:
+            opt.load_state_dict(st["opt"])
         if ema is not None and st.get("ema"):
             ema.load_state_dict(st["ema"])
         if plateau is not None and st.get("plateau"):
             plateau.load_state_dict(st["plateau"])
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"{last}: does not fit this run's model or optimiser ({str(e).splitlines()[0][:160]})") from None
-    return st
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> dict:
@@ -274,6 +279,17 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
     torch.manual_seed(cfg.seed + rank)
     rng = np.random.default_rng(cfg.seed + 1000 * rank)
     out = Path(cfg.out)
+    last = out / "last.pt"
+    model = create_model(cfg.model, dropout=cfg.dropout)
+    st = None
+    if resume:  # read and fit last.pt before any data is read
+        st = _read_resume(last, "cpu")
+        _apply_resume(st, last, model)
+    if cfg.init:
+        from c3ae_edge.weights import load_into
+
+        load_into(model, cfg.init, cfg.model)
+        log(f"warm start from {cfg.init}")
 
     samples = load_dataset(cfg.data)
     if cfg.limit:
@@ -287,12 +303,6 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
     else:
         split = stratified_split(samples, {"train": 1 - cfg.val_frac - cfg.test_frac, "val": cfg.val_frac, "test": cfg.test_frac}, cfg.seed)
     _check_split(split, cfg.split or cfg.data)
-    model = create_model(cfg.model, dropout=cfg.dropout)
-    if cfg.init:
-        from c3ae_edge.weights import load_into
-
-        load_into(model, cfg.init, cfg.model)
-        log(f"warm start from {cfg.init}")
     spec = spec_for(model.cfg.crops)
     t0 = time.time()
     data = FaceData(samples, spec)
@@ -317,9 +327,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
 
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.patience, threshold=cfg.min_delta, threshold_mode="abs") if cfg.schedule == "plateau" else None
     start_epoch, step, best, history = 0, 0, float("inf"), []
-    last = out / "last.pt"
-    if resume and last.is_file():
-        st = _resume_state(last, dev, model, opt, ema, plateau)
+    if st is not None:
+        _apply_resume(st, last, model, opt, ema, plateau)
         start_epoch, step, best, history = st["epoch"] + 1, st["step"], st["best"], st["history"]
         rng = np.random.default_rng([cfg.seed, rank, start_epoch])
         log(f"resumed from {last} at epoch {start_epoch}")
@@ -379,11 +388,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
 
         m, _, _ = load_model(str(best_path))
         m.to(dev)
-        test_mae, _ = evaluate_mae(m, data, split["test"])
+        test_mae = evaluate_mae(m, data, split["test"])[0] if split["test"] else None
         result["test_mae"] = test_mae
         result["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
         write_atomic(out / "result.json", json.dumps(result, indent=1))
-        log(f"best val MAE {best:.3f}; test MAE {test_mae:.3f} ({len(split['test'])} faces)")
+        log(f"best val MAE {best:.3f}; " + (f"test MAE {test_mae:.3f} ({len(split['test'])} faces)" if test_mae is not None else "no test faces"))
     if world > 1:
         import torch.distributed as dist
 
