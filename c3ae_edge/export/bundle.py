@@ -127,8 +127,13 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     _catch_ctrl_c()
     tmp = out / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        from c3ae_edge.errors import os_error_line
+
+        raise UsageError(f"{out}: {os_error_line(e).removeprefix(f'{e.filename}: ')}") from None
     try:
         iso, epoch, reproducible = build_time()
         opts = {"stem": name, "metadata": _embedded(name, w_sha, spec, decode, target.name)}
