@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     here = Path(a.manifest).resolve().parent
     path = (here / art["file"]).resolve()
     if path.parent != here:  # the manifest names files in its own folder, nothing else
-        sys.exit(f"reference_infer: {art['file']!r} is not a file of this bundle")
+        print(f"{art['file']}: not a file of this bundle", file=sys.stderr)
+        return 2
     it = interpreter(path, a.threads)
     man = dict(manifest, input=art["input"], output=dict(manifest["output"], **art.get("output", {})))
     for path in a.images:

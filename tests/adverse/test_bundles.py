@@ -243,3 +243,19 @@ def test_check_sums_reexported_from_verify():
     from c3ae_edge.export import bundle_check, verify
 
     assert verify.check_sums is bundle_check.check_sums
+
+
+def test_reference_infer_stays_in_its_bundle(tmp_path, tiny_bundle):
+    """The shipped reference_infer.py refuses an artifact path that leaves the bundle (it loaded the outside file)."""
+    import subprocess
+    import sys
+
+    from .conftest import face_chip
+
+    b = copy_bundle(tiny_bundle, tmp_path / "b")
+    m = json.loads((b / "manifest.json").read_text())
+    m["artifacts"][0]["file"] = "../evil.tflite"
+    (b / "manifest.json").write_text(json.dumps(m))
+    (tmp_path / "evil.tflite").write_bytes(b"x")
+    r = subprocess.run([sys.executable, str(b / "reference_infer.py"), str(face_chip())], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "../evil.tflite: not a file of this bundle", r.stderr

@@ -76,17 +76,30 @@ def test_bad_run(case, tmp_path, capsys, env, tiny_run):
     run_case(case, tmp_path, capsys, env)
 
 
-def test_force_replaces_and_resume_continues(tmp_path, cli, tiny_run):
-    """--force replaces a run (atomically: no temp files left); --resume continues it from last.pt."""
+def test_force_replaces_a_run_atomically(tmp_path, cli, tiny_run):
+    """--force replaces a finished run; best.pt and final.pt are renamed into place (no temporary files left)."""
     run = shutil.copytree(tiny_run, tmp_path / "run")
     before = (run / "best.pt").read_bytes()
     r = cli("train", "--out", str(run), "--force", *COMMON, "--epochs", "1", "--max-steps", "1", "--seed", "3")
     assert r.code == 0, r.err
     assert (run / "best.pt").read_bytes() != before
-    r = cli("train", "--out", str(run), "--resume", *COMMON, "--epochs", "2", "--max-steps", "2", "--seed", "3")
-    assert r.code == 0, r.err
-    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0, 1]
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
+
+
+def test_checkpoints_are_written_by_rename(tmp_path, monkeypatch):
+    """A crash while best.pt is written leaves the previous best.pt whole (it used to be written in place)."""
+    from c3ae_edge import weights
+    from c3ae_edge.crops import CropSpec
+
+    weights.save_weights(tmp_path / "best.pt", "c3ae_plain", {"w": torch.ones(3)}, CropSpec(), {"v": 1})
+    good = (tmp_path / "best.pt").read_bytes()
+
+    def crash(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(weights.torch, "save", lambda obj, f: (f.write(b"half a checkpoint"), crash()))
+    with pytest.raises(OSError):
+        weights.save_weights(tmp_path / "best.pt", "c3ae_plain", {"w": torch.zeros(3)}, CropSpec(), {"v": 2})
+    assert (tmp_path / "best.pt").read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["best.pt"]
 
 
 def test_diverging_training_is_an_error_not_nan(tmp_path, cli):

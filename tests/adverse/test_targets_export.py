@@ -34,8 +34,8 @@ def _args(*extra, env_var: tuple | None = None):
 
 
 def _shadow(tmp, env):
-    (tmp / "rpi").write_text("this is not TOML [[[")  # a stray file named like a built-in target
-    return ["export", "--target", "rpi", "--calibration-count", "5"]
+    (tmp / "generic").write_text("this is not TOML [[[")  # a stray file named like a built-in target
+    return ["export", "--target", "generic", "--calibration-count", "5"]
 
 
 def _out_is_file(tmp, env):
