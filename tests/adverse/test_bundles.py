@@ -259,3 +259,23 @@ def test_reference_infer_stays_in_its_bundle(tmp_path, tiny_bundle):
     (tmp_path / "evil.tflite").write_bytes(b"x")
     r = subprocess.run([sys.executable, str(b / "reference_infer.py"), str(face_chip())], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "../evil.tflite: not a file of this bundle", r.stderr
+
+
+def test_onboard_runner_stays_in_its_bundle(tmp_path, tiny_bundle):
+    """The standalone on-board runner refuses manifest paths that leave the bundle (parity file and artifacts)."""
+    import subprocess
+    import sys
+
+    from c3ae_edge.bench import onboard
+
+    for key in ("parity", "artifact"):
+        b = copy_bundle(tiny_bundle, tmp_path / key)
+        m = json.loads((b / "manifest.json").read_text())
+        if key == "parity":
+            m["parity_set"]["file"] = "../outside.npy"
+        else:
+            m["artifacts"][0]["file"] = "/etc/hostname"
+        (b / "manifest.json").write_text(json.dumps(m))
+        np.save(tmp_path / "outside.npy", np.zeros((1, 3, 64, 64, 3), np.uint8))
+        r = subprocess.run([sys.executable, onboard.__file__, str(b), "--runs", "1", "--warmup", "0"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "not a file of the bundle" in r.stderr and "Traceback" not in r.stderr, r.stderr
