@@ -118,11 +118,13 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
 
     needs_cal = "int8" in target.precisions
     cal, ver = calib.select(spec, ck["path"], data, calibration, n_cal, n_verify, seed, ck=ck)
-    log(f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} (data {calib.data_root(data)})")
     if not len(ver.files) or (needs_cal and not len(cal.files)):
         raise UsageError(f"no {'verification' if not len(ver.files) else 'calibration'} faces selected; nothing converted")
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(ver.x[i:i + 128])).numpy() for i in range(0, len(ver.x), 128)])
+    if not np.isfinite(ref).all():
+        raise UsageError(f"{ck['path']}: the model gives non-finite ages on the verification faces (the weights overflow); nothing converted")
+    log(f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} (data {calib.data_root(data)})")
     decode = head_weights(model)
     _catch_ctrl_c()
     tmp = out / f".{final.name}.tmp-{os.getpid()}"

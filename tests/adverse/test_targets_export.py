@@ -38,6 +38,15 @@ def _shadow(tmp, env):
     return ["export", "--target", "generic", "--calibration-count", "5"]
 
 
+def _overflowing(tmp, env):
+    import torch
+
+    ck = torch.load(shipped_weights(), weights_only=True)
+    ck["state_dict"]["head.w1.weight"].fill_(3e38)  # finite weights, NaN ages
+    torch.save(ck, tmp / "w.pt")
+    return _args("--weights", str(tmp / "w.pt"))(tmp, env)
+
+
 def _out_is_file(tmp, env):
     (tmp / "exports").write_text("a file")
     return _args()(tmp, env)
@@ -82,6 +91,7 @@ CASES = [
     Case("out-is-a-file", _out_is_file, 2, ("exports", "not a folder")),
     Case("weights-missing", lambda tmp, env: _args("--weights", str(tmp / "w.pt"))(tmp, env), 2, ("w.pt", "no such")),
     Case("model-mismatch", _args("--weights", str(shipped_weights()), "--model", "c3ae_plain"), 2, ("c3ae_plain",)),
+    Case("weights-overflow", _overflowing, 2, ("w.pt", "non-finite")),
     Case("data-missing", lambda tmp, env: _args("--data", str(tmp / "nodata"))(tmp, env), 2, ("nodata", "no face data")),
     Case("calibration-missing", lambda tmp, env: _args("--target", "generic", "--calibration", str(tmp / "cal"))(tmp, env), 2, ("cal",)),
 ]
