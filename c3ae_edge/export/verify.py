@@ -64,7 +64,10 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
     b = Path(bundle)
     if b.name.endswith(".tar.gz") and b.is_file():
         with bundle_check.unpacked(b) as folder:
-            return {**verify_bundle(folder, threads), "bundle": str(b)}
+            try:
+                return {**verify_bundle(folder, threads), "bundle": str(b)}
+            except VerificationError as e:  # name the archive, not the temporary folder it was unpacked into
+                raise VerificationError(str(e).replace(str(folder), f"{b}:{folder.name}")) from None
     if not b.is_dir():
         raise DataError(f"{b}: no such bundle folder")
     files = check_sums(b)
