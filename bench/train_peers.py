@@ -25,13 +25,14 @@ def main() -> None:
     ap.add_argument("--data", default=recipe["data"])
     ap.add_argument("--out", default="runs/peers")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per training run")
+    ap.add_argument("--force", action="store_true", help="replace earlier runs in --out")
     a = ap.parse_args()
     train_kw = dict(recipe["train"], **({"epochs": a.epochs} if a.epochs else {}))
     out_file = HERE / "peers" / "mae.json"
     doc = json.loads(out_file.read_text()) if out_file.is_file() else {"recipe": "bench/peers/recipe.json", "results": {}}
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
         t0 = time.time()
-        res = train(TrainConfig(model=name, data=a.data, out=str(Path(a.out) / name), limit=a.limit, threads=a.threads, **train_kw))
+        res = train(TrainConfig(model=name, data=a.data, out=str(Path(a.out) / name), limit=a.limit, threads=a.threads, **train_kw), force=a.force)
         doc["results"][name] = {"mae": round(res["test_mae"], 4), "best_val_mae": round(res["best_val_mae"], 4), "epochs_run": res["epochs_run"],
                                 "train": train_kw, "limit": a.limit, "data": a.data, "wall_s": round(time.time() - t0, 1)}
         subset = f"a seeded {a.limit:,}-face subset of UTKFace" if a.limit else "UTKFace"

@@ -74,6 +74,8 @@ def main() -> None:
 
     try:
         rv = app(standalone_mode=False)
+        if rv == 130:  # typer turns KeyboardInterrupt into Exit(130), returned here
+            print("c3ae-edge: interrupted", file=sys.stderr)
         if isinstance(rv, int) and rv:  # typer.Exit(code) comes back as a return value here
             sys.exit(rv)
     except C3AEError as e:
@@ -82,6 +84,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("c3ae-edge: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # a file the user named or a disk that filled: one line, never "internal error"
+        from c3ae_edge.errors import os_error_line
+
+        print(f"c3ae-edge: error: {os_error_line(e)}", file=sys.stderr)
+        sys.exit(1)
     except Exception as e:
         # typer vendors its own click: recognise its exceptions by shape, not by import
         if type(e).__name__ == "Abort":

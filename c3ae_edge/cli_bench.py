@@ -45,7 +45,6 @@ def register(app: typer.Typer) -> None:
         write_runner: str = typer.Option(None, "--write-runner", help="copy the standalone on-board runner (onboard.py) into this folder and exit"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     ) -> None:
-        import json
         from pathlib import Path
 
         from c3ae_edge.errors import UsageError
@@ -86,17 +85,50 @@ def register(app: typer.Typer) -> None:
         acc = report.load_accuracy(Path(accuracy) if accuracy else None)
         if acc:
             doc["accuracy"] = acc
-        if json_file:
-            Path(json_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(json_file).write_text(json.dumps(doc, indent=1) + "\n")
-            typer.echo(f"wrote {json_file}", err=True)
-        png = plot or (str(Path(markdown or json_file).with_suffix(".png")) if (markdown or json_file) else None)
-        if png and report.plot(doc, Path(png)):
-            typer.echo(f"wrote {png}", err=True)
+        _write_reports(doc, json_file, markdown, plot, files if merge else [from_json] if from_json else [])
+
+
+def _write_reports(doc: dict, json_file: str | None, markdown: str | None, plot: str | None, sources: list[str]) -> None:
+    """Render first, then write every output by temp file + rename: a malformed document writes nothing."""
+    import json
+    import os
+    from pathlib import Path
+
+    from c3ae_edge.bench import report
+    from c3ae_edge.errors import DataError
+
+    png = plot or (str(Path(markdown or json_file).with_suffix(".png")) if (markdown or json_file) else None)
+    outs: dict[str, str] = {json_file: json.dumps(doc, indent=1) + "\n"} if json_file else {}
+    made: list[tuple[Path, Path]] = []
+    tmp_png = None
+    try:
         md = report.markdown(doc, png_name=Path(png).name if png else None)
         if markdown:
-            Path(markdown).parent.mkdir(parents=True, exist_ok=True)
-            Path(markdown).write_text(md)
-            typer.echo(f"wrote {markdown}", err=True)
-        if not (json_file or markdown):
-            typer.echo(md)
+            outs[markdown] = md
+        if png:
+            Path(png).parent.mkdir(parents=True, exist_ok=True)
+            tmp_png = Path(png).with_name(f".{Path(png).name}.tmp-{os.getpid()}.png")
+            if report.plot(doc, tmp_png):
+                made.append((tmp_png, Path(png)))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
+        if tmp_png is not None:
+            tmp_png.unlink(missing_ok=True)
+        if json_file and not sources:  # a fresh run: keep its measurements even if the report cannot be drawn
+            Path(json_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(json_file).write_text(outs[json_file])
+        raise DataError(f"{', '.join(sources) or 'bench results'}: malformed bench rows ({type(e).__name__}: {str(e)[:80]})") from None
+    try:
+        for dst, text in outs.items():
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(dst).with_name(f".{Path(dst).name}.tmp-{os.getpid()}")
+            made.append((tmp, Path(dst)))
+            tmp.write_text(text)
+    except OSError:
+        for tmp, _ in made:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, dst in made:
+        os.replace(tmp, dst)
+        typer.echo(f"wrote {dst}", err=True)
+    if not (json_file or markdown):
+        typer.echo(md)

@@ -31,6 +31,7 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", help="stop after this many optimiser steps"),
     split: Path | None = typer.Option(None, help="reuse a recorded split.json"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt"),
+    force: bool = typer.Option(False, "--force", help="replace the run already in a non-empty OUT"),
     init: Path | None = typer.Option(None, help="warm start from these weights (a new schedule cycle, e.g. a restart)"),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step (about 2x on CPU)"),
     threads: int | None = typer.Option(None),
@@ -55,8 +56,8 @@ def train(
     for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "erase_p": erase_p, "jitter": jitter}.items():
         if v is not None:
             setattr(cfg, k, v)
-    res = run(cfg, resume=resume)
-    typer.echo(json.dumps(res))
+    res = run(cfg, resume=resume, force=force)
+    typer.echo(json.dumps(res, allow_nan=False))
 
 
 def evaluate(
@@ -74,8 +75,10 @@ def evaluate(
     json_out: Path | None = typer.Option(None, "--json", help="write the report here ('-' for stdout)"),
 ) -> None:
     """MAE overall and per decade on a dataset, or an FG-NET protocol."""
+    from c3ae_edge.evaluate import check_args, fgnet_protocol
     from c3ae_edge.evaluate import evaluate as run
-    from c3ae_edge.evaluate import fgnet_protocol
+
+    check_args(split, protocol, repeats, folds, epochs, limit, json_out)
 
     if protocol:
         rep = fgnet_protocol(None if weights == "default" else weights, data, protocol, repeats=repeats, epochs=epochs,
@@ -108,11 +111,13 @@ def _print_report(rep: dict) -> None:
 def _emit(rep: dict, json_out: Path | None) -> None:
     if json_out is None:
         return
-    text = json.dumps(rep, indent=1)
+    text = json.dumps(rep, indent=1, allow_nan=False)
     if str(json_out) == "-":
         typer.echo(text)
     else:
-        json_out.write_text(text)
+        from c3ae_edge.atomic import write_atomic
+
+        write_atomic(json_out, text)
 
 
 def predict(
@@ -124,15 +129,17 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="one JSON object per image on stdout"),
 ) -> None:
     """One age per face, with its box. A bad file gets an error entry; the batch goes on; exit 1 if any failed."""
-    from c3ae_edge.predict import AgePredictor, expand_inputs
+    from c3ae_edge.predict import AgePredictor, ImageResult, expand_each
 
     pred = AgePredictor(weights, model, detector)
+    if not aligned:
+        pred.detector  # noqa: B018 - a bad --detector is one usage error up front, not one per image
     failed = 0
-    for path in expand_inputs(inputs):
-        r = pred.predict_image(path, aligned)
+    for path, err in expand_each(inputs):
+        r = ImageResult(str(path), error=err) if err else pred.predict_image(path, aligned)
         failed += r.error is not None
         if json_out:
-            typer.echo(json.dumps(r.to_dict()))
+            typer.echo(json.dumps(r.to_dict(), allow_nan=False))
         elif r.error:
             typer.echo(f"{r.file}: error: {r.error}", err=True)
         else:

@@ -29,12 +29,17 @@ def register(app: typer.Typer) -> None:
         archive: bool = typer.Option(False, "--archive", help="also write <bundle>.tar.gz"),
         json_out: bool = typer.Option(False, "--json", help="print the manifest's verification summary as JSON"),
         sign: str = typer.Option(None, "--sign", help="minisign secret key (`c3ae-edge keygen`): sign SHA256SUMS (SHA256SUMS.minisig)"),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"),
     ) -> None:
         from c3ae_edge.errors import UsageError
         from c3ae_edge.export.bundle import export_bundle
 
         if verify_count < 1:
             raise UsageError("--verify-count must be >= 1")
+        if seed < 0:
+            raise UsageError(f"--seed {seed}: must be >= 0")
+        if max_int8_delta is not None and not 0 < max_int8_delta <= 10:
+            raise UsageError(f"--max-int8-delta {max_int8_delta}: must be in (0, 10] years")
         signer = None
         if sign:  # the passphrase is asked now, not after minutes of export
             from c3ae_edge.release.sign import SecretKey, sign_bundle
@@ -43,7 +48,7 @@ def register(app: typer.Typer) -> None:
             signer = lambda folder: sign_bundle(folder, secret)  # noqa: E731
         say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
         path = export_bundle(target, model, weights, out, data, calibration, calibration_count, verify_count, seed,
-                             max_int8_delta, allow_degraded, archive, log=say, signer=signer)
+                             max_int8_delta, allow_degraded, archive, log=say, signer=signer, verbose=verbose)
         man = json.loads((path / "manifest.json").read_text())
         if json_out:
             typer.echo(json.dumps({"bundle": str(path), "artifacts": [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man["artifacts"]]}, indent=1))

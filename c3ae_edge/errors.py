@@ -28,6 +28,16 @@ class VerificationError(C3AEError):
     exit_code = 3
 
 
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: 'no space left on device' says so; otherwise the file and the reason."""
+    import errno
+
+    where = f"{e.filename}: " if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}no space left on device"
+    return f"{where}{e.strerror or e}"
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or raise a one-line error naming the extra."""
     import importlib

@@ -36,10 +36,40 @@ def mae_report(pred: np.ndarray, ages: np.ndarray) -> dict:
             "cs5": round(float((err <= 5).mean()), 4), "per_decade": decades}
 
 
+PROTOCOLS = ("fgnet-paper", "lopo")
+SPLITS = ("all", "train", "val", "test")
+
+
+def check_args(split: str, protocol: str | None, repeats: int, folds: int | None, epochs: int, limit: int | None,
+               json_out: Path | None) -> None:
+    """Every argument of ``evaluate`` checked before any face is read."""
+    if split not in SPLITS:
+        raise UsageError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    for name, v, lo in (("--repeats", repeats, 1), ("--folds", folds, 1), ("--epochs", epochs, 0), ("--limit", limit, 1)):
+        if v is not None and v < lo:
+            raise UsageError(f"{name} {v} must be >= {lo}")
+    if json_out is not None and str(json_out) != "-":
+        if json_out.is_dir():
+            raise UsageError(f"--json {json_out}: is a folder; give a file name")
+        if not json_out.resolve().parent.is_dir():
+            raise UsageError(f"--json {json_out}: folder {json_out.parent} does not exist")
+
+
+def finite(pred: np.ndarray, weights: str) -> np.ndarray:
+    """Ages must be numbers: NaN/Inf from overflowing weights is an error, not a report."""
+    if not np.isfinite(pred).all():
+        raise DataError(f"{weights}: the model gives non-finite ages ({int((~np.isfinite(pred)).sum())} of {len(pred)} faces): the weights overflow")
+    return pred
+
+
 def select_split(samples: list[Sample], split: str, split_file: str | Path | None) -> list[Sample]:
     if split == "all":
         return samples
-    if not split_file or not Path(split_file).is_file():
+    if split_file and not Path(split_file).is_file():
+        raise UsageError(f"--split-file {split_file}: no such split file")
+    if not split_file:
         raise UsageError(f"--split {split}: no split file recorded with these weights; use --split all or --split-file")
     idx = load_split(split_file, samples)
     if split not in idx:
@@ -60,7 +90,7 @@ def evaluate(weights: str | None, data: str, model_name: str | None = None, spli
     if limit:
         samples = samples[:limit]
     t0 = time.time()
-    pred = predict_samples(model, spec, samples)
+    pred = finite(predict_samples(model, spec, samples), ck["path"])
     ages = np.array([s.age for s in samples], np.float32)
     rep = mae_report(pred, ages)
     rep.update({"model": ck["model"], "weights": ck["path"], "weights_sha256": sha256_file(ck["path"]), "data": data,
@@ -104,7 +134,7 @@ def fgnet_protocol(weights: str | None, data: str, protocol: str = "fgnet-paper"
         model.eval()
         with torch.no_grad():
             x, y = fd.batch(list(test))
-            e = (model(x) - y).abs().numpy()
+            e = (torch.from_numpy(finite(model(x).numpy(), ck["path"])) - y).abs().numpy()
         maes.append(float(e.mean()))
         errs.append(e)
         log(f"{protocol} fold {k + 1}/{len(splits)}: MAE {maes[-1]:.2f} on {len(test)} faces")

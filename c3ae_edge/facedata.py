@@ -8,7 +8,7 @@ import torch
 
 from c3ae_edge.crops import CropSpec, FaceBox
 from c3ae_edge.data.datasets import Sample, face_box_for
-from c3ae_edge.imageio import load_rgb
+from c3ae_edge.imageio import load_scaled
 
 
 class FaceData:
@@ -18,8 +18,9 @@ class FaceData:
         self.samples = samples
         self.spec = spec
         with ThreadPoolExecutor(threads) as ex:
-            self.images = list(ex.map(lambda s: load_rgb(s.path), samples))
-        self.boxes: list[FaceBox] = [face_box_for(s, im) for s, im in zip(samples, self.images)]
+            decoded = list(ex.map(lambda s: load_scaled(s.path), samples))
+        self.images = [im for im, _ in decoded]
+        self.boxes: list[FaceBox] = [face_box_for(s, im, k) for s, (im, k) in zip(samples, decoded)]
         self.ages = np.array([s.age for s in samples], dtype=np.float32)
 
     def __len__(self) -> int:

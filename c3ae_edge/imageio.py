@@ -13,6 +13,12 @@ SUPPORTED = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", 
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read an image as RGB uint8, whatever its mode: grayscale, 16-bit, CMYK, palette, alpha, EXIF-rotated."""
+    return load_scaled(path)[0]
+
+
+def load_scaled(path: str | Path) -> tuple[np.ndarray, float]:
+    """``load_rgb`` and the decoded / source size ratio (below 1 when a huge JPEG was decoded downscaled):
+    divide box coordinates found on the array by it to get source pixels."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
@@ -24,6 +30,9 @@ def load_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(p) as im:
             w, h = im.size
+            if im.format == "JPEG" and p.stat().st_size * 8 < ((w + 7) // 8) * ((h + 7) // 8):
+                # every 8x8 luma block costs at least one bit of entropy-coded data: this file ends early
+                raise DataError(f"{p}: truncated JPEG ({p.stat().st_size:,} bytes cannot hold {w}x{h} pixels)")
             if w * h > MAX_PIXELS:
                 if im.format != "JPEG":
                     raise DataError(f"{p}: image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
@@ -33,8 +42,9 @@ def load_rgb(path: str | Path) -> np.ndarray:
                 if im.size[0] * im.size[1] > MAX_PIXELS:
                     raise DataError(f"{p}: image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
             im.load()
+            scale = im.size[0] / w
             im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+            return _to_rgb(im, p), scale
     except DataError:
         raise
     except UnidentifiedImageError:
@@ -43,7 +53,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise DataError(f"{p}: corrupt or truncated image ({e})") from None
 
 
-def _to_rgb(im) -> np.ndarray:
+def _to_rgb(im, p: Path) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
@@ -57,5 +67,5 @@ def _to_rgb(im) -> np.ndarray:
         im = Image.alpha_composite(bg, im.convert("RGBA"))
     arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
-        raise DataError(f"image too small or malformed (shape {arr.shape})")
+        raise DataError(f"{p}: image too small or malformed (shape {arr.shape})")
     return np.ascontiguousarray(arr)

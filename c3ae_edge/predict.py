@@ -9,7 +9,7 @@ import torch
 
 from c3ae_edge.crops import aligned_box
 from c3ae_edge.errors import C3AEError, DataError
-from c3ae_edge.imageio import SUPPORTED, load_rgb
+from c3ae_edge.imageio import SUPPORTED, load_scaled
 
 
 @dataclass
@@ -34,15 +34,27 @@ class ImageResult:
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files as given; folders expand to their images (sorted, not recursive)."""
     out: list[Path] = []
+    for p, err in expand_each(inputs):
+        if err:
+            raise DataError(err)
+        out.append(p)
+    return out
+
+
+def expand_each(inputs: list[str]) -> list[tuple[Path, str | None]]:
+    """(path, None) per image, or (folder, error) for a folder that cannot be listed or holds no image."""
+    out: list[tuple[Path, str | None]] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in SUPPORTED)
-            if not found:
-                raise DataError(f"{p}: no images in folder")
-            out.extend(found)
+            try:
+                found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in SUPPORTED)
+            except OSError as e:
+                out.append((p, f"{p}: cannot list folder ({e.strerror})"))
+                continue
+            out.extend((q, None) for q in found) if found else out.append((p, f"{p}: no images in folder"))
         else:
-            out.append(p)
+            out.append((p, None))
     return out
 
 
@@ -74,7 +86,7 @@ class AgePredictor:
     def predict_image(self, path: str | Path, aligned: bool = False) -> ImageResult:
         res = ImageResult(str(path))
         try:
-            img = load_rgb(path)
+            img, k = load_scaled(path)
             if aligned:
                 boxes, scores = [aligned_box(img.shape[1], img.shape[0])], [None]
             else:
@@ -82,8 +94,11 @@ class AgePredictor:
                 if not dets:
                     raise DataError(f"{path}: no face found (use --aligned for face crops)")
                 boxes, scores = [d.box for d in dets], [d.score for d in dets]
-            for b, a, s in zip(boxes, self.ages_for_boxes(img, boxes), scores):
-                cx, cy, side = b
+            ages = self.ages_for_boxes(img, boxes)
+            if not np.isfinite(ages).all():
+                raise DataError(f"{path}: the model's age is not finite ({ages[0]}): the weights {self.checkpoint['path']} overflow")
+            for b, a, s in zip(boxes, ages, scores):
+                cx, cy, side = (v / k for v in b)  # source pixels, whatever size the image was decoded at
                 res.faces.append(FaceAge((int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(cx + side / 2)), int(round(cy + side / 2))), a, s))
         except C3AEError as e:
             res.error = str(e)

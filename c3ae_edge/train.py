@@ -13,13 +13,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from c3ae_edge.atomic import write_atomic
 from c3ae_edge.crops import spec_for
 from c3ae_edge.data import load_dataset, load_split, save_split, stratified_split
-from c3ae_edge.errors import UsageError
+from c3ae_edge.errors import DataError, UsageError
 from c3ae_edge.facedata import Augment, FaceData
 from c3ae_edge.models import create_model
 from c3ae_edge.twopoint import cascade_loss
-from c3ae_edge.weights import save_weights
+from c3ae_edge.weights import atomic_save, save_weights
+
+RUN_FILES = ("best.pt", "final.pt", "last.pt", "history.json", "result.json", "config.json")
 
 
 @dataclass
@@ -198,8 +201,69 @@ def refit_age_layer(model: nn.Module, data: FaceData, idx, steps: int = 3000, lr
         return {"faces": len(idx), "train_l1_before": before, "train_l1_after": float(l1())}
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+def check_out(out: Path, resume: bool, force: bool, split: str | None = None) -> None:
+    """A finished run is never silently replaced: a non-empty OUT needs --resume or --force; --resume needs last.pt."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: --out is a file, not a folder")
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise UsageError(f"{out}/last.pt: no checkpoint to resume from (drop --resume to start a new run)")
+        return
+    mine = {Path(split).resolve()} if split else set()
+    found = sorted(p.name for p in out.iterdir() if p.resolve() not in mine) if out.is_dir() else []
+    if found and not force:
+        raise UsageError(f"{out}: not empty ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}); "
+                         "use --resume to continue that run or --force to replace it")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Numbers that would waste a run (or crash late) are refused before any work."""
+    for name, ok in (("epochs", cfg.epochs >= 1), ("batch_size", cfg.batch_size >= 1), ("lr", cfg.lr > 0 and math.isfinite(cfg.lr)),
+                     ("dropout", 0 <= cfg.dropout < 1), ("alpha", cfg.alpha >= 0 and math.isfinite(cfg.alpha)),
+                     ("limit", cfg.limit is None or cfg.limit >= 1), ("max_steps", cfg.max_steps is None or cfg.max_steps >= 1),
+                     ("threads", cfg.threads is None or cfg.threads >= 1), ("weight_decay", cfg.weight_decay >= 0)):
+        if not ok:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r} is out of range")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {cfg.device!r}: use auto, cpu or cuda")
+
+
+def _check_split(split: dict, where: str) -> None:
+    empty = [n for n in ("train", "val") if not split.get(n)]  # an empty test split only leaves test_mae out
+    if empty:
+        raise DataError(f"{where}: the {'/'.join(empty)} split is empty ({', '.join(f'{n} {len(v)}' for n, v in split.items())} faces); use more faces")
+
+
+def _read_resume(last: Path, dev) -> dict:
+    """OUT/last.pt (tensors and plain values only: weights_only=True), its keys checked; one-line errors."""
+    try:
+        st = torch.load(last, map_location=dev, weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt or crafted file
+        raise DataError(f"{last}: not a readable training checkpoint ({type(e).__name__})") from None
+    keys = ("model", "opt", "epoch", "step", "best", "history")
+    if not isinstance(st, dict) or any(k not in st for k in keys) or not isinstance(st["epoch"], int) or not isinstance(st["history"], list):
+        raise DataError(f"{last}: not a c3ae-edge training checkpoint (needs {', '.join(keys)})")
+    return st
+
+
+def _apply_resume(st: dict, last: Path, model, opt=None, ema=None, plateau=None) -> None:
+    """Load a checked last.pt into the live objects (the model alone when called early, to fail before any work)."""
+    try:
+        model.load_state_dict(st["model"])
+        if opt is not None:
+            opt.load_state_dict(st["opt"])
+        if ema is not None and st.get("ema"):
+            ema.load_state_dict(st["ema"])
+        if plateau is not None and st.get("plateau"):
+            plateau.load_state_dict(st["plateau"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DataError(f"{last}: does not fit this run's model or optimiser ({str(e).splitlines()[0][:160]})") from None
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> dict:
     rank, world, local_rank = _dist_info()
+    check_config(cfg)
+    check_out(Path(cfg.out), resume, force, cfg.split)
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device here")
@@ -215,7 +279,17 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     torch.manual_seed(cfg.seed + rank)
     rng = np.random.default_rng(cfg.seed + 1000 * rank)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    model = create_model(cfg.model, dropout=cfg.dropout)
+    st = None
+    if resume:  # read and fit last.pt before any data is read
+        st = _read_resume(last, "cpu")
+        _apply_resume(st, last, model)
+    if cfg.init:
+        from c3ae_edge.weights import load_into
+
+        load_into(model, cfg.init, cfg.model)
+        log(f"warm start from {cfg.init}")
 
     samples = load_dataset(cfg.data)
     if cfg.limit:
@@ -228,19 +302,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         split = load_split(split_path, samples)
     else:
         split = stratified_split(samples, {"train": 1 - cfg.val_frac - cfg.test_frac, "val": cfg.val_frac, "test": cfg.test_frac}, cfg.seed)
-    if rank == 0:
-        if cfg.split:  # verbatim: the split's own seed, not this run's training seed
-            if Path(cfg.split).resolve() != split_path.resolve():
-                shutil.copyfile(cfg.split, split_path)
-        elif not (resume and split_path.is_file()):
-            save_split(split_path, samples, split, cfg.seed, cfg.data)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    model = create_model(cfg.model, dropout=cfg.dropout)
-    if cfg.init:
-        from c3ae_edge.weights import load_into
-
-        load_into(model, cfg.init, cfg.model)
-        log(f"warm start from {cfg.init}")
+    _check_split(split, cfg.split or cfg.data)
     spec = spec_for(model.cfg.crops)
     t0 = time.time()
     data = FaceData(samples, spec)
@@ -265,18 +327,19 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.patience, threshold=cfg.min_delta, threshold_mode="abs") if cfg.schedule == "plateau" else None
     start_epoch, step, best, history = 0, 0, float("inf"), []
-    last = out / "last.pt"
-    if resume and last.is_file():
-        st = torch.load(last, map_location=dev, weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        if ema is not None and st.get("ema"):
-            ema.load_state_dict(st["ema"])
-        if plateau is not None and st.get("plateau"):
-            plateau.load_state_dict(st["plateau"])
+    if st is not None:
+        _apply_resume(st, last, model, opt, ema, plateau)
         start_epoch, step, best, history = st["epoch"] + 1, st["step"], st["best"], st["history"]
         rng = np.random.default_rng([cfg.seed, rank, start_epoch])
         log(f"resumed from {last} at epoch {start_epoch}")
+    if rank == 0:  # written once every input (data, split, --init, last.pt) has been read and checked
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.split:  # verbatim: the split's own seed, not this run's training seed
+            if Path(cfg.split).resolve() != split_path.resolve():
+                shutil.copyfile(cfg.split, split_path)
+        elif not (resume and split_path.is_file()):
+            save_split(split_path, samples, split, cfg.seed, cfg.data)
+        write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
 
     net: nn.Module = _TrainView(model)
     if world > 1:
@@ -295,6 +358,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         evaluated = ema.module if ema is not None else model
         if rank == 0:
             val_mae, _ = evaluate_mae(evaluated, data, split["val"])
+            if not math.isfinite(val_mae) or not math.isfinite(sums["loss"]):
+                raise DataError(f"{out}: epoch {epoch + 1}: loss or validation MAE is not finite (training diverged; lower --lr)")
             if plateau is not None:
                 plateau.step(val_mae)
             rec = {"epoch": epoch, "step": step, "loss": sums["loss"] / max(n, 1), "train_mae": sums["mae"] / max(n, 1),
@@ -306,12 +371,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                 best = val_mae
                 save_weights(out / "best.pt", cfg.model, evaluated.state_dict(), spec, meta)
             save_weights(out / "final.pt", cfg.model, evaluated.state_dict(), spec, meta)
-            tmp = out / "last.pt.tmp"
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict() if ema else None,
-                        "plateau": plateau.state_dict() if plateau else None, "epoch": epoch, "step": step,
-                        "best": best, "history": history}, tmp)
-            os.replace(tmp, last)
-            (out / "history.json").write_text(json.dumps(history, indent=1))
+            atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict() if ema else None,
+                         "plateau": plateau.state_dict() if plateau else None, "epoch": epoch, "step": step,
+                         "best": best, "history": history}, last)
+            write_atomic(out / "history.json", json.dumps(history, indent=1))
         if world > 1:
             import torch.distributed as dist
 
@@ -325,11 +388,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
         m, _, _ = load_model(str(best_path))
         m.to(dev)
-        test_mae, _ = evaluate_mae(m, data, split["test"])
+        test_mae = evaluate_mae(m, data, split["test"])[0] if split["test"] else None
         result["test_mae"] = test_mae
         result["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
-        (out / "result.json").write_text(json.dumps(result, indent=1))
-        log(f"best val MAE {best:.3f}; test MAE {test_mae:.3f} ({len(split['test'])} faces)")
+        write_atomic(out / "result.json", json.dumps(result, indent=1))
+        log(f"best val MAE {best:.3f}; " + (f"test MAE {test_mae:.3f} ({len(split['test'])} faces)" if test_mae is not None else "no test faces"))
     if world > 1:
         import torch.distributed as dist
 

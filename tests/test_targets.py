@@ -115,7 +115,8 @@ def test_user_calibration_csv_must_not_be_tiny(tmp_path: Path):
 
     csv = tmp_path / "cal.csv"
     imgs = sorted((DATA / "utkface" / "images").glob("*.jpg"))[:10]
-    csv.write_text("file,age\n" + "".join(f"{p},30\n" for p in imgs))
+    (tmp_path / "images").symlink_to(DATA / "utkface" / "images")  # CSV paths stay inside the CSV's folder (issue 10)
+    csv.write_text("file,age\n" + "".join(f"images/{p.name},30\n" for p in imgs))
     with pytest.raises(DataError, match=r"cal.csv: \d usable face\(s\), need at least 32"):  # test-split faces dropped too
         select(CropSpec(), WEIGHTS_DIR / "c3ae_full.pt", str(DATA), str(csv), 300, 20)
 

@@ -228,9 +228,21 @@ def load_onnx(path: Path, threads: int):
     return (lambda x: s.run(None, {name: x})), "onnxruntime"
 
 
+class BundleError(ValueError):
+    """A manifest naming a file outside its bundle."""
+
+
+def in_bundle(bundle: Path, name: str) -> Path:
+    """``bundle / name`` only for a file of the bundle itself (manifest text never reaches outside it)."""
+    p = (bundle / str(name)).resolve()
+    if p.parent != bundle.resolve():
+        raise BundleError(f"{name}: not a file of the bundle {bundle}")
+    return p
+
+
 def board_inputs(bundle: Path, man: dict) -> np.ndarray:
     """The bundle's stored real face crops (N, S, H, W, 3 uint8) -> float32 in the model's NCHW / NSCHW layout."""
-    crops = np.load(bundle / man["parity_set"]["file"], allow_pickle=False).astype(np.float32)
+    crops = np.load(in_bundle(bundle, man["parity_set"]["file"]), allow_pickle=False).astype(np.float32)
     c = man["crop"]
     x = (crops / 255.0 - np.asarray(c.get("mean", 0.5), np.float32)) / np.asarray(c.get("std", 0.5), np.float32)
     x = np.moveaxis(x, -1, -3).astype(np.float32)  # (N, S, 3, H, W)
@@ -242,7 +254,7 @@ def run_bundle(bundle: Path, runs: int, warmup: int, threads: int, only: str | N
     x = board_inputs(bundle, man)[:1].copy()
     results = []
     for art in man["artifacts"]:
-        path = bundle / art["file"]
+        path = in_bundle(bundle, art["file"])
         kind = path.suffix
         if only and art["file"] != only:
             continue
@@ -290,7 +302,11 @@ def main(argv=None) -> int:
         print("onboard: error: --runs must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
     threads = a.threads or json.loads((a.bundle / "manifest.json").read_text()).get("target", {}).get("threads") or 1
-    res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr))
+    try:
+        res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr))
+    except BundleError as e:
+        print(f"onboard: error: {e}", file=sys.stderr)
+        return 2
     if not res["results"]:
         print("onboard: error: no artifact could run here (install ai-edge-litert / tflite_runtime or onnxruntime)", file=sys.stderr)
         return 1

@@ -45,13 +45,21 @@ def load_doc(f: Path) -> dict:
     from c3ae_edge.bench.onboard import SCHEMA
 
     try:
-        d = json.loads(Path(f).read_text())
+        d = json.loads(Path(f).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{f}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{f}: is a folder, not a bench JSON file") from None
+    except OSError as e:
+        raise DataError(f"{f}: cannot read ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{f}: not a bench JSON file ({e})") from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("results"), list):
         raise DataError(f"{f}: not a c3ae-edge bench JSON file (schema {SCHEMA!r} with results)")
+    for i, r in enumerate(d["results"]):
+        if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("model", "backend", "precision")) or (
+                "latency" in r and not (isinstance(r["latency"], dict) and isinstance(r["latency"].get("p50"), (int, float)))):
+            raise DataError(f"{f}: results[{i}] is not a bench row (needs model, backend, precision and a numeric latency.p50)")
     return d
 
 

@@ -43,16 +43,41 @@ def _check_age(raw: str, where: str) -> float:
 def _rows(csv_path: Path, required: tuple[str, ...]) -> list[dict]:
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: no such file")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        missing = [c for c in required if c not in cols]
-        if missing:
-            raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'none'})")
-        rows = list(reader)
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = reader.fieldnames or []
+            missing = [c for c in required if c not in cols]
+            if missing:
+                raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'none'})")
+            rows = list(reader)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv_path}: not UTF-8 text (byte {e.start})") from None
+    except csv.Error as e:
+        raise DataError(f"{csv_path}: not a readable CSV ({e})") from None
     if not rows:
         raise DataError(f"{csv_path}: no rows")
+    seen: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        for c in required:
+            if r.get(c) is None:
+                raise DataError(f"{csv_path} line {i + 2}: no value for column {c!r}")
+        for c in ("file", "points"):
+            if c in required:
+                inside(r[c], f"{csv_path} line {i + 2}")
+        key = Path(r["file"]).name
+        if key in seen:
+            raise DataError(f"{csv_path} line {i + 2}: duplicate file {key!r} (also on line {seen[key]}); each face once")
+        seen[key] = i + 2
     return rows
+
+
+def inside(name: str, where: str) -> str:
+    """A file name from a CSV: relative to the CSV's folder and staying in it (no absolute path, no '..')."""
+    p = Path(name)
+    if not name or p.is_absolute() or ".." in p.parts or "\x00" in name:
+        raise DataError(f"{where}: file {name!r} must be a path inside the data folder (relative, no '..')")
+    return name
 
 
 def read_utkface(root: str | Path) -> list[Sample]:
@@ -86,6 +111,8 @@ def read_csv(csv_path: str | Path) -> list[Sample]:
                 rect = tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1"))
             except ValueError:
                 raise DataError(f"{where}: face box is not numeric") from None
+            if not all(math.isfinite(v) for v in rect):
+                raise DataError(f"{where}: face box {rect} is not finite")
             if rect[2] <= rect[0] or rect[3] <= rect[1]:
                 raise DataError(f"{where}: empty face box {rect}")
         out.append(Sample(str(csv_path.parent / r["file"]), _check_age(r["age"], where), "rect" if rect else "aligned", rect))
@@ -142,20 +169,36 @@ def _matlab_datenum_year(datenum: float) -> int:
     return (date.fromordinal(max(1, int(datenum))) - timedelta(days=366)).year
 
 
-def face_box_for(sample: Sample, img: np.ndarray) -> FaceBox:
-    if sample.kind == "landmarks":
-        return landmark_box(load_pts(sample.points))
-    if sample.kind == "rect":
-        return rect_box(*sample.rect)
-    return aligned_box(img.shape[1], img.shape[0])
+def face_box_for(sample: Sample, img: np.ndarray, scale: float = 1.0) -> FaceBox:
+    """The sample's face box in the pixels of ``img`` (``scale``: decoded size / source size, see imageio.load_scaled)."""
+    if sample.kind == "aligned":
+        return aligned_box(img.shape[1], img.shape[0])
+    box = landmark_box(load_pts(sample.points)) if sample.kind == "landmarks" else rect_box(*sample.rect)
+    box = (box[0] * scale, box[1] * scale, box[2] * scale)
+    check_box(box, img, sample.points if sample.kind == "landmarks" else sample.path)
+    return box
+
+
+def check_box(box: FaceBox, img: np.ndarray, where) -> None:
+    """A face box must be finite and near the image: its centre inside, its side at most twice the longer image side
+    (the crops are cut at up to 1.2x the side: a far-off or huge box would only cost memory and give padding)."""
+    h, w = img.shape[:2]
+    cx, cy, side = box
+    if not all(math.isfinite(v) for v in box) or not (0 <= cx <= w and 0 <= cy <= h and 0 < side <= 2 * max(w, h)):
+        raise DataError(f"{where}: face box (cx {cx:.0f}, cy {cy:.0f}, side {side:.0f}) lies outside the {w}x{h} image")
 
 
 def load_pts(path: str | Path) -> np.ndarray:
     """68 (x, y) landmarks from an ibug ``.pts`` file."""
-    lines = Path(path).read_text().split("{", 1)[-1].split("}", 1)[0].split()
-    pts = np.asarray(lines, dtype=np.float64).reshape(-1, 2)
-    if len(pts) < 5:
-        raise DataError(f"{path}: too few landmarks")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        pts = np.asarray(text.split("{", 1)[-1].split("}", 1)[0].split(), dtype=np.float64).reshape(-1, 2)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such landmark file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path}: not a .pts landmark file ({type(e).__name__})") from None
+    if len(pts) < 5 or not np.isfinite(pts).all():
+        raise DataError(f"{path}: too few or non-finite landmarks")
     return pts
 
 

@@ -35,11 +35,29 @@ def files_hash(files: list[str]) -> str:
 def save_split(path: str | Path, samples: list[Sample], split: dict[str, list[int]], seed: int, source: str) -> None:
     doc = {"seed": seed, "source": source, "splits": {n: [samples[i].key for i in idx] for n, idx in split.items()}}
     doc["sha256"] = {n: files_hash(v) for n, v in doc["splits"].items()}
-    Path(path).write_text(json.dumps(doc, indent=1))
+    from c3ae_edge.atomic import write_atomic
+
+    write_atomic(path, json.dumps(doc, indent=1))
 
 
 def load_split(path: str | Path, samples: list[Sample]) -> dict[str, list[int]]:
-    """Map a saved split back onto ``samples`` by file name."""
-    doc = json.loads(Path(path).read_text())
+    """Map a saved split back onto ``samples`` by file name; a malformed file or a face in two splits is one DataError."""
+    from c3ae_edge.errors import DataError
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such split file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path}: not a split JSON file ({type(e).__name__})") from None
+    splits = doc.get("splits") if isinstance(doc, dict) else None
+    if not isinstance(splits, dict) or not all(isinstance(n, str) and isinstance(v, list) and all(isinstance(k, str) for k in v)
+                                               for n, v in splits.items()):
+        raise DataError(f"{path}: not a split file (needs 'splits': {{name: [file, ...]}})")
+    owner: dict[str, str] = {}
+    for n, keys in splits.items():
+        for k in keys:
+            if owner.setdefault(k, n) != n:
+                raise DataError(f"{path}: {k!r} is in both the {owner[k]} and {n} splits")
     pos = {s.key: i for i, s in enumerate(samples)}
-    return {n: [pos[k] for k in keys if k in pos] for n, keys in doc["splits"].items()}
+    return {n: [pos[k] for k in dict.fromkeys(keys) if k in pos] for n, keys in splits.items()}

@@ -1,13 +1,10 @@
 """``export``: weights -> artifacts for a target -> verified, checksummed bundle, written atomically."""
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import platform
 import shutil
-import sys
 import tarfile
 import time
 from datetime import UTC, datetime
@@ -17,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from c3ae_edge.errors import UsageError
+from c3ae_edge.export import bundle_check
+from c3ae_edge.export.quiet import quiet
 
 SCHEMA = "c3ae-edge-bundle/1"
 PARITY_FACES = 8
@@ -47,15 +46,25 @@ def build_time() -> tuple[str, int, bool]:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return bundle_check.sha256(path)
+
+
+def inside_out(out: Path, name: str) -> Path:
+    """``out / name`` for a name that stays a direct child of ``out`` (names come from TOML files and checkpoints)."""
+    p = out / name
+    if "/" in name or "\\" in name or name in (".", "..") or p.resolve().parent != out.resolve():
+        raise UsageError(f"{name!r}: the bundle would be written outside {out}")
+    return p
 
 
 def _writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{out}: cannot create the output folder ({e.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
+    """OUT (or the folder it will be created in) must be a writable folder; nothing is created before the bundle is."""
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise UsageError(f"{out}: cannot create the output folder ({p} is not a folder)")
+    if not os.access(p, os.W_OK | os.X_OK):
         raise UsageError(f"{out}: output folder is not writable")
 
 
@@ -72,7 +81,8 @@ def _embedded(model_name: str, w_sha: str, spec, decode: dict | None, target: st
 
 def export_bundle(target_name: str, model_name: str | None = None, weights: str | None = None, out: str | Path = "exports",
                   data: str | None = None, calibration: str | None = None, n_cal: int = 300, n_verify: int = 500, seed: int = 0,
-                  max_delta: float | None = None, allow_degraded: bool = False, archive: bool = False, log=print, signer=None) -> Path:
+                  max_delta: float | None = None, allow_degraded: bool = False, archive: bool = False, log=print, signer=None,
+                  verbose: bool = False) -> Path:
     """Build, verify and write ``out/<model>-<version>-<target>/``; -> its path. Nothing is left behind on failure.
     ``signer(folder)`` (c3ae_edge.release.sign) signs SHA256SUMS before the bundle is renamed into place."""
     import torch
@@ -93,33 +103,44 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
 
     target = load_target(target_name)
     backend = get_backend(target.backend)
-    for module in backend.spec.requires:
-        require(module, backend.spec.extra)
+    with quiet(verbose):  # importing a converter can print (torchao .so load failures)
+        for module in backend.spec.requires:
+            require(module, backend.spec.extra)
     out = Path(out)
     _writable(out)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     model, spec, ck = load_model(weights, model_name)
     name = ck["model"]
     w_sha = sha256_file(ck["path"])
-    final = out / f"{name}-{__version__}-{target.name}"
+    final = inside_out(out, f"{name}-{__version__}-{target.name}")
     max_delta = target.max_int8_mae_delta if max_delta is None else max_delta
 
     needs_cal = "int8" in target.precisions
-    log(f"faces: calibration {n_cal if needs_cal else 0}, verification {n_verify} (data {calib.data_root(data)})")
     cal, ver = calib.select(spec, ck["path"], data, calibration, n_cal, n_verify, seed, ck=ck)
+    if not len(ver.files) or (needs_cal and not len(cal.files)):
+        raise UsageError(f"no {'verification' if not len(ver.files) else 'calibration'} faces selected; nothing converted")
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(ver.x[i:i + 128])).numpy() for i in range(0, len(ver.x), 128)])
+    if not np.isfinite(ref).all():
+        raise UsageError(f"{ck['path']}: the model gives non-finite ages on the verification faces (the weights overflow); nothing converted")
+    log(f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} (data {calib.data_root(data)})")
     decode = head_weights(model)
     _catch_ctrl_c()
     tmp = out / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        from c3ae_edge.errors import os_error_line
+
+        raise UsageError(f"{out}: {os_error_line(e).removeprefix(f'{e.filename}: ')}") from None
     try:
         iso, epoch, reproducible = build_time()
         opts = {"stem": name, "metadata": _embedded(name, w_sha, spec, decode, target.name)}
         arts = []
         int8_model, rewrites = rewrite.apply(model, target.int8_rewrites, ver.x[:1])
-        pidx = list(range(PARITY_FACES))
+        pidx = list(range(min(PARITY_FACES, len(ver.files))))
         crops = np.stack([ver_crops(ver, i, spec) for i in pidx])
         parity_x = spec.normalize(crops)
         faces = Faces(ver.x, ver.ages, ref, parity_x[:, 0] if len(spec.scales) == 1 else parity_x)
@@ -128,9 +149,9 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         for prec in target.precisions:
             _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
             t0 = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays ours
+            with quiet(verbose):  # converter noise: shown with --verbose or when the step fails; stdout stays ours
                 path = backend.export(int8_model if prec == "int8" else model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
-            v = verify_artifact(backend, target, path, prec, faces, bars, allow_degraded, say_once)
+            v = verify_artifact(backend, target, path, prec, faces, bars, allow_degraded, say_once, hush=lambda: quiet(verbose))
             m = v["verification"]
             files = [path.name] + ([path.with_suffix(backend.spec.options["sidecar"]).name] if "sidecar" in backend.spec.options else [])
             arts.append({"file": path.name, "files": files, "backend": backend.spec.name, "precision": prec, **({"rewrites": rewrites} if prec == "int8" else {}), "bytes": sum((tmp / f).stat().st_size for f in files),
@@ -179,8 +200,12 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
             signer(tmp)
         _catch_ctrl_c()
         _commit(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk or a vanished folder: one line naming the output folder
+            from c3ae_edge.errors import os_error_line
+
+            raise UsageError(f"{out}: {os_error_line(e)}") from None
         raise
     if archive:
         make_archive(final, epoch)
@@ -215,10 +240,17 @@ def _sums(folder: Path) -> None:
 def _commit(tmp: Path, final: Path) -> None:
     """Atomic replace: the old bundle (if any) moves aside, the new one is renamed in, the old one is deleted."""
     old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except OSError as e:  # another export to the same bundle won the race: keep its bundle (or put the old one back)
+        if old is not None and not final.exists():
+            os.replace(old, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise UsageError(f"{final}: another export wrote this bundle at the same time ({e.strerror}); this one was dropped, run it again") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -228,7 +260,7 @@ def make_archive(bundle: Path, epoch: int) -> Path:
     import gzip
     import io
 
-    dst = bundle.with_name(bundle.name + ".tar.gz")
+    dst = inside_out(bundle.parent, bundle.name + ".tar.gz")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for p in sorted(bundle.iterdir()):

@@ -6,6 +6,7 @@ each runtime a board may use, on the same faces, and every figure lands in the m
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -52,9 +53,11 @@ def runtimes_for(backend, target) -> list:
     return [by_id[i] for i in (target.runtimes or (backend.runtimes[0].id,))]
 
 
-def verify_artifact(backend, target, path: Path, precision: str, faces: Faces, bars: dict, allow_degraded: bool, log=print) -> dict:
+def verify_artifact(backend, target, path: Path, precision: str, faces: Faces, bars: dict, allow_degraded: bool, log=print,
+                    hush=contextlib.nullcontext) -> dict:
     """-> {"runtimes": {id: row}, "golden": {id: outputs}, "verification": primary row, "tolerance_years": float, "io"}.
-    A runtime that is not usable here is recorded as "not verified: <why>" (one log line); at least one must run."""
+    A runtime that is not usable here is recorded as "not verified: <why>" (one log line); at least one must run.
+    ``hush()`` wraps opening and running a runtime (their native log lines)."""
     from c3ae_edge.errors import VerificationError
 
     rows, golden, measured, io = {}, {}, [], None
@@ -65,12 +68,14 @@ def verify_artifact(backend, target, path: Path, precision: str, faces: Faces, b
             log(f"not verified under {rt.id}: {why}")
             rows[rt.id] = {**row, "status": f"not verified: {why}"}
             continue
-        runner = rt.open(path, 1)
-        io = io or runner.io()
-        m = measure(predict(runner, faces.x), faces.ref, faces.ages)
+        with hush():
+            runner = rt.open(path, 1)
+            io = io or runner.io()
+            ages, raw = predict(runner, faces.x), runner.raw(faces.parity_x)
+        m = measure(ages, faces.ref, faces.ages)
         res = judge(precision, m, bars, allow_degraded, where=f"{path.name} under {rt.id}")
         rows[rt.id] = {**row, "status": "verified", "verification": {**m, **res}}
-        golden[rt.id] = golden_outputs(runner.raw(faces.parity_x))
+        golden[rt.id] = golden_outputs(raw)
         measured.append(m)
     if not measured:
         raise VerificationError(f"{path.name}: no runtime of target {target.name} is usable here ({', '.join(rows)})")

@@ -24,6 +24,7 @@ class DeployModule(nn.Module):
         self.cascade = bool(getattr(model, "cascade", False))
         self.channels_last = channels_last
         self.aten_softmax = aten_softmax
+        self.train(False)  # a new wrapper starts in training mode: exporters warn (and torch.export records the flag)
 
     def _dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model

@@ -155,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     if art is None:
         print(f"{a.artifact}: not a .tflite artifact of this bundle", file=sys.stderr)
         return 2
-    it = interpreter(Path(a.manifest).resolve().parent / art["file"], a.threads)
+    here = Path(a.manifest).resolve().parent
+    path = (here / art["file"]).resolve()
+    if path.parent != here:  # the manifest names files in its own folder, nothing else
+        print(f"{art['file']}: not a file of this bundle", file=sys.stderr)
+        return 2
+    it = interpreter(path, a.threads)
     man = dict(manifest, input=art["input"], output=dict(manifest["output"], **art.get("output", {})))
     for path in a.images:
         img = load_rgb(path)

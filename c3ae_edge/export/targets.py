@@ -1,6 +1,7 @@
 """Target profiles: one TOML per board in ``targets/`` (package ``c3ae_edge.targets``), or a user's own file."""
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -50,6 +51,7 @@ _TYPES = {"name": str, "description": str, "arch": str, "backend": str, "precisi
           "threads": int, "aliases": list, "max_int8_mae_delta": (int, float), "int8_rewrites": list,
           "max_int8_face_p99": (int, float), "max_int8_face_max": (int, float), "runtimes": list}
 _REQUIRED = ("name", "description", "arch", "backend", "precisions")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names become folder names: no '/', '.', '..' or spaces
 
 
 def parse(text: str, where: str) -> Target:
@@ -69,6 +71,12 @@ def parse(text: str, where: str) -> Target:
     for k, v in d.items():
         if not isinstance(v, _TYPES[k]) or isinstance(v, bool):
             raise UsageError(f"{where}: field {k!r} must be {getattr(_TYPES[k], '__name__', 'a number')}, got {v!r}")
+    for k in ("precisions", "aliases", "int8_rewrites"):
+        if not all(isinstance(v, str) for v in d.get(k, [])):
+            raise UsageError(f"{where}: field {k!r} must be a list of strings, got {d[k]!r}")
+    bad = [n for n in [d["name"], *d.get("aliases", [])] if not SAFE_NAME.fullmatch(n)]
+    if bad:
+        raise UsageError(f"{where}: target name or alias {bad[0]!r} must be 1-64 letters, digits, '_' or '-' (it names the bundle folder)")
     if d["backend"] not in _MODULES:
         raise UsageError(f"{where}: backend {d['backend']!r} is not one of {', '.join(_MODULES)}")
     allowed = get_backend(d["backend"]).spec.precisions
@@ -106,15 +114,21 @@ def builtin() -> dict[str, Target]:
 
 
 def load_target(name_or_path: str) -> Target:
-    """A shipped target by name or alias, or a path to a TOML file."""
-    if name_or_path.endswith(".toml") or "/" in name_or_path or Path(name_or_path).is_file():
-        p = Path(name_or_path)
-        if not p.is_file():
-            raise UsageError(f"{p}: no such target file")
-        return parse(p.read_text(), str(p))
+    """A shipped target by name or alias (never shadowed by a file of that name), or a path to a TOML file."""
     targets = builtin()
     for t in targets.values():
         if name_or_path == t.name or name_or_path in t.aliases:
             return t
+    if name_or_path.endswith(".toml") or "/" in name_or_path or Path(name_or_path).is_file():
+        p = Path(name_or_path)
+        if not p.is_file():
+            raise UsageError(f"{p}: no such target file")
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{p}: not UTF-8 text (byte {e.start})") from None
+        except OSError as e:
+            raise UsageError(f"{p}: cannot read ({e.strerror})") from None
+        return parse(text, str(p))
     names = ", ".join(f"{t.name}" + (f" ({'/'.join(t.aliases)})" if t.aliases else "") for t in targets.values())
     raise UsageError(f"unknown target {name_or_path!r}; known: {names}; or pass a path to a board .toml")

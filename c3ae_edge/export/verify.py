@@ -1,14 +1,13 @@
 """Verification of artifacts against PyTorch on real faces, and re-verification of a written bundle."""
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from c3ae_edge.errors import DataError, VerificationError
+from c3ae_edge.export.bundle_check import check_sums
 
 FP32_PARITY = 0.01  # years: max |artifact age - PyTorch age| an fp32 artifact may show on any face
 # years, fp16 weights and activations. Rounding in the trunk dominates (keeping the head in fp32 was tried: no
@@ -69,43 +68,25 @@ def judge(precision: str, m: dict, bars: dict, allow_degraded: bool, where: str 
     return res
 
 
-def check_sums(bundle: Path) -> list[str]:
-    """Every file listed in SHA256SUMS matches, and no file is unlisted; -> the listed names."""
-    sums = bundle / "SHA256SUMS"
-    if not sums.is_file():
-        raise VerificationError(f"{bundle}: no SHA256SUMS (not a c3ae-edge bundle?)")
-    listed = {}
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
-    for name, digest in listed.items():
-        p = bundle / name
-        if not p.is_file():
-            raise VerificationError(f"{bundle}: {name} is listed in SHA256SUMS but missing")
-        if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
-            raise VerificationError(f"{bundle}: checksum mismatch for {name} (tampered or corrupt)")
-    extra = sorted(p.name for p in bundle.iterdir() if p.is_file() and p.name not in ("SHA256SUMS", "SHA256SUMS.minisig") and p.name not in listed)
-    if extra:
-        raise VerificationError(f"{bundle}: file(s) not in SHA256SUMS: {', '.join(extra)}")
-    return sorted(listed)
-
-
 def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
     """Recheck checksums, load every artifact, re-run parity on the bundle's stored faces. -> report dict."""
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.export import bundle_check
     from c3ae_edge.export.registry import get_backend
 
     b = Path(bundle)
+    if b.name.endswith(".tar.gz") and b.is_file():
+        with bundle_check.unpacked(b) as folder:
+            try:
+                return {**verify_bundle(folder, threads), "bundle": str(b)}
+            except VerificationError as e:  # name the archive, not the temporary folder it was unpacked into
+                raise VerificationError(str(e).replace(str(folder), f"{b}:{folder.name}")) from None
     if not b.is_dir():
         raise DataError(f"{b}: no such bundle folder")
     files = check_sums(b)
-    try:
-        man = json.loads((b / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise VerificationError(f"{b}/manifest.json: unreadable ({e})") from None
-    spec = CropSpec.from_dict(man["crop"])
+    man = bundle_check.load_manifest(b)
+    spec = bundle_check.crop_spec(man, b)
     par = man["parity_set"]
-    crops = np.load(b / par["file"], allow_pickle=False)
+    crops = bundle_check.load_parity(b, man, len(spec.scales))
     x = spec.normalize(crops)
     if len(spec.scales) == 1:
         x = x[:, 0]
@@ -113,7 +94,13 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
     backend = get_backend(man["target"]["backend"])
     rows = []
     for art in man["artifacts"]:
-        rows += [_recheck(b / art["file"], art, rt, x, want, threads) for rt in _runtimes(backend, art)]
+        for rt in _runtimes(backend, art):
+            try:
+                rows.append(_recheck(bundle_check.confined(b, art["file"]), art, rt, x, want, threads))
+            except (VerificationError, DataError):
+                raise
+            except Exception as e:  # a file that passed every check but that its runtime cannot load or run
+                raise VerificationError(f"{art['file']} under {rt.id}: cannot be run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return {"bundle": str(b), "files_checked": len(files), "artifacts": rows, "passed": True}
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import torch
@@ -47,6 +48,11 @@ def read_checkpoint(path: str | Path) -> dict:
         raise DataError(f"{p}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ck, dict) or "state_dict" not in ck or "model" not in ck:
         raise DataError(f"{p}: not a c3ae-edge checkpoint (no 'model'/'state_dict')")
+    if not isinstance(ck["model"], str) or not isinstance(ck["state_dict"], dict) or not all(
+            isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in ck["state_dict"].items()):
+        raise DataError(f"{p}: not a c3ae-edge checkpoint ('model' must name a model, 'state_dict' hold tensors)")
+    if not isinstance(ck.get("meta", {}), dict) or not isinstance(ck.get("crop_spec") or {}, dict):
+        raise DataError(f"{p}: not a c3ae-edge checkpoint ('meta' and 'crop_spec' must be tables)")
     bad = [k for k, t in ck["state_dict"].items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise DataError(f"{p}: weights contain NaN/Inf ({', '.join(bad[:3])})")
@@ -74,9 +80,27 @@ def load_model(weights: str | None = None, model_name: str | None = None):
     _check_model(ck, model_name, path)
     model = create_model(ck["model"])
     _load_state(model, ck, path)
-    spec = CropSpec.from_dict(ck["crop_spec"]) if ck["crop_spec"] else spec_for(model.cfg.crops)
+    spec = checked_spec(ck["crop_spec"], f"{path} crop_spec") if ck["crop_spec"] else spec_for(model.cfg.crops)
+    if len(spec.scales) != model.cfg.crops:
+        raise DataError(f"{path}: crop_spec has {len(spec.scales)} scale(s), model {ck['model']!r} takes {model.cfg.crops} crop(s)")
     ck["path"] = str(path)
     return model.eval(), spec, ck
+
+
+def checked_spec(d: object, where: str) -> CropSpec:
+    """A CropSpec from checkpoint or manifest text, every field checked (one DataError naming ``where``)."""
+    def nums(v, n=None):
+        return isinstance(v, (list, tuple)) and (n is None or len(v) == n) and 0 < len(v) <= 8 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+
+    ok = isinstance(d, dict) and set(d) <= set(CropSpec.__dataclass_fields__)
+    ok = ok and nums(d.get("scales", [1.0])) and all(0 < s <= 4 for s in d.get("scales", [1.0]))
+    ok = ok and isinstance(d.get("size", 64), int) and 8 <= d.get("size", 64) <= 512
+    ok = ok and nums(d.get("mean", [0.5] * 3), 3) and nums(d.get("std", [0.5] * 3), 3) and all(s > 0 for s in d.get("std", [0.5] * 3))
+    ok = ok and d.get("pad", "edge") == "edge" and d.get("color", "RGB") == "RGB" and d.get("resize", "area") == "area"
+    if not ok:
+        raise DataError(f"{where}: not a valid crop spec ({str(d)[:120]})")
+    return CropSpec.from_dict(d)
 
 
 def _check_model(ck: dict, model_name: str | None, path) -> None:
@@ -107,4 +131,15 @@ def load_pretrained(model, name: str) -> None:
 def save_weights(path: str | Path, model_name: str, state_dict: dict, spec: CropSpec, meta: dict) -> None:
     """A small, self-describing weights file (fp32 tensors, crop spec, training facts)."""
     sd = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
-    torch.save({"format": FORMAT, "model": model_name, "state_dict": sd, "crop_spec": spec.to_dict(), "meta": meta}, path)
+    atomic_save({"format": FORMAT, "model": model_name, "state_dict": sd, "crop_spec": spec.to_dict(), "meta": meta}, path)
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file renamed over ``path``: a crash or a full disk never leaves half a file."""
+    import io
+
+    from c3ae_edge.atomic import write_atomic
+
+    buf = io.BytesIO()  # serialise in memory: torch.save on a full disk fails with a cryptic RuntimeError
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())

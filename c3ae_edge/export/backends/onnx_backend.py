@@ -159,7 +159,7 @@ def _Fp16(dm):
             out = self.inner(x.half())
             return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
-    return Fp16(dm)
+    return Fp16(dm).eval()
 
 
 class OnnxRunner:
