@@ -232,11 +232,11 @@ def test_hashing_streams(tmp_path):
 
 
 def test_tolerance_caps_come_from_the_code():
-    from c3ae_edge.export.bundle_check import INT8_TOLERANCE_CAP, tolerance_cap
-    from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY, tolerance
+    from c3ae_edge.export.bundle_check import tolerance_cap
+    from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY, INT8_TOLERANCE_CAP, tolerance
 
     assert tolerance_cap("fp32") == FP32_PARITY and tolerance_cap("fp16") == FP16_PARITY
-    assert tolerance_cap("int8") == INT8_TOLERANCE_CAP and tolerance("int8", 0.5) <= INT8_TOLERANCE_CAP
+    assert tolerance_cap("int8") == INT8_TOLERANCE_CAP == tolerance("int8", 1e9) and tolerance("int8", 0.5) <= INT8_TOLERANCE_CAP
 
 
 def test_check_sums_reexported_from_verify():
