@@ -92,7 +92,9 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
 
     target = load_target(target_name)
     backend = get_backend(target.backend)
-    require({"onnx": "onnx", "tflite": "litert_torch", "openvino": "openvino"}[target.backend], backend.spec.extra)
+    need = {"onnx": "onnx", "tflite": "litert_torch", "openvino": "openvino"}.get(target.backend)
+    if need:
+        require(need, backend.spec.extra)
     if backend.spec.name == "tflite":
         require("ai_edge_litert", "tflite")
     if backend.spec.name == "openvino":
@@ -173,8 +175,10 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
             "build": {"time": iso, "from_source_date_epoch": reproducible, "host": f"{platform.system()}-{platform.machine()}",
                       "reproducible": "same inputs + SOURCE_DATE_EPOCH give byte-identical files (ONNX, OpenVINO, TFLite checked in tests)"},
         }
-        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, sort_keys=False) + "\n")
         (tmp / "c3ae_model.h").write_text(header(man))
+        if hasattr(backend, "bundle_extras"):  # optional hook: a backend may add files (and c3ae_model.h lines) and manifest sections
+            man.update(backend.bundle_extras(tmp, man, log))
+        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, sort_keys=False) + "\n")
         (tmp / "README.md").write_text(readme(man))
         _sums(tmp)
         _catch_ctrl_c()
