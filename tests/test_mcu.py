@@ -122,7 +122,7 @@ def _faces(n: int):
 
 
 def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_driver: Path):
-    """C crops equal reference_infer's numpy crops within one grey level (aligned, edge-padded and enlarged boxes),
+    """C crops equal reference_infer's numpy crops and OpenCV's within one grey level (aligned, edge-padded and enlarged boxes),
     C's int8 input equals the runner's quantisation of those crops, and the C decode gives the runner's age."""
     import importlib.util
 
@@ -136,7 +136,7 @@ def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_drive
     m = manifest(bundle)
     spec = CropSpec.from_dict(m["crop"])
     runner = TFLMRunner(bundle / m["primary"])
-    worst_crop, worst_q, ages = 0, 0, []
+    worst_crop, worst_cv2, worst_q, ages = 0, 0, 0, []
     for path in _faces(6):
         img = load_rgb(str(path))
         h, w = img.shape[:2]
@@ -150,6 +150,7 @@ def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_drive
             want = np.stack([ref.resize(ref.cut(img, int(round(box[0] - n / 2)), int(round(box[1] - n / 2)), n), spec.size)
                              for n in (max(2, int(round(box[2] * s))) for s in spec.scales)])
             worst_crop = max(worst_crop, int(np.abs(crops.astype(int) - want).max()))
+            worst_cv2 = max(worst_cv2, int(np.abs(crops.astype(int) - spec.crop(img, box)).max()))  # OpenCV: what training used
             scale, zp = runner._q(runner.inp)
             qc = np.clip(np.round(spec.normalize(crops).transpose(0, 2, 3, 1) / np.float32(scale)) + zp, -128, 127)
             worst_q = max(worst_q, int(np.abs(q.astype(int) - qc).max()))
@@ -157,7 +158,7 @@ def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_drive
             r = subprocess.run([str(host_driver)], input=b"decode\n" + feats.tobytes(), capture_output=True)
             assert r.returncode == 0, r.stderr
             ages.append((float(r.stdout), float(runner.run(spec.normalize(crops)[None])["age"][0])))
-    assert worst_crop <= 1 and worst_q == 0
+    assert worst_crop <= 1 and worst_cv2 <= 1 and worst_q == 0
     c, py = np.array(ages).T
     assert np.abs(c - py).max() <= 1e-3
 

@@ -155,17 +155,32 @@ def _probe(flat: bytes, arena: int) -> bool:
     return os.waitpid(pid, 0)[1] == 0
 
 
-def smallest_arena(flat: bytes) -> int:
-    """The smallest arena (bytes, multiple of 16) in which the graph allocates and invokes, by bisection."""
+def _search(flat: bytes) -> int:
     lo, hi = 0, 1024
     while not _probe(flat, hi):
         lo, hi = hi, hi * 2
         if hi > ARENA_SEARCH_MAX:
-            raise VerificationError(f"tflm: no arena up to {ARENA_SEARCH_MAX} bytes runs the graph")
+            return -1
     while hi - lo > ALIGN:
         mid = (lo + hi) // 2 // ALIGN * ALIGN
         lo, hi = (lo, mid) if _probe(flat, mid) else (mid, hi)
     return hi
+
+
+def smallest_arena(flat: bytes) -> int:
+    """The smallest arena (bytes, multiple of 16) in which the graph allocates and invokes, by bisection. The probes
+    fork (a tiny arena can crash TFLM), so they run in a fresh single-threaded worker process, not in this one."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as td:
+        f = Path(td) / "model.tflite"
+        f.write_bytes(flat)
+        r = subprocess.run([sys.executable, "-m", __name__, "arena", str(f)], capture_output=True, text=True)
+    if r.returncode or int(r.stdout.split()[-1]) < 0:
+        raise VerificationError(f"tflm: no arena up to {ARENA_SEARCH_MAX:,} bytes runs the graph ({(r.stderr.strip().splitlines() or ['?'])[-1]})")
+    return int(r.stdout.split()[-1])
 
 
 def allocations(flat: bytes, arena: int) -> str:
@@ -254,3 +269,9 @@ RUNTIMES = (
             "TFLite Micro's Python interpreter on this host: TFLM's reference kernels (CMSIS-NN on a board must match them)"),
 )
 BACKEND = TFLMBackend()
+
+
+if __name__ == "__main__":  # the arena-search worker: python -m ... arena MODEL.tflite
+    import sys
+
+    print(_search(Path(sys.argv[2]).read_bytes()))
