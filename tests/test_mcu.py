@@ -207,3 +207,11 @@ def test_cross_compiles_for_cortex_m(bundle: Path, core: str, tmp_path: Path):
         assert r.returncode == 0, r.stderr
     sizes = manifest(bundle)["mcu"]["cross_compile"]["cores"][core]["total"]
     assert sizes["rodata"] + sizes["text"] >= manifest(bundle)["mcu"]["flash"]["flatbuffer_bytes"] and sizes["data"] == 0
+
+
+def test_verify_cli_reruns_tflm_golden(bundle: Path):
+    from tests.test_export import run_cli
+
+    r = run_cli("verify", str(bundle))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "under tflite-micro/reference" in r.stdout and "golden outputs bit-exact" in r.stdout

@@ -208,6 +208,27 @@ def _header_lines(mcu: dict) -> str:
         f"#define C3AE_TFLM_INVOCATIONS_PER_FACE {mcu['invocations_per_face']}", "", ""])
 
 
+def host_reference(folder: Path, art: dict, man: dict) -> dict:
+    """TFLM's reference kernels on this host, per face (3 trunk invocations + the head in numpy): a host figure for
+    comparing graphs, not a board figure (a board runs CMSIS-NN; main.cc measures cycles there)."""
+    import time
+
+    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.export.backends.tflm_backend import TFLMRunner
+    from c3ae_edge.export.crosscheck import cpu
+
+    x = CropSpec.from_dict(man["crop"]).normalize(np.load(folder / "parity_crops.npy"))
+    r = TFLMRunner(folder / art["file"])
+    r.run(x[:1])
+    times = []
+    for xi in x:
+        t0 = time.perf_counter()
+        r.run(xi[None])
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"ms_per_face_median": round(float(np.median(times)), 3), "faces": len(times), "cpu": cpu()["model"],
+            "kernels": "tflite-micro reference kernels on this host (not a board figure)"}
+
+
 def write_sources(folder: Path, man: dict, log=print) -> dict:
     """Measure, generate, compile, check the target's budget -> the manifest's "mcu" section."""
     from c3ae_edge.export.backends.tflm_backend import allocations, smallest_arena
@@ -233,7 +254,7 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
            "ops": op_counts(flat), "resolver": "c3ae_ops.h",
            "head": "in C (c3ae_decode): W1 int8 per row, applied in float, softmax, W2 in float",
            "sources": sorted(["c3ae_mcu_model.h", "c3ae_mcu_model.c", "c3ae_ops.h", *TEMPLATES]),
-           "cross_compile": cross_sizes(folder)}
+           "cross_compile": cross_sizes(folder), "host_reference": host_reference(folder, art, man)}
     budget = man["target"].get("budget") or {}
     for key, have in (("arena_bytes", arena), ("model_flash_bytes", mcu["flash"]["model_bytes"])):
         if key in budget and have > budget[key]:
