@@ -176,10 +176,10 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
                       "reproducible": "same inputs + SOURCE_DATE_EPOCH give byte-identical files (ONNX, OpenVINO, TFLite checked in tests)"},
         }
         (tmp / "c3ae_model.h").write_text(header(man))
-        if hasattr(backend, "bundle_extras"):  # optional hook: a backend may add files (and c3ae_model.h lines) and manifest sections
+        (tmp / "README.md").write_text(readme(man))
+        if hasattr(backend, "bundle_extras"):  # optional hook: a backend may add files (or lines to these two) and manifest sections
             man.update(backend.bundle_extras(tmp, man, log))
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, sort_keys=False) + "\n")
-        (tmp / "README.md").write_text(readme(man))
         _sums(tmp)
         _catch_ctrl_c()
         _commit(tmp, final)

@@ -229,6 +229,26 @@ def host_reference(folder: Path, art: dict, man: dict) -> dict:
             "kernels": "tflite-micro reference kernels on this host (not a board figure)"}
 
 
+def _readme_section(mcu: dict, art: dict) -> str:
+    core = mcu["cross_compile"].get("cores", {})
+    sizes = "; ".join(f"{c}: .text {v['total']['text']:,}, .rodata {v['total']['rodata']:,}, .data {v['total']['data']}, .bss {v['total']['bss']}"
+                      for c, v in core.items()) or mcu["cross_compile"].get("status", "")
+    return f"""## Microcontroller build (TFLite Micro)
+
+This bundle's graph is the **trunk only**: `{art['file']}` takes one crop (int8 [1, 64, 64, 3]) and returns its int8
+features ("features", [1, 2, 2, 32]); run it once per crop ({mcu['invocations_per_face']} per face) and give the features to
+`c3ae_decode()` (W1, softmax and W2 in float), not to the postprocessing above. `reference_infer.py` does not run this
+graph: the reference for a port is `c3ae_mcu.c` with the golden features in `manifest.json` (TFLM's reference kernels;
+CMSIS-NN may differ by a step).
+
+- tensor arena: **{mcu['arena']['bytes']:,} bytes** (measured: the smallest that works; `C3AE_TFLM_ARENA_BYTES`)
+- model flash: {mcu['flash']['model_bytes']:,} bytes (flatbuffer {mcu['flash']['flatbuffer_bytes']:,} + head {mcu['flash']['head_bytes']:,})
+- ops ({sum(mcu['ops'].values())}): {', '.join(f'{k} x{v}' for k, v in mcu['ops'].items())}; `c3ae_ops.h` registers exactly these
+- arm-none-eabi-gcc -O2 {sizes}
+- sources: {', '.join(f'`{s}`' for s in mcu['sources'])}; `main.cc` prints per-inference DWT cycles as a bench JSON line
+"""
+
+
 def write_sources(folder: Path, man: dict, log=print) -> dict:
     """Measure, generate, compile, check the target's budget -> the manifest's "mcu" section."""
     from c3ae_edge.export.backends.tflm_backend import allocations, smallest_arena
@@ -254,7 +274,7 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
            "ops": op_counts(flat), "resolver": "c3ae_ops.h",
            "head": "in C (c3ae_decode): W1 int8 per row, applied in float, softmax, W2 in float",
            "sources": sorted(["c3ae_mcu_model.h", "c3ae_mcu_model.c", "c3ae_ops.h", *TEMPLATES]),
-           "cross_compile": cross_sizes(folder), "host_reference": host_reference(folder, art, man)}
+           "cross_compile": cross_sizes(folder)}
     budget = man["target"].get("budget") or {}
     for key, have in (("arena_bytes", arena), ("model_flash_bytes", mcu["flash"]["model_bytes"])):
         if key in budget and have > budget[key]:
@@ -265,5 +285,10 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
         text = hdr.read_text()
         end = text.rindex("#endif /* C3AE_MODEL_H */")
         hdr.write_text(text[:end] + _header_lines(mcu) + text[end:])
+    readme = folder / "README.md"
+    if readme.exists():
+        readme.write_text(readme.read_text().rstrip("\n") + "\n\n" + _readme_section(mcu, art))
     log(f"tflm: arena {arena:,} bytes, model flash {mcu['flash']['model_bytes']:,} bytes, {sum(mcu['ops'].values())} ops of {len(ops)} types")
+    t = host_reference(folder, art, man)  # logged, not in the manifest: timings would make bundles differ byte-wise
+    log(f"tflm: {t['ms_per_face_median']} ms per face (median of {t['faces']}) on {t['kernels']}, {t['cpu']}")
     return mcu
