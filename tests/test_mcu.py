@@ -215,3 +215,21 @@ def test_verify_cli_reruns_tflm_golden(bundle: Path):
     r = run_cli("verify", str(bundle))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "under tflite-micro/reference" in r.stdout and "golden outputs bit-exact" in r.stdout
+
+
+def test_budget_is_checked(bundle: Path, tmp_path: Path):
+    """A part whose arena budget is below the measured arena fails the export's check with one line; bad budgets are refused."""
+    from c3ae_edge.errors import UsageError, VerificationError
+    from c3ae_edge.export.mcu import write_sources
+    from c3ae_edge.export.targets import parse
+
+    folder = tmp_path / "b"
+    shutil.copytree(bundle, folder)
+    m = manifest(folder)
+    m["target"]["budget"] = {"arena_bytes": m["mcu"]["arena"]["bytes"] - 16}
+    with pytest.raises(VerificationError, match=r"arena bytes [\d,]+ exceeds target cortex-m's budget"):
+        write_sources(folder, m, log=lambda *_: None)
+    toml = 'name = "b"\ndescription = "d"\narch = "a"\nbackend = "tflm"\nprecisions = ["int8"]\n[budget]\narena_bytes = -5\n'
+    with pytest.raises(UsageError, match="budget values must be positive integers"):
+        parse(toml, "b.toml")
+    assert parse(toml.replace("-5", "65536"), "b.toml").budget == {"arena_bytes": 65536}
