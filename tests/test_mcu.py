@@ -195,7 +195,7 @@ def test_c_pipeline_age_vs_pytorch(bundle: Path, host_driver: Path):
     assert max(diffs) <= m["artifacts"][0]["tolerance_years"], diffs
 
 
-@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "cortex-m0plus"])
 def test_cross_compiles_for_cortex_m(bundle: Path, core: str, tmp_path: Path):
     from c3ae_edge.export.mcu import C_SOURCES, CFLAGS, CPUS
 

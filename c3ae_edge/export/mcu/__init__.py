@@ -19,7 +19,10 @@ from c3ae_edge.errors import VerificationError
 
 TEMPLATES = ("c3ae_mcu.c", "c3ae_mcu.h", "main.cc")
 CPUS = {"cortex-m4": ["-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
-        "cortex-m7": ["-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"]}
+        "cortex-m7": ["-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+        "cortex-m33": ["-mcpu=cortex-m33", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
+        "cortex-m55": ["-mcpu=cortex-m55", "-mfloat-abi=hard"],
+        "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mfloat-abi=soft"]}  # no FPU: the float steps run in software
 CFLAGS = ["-std=c99", "-O2", "-mthumb", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"]
 C_SOURCES = ("c3ae_mcu.c", "c3ae_mcu_model.c")
 
