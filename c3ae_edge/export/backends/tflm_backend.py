@@ -1,11 +1,12 @@
 """TFLite Micro for Cortex-M class parts: a batch-1 int8 trunk graph (run once per crop) + the head in C, in float.
 
 The whole-model int8 file batches the three crops through the trunk, so the first conv's output for all of them is
-alive at once (TFLM arena ~474 KB). Here the graph takes one crop (1, 64, 64, 3) int8 and ends at the pooled feature
-map (1, 2, 2, 32) int8, channels last all the way (no TRANSPOSE). The firmware invokes it once per crop and runs
-W1 (384 -> 12, columns reordered to the H, W, C feature order), softmax and W2 in float: 4.6 K multiply-adds, 18 KB of
-float weights. Export measures the smallest working arena under the tflite-micro interpreter, writes the C sources
-(model arrays, op resolver, crop/quantise/decode library) and cross-compiles them when arm-none-eabi-gcc is here.
+alive at once (TFLM arena 473,744 bytes). Here the graph takes one crop (1, 64, 64, 3) int8 and ends at the pooled
+feature map (1, 2, 2, 32) int8, NHWC at both ends (the SE blocks' MEAN still sits behind TRANSPOSE pairs: the
+converter's doing; spelling the squeeze as a pool removes them but cost accuracy, see README). The firmware invokes
+it once per crop and runs W1 (384 -> 12, columns reordered to the H, W, C feature order, int8 per row), softmax and
+W2 in float: 4.6 K multiply-adds, 4.7 KB of flash. Export measures the smallest working arena under the tflite-micro
+interpreter; ``c3ae_edge.export.mcu`` writes the C sources and cross-compiles them when arm-none-eabi-gcc is here.
 """
 from __future__ import annotations
 
