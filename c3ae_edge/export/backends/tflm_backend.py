@@ -115,6 +115,7 @@ class TFLMBackend:
             raise UsageError("tflm: needs a C3AE cascade model (trunk + W1/W2 head)")
         if calibration is None or len(calibration) == 0:
             raise ValueError("int8 needs calibration data")
+        require("tflite_micro", "mcu")  # before the minutes of conversion, not after
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         flat = _align(_finish(_convert_trunk(model, calibration), ["features"], None), out)
         out.write_bytes(flat)
