@@ -192,9 +192,11 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
             "build": {"time": iso, "from_source_date_epoch": reproducible, "host": f"{platform.system()}-{platform.machine()}",
                       "reproducible": "same inputs + SOURCE_DATE_EPOCH give byte-identical files (ONNX, OpenVINO, TFLite checked in tests)"},
         }
-        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, sort_keys=False) + "\n")
         (tmp / "c3ae_model.h").write_text(header(man))
         (tmp / "README.md").write_text(readme(man))
+        if hasattr(backend, "bundle_extras"):  # optional hook: a backend may add files (or lines to these two) and manifest sections
+            man.update(backend.bundle_extras(tmp, man, log))
+        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, sort_keys=False) + "\n")
         _sums(tmp)
         if signer is not None:
             signer(tmp)

@@ -11,6 +11,7 @@ _MODULES = {
     "onnx": "c3ae_edge.export.backends.onnx_backend",
     "tflite": "c3ae_edge.export.backends.tflite_backend",
     "openvino": "c3ae_edge.export.backends.openvino_backend",
+    "tflm": "c3ae_edge.export.backends.tflm_backend",
 }
 
 

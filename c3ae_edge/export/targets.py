@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class Target:
     max_int8_face_max: float = MAX_INT8_FACE_MAX
     runtimes: tuple[str, ...] = ()  # runtime ids of the backend (c3ae-edge runtimes) every artifact is verified under
     int8_rewrites: tuple[str, ...] = ()  # c3ae_edge.export.rewrite names, applied to the model before the int8 export
+    budget: dict = field(default_factory=dict)  # memory budget of the part in bytes, checked by backends that measure it
     source: str = ""
 
     @property
@@ -49,7 +50,7 @@ class Target:
 
 _TYPES = {"name": str, "description": str, "arch": str, "backend": str, "precisions": list, "runtime": str, "delegate": str,
           "threads": int, "aliases": list, "max_int8_mae_delta": (int, float), "int8_rewrites": list,
-          "max_int8_face_p99": (int, float), "max_int8_face_max": (int, float), "runtimes": list}
+          "max_int8_face_p99": (int, float), "max_int8_face_max": (int, float), "runtimes": list, "budget": dict}
 _REQUIRED = ("name", "description", "arch", "backend", "precisions")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names become folder names: no '/', '.', '..' or spaces
 
@@ -95,6 +96,8 @@ def parse(text: str, where: str) -> Target:
     if bad or len(set(d.get("runtimes", ()))) != len(d.get("runtimes", ())):
         raise UsageError(f"{where}: runtimes {d['runtimes']!r} must be distinct values of {', '.join(known)} for {d['backend']}")
     d["runtimes"] = tuple(d.get("runtimes") or known[:1])
+    if any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in d.get("budget", {}).values()):
+        raise UsageError(f"{where}: budget values must be positive integers (bytes), got {d['budget']!r}")
     bad = [r for r in d.get("int8_rewrites", ()) if r not in REWRITES]
     if bad:
         raise UsageError(f"{where}: int8_rewrites {bad!r} unknown (known: {', '.join(REWRITES)})")

@@ -1,0 +1,280 @@
+"""TFLite Micro for Cortex-M class parts: a batch-1 int8 trunk graph (run once per crop) + the head in C, in float.
+
+The whole-model int8 file batches the three crops through the trunk, so the first conv's output for all of them is
+alive at once (TFLM arena 473,744 bytes). Here the graph takes one crop (1, 64, 64, 3) int8 and ends at the pooled
+feature map (1, 2, 2, 32) int8, NHWC at both ends (the SE blocks' MEAN still sits behind TRANSPOSE pairs: the
+converter's doing; spelling the squeeze as a pool removes them but cost accuracy, see README). The firmware invokes
+it once per crop and runs W1 (384 -> 12, columns reordered to the H, W, C feature order, int8 per row), softmax and
+W2 in float: 4.6 K multiply-adds, 4.7 KB of flash. Export measures the smallest working arena under the tflite-micro
+interpreter; ``c3ae_edge.export.mcu`` writes the C sources and cross-compiles them when arm-none-eabi-gcc is here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from c3ae_edge.errors import MissingExtraError, UsageError, VerificationError, require
+from c3ae_edge.export.backends.base import BackendSpec, Runtime
+from c3ae_edge.export.backends.common import decode_outputs
+
+SPEC = BackendSpec(
+    name="tflm", suffix=".tflite", precisions=("int8",), runtimes=("tflite-micro",), extra="mcu",
+    description="TFLite Micro: batch-1 int8 trunk graph (NHWC, run once per crop, aligned flatbuffer) + head in C (float); "
+                "C sources: const model arrays, op resolver, crop/quantise/decode library",
+    options={"layout": "NHWC", "sidecar": ".head.json"},
+    requires=("litert_torch", "ai_edge_litert", "tflite_micro"),
+)
+ALIGN = 16
+ARENA_SEARCH_MAX = 4 << 20
+
+
+def _feature_module(model):
+    """One crop NHWC -> the feature map the head reads, NHWC (1, h, w, c): trunk (+ the full model's pool)."""
+    import torch.nn as nn
+
+    class Trunk(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.trunk, self.pool = m.trunk, getattr(m, "pool", None)
+
+        def forward(self, x):
+            f = self.trunk(x.movedim(-1, -3))
+            if self.pool is not None:
+                f = self.pool(f)
+            return f.movedim(-3, -1)
+
+    return Trunk(model).eval()
+
+
+def _convert_trunk(model, calibration: np.ndarray) -> bytes:
+    import torch
+
+    require("litert_torch", "tflite")
+    import litert_torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    crops = calibration.reshape(-1, *calibration.shape[-3:])  # every crop of every face: the trunk sees them one by one
+    cal = torch.from_numpy(np.ascontiguousarray(np.moveaxis(crops, -3, -1), np.float32))
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    g = prepare_pt2e(torch.export.export(_feature_module(model), (cal[:1],), strict=True).module(), quantizer)
+    with torch.no_grad():
+        for i in range(len(cal)):
+            g(cal[i:i + 1])
+    g = convert_pt2e(g, fold_quantize=False)
+    return litert_torch.convert(g, (cal[:1],), quant_config=QuantConfig(pt2e_quantizer=quantizer)).model_content()
+
+
+def _align(flat: bytes, tmp: Path) -> bytes:
+    """Re-serialise through TFLM's C++ flatbuffer API so every buffer sits on its required alignment."""
+    try:
+        from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper as aligner
+    except ImportError:
+        raise MissingExtraError("mcu", "tflite_micro") from None
+    src, dst = tmp.with_suffix(".unaligned"), tmp.with_suffix(".aligned")
+    src.write_bytes(flat)
+    try:
+        aligner.align_tflite_model(str(src), str(dst))
+        return dst.read_bytes()
+    finally:
+        src.unlink(missing_ok=True)
+        dst.unlink(missing_ok=True)
+
+
+def head_sidecar(model, feat_shape: tuple[int, ...]) -> dict:
+    """The head the C library runs: W1 with its columns reordered from the torch flatten order (crop, C, H, W) to the
+    graph's (crop, H, W, C), stored int8 per output row (4.6 KB of flash instead of 18 KB) and applied in float."""
+    head = model.head
+    w1 = head.w1.weight.detach().numpy().astype(np.float64)  # (bins, crops * c * h * w)
+    h, w, c = feat_shape
+    n = w1.shape[1] // (c * h * w)
+    w1 = w1.reshape(-1, n, c, h, w).transpose(0, 1, 3, 4, 2).reshape(w1.shape[0], -1)
+    scale = np.abs(w1).max(1) / 127.0
+    q = np.clip(np.round(w1 / scale[:, None]), -127, 127).astype(int)
+    g = lambda vals: [float(f"{float(v):.9g}") for v in vals]  # noqa: E731
+    return {"crops": n, "feature_shape": [h, w, c], "w1_int8": q.tolist(), "w1_scale": g(scale.astype(np.float32)),
+            "b1": g(head.w1.bias.detach().numpy()), "w2": g(head.w2.weight.detach().reshape(-1).numpy()),
+            "b2": float(f"{float(head.w2.bias.detach().reshape(-1)[0]):.9g}")}
+
+
+class TFLMBackend:
+    spec = SPEC
+
+    @property
+    def runtimes(self) -> tuple[Runtime, ...]:
+        return RUNTIMES
+
+    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+        from c3ae_edge.export.backends.tflite_backend import _finish
+
+        if precision != "int8":
+            raise UsageError(f"tflm: precision {precision!r} is not supported (int8 only)")
+        if not (hasattr(model, "trunk") and hasattr(getattr(model, "head", None), "w2")):
+            raise UsageError("tflm: needs a C3AE cascade model (trunk + W1/W2 head)")
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8 needs calibration data")
+        require("tflite_micro", "mcu")  # before the minutes of conversion, not after
+        out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
+        flat = _align(_finish(_convert_trunk(model, calibration), ["features"], None), out)
+        out.write_bytes(flat)
+        shape = tuple(int(v) for v in TFLMRunner.details(flat)[1]["shape"][1:])
+        out.with_suffix(SPEC.options["sidecar"]).write_text(json.dumps(head_sidecar(model, shape)) + "\n")
+        return out
+
+    def load(self, path: Path, threads: int | None = None, options: dict | None = None):
+        return TFLMRunner(path)
+
+    def bundle_extras(self, folder: Path, man: dict, log=print) -> dict:
+        """Arena search, C sources, cross-compiled sizes, budget check -> the manifest's "mcu" section."""
+        from c3ae_edge.export.mcu import write_sources
+
+        return {"mcu": write_sources(folder, man, log)}
+
+
+def _interp(flat: bytes, arena: int):
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise MissingExtraError("mcu", "tflite_micro") from None
+    return runtime.Interpreter.from_bytes(flat, arena_size=arena)
+
+
+def _probe(flat: bytes, arena: int) -> bool:
+    """Does the graph allocate and invoke in ``arena`` bytes? In a forked child: TFLM can crash on tiny arenas."""
+    import os
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TFLM's "failed to allocate" lines
+            _interp(flat, arena).invoke()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def _search(flat: bytes) -> int:
+    lo, hi = 0, 1024
+    while not _probe(flat, hi):
+        lo, hi = hi, hi * 2
+        if hi > ARENA_SEARCH_MAX:
+            return -1
+    while hi - lo > ALIGN:
+        mid = (lo + hi) // 2 // ALIGN * ALIGN
+        lo, hi = (lo, mid) if _probe(flat, mid) else (mid, hi)
+    return hi
+
+
+def smallest_arena(flat: bytes) -> int:
+    """The smallest arena (bytes, multiple of 16) in which the graph allocates and invokes, by bisection. The probes
+    fork (a tiny arena can crash TFLM), so they run in a fresh single-threaded worker process, not in this one."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as td:
+        f = Path(td) / "model.tflite"
+        f.write_bytes(flat)
+        r = subprocess.run([sys.executable, "-m", __name__, "arena", str(f)], capture_output=True, text=True)
+    if r.returncode or int(r.stdout.split()[-1]) < 0:
+        raise VerificationError(f"tflm: no arena up to {ARENA_SEARCH_MAX:,} bytes runs the graph ({(r.stderr.strip().splitlines() or ['?'])[-1]})")
+    return int(r.stdout.split()[-1])
+
+
+def allocations(flat: bytes, arena: int) -> str:
+    """TFLM's RecordingMicroAllocator report (it prints to stderr) for one invocation in ``arena`` bytes."""
+    import os
+    import tempfile
+
+    it = _interp(flat, arena)
+    it.invoke()
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            it.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        return f.read().decode(errors="replace")
+
+
+class TFLMRunner:
+    """The trunk under TFLM's reference kernels, invoked once per crop, and the head in float (as the C library does)."""
+
+    ARENA = 1 << 20  # generous for the reference run; the export measures the real minimum
+
+    def __init__(self, path: Path):
+        path = Path(path)
+        self.flat = path.read_bytes()
+        self.head = json.loads(path.with_suffix(SPEC.options["sidecar"]).read_text())
+        self.interp = _interp(self.flat, self.ARENA)
+        self.inp, self.out = self.details(self.flat, self.interp)
+        self.input_name, self.output_names = "input", ("features",)
+        self.meta = {"decode": {"w2": self.head["w2"], "b2": self.head["b2"]}}
+
+    @staticmethod
+    def details(flat: bytes, interp=None) -> tuple[dict, dict]:
+        it = interp or _interp(flat, TFLMRunner.ARENA)
+        return it.get_input_details(0), it.get_output_details(0)
+
+    def _q(self, d: dict) -> tuple[float, int]:
+        p = d["quantization_parameters"]
+        return float(p["scales"][0]), int(p["zero_points"][0])
+
+    def io(self) -> dict:
+        def row(d, name):
+            scale, zp = self._q(d)
+            return {"name": name, "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name, "scale": scale, "zero_point": zp}
+        return {"input": {**row(self.inp, "input"), "layout": "NHWC", "invocations_per_face": self.head["crops"]},
+                "outputs": [row(self.out, "features")]}
+
+    def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, crops, 3, H, W) float -> {"features": (B, crops, h, w, c) int8}, one invocation per crop."""
+        x = np.asarray(x, np.float32).reshape(-1, self.head["crops"], *np.shape(x)[-3:])
+        scale, zp = self._q(self.inp)
+        q = np.clip(np.round(np.moveaxis(x, -3, -1) / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+        feats = np.empty((*q.shape[:2], *self.out["shape"][1:]), np.int8)
+        for b in range(q.shape[0]):
+            for s in range(q.shape[1]):
+                self.interp.set_input(q[b, s][None], 0)
+                self.interp.invoke()
+                feats[b, s] = self.interp.get_output(0)[0]
+        return {"features": feats}
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return decode_outputs({"logits": head_logits(self.raw(x)["features"], self._q(self.out), self.head)}, self.meta)
+
+
+def head_logits(feats: np.ndarray, q: tuple[float, int], head: dict) -> np.ndarray:
+    """int8 features (B, crops, h, w, c) -> W1 logits in float32, as c3ae_mcu.c computes them."""
+    f = (feats.reshape(len(feats), -1).astype(np.float32) - np.float32(q[1])) * np.float32(q[0])
+    acc = f @ np.asarray(head["w1_int8"], np.float32).T
+    return acc * np.asarray(head["w1_scale"], np.float32) + np.asarray(head["b1"], np.float32)
+
+
+def _missing() -> str | None:
+    try:
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        return "tflite-micro is not installed (pip extra 'mcu')"
+    return None
+
+
+RUNTIMES = (
+    Runtime("tflite-micro/reference", "tflite-micro", "reference", lambda p, t: TFLMRunner(p), _missing,
+            "TFLite Micro's Python interpreter on this host: TFLM's reference kernels (CMSIS-NN on a board must match them)"),
+)
+BACKEND = TFLMBackend()
+
+
+if __name__ == "__main__":  # the arena-search worker: python -m ... arena MODEL.tflite
+    import sys
+
+    print(_search(Path(sys.argv[2]).read_bytes()))
