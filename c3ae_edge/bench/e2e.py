@@ -146,3 +146,36 @@ def stage_block(times: list[ImageTiming]) -> dict:
     total = onboard.latency_stats([sum(t.ns.values()) for t in times])
     return {"stages": stages, "latency": total, "throughput": {"unit": "images/s", "value": 1.0 / total["mean"]},
             "images": len(times), "faces_found": sum(1 for t in times if t.faces), "annotated_face_found": sum(1 for t in times if t.matched)}
+
+
+def bench_rows(common: dict, live: list[tuple[dict, Callable]], sets: list[InputSet], detector, detector_name: str, spec) -> list[dict]:
+    """End-to-end rows for ``c3ae-edge bench``: per input set and per timed artifact (``live``: (row, batch-1 forward)).
+    Decode, detect and crop run once per image (they do not depend on the backend); each artifact's age network is
+    timed right after on that image's faces, all artifacts image by image, so background load hits them alike."""
+    rows = []
+    for st in sets:
+        shared: list[ImageTiming] = []
+        ages: list[list[int]] = [[] for _ in live]
+        clock = time.perf_counter_ns
+        for data, truth in zip(st.encoded, st.truth):
+            t0 = clock()
+            img = decode(data)
+            t1 = clock()
+            dets = detector.detect(img)
+            t2 = clock()
+            x = [spec.model_input(img, d.box)[None] for d in dets]
+            t3 = clock()
+            shared.append(ImageTiming({"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": 0}, len(dets),
+                                      bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU))
+            for i, (_, fwd) in enumerate(live):
+                t0 = clock()
+                for xi in x:
+                    fwd(xi)
+                ages[i].append(clock() - t0)
+        for (row, _), ns in zip(live, ages):
+            times = [ImageTiming({**t.ns, "age": a}, t.faces, t.matched) for t, a in zip(shared, ns)]
+            rows.append({**common, "backend": row["backend"], "precision": row["precision"], **({"variant": row["variant"]} if row.get("variant") else {}),
+                         "threads": row["threads"], "batch": 1, "device": "cpu", "pipeline": "photo-to-age", "input": st.name,
+                         "frame": list(st.frame) if st.frame else None, "detector": detector_name,
+                         "artifact": row.get("artifact"), **stage_block(times)})
+    return rows
