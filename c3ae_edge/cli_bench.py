@@ -58,8 +58,11 @@ def register(app: typer.Typer) -> None:
             from c3ae_edge.bench import onboard
 
             Path(write_runner).mkdir(parents=True, exist_ok=True)
+            from c3ae_edge import facefind
+
             dst = shutil.copy(onboard.__file__, Path(write_runner) / "onboard.py")
-            typer.echo(f"wrote {dst}")
+            shutil.copy(facefind.__file__, Path(write_runner) / "facefind.py")  # the photo-to-age rows' detector
+            typer.echo(f"wrote {dst} (and facefind.py beside it)")
             return
         from c3ae_edge.bench import report
 

@@ -81,6 +81,20 @@ DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector}
 DEFAULT_DETECTOR = "haar-fast"
 
 
+def detector_record(name: str = DEFAULT_DETECTOR) -> dict:
+    """What a bundle's manifest says about the detector its boxes come from (face_box.detector)."""
+    from dataclasses import asdict
+
+    from c3ae_edge import facefind
+
+    cascade = f"OpenCV {facefind.CASCADE} (ships in opencv-python-headless 4.x)"
+    if name == "haar-fast":
+        return {"name": name, "convention": "haar", "cascade": cascade, "implementation": "c3ae_edge/facefind.py coarse_fine (numpy + OpenCV)",
+                "params": asdict(facefind.CoarseFineParams()), "box": "square (cx, cy, side) = the cascade's rectangle centre and width, in source pixels",
+                "alternatives": {"haar": "HaarDetector: the same cascade at full resolution, scale step 1.1, 5 neighbours, faces from 8% of the shorter side"}}
+    return {"name": name, "convention": "haar" if name == "haar" else "user detector, mapped onto the haar convention", "cascade": cascade}
+
+
 def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
     """``haar-fast`` (default), ``haar`` (the full-resolution search) or ``package.module:Class`` (constructed with no arguments)."""
     if name in DETECTORS:

@@ -59,7 +59,23 @@ def coarse_fine(cascade, rgb: np.ndarray, p: CoarseFineParams = CoarseFineParams
     rects, counts = cascade.detectMultiScale2(small, p.coarse_step, p.coarse_neighbours, minSize=(WINDOW, WINDOW), maxSize=(top, top))
     found = [(_refine(cv2, cascade, gray, ((x + bw / 2) / s, (y + bh / 2) / s, bw / s), p) if p.refine_px else ((x + bw / 2) / s, (y + bh / 2) / s, bw / s), int(n))
              for (x, y, bw, bh), n in zip(rects, np.ravel(counts) if len(rects) else [])]
-    return sorted(found, key=lambda f: -f[0][2])
+    return sorted(_suppress(found), key=lambda f: -f[0][2])
+
+
+def _suppress(found: list) -> list:
+    """One box per face: the coarse step can report one face at two scales; keep the one with more neighbours."""
+    keep: list = []
+    for box, n in sorted(found, key=lambda f: -f[1]):
+        if all(_overlap(box, k) < 0.3 for k, _ in keep):
+            keep.append((box, n))
+    return keep
+
+
+def _overlap(a, b) -> float:
+    """IoU of two square boxes (cx, cy, side)."""
+    iw = max(0.0, min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2))
+    ih = max(0.0, min(a[1] + a[2] / 2, b[1] + b[2] / 2) - max(a[1] - a[2] / 2, b[1] - b[2] / 2))
+    return iw * ih / (a[2] ** 2 + b[2] ** 2 - iw * ih)
 
 
 def _refine(cv2, cascade, gray: np.ndarray, box: tuple[float, float, float], p: CoarseFineParams) -> tuple[float, float, float]:
