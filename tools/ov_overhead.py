@@ -4,8 +4,8 @@
 
 Without --ir, c3ae_plain (shipped weights) is exported to fp32 and int8 IRs in a temporary folder, int8 calibrated
 on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 1 thread, sync API, f32 inference
-precision, static shape, ``--runs`` iterations; its median is the C++ request's own ``latency``), then in this
-process, interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
+precision, static shape, ``--runs`` iterations; its median is the C++ request's own ``latency``), then in a fresh
+process that imports only numpy, OpenVINO and c3ae_edge/bench/forward.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
 (c3ae_edge/bench/forward.py), timed with ``perf_counter_ns`` around each call as the bench does, and
 benchmark_app's own loop (``infer()`` on a pre-set tensor, reading ``request.latency``).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from c3ae_edge.bench import onboard  # noqa: E402
+from c3ae_edge.bench import onboard  # noqa: E402  (numpy + stdlib only)
 
 
 def benchmark_app(ir: Path, runs: int, shape: list[int], workdir: Path) -> float:
@@ -80,7 +80,20 @@ def export_plain(tmp: Path) -> list[Path]:
     return [harness._export(be, model, x[:1], cal, p, tmp, head_weights(model)) for p in ("fp32", "int8")]
 
 
+def child(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
+    """in_process() in a fresh interpreter (no torch, no nncf loaded), like benchmark_app's own process."""
+    with tempfile.TemporaryDirectory(prefix="c3ae-ov-x-") as td:
+        np.save(Path(td) / "x.npy", x)
+        r = subprocess.run([sys.executable, __file__, "--child", str(ir), str(Path(td) / "x.npy"), str(runs)], capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        raise SystemExit(f"in-process timing failed: {r.stderr.strip().splitlines()[-1:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        print(json.dumps(in_process(Path(sys.argv[2]), int(sys.argv[4]), np.load(sys.argv[3]))))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ir", action="append", type=Path, default=[])
     ap.add_argument("--rounds", type=int, default=5)
@@ -95,7 +108,7 @@ def main() -> None:
         res: dict = {ir.name: {"rounds": []} for ir in irs}
         for r in range(a.rounds):
             for ir in irs:
-                row = {"benchmark_app": benchmark_app(ir, a.runs, list(x.shape), Path(tmp)), **in_process(ir, a.runs, x)}
+                row = {"benchmark_app": benchmark_app(ir, a.runs, list(x.shape), Path(tmp)), **child(ir, a.runs, x)}
                 res[ir.name]["rounds"].append(row)
                 print(f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()), file=sys.stderr)
     for name, d in res.items():

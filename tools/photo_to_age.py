@@ -1,7 +1,7 @@
 """Photo to age, detectors side by side (issue 15's before/after), measured in one run by the bench's own code
 (c3ae_edge/bench/e2e.py):
 
-    python tools/photo_to_age.py [--detectors haar,haar-fast] [--timing 60] [--quality all|N] [--artifact FILE ...] [--json out.json]
+    python tools/photo_to_age.py [--detectors haar,haar-fast] [--timing 60] [--quality all|N] [--artifact FILE ...] [--json out.json] [--markdown out.md]
 
 - per-stage times (decode, detect, crop, age network) over ``--timing`` FG-NET photos and the same photos made into
   640x480 and 1280x720 frames, 1 thread, the detectors interleaved image by image (background load hits both alike);
@@ -92,6 +92,38 @@ def timing(detectors: dict, forwards: dict, sets, spec, reps: int = 1) -> list[d
     return rows
 
 
+def markdown(doc: dict) -> str:
+    """The before/after tables of one run."""
+    env = doc["environment"]
+    L = ["# Photo to age: detectors side by side", "", f"Command: `{doc['command']}` ({doc.get('wall_time_s')} s wall). CPU: {env['cpu']['model']}, "
+         f"{env['cpu']['logical_cores']} logical cores, 1 thread (OpenCV, PyTorch and each runtime), load average "
+         f"{env['load_average']} at the start, {env['load_average_end']} at the end (a shared machine: absolute times are inflated; "
+         "the detectors and age networks are interleaved image by image, so ratios within the run hold).", ""]
+    q = doc.get("quality")
+    if q:
+        L += [f"## FG-NET, {q['photos']} photos (shipped model, no fine-tuning)", "",
+              f"MAE with the landmark boxes (all photos): {q['mae_landmark_boxes']:.3f}.", "",
+              "| detector | face found | annotated face found (IoU >= 0.4) | MAE, detector's largest box | MAE, photos every detector found | MAE with landmark boxes, same photos | median IoU vs landmark box |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+        for k, d in q["detectors"].items():
+            L.append(f"| {k} | {d['face_found']} ({100 * d['face_found_rate']:.1f}%) | {d['annotated_face_found']} ({100 * d['annotated_face_rate']:.1f}%) | "
+                     f"{d['mae_detector_boxes']:.3f} | {d['mae_on_photos_all_detectors_found']:.3f} | {d['mae_landmark_boxes_same_photos']:.3f} | "
+                     f"{d['median_iou_vs_landmark_box']:.3f} |")
+        for k, d in q["detectors"].items():
+            for ref, m in ((r[3:], v) for r, v in d.items() if r.startswith("vs_")):
+                L += ["", f"{k} boxes vs {ref} boxes on the {m['photos']} photos both found: median IoU {m['median_iou']:.3f}, median side ratio "
+                      f"{m['median_side_ratio']:.3f}, median centre offset ({m['median_dx_per_side']:+.4f}, {m['median_dy_per_side']:+.4f}) x side."]
+    if doc.get("timing"):
+        L += ["", "## Stage times, ms per image (p50), 1 thread", "",
+              "| input | detector | age network | decode | detect | crop | age network | total p50 | total mean | images/s | faces |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in doc["timing"]:
+            st = r["stages"]
+            L.append(f"| {r['input']} | {r['detector']} | {r['age_network']} | " + " | ".join(f"{st[k]['p50'] * 1e3:.2f}" for k in e2e.STAGES)
+                     + f" | {r['latency']['p50'] * 1e3:.2f} | {r['latency']['mean'] * 1e3:.2f} | {r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |")
+    return "\n".join(L) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None)
@@ -100,7 +132,12 @@ def main() -> None:
     ap.add_argument("--quality", default="all", help="FG-NET photos for face-found rate and MAE: all (1,002) or a number; 0 skips")
     ap.add_argument("--artifact", action="append", default=[], help="also time this artifact's age network (.onnx, .tflite, .xml)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--from-json", type=Path, default=None, help="only render --markdown from an earlier run's JSON")
     a = ap.parse_args()
+    if a.from_json:
+        (a.markdown or Path("/dev/stdout")).write_text(markdown(json.loads(a.from_json.read_text())))
+        return
 
     import cv2
     import torch
@@ -142,6 +179,8 @@ def main() -> None:
         a.json.write_text(text)
     else:
         print(text)
+    if a.markdown:
+        a.markdown.write_text(markdown(doc))
 
 
 if __name__ == "__main__":
