@@ -77,7 +77,7 @@ def test_photo_to_age_rows(short_run):
         assert r["faces_found"] >= 3 and r["annotated_face_found"] >= 3  # real faces, found and in the right place
         st = r["stages"]
         assert set(st) == {"decode", "detect", "crop", "age"} and all(s["count"] == 4 and s["p50"] > 0 for s in st.values())
-        assert r["latency"]["count"] == 4
+        assert r["latency"]["count"] == 4 and r["thread_cpu_p50_s"]["total"] > 0
         assert r["latency"]["mean"] == pytest.approx(sum(s["mean"] for s in st.values()))  # the total is the sum of its stages
         assert r["throughput"] == {"unit": "images/s", "value": pytest.approx(1 / r["latency"]["mean"])}
     # frames of one photo share decode/detect/crop timings across artifacts; their age networks differ

@@ -120,32 +120,38 @@ class ImageTiming:
     ns: dict[str, int]
     faces: int
     matched: bool
+    cpu_ns: dict[str, int] | None = None  # this thread's CPU time per stage: what a shared machine's waits leave out
 
 
 def run_image(data: bytes, truth, detector, spec, forward: Callable[[np.ndarray], object] | None) -> ImageTiming:
     """One image through the pipeline, each stage timed (perf_counter_ns); every face found gets an age."""
-    clock = time.perf_counter_ns
-    t0 = clock()
+    clock, cpu = time.perf_counter_ns, time.thread_time_ns
+    c0, t0 = cpu(), clock()
     img = decode(data)
-    t1 = clock()
+    t1, c1 = clock(), cpu()
     dets = detector.detect(img)
-    t2 = clock()
+    t2, c2 = clock(), cpu()
     x = np.stack([spec.model_input(img, d.box) for d in dets]) if dets else None
-    t3 = clock()
+    t3, c3 = clock(), cpu()
     if x is not None and forward is not None:
         for i in range(len(x)):  # one face per call: the artifacts are batch-1 graphs
             forward(x[i:i + 1])
-    t4 = clock()
+    t4, c4 = clock(), cpu()
     matched = bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU
-    return ImageTiming({"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": t4 - t3}, len(dets), matched)
+    return ImageTiming({"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": t4 - t3}, len(dets), matched,
+                       {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": c4 - c3})
 
 
 def stage_block(times: list[ImageTiming]) -> dict:
     """Per-stage and total latency distributions over the images (schema latency blocks), images/s, faces found."""
     stages = {k: onboard.latency_stats([t.ns[k] for t in times]) for k in STAGES}
     total = onboard.latency_stats([sum(t.ns.values()) for t in times])
-    return {"stages": stages, "latency": total, "throughput": {"unit": "images/s", "value": 1.0 / total["mean"]},
-            "images": len(times), "faces_found": sum(1 for t in times if t.faces), "annotated_face_found": sum(1 for t in times if t.matched)}
+    out = {"stages": stages, "latency": total, "throughput": {"unit": "images/s", "value": 1.0 / total["mean"]},
+           "images": len(times), "faces_found": sum(1 for t in times if t.faces), "annotated_face_found": sum(1 for t in times if t.matched)}
+    if all(t.cpu_ns for t in times):
+        out["thread_cpu_p50_s"] = {**{k: float(np.median([t.cpu_ns[k] for t in times])) / 1e9 for k in STAGES},
+                                   "total": float(np.median([sum(t.cpu_ns.values()) for t in times])) / 1e9}
+    return out
 
 
 def bench_rows(common: dict, live: list[tuple[dict, Callable]], sets: list[InputSet], detector, detector_name: str, spec) -> list[dict]:
@@ -155,25 +161,25 @@ def bench_rows(common: dict, live: list[tuple[dict, Callable]], sets: list[Input
     rows = []
     for st in sets:
         shared: list[ImageTiming] = []
-        ages: list[list[int]] = [[] for _ in live]
-        clock = time.perf_counter_ns
+        ages: list[list[tuple[int, int]]] = [[] for _ in live]
+        clock, cpu = time.perf_counter_ns, time.thread_time_ns
         for data, truth in zip(st.encoded, st.truth):
-            t0 = clock()
+            c0, t0 = cpu(), clock()
             img = decode(data)
-            t1 = clock()
+            t1, c1 = clock(), cpu()
             dets = detector.detect(img)
-            t2 = clock()
+            t2, c2 = clock(), cpu()
             x = [spec.model_input(img, d.box)[None] for d in dets]
-            t3 = clock()
+            t3, c3 = clock(), cpu()
             shared.append(ImageTiming({"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": 0}, len(dets),
-                                      bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU))
+                                      bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU, {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": 0}))
             for i, (_, fwd) in enumerate(live):
-                t0 = clock()
+                c0, t0 = cpu(), clock()
                 for xi in x:
                     fwd(xi)
-                ages[i].append(clock() - t0)
+                ages[i].append((clock() - t0, cpu() - c0))
         for (row, _), ns in zip(live, ages):
-            times = [ImageTiming({**t.ns, "age": a}, t.faces, t.matched) for t, a in zip(shared, ns)]
+            times = [ImageTiming({**t.ns, "age": a}, t.faces, t.matched, {**t.cpu_ns, "age": c}) for t, (a, c) in zip(shared, ns)]
             rows.append({**common, "backend": row["backend"], "precision": row["precision"], **({"variant": row["variant"]} if row.get("variant") else {}),
                          "threads": row["threads"], "batch": 1, "device": "cpu", "pipeline": "photo-to-age", "input": st.name,
                          "frame": list(st.frame) if st.frame else None, "detector": detector_name,

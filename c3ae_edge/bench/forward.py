@@ -16,7 +16,7 @@ RUNTIME_OPTIONS = {
              "provider": "CPUExecutionProvider"},
     "openvino": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": "= threads", "INFERENCE_PRECISION_HINT": "f32 (bf16 only as precision 'bf16')",
                  "shape": "reshaped to the row's static batch before compiling",
-                 "infer": "x copied into the request's own input tensor (allocated once), start_async() + wait(), output tensors' arrays (views)"},
+                 "infer": "x copied into the request's own input tensor (allocated once), start_async() + wait(), views of the output tensors"},
     "tflite": {"delegate": "XNNPACK (the interpreter's default)", "num_threads": "= threads", "input": "NCHW -> NHWC moveaxis (+ int8 quantise) in the timed call"},
 }
 
@@ -77,13 +77,13 @@ def openvino_forward(path: Path, threads: int, precision: str = "fp32", batch: i
     if call != "lean":
         raise ValueError(f"unknown OpenVINO call {call!r}")
     inp = req.get_input_tensor().data
-    outs = [req.get_output_tensor(i) for i in range(n_out)]
+    outs = [req.get_output_tensor(i).data for i in range(n_out)]  # views of the request's output memory (static shapes: fixed)
 
     def lean(x: np.ndarray):
         np.copyto(inp, x)
         req.start_async()
         req.wait()
-        return [t.data for t in outs]
+        return outs
 
     return lean
 
