@@ -177,3 +177,23 @@ def test_dwpool_rewrite_is_identical_in_float():
         with torch.inference_mode():
             assert torch.allclose(m(torch.from_numpy(x)), r(torch.from_numpy(x)), atol=1e-5)
     assert not has_pools(create_model("mobilenet_v2_050_6"))
+
+
+def test_openvino_lean_forward_computes_each_new_input(tmp_path):
+    """The bench's OpenVINO call (copy into the request's input, async + wait, output views made once) returns the
+    former call's outputs for every new input, not the first input's."""
+    pytest.importorskip("openvino")
+    from c3ae_edge.bench.forward import openvino_forward
+    from c3ae_edge.bench.harness import build_model, faces
+    from c3ae_edge.export.registry import get_backend
+
+    x = faces(1, None, 0)[0][:3]
+    model, _ = build_model("c3ae_plain", 0)
+    ir = get_backend("openvino").export(model, x[:1], tmp_path, "fp32", None, {"stem": "p"})
+    lean, wrap = openvino_forward(ir, 1, call="lean"), openvino_forward(ir, 1, call="wrap")
+    ages = []
+    for i in range(3):
+        a, b = [np.array(o) for o in lean(x[i:i + 1])], [np.array(o) for o in wrap(x[i:i + 1])]
+        assert all(np.allclose(p, q, atol=1e-5) for p, q in zip(a, b))
+        ages.append(a[0].ravel()[0])
+    assert len(set(ages)) == 3
