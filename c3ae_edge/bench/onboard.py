@@ -323,7 +323,7 @@ def run_photo_to_age(bundle: Path, photos: Path, n: int, threads: int, only: str
         log("photo to age: skipped: decoding photos needs Pillow (pip install pillow); the other rows ran")
         return []
     man = json.loads((bundle / "manifest.json").read_text())
-    det = (man.get("face_box") or {}).get("detector") or {"name": "haar", "params": {}}
+    det = (man.get("face_box") or {}).get("detector") or {"name": "haar-fast", "params": {}}  # older bundles: the same cascade convention
     ff = _facefind()
     if ff is None:
         log("photo to age: skipped: the face detector needs OpenCV (pip install opencv-python-headless); the other rows ran")
