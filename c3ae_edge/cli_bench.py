@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
         from_json: str = typer.Option(None, "--from-json", help="re-render the markdown/PNG of an earlier bench JSON instead of running"),
         remote: str = typer.Option(None, "--remote", help="user@host: copy the on-board runner and --bundle over ssh, run it there, collect the JSON"),
         bundle: str = typer.Option(None, "--bundle", help="with --remote: the bundle folder to run on the board"),
+        e2e: int = typer.Option(60, "--e2e", help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and 1280x720 frames (0: none)"),
+        detector: str = typer.Option("haar-fast", "--detector", help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"),
         write_runner: str = typer.Option(None, "--write-runner", help="copy the standalone on-board runner (onboard.py) into this folder and exit"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     ) -> None:
@@ -55,8 +57,11 @@ def register(app: typer.Typer) -> None:
             from c3ae_edge.bench import onboard
 
             Path(write_runner).mkdir(parents=True, exist_ok=True)
+            from c3ae_edge import facefind
+
             dst = shutil.copy(onboard.__file__, Path(write_runner) / "onboard.py")
-            typer.echo(f"wrote {dst}")
+            shutil.copy(facefind.__file__, Path(write_runner) / "facefind.py")  # the photo-to-age rows' detector
+            typer.echo(f"wrote {dst} (and facefind.py beside it)")
             return
         from c3ae_edge.bench import report
 
@@ -80,7 +85,8 @@ def register(app: typer.Typer) -> None:
 
             cfg = BenchConfig(models=_names(models) or list(DEFAULT_MODELS), backends=_names(backends) or installed_backends(),
                               precisions=_names(precision) or ["fp32"], runs=runs, warmup=warmup, threads=_ints(threads, "--threads"),
-                              batches=_ints(batch, "--batch"), device=device, data=data, command=command_line())
+                              batches=_ints(batch, "--batch"), device=device, data=data, command=command_line(),
+                              e2e=e2e if device == "cpu" else 0, detector=detector)
             doc = run(cfg, quiet=quiet)
         acc = report.load_accuracy(Path(accuracy) if accuracy else None)
         if acc:

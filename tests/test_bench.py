@@ -22,7 +22,7 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def short_run(tmp_path_factory) -> tuple[dict, Path]:
     """torch + ONNX (fp32 and int8) for c3ae_plain, 30 runs: the whole pipeline at small cost."""
     out = tmp_path_factory.mktemp("bench")
-    r = run("--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30", "--warmup", "3",
+    r = run("--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30", "--warmup", "3", "--e2e", "4",
             "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "-q")
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads((out / "b.json").read_text()), out
@@ -44,7 +44,7 @@ def test_latency_stats_describe_the_distribution():
 def test_json_schema_and_rows(short_run):
     doc, _ = short_run
     assert doc["schema"] == SCHEMA
-    rows = {(r["backend"], r["precision"]): r for r in doc["results"]}
+    rows = {(r["backend"], r["precision"]): r for r in doc["results"] if not r.get("pipeline")}
     assert set(rows) == {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")}
     for r in rows.values():
         lat = r["latency"]
@@ -63,6 +63,31 @@ def test_json_schema_and_rows(short_run):
     env = doc["environment"]
     assert env["cpu"]["logical_cores"] >= 1 and env["versions"]["onnxruntime"] and env["peak"]["1"]["fp32"]["macs_per_s"] > 0
     assert len(doc["config"]["timing_faces"]) == 32 and all(f.endswith(".jpg") for f in doc["config"]["timing_faces"])
+
+
+def test_photo_to_age_rows(short_run):
+    """End-to-end rows: every timed artifact x (FG-NET photos, 640x480, 1280x720), per-stage latency blocks, images/s."""
+    doc, out = short_run
+    e2e = [r for r in doc["results"] if r.get("pipeline") == "photo-to-age"]
+    assert {(r["backend"], r["precision"], r["input"]) for r in e2e} == {
+        (b, p, i) for b, p in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")) for i in ("FG-NET photos", "640x480 frames", "1280x720 frames")}
+    for r in e2e:
+        assert r["detector"] == "haar-fast" and r["images"] == 4 and r["model"] == "c3ae_plain" and r["threads"] == 1
+        assert r["frame"] in (None, [640, 480], [1280, 720])
+        assert r["faces_found"] >= 3 and r["annotated_face_found"] >= 3  # real faces, found and in the right place
+        st = r["stages"]
+        assert set(st) == {"decode", "detect", "crop", "age"} and all(s["count"] == 4 and s["p50"] > 0 for s in st.values())
+        assert r["latency"]["count"] == 4 and r["thread_cpu_p50_s"]["total"] > 0
+        assert r["latency"]["mean"] == pytest.approx(sum(s["mean"] for s in st.values()))  # the total is the sum of its stages
+        assert r["throughput"] == {"unit": "images/s", "value": pytest.approx(1 / r["latency"]["mean"])}
+    # frames of one photo share decode/detect/crop timings across artifacts; their age networks differ
+    by_input = {}
+    for r in e2e:
+        by_input.setdefault(r["input"], []).append(r)
+    assert all(len({r["stages"]["detect"]["p50"] for r in rs}) == 1 for rs in by_input.values())
+    md = (out / "b.md").read_text()
+    assert "## Photo to age (end to end)" in md and "640x480 frames" in md and "1280x720 frames" in md and "haar-fast" in md
+    assert "4 FG-NET photos" in doc["config"]["photo_to_age"]
 
 
 def test_markdown_puts_paper_beside_ours(short_run):
@@ -152,3 +177,23 @@ def test_dwpool_rewrite_is_identical_in_float():
         with torch.inference_mode():
             assert torch.allclose(m(torch.from_numpy(x)), r(torch.from_numpy(x)), atol=1e-5)
     assert not has_pools(create_model("mobilenet_v2_050_6"))
+
+
+def test_openvino_lean_forward_computes_each_new_input(tmp_path):
+    """The bench's OpenVINO call (copy into the request's input, async + wait, output views made once) returns the
+    former call's outputs for every new input, not the first input's."""
+    pytest.importorskip("openvino")
+    from c3ae_edge.bench.forward import openvino_forward
+    from c3ae_edge.bench.harness import build_model, faces
+    from c3ae_edge.export.registry import get_backend
+
+    x = faces(1, None, 0)[0][:3]
+    model, _ = build_model("c3ae_plain", 0)
+    ir = get_backend("openvino").export(model, x[:1], tmp_path, "fp32", None, {"stem": "p"})
+    lean, wrap = openvino_forward(ir, 1, call="lean"), openvino_forward(ir, 1, call="wrap")
+    ages = []
+    for i in range(3):
+        a, b = [np.array(o) for o in lean(x[i:i + 1])], [np.array(o) for o in wrap(x[i:i + 1])]
+        assert all(np.allclose(p, q, atol=1e-5) for p, q in zip(a, b))
+        ages.append(a[0].ravel()[0])
+    assert len(set(ages)) == 3

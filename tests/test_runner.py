@@ -67,7 +67,7 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
     assert doc["environment"]["versions"]["numpy"] and "torch" not in doc["environment"]["versions"]
 
     # one table across "machines": the harness document + the runner's
-    r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q",
+    r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q", "--e2e", "0",
             "--json", str(tmp_path / "host.json"))
     assert r.returncode == 0, r.stderr[-2000:]
     r = cli("bench", "--merge", str(tmp_path / "host.json"), str(out), "--markdown", str(tmp_path / "m.md"), "--json", str(tmp_path / "m.json"))
@@ -83,3 +83,26 @@ def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
     shutil.copy(runner, tmp_path / "onboard.py")
     r = subprocess.run([sys.executable, str(tmp_path / "onboard.py"), str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a c3ae-edge bundle" in r.stderr
+
+
+@pytest.mark.slow
+def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path):
+    """The runner's end-to-end rows on real photos: the manifest's detector (facefind.py beside the runner), the bundle's
+    own reference preprocessing, every artifact; and one clear line, no rows, where the detector's OpenCV is missing."""
+    r = cli("bench", "--write-runner", str(tmp_path))
+    assert r.returncode == 0 and (tmp_path / "facefind.py").is_file(), r.stderr
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted((fgnet_dir / "images").iterdir())[:40:10]:
+        shutil.copy(p, photos / p.name)
+    out = tmp_path / "board.json"
+    r = subprocess.run([sys.executable, str(tmp_path / "onboard.py"), str(bundle), "--runs", "5", "--warmup", "1", "--photos", str(photos),
+                        "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [x for x in json.loads(out.read_text())["results"] if x.get("pipeline") == "photo-to-age"]
+    man = json.loads((bundle / "manifest.json").read_text())
+    assert man["face_box"]["detector"]["name"] == "haar-fast"
+    assert {(x["artifact"]["file"], x["input"]) for x in rows} == {(a["file"], i) for a in man["artifacts"] for i in ("photos", "640x480 frames", "1280x720 frames")}
+    for x in rows:
+        assert x["images"] == 4 and x["faces_found"] >= 3 and x["detector"] == "haar-fast"
+        assert set(x["stages"]) == {"decode", "detect", "crop", "age"} and x["throughput"]["unit"] == "images/s"

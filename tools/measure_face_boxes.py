@@ -1,6 +1,6 @@
 """Re-measure the face-box conventions in c3ae_edge/crops.py against the Haar cascade (the detector's box).
 
-    python tools/measure_face_boxes.py [--data ../shared/data]
+    python tools/measure_face_boxes.py [--data ../shared/data] [--detector haar|haar-fast]
 Prints the median cascade box on UTKFace chips (ALIGNED_BOX) and its relation to FG-NET landmark boxes
 (LANDMARK_SIDE, LANDMARK_DY), with how many faces each median is over.
 """
@@ -15,7 +15,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from c3ae_edge.data import read_fgnet, read_utkface  # noqa: E402
 from c3ae_edge.data.datasets import load_pts  # noqa: E402
-from c3ae_edge.detect import HaarDetector  # noqa: E402
+from c3ae_edge.detect import HaarDetector, get_detector  # noqa: E402
 from c3ae_edge.imageio import load_rgb  # noqa: E402
 
 
@@ -23,8 +23,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--detector", default="haar", help="haar (the full search the conventions were measured with) or haar-fast")
     a = ap.parse_args()
-    det = HaarDetector(min_face_frac=0.2)
+    det = HaarDetector(min_face_frac=0.2) if a.detector == "haar" else get_detector(a.detector)
     rng = np.random.default_rng(0)
     utk = read_utkface(Path(a.data) / "utkface")
     rows = []

@@ -32,6 +32,8 @@ class BenchConfig:
     data: str | None = None
     seed: int = 0
     command: str = ""
+    e2e: int = 60  # FG-NET photos for the photo-to-age rows (0: none); models with shipped weights only
+    detector: str = "haar-fast"
 
     def check(self) -> None:
         from c3ae_edge.models import list_models
@@ -52,6 +54,8 @@ class BenchConfig:
             raise UsageError("--threads and --batch take positive integers")
         if self.device not in ("cpu", "cuda"):
             raise UsageError(f"--device {self.device!r}: use cpu or cuda")
+        if self.e2e < 0:
+            raise UsageError("--e2e takes a number of photos >= 0")
 
 
 def installed_backends() -> list[str]:
@@ -224,6 +228,10 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                                                 f"int8 calibration on {N_CALIBRATION_FACES} other faces", "timing_faces": files,
                        "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
                                  f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
+                       "photo_to_age": (f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, centred, edges "
+                                        f"replicated, JPEG q90); per image: decode (Pillow, from bytes), detect ({cfg.detector}), crop (CropSpec), age network per "
+                                        "artifact (batch 1, one call per face); decode/detect/crop once per image, every artifact timed on those faces")
+                       if cfg.e2e else None,
                        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "wall_time_s": round(time.time() - t_start, 1)},
             "environment": env, "paper": paper.document(), "results": results, **({"skipped": skipped} if skipped else {})}
 
@@ -289,6 +297,35 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
         prog.log(f"{name:22s} {row['backend']:8s} {row['precision'] + (' ' + row['variant'] if row.get('variant') else ''):11s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
                  f"[{lat['p50_ci95'][0] * 1e6:.1f}, {lat['p50_ci95'][1] * 1e6:.1f}]")
         prog.step(name, 1)
+    if cfg.e2e and common.get("weights") == "shipped weights":
+        rows += _photo_to_age(model, common, [(r, f) for r, f, _, _ in live if r["batch"] == 1 and r["threads"] == cfg.threads[0] and "error" not in r], cfg, prog)
+    return rows
+
+
+_E2E_SETS: dict = {}
+
+
+def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dict]:
+    """End-to-end rows (c3ae_edge/bench/e2e.py): FG-NET photos and 640x480 / 1280x720 frames made from them."""
+    import cv2
+    import torch
+
+    from c3ae_edge.bench import e2e
+    from c3ae_edge.detect import get_detector
+    from c3ae_edge.weights import load_model
+
+    prog.step(f"{common['model']}: photo to age ({cfg.e2e} photos, {cfg.detector})")
+    key = (cfg.data, cfg.e2e, cfg.seed)
+    if key not in _E2E_SETS:
+        _E2E_SETS[key] = e2e.input_sets(e2e.fgnet_samples(cfg.data, cfg.e2e, cfg.seed))
+    cv2.setNumThreads(cfg.threads[0])
+    torch.set_num_threads(cfg.threads[0])
+    spec = load_model(None, common["model"])[1]
+    rows = e2e.bench_rows(common, live, _E2E_SETS[key], get_detector(cfg.detector), cfg.detector, spec)
+    for r in rows:
+        st = r["stages"]
+        prog.log(f"{r['model']:22s} {r['backend']:8s} {r['precision']:5s} {r['input']:16s}: " + " + ".join(f"{k} {st[k]['p50'] * 1e3:.2f}" for k in e2e.STAGES)
+                 + f" ms; p50 {r['latency']['p50'] * 1e3:.2f} ms, {r['throughput']['value']:.1f} images/s, faces {r['faces_found']}/{r['images']}")
     return rows
 
 

@@ -286,6 +286,114 @@ def run_bundle(bundle: Path, runs: int, warmup: int, threads: int, only: str | N
             "environment": environment(threads), "results": results}
 
 
+# ---------------------------------------------------------------- photo to age (end to end)
+
+def _facefind():
+    """The detector (c3ae_edge/facefind.py: numpy + OpenCV), from the package or copied next to this file; None without OpenCV."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return None
+    try:  # beside this file on a board (--write-runner / --remote copy it), else the package's
+        import facefind
+    except ImportError:
+        from c3ae_edge import facefind
+    return facefind
+
+
+def _photo_frames(paths: list[Path], sizes=((640, 480), (1280, 720))) -> list[tuple[str, list[bytes]]]:
+    """The photos' own bytes, and each photo fitted into every frame size (centred, edges replicated, JPEG q90)."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    sets = [("photos", [p.read_bytes() for p in paths])] + [(f"{w}x{h} frames", []) for w, h in sizes]
+    for raw in sets[0][1]:
+        with Image.open(io.BytesIO(raw)) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+        for (w, h), (_, out) in zip(sizes, sets[1:]):
+            k = min(w / im.width, h / im.height)
+            nw, nh = round(im.width * k), round(im.height * k)
+            a = np.asarray(im.resize((nw, nh), Image.BILINEAR))
+            top, left = (h - nh) // 2, (w - nw) // 2
+            a = np.pad(a, ((top, h - nh - top), (left, w - nw - left), (0, 0)), mode="edge")
+            buf = io.BytesIO()
+            Image.fromarray(a).save(buf, "JPEG", quality=90)
+            out.append(buf.getvalue())
+    return sets
+
+
+def run_photo_to_age(bundle: Path, photos: Path, n: int, threads: int, only: str | None = None, log=print) -> list[dict]:
+    """Photo-to-age rows: decode (Pillow), detect (the manifest's face_box.detector), crop (the bundle's
+    reference_infer.preprocess), each artifact's age network; per image and stage, perf_counter_ns."""
+    import importlib.util
+    import io
+
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:
+        log("photo to age: skipped: decoding photos needs Pillow (pip install pillow); the other rows ran")
+        return []
+    man = json.loads((bundle / "manifest.json").read_text())
+    det = (man.get("face_box") or {}).get("detector") or {"name": "haar-fast", "params": {}}  # older bundles: the same cascade convention
+    ff = _facefind()
+    if ff is None:
+        log("photo to age: skipped: the face detector needs OpenCV (pip install opencv-python-headless); the other rows ran")
+        return []
+    spec = importlib.util.spec_from_file_location("bundle_reference_infer", bundle / "reference_infer.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    import cv2
+
+    cv2.setNumThreads(threads)
+    cascade = ff.load_cascade()
+    params = ff.CoarseFineParams(**{k: v for k, v in det.get("params", {}).items() if k in ff.CoarseFineParams.__dataclass_fields__})
+    files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+    if not files:
+        log(f"photo to age: skipped: no .jpg/.png photos in {photos}")
+        return []
+    fwds = []
+    for art in man["artifacts"]:
+        loader = {".tflite": load_tflite, ".onnx": load_onnx}.get(Path(art["file"]).suffix)
+        if loader and (not only or art["file"] == only):
+            try:
+                fwds.append((art, loader(bundle / art["file"], threads)[0]))
+            except ImportError:
+                continue
+    rows, clock = [], time.perf_counter_ns
+    for name, encoded in _photo_frames(files):
+        stage, ages, found = {k: [] for k in ("decode", "detect", "crop")}, [[] for _ in fwds], 0
+        for raw in encoded:
+            t0 = clock()
+            with Image.open(io.BytesIO(raw)) as im:
+                img = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            t1 = clock()
+            boxes = [b for b, _ in ff.coarse_fine(cascade, img, params)]
+            t2 = clock()
+            xs = [np.moveaxis(ref.preprocess(img, b, man["crop"]), -1, -3) for b in boxes]
+            xs = [(x[0] if x.shape[0] == 1 else x)[None].astype(np.float32) for x in xs]
+            t3 = clock()
+            for k, v in zip(stage, (t1 - t0, t2 - t1, t3 - t2)):
+                stage[k].append(v)
+            found += bool(boxes)
+            for i, (_, fwd) in enumerate(fwds):
+                t = clock()
+                for x in xs:
+                    fwd(x)
+                ages[i].append(clock() - t)
+        for (art, _), a in zip(fwds, ages):
+            tot = [sum(v) for v in zip(stage["decode"], stage["detect"], stage["crop"], a)]
+            lat = latency_stats(tot)
+            rows.append({**row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[Path(art["file"]).suffix], art["precision"], threads, 1,
+                               lat, 0.0, 0.0, source="onboard runner", artifact={"file": art["file"]}),
+                         "pipeline": "photo-to-age", "input": name, "detector": det.get("name"), "images": len(encoded), "faces_found": found,
+                         "stages": {**{k: latency_stats(v) for k, v in stage.items()}, "age": latency_stats(a)},
+                         "throughput": {"unit": "images/s", "value": 1.0 / lat["mean"]}})
+            log(f"photo to age, {name}, {art['file']}: p50 {lat['p50'] * 1e3:.2f} ms ("
+                + ", ".join(f"{k} {np.median(v) / 1e6:.2f}" for k, v in (*stage.items(), ("age", a))) + f" ms), faces {found}/{len(encoded)}")
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path, help="bundle folder (manifest.json, artifacts, parity_crops.npy)")
@@ -294,6 +402,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="default: the manifest target's, else 1")
     ap.add_argument("--artifact", default=None, help="time only this artifact file")
     ap.add_argument("--json", type=Path, default=None, help="write the results here (default: stdout)")
+    ap.add_argument("--photos", type=Path, default=None, help="photo-to-age rows on the photos in this folder (needs OpenCV for the detector)")
+    ap.add_argument("--photo-count", type=int, default=60, help="with --photos: how many (sorted by name)")
     a = ap.parse_args(argv)
     if not (a.bundle / "manifest.json").is_file():
         print(f"onboard: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
@@ -302,8 +412,13 @@ def main(argv=None) -> int:
         print("onboard: error: --runs must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
     threads = a.threads or json.loads((a.bundle / "manifest.json").read_text()).get("target", {}).get("threads") or 1
+    if a.photos is not None and not a.photos.is_dir():
+        print(f"onboard: error: --photos {a.photos}: not a folder", file=sys.stderr)
+        return 2
     try:
         res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr))
+        if a.photos is not None:
+            res["results"] += run_photo_to_age(a.bundle, a.photos, a.photo_count, threads, a.artifact, log=lambda m: print(m, file=sys.stderr))
     except BundleError as e:
         print(f"onboard: error: {e}", file=sys.stderr)
         return 2

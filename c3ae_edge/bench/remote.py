@@ -35,7 +35,9 @@ def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, py
     rdir = f"/tmp/c3ae-bench-{uuid.uuid4().hex[:8]}"
     _run(["ssh", *SSH_OPTS, host, f"mkdir -p {rdir}"], f"ssh {host}")
     try:
-        _run(["scp", *SSH_OPTS, "-q", "-r", onboard.__file__, str(bundle), f"{host}:{rdir}/"], f"copying runner and bundle to {host}")
+        from c3ae_edge import facefind
+
+        _run(["scp", *SSH_OPTS, "-q", "-r", onboard.__file__, facefind.__file__, str(bundle), f"{host}:{rdir}/"], f"copying runner and bundle to {host}")
         cmd = f"cd {rdir} && {python} onboard.py {bundle.name} --runs {int(runs)} --warmup {int(warmup)} --threads {int(threads)} --json out.json"
         _run(["ssh", *SSH_OPTS, host, cmd], f"running the bench on {host}")
         with tempfile.TemporaryDirectory() as td:

@@ -84,7 +84,8 @@ def merge(files: list[Path]) -> dict:
 # ---------------------------------------------------------------- derived numbers
 
 def _ok(r: dict) -> bool:
-    return "latency" in r and not r.get("error")
+    """A timed forward row (photo-to-age rows have their own section)."""
+    return "latency" in r and not r.get("error") and not r.get("pipeline")
 
 
 def _machine(doc: dict, r: dict) -> str:
@@ -226,6 +227,7 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
                  f"{r['load']['time'] * 1e3:.1f}", f"{r['throughput']['value']:,.0f}", _mem(r.get("memory") or {}),
                  f"{100 * eff['fraction_of_peak']:.1f}%" if eff.get("fraction_of_peak") else "-", f"{pd:.4f}" if isinstance(pd, float) else "-"]
         L.append(head + " " + " | ".join(cells) + " |")
+    L += photo_to_age_section(doc)
     # graph reports
     g = [r for r in rows if r.get("graph") and r.get("threads") == min((x.get("threads") or 1) for x in rows) and r.get("batch") == 1]
     seen = set()
@@ -260,6 +262,30 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
     if png_name:
         L += [f"![latency vs MAE and size]({png_name})", ""]
     return "\n".join(L) + "\n"
+
+
+def photo_to_age_section(doc: dict) -> list[str]:
+    """Photo to age: ms per image per stage (p50), total p50/mean, images/s, faces found, per input and artifact."""
+    rows = [r for r in doc["results"] if r.get("pipeline") == "photo-to-age" and "latency" in r]
+    if not rows:
+        return []
+    how = (doc.get("config") or {}).get("photo_to_age") or "see each source's config"
+    L = ["", "## Photo to age (end to end)", "", f"{how}. Stage columns: p50 ms per image; total: p50 (mean) of the per-image sums; "
+         "images/s = 1 / mean total; faces: images with a face found / images (with the annotated face: IoU >= 0.4 with its landmark box); "
+         "thread CPU: p50 of the per-image CPU time of the timing thread (on a shared machine, the wall time less the waits for a core).", "",
+         "| machine | model | input | detector | age network | threads | decode | detect | crop | age network | total p50 (mean) ms | thread CPU ms | images/s | faces (annotated) |",
+         "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        st, lat = r["stages"], r["latency"]
+        L.append(f"| {_machine(doc, r)} | {r['model']} | {r['input']} | {r.get('detector')} | {_name(r)} | {r.get('threads')} | "
+                 + " | ".join(f"{st[k]['p50'] * 1e3:.2f}" for k in ("decode", "detect", "crop", "age"))
+                 + f" | {lat['p50'] * 1e3:.2f} ({lat['mean'] * 1e3:.2f}) | {_ms_or_dash((r.get('thread_cpu_p50_s') or {}).get('total'))} | "
+                 f"{r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} ({r.get('annotated_face_found', '-')}) |")
+    return L
+
+
+def _ms_or_dash(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1e3:.2f}"
 
 
 def _mem(m: dict) -> str:

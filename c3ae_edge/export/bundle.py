@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from c3ae_edge.detect import detector_record
 from c3ae_edge.errors import UsageError
 from c3ae_edge.export import bundle_check
 from c3ae_edge.export.quiet import quiet
@@ -176,7 +177,8 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
             "crop": spec.to_dict(),
             "normalisation": "x[c] = (pixel[c] / 255 - mean[c]) / std[c], RGB",
             "face_box": {"convention": "square (cx, cy, side) in source pixels, as OpenCV's frontal Haar cascade boxes a face",
-                         "aligned_chip": {"cx": ALIGNED_BOX[0], "cy": ALIGNED_BOX[1], "side": ALIGNED_BOX[2]}},
+                         "aligned_chip": {"cx": ALIGNED_BOX[0], "cy": ALIGNED_BOX[1], "side": ALIGNED_BOX[2]},
+                         "detector": detector_record()},
             "input": arts[0]["input"],
             "output": {"names": [o["name"] for o in arts[0]["outputs"]],
                        "bins": {"count": int(len(BIN_CENTRES)), "width": BIN_WIDTH, "centres": [float(c) for c in BIN_CENTRES]},

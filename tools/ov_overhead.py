@@ -1,0 +1,135 @@
+"""The bench's OpenVINO call against OpenVINO's own benchmark_app, on the same IR, in alternating rounds:
+
+    python tools/ov_overhead.py [--ir model.xml ...] [--rounds 5] [--runs 2000] [--json out.json]
+
+Without --ir, c3ae_plain (shipped weights) is exported to fp32 and int8 IRs in a temporary folder, int8 calibrated
+on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 1 thread, sync API, f32 inference
+precision, static shape, ``--runs`` iterations; its median is the C++ request's own ``latency``), then in a fresh
+process that imports only numpy, OpenVINO and c3ae_edge/bench/forward.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
+(c3ae_edge/bench/forward.py), timed with ``perf_counter_ns`` around each call as the bench does, the bare
+``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
+a pre-set tensor, reading ``request.latency``, the C++ side's duration).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from c3ae_edge.bench import onboard  # noqa: E402  (numpy + stdlib only)
+
+
+def benchmark_app(ir: Path, runs: int, shape: list[int], workdir: Path) -> float:
+    """benchmark_app's median latency in seconds (its report: 10 us resolution)."""
+    rep = workdir / f"rep-{time.monotonic_ns()}"
+    rep.mkdir()
+    cmd = [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.argv[0] = 'benchmark_app'; main()",
+           "-m", str(ir), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", "1", "-niter", str(runs), "-api", "sync",
+           "-infer_precision", "f32", "-shape", str(shape).replace(" ", ""), "-report_type", "no_counters", "-report_folder", str(rep)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        raise SystemExit(f"benchmark_app failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    with open(rep / "benchmark_report.csv", newline="") as f:
+        rows = {r[0]: r[1] for r in csv.reader(f, delimiter=";") if len(r) >= 2}
+    return float(rows["latency (ms)"]) / 1e3
+
+
+def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
+    """p50 seconds of the bench's lean and wrap forwards (perf_counter) and of benchmark_app's loop (request.latency)."""
+    import openvino as ov
+
+    from c3ae_edge.bench.forward import openvino_forward
+
+    prec = "int8" if "int8" in ir.name else "fp32"
+    fwd = {"lean": openvino_forward(ir, 1, prec, 1, call="lean"), "wrap": openvino_forward(ir, 1, prec, 1, call="wrap")}
+    core = ov.Core()
+    m = core.read_model(str(ir))
+    m.reshape(list(x.shape))
+    req = core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": 1,
+                                        "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    req.set_input_tensor(ov.Tensor(np.ascontiguousarray(x)))
+    fwd["infer() wall, input pre-set"] = lambda _: req.infer()
+    fwd["start_async()+wait() wall, input pre-set"] = lambda _: (req.start_async(), req.wait())
+    ns: dict[str, list] = {k: [] for k in (*fwd, "benchmark_app loop (request.latency)")}
+    for f in fwd.values():
+        onboard.time_runs(f, x, 0, 100, first=False)
+    for _ in range(100):
+        req.infer()
+    for _ in range(max(1, runs // 100)):
+        for k, f in fwd.items():
+            ns[k] += onboard.time_runs(f, x, 100, 0, first=False)[0]
+        for _ in range(100):
+            req.infer()
+            ns["benchmark_app loop (request.latency)"].append(req.latency * 1e6)  # ms -> ns
+    out = {k: float(np.median(v)) / 1e9 for k, v in ns.items()}
+    # the quietest block's median per variant: on a shared machine, closer to what each call costs by itself
+    out.update({f"{k} [quietest block]": float(min(np.median(v[i:i + 100]) for i in range(0, len(v), 100))) / 1e9 for k, v in ns.items()})
+    return out
+
+
+def export_plain(tmp: Path) -> list[Path]:
+    from c3ae_edge.bench import harness
+    from c3ae_edge.export.backends.common import head_weights
+    from c3ae_edge.export.registry import get_backend
+
+    x, _, cal, _ = harness.faces(1, None, 0)
+    model, _ = harness.build_model("c3ae_plain", 0)
+    be = get_backend("openvino")
+    return [harness._export(be, model, x[:1], cal, p, tmp, head_weights(model)) for p in ("fp32", "int8")]
+
+
+def child(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
+    """in_process() in a fresh interpreter (no torch, no nncf loaded), like benchmark_app's own process."""
+    with tempfile.TemporaryDirectory(prefix="c3ae-ov-x-") as td:
+        np.save(Path(td) / "x.npy", x)
+        r = subprocess.run([sys.executable, __file__, "--child", str(ir), str(Path(td) / "x.npy"), str(runs)], capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        raise SystemExit(f"in-process timing failed: {r.stderr.strip().splitlines()[-1:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        print(json.dumps(in_process(Path(sys.argv[2]), int(sys.argv[4]), np.load(sys.argv[3]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ir", action="append", type=Path, default=[])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=2000)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    from c3ae_edge.bench import harness
+
+    x = harness.faces(1, None, 0)[0][:1].copy()
+    with tempfile.TemporaryDirectory(prefix="c3ae-ov-") as tmp:
+        irs = a.ir or export_plain(Path(tmp))
+        res: dict = {ir.name: {"rounds": []} for ir in irs}
+        for r in range(a.rounds):
+            for ir in irs:
+                row = {"benchmark_app": benchmark_app(ir, a.runs, list(x.shape), Path(tmp)), **child(ir, a.runs, x)}
+                res[ir.name]["rounds"].append(row)
+                print(f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()), file=sys.stderr)
+    for name, d in res.items():
+        keys = d["rounds"][0].keys()
+        d["median_of_rounds_s"] = {k: float(np.median([rr[k] for rr in d["rounds"]])) for k in keys}
+        m = d["median_of_rounds_s"]
+        d["ratio_to_benchmark_app"] = {k: m[k] / m["benchmark_app"] for k in keys}
+        print(f"{name}: " + ", ".join(f"{k} {m[k] * 1e6:.0f} us ({d['ratio_to_benchmark_app'][k]:.3f}x)" for k in keys), file=sys.stderr)
+    doc = {"command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]), "environment": onboard.environment(1), "results": res}
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(doc, indent=1) + "\n")
+    else:
+        print(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()
