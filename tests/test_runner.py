@@ -62,8 +62,9 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
     man = json.loads((bundle / "manifest.json").read_text())
     assert {r["artifact"]["file"] for r in doc["results"]} == {a["file"] for a in man["artifacts"]}
     for row in doc["results"]:
-        assert row["latency"]["count"] == 40 and row["latency"]["p50"] > 0 and row["threads"] == man["target"]["threads"]
-        assert row["model"] == man["model"]["name"] and row["runtime"] == "ai-edge-litert"
+        assert row["latency"]["count"] == 40 and row["latency"]["p50"] > 0 and row["threads"] == 1  # Table 3 compares 1-thread rows
+        assert row["model"] == man["model"]["name"] and row["runtime"] == "ai-edge-litert" and row["delegate"]["name"] == "xnnpack"
+        assert row["parity"]["faces"] == len(man["parity_set"]["pytorch_age"]) and row["parity"]["within_tolerance"]
     assert doc["environment"]["versions"]["numpy"] and "torch" not in doc["environment"]["versions"]
 
     # one table across "machines": the harness document + the runner's
