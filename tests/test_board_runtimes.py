@@ -194,3 +194,39 @@ def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(bundle: Path,
         assert float(cells[-1].rstrip(" |")) >= 0  # max age diff vs PyTorch, on the parity faces
     ids = {(c[2].split("[")[1].split(" ")[0], c[3]) for c in rows}
     assert {("ai-edge-litert/xnnpack", "int8"), ("tflite-runtime/builtin", "int8")} <= ids, ids
+
+
+def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Path):
+    """--self-test against manifest golden outputs: exact ones pass, one int8 step off fails, another runtime's are 'closest'."""
+    import shutil
+
+    import numpy as np
+
+    from c3ae_edge.export import reference_infer as ri
+
+    b = tmp_path / "bundle"
+    shutil.copytree(bundle, b)
+    man = json.loads((b / "manifest.json").read_text())
+    art = next(a for a in man["artifacts"] if a["precision"] == "int8")
+    it, info = ri.open_interpreter(b / art["file"], 1)
+    assert info["runtime_id"] == "ai-edge-litert/xnnpack"
+    m = dict(man, input=art["input"], output=dict(man["output"], **art.get("output", {})))
+    raw = np.stack([ri.invoke(it, x, m)["logits"].reshape(-1) for x in ri.parity_inputs(b, man)])
+    assert raw.dtype == np.int8 and raw.shape == (len(man["parity_set"]["pytorch_age"]), 12)
+
+    def check(golden: dict) -> tuple[int, dict]:
+        art["golden"] = golden
+        (b / "manifest.json").write_text(json.dumps(man))
+        r = run(sys.executable, b / "reference_infer.py", "--self-test", "--artifact", art["file"], cwd=b)
+        return r.returncode, json.loads(r.stdout)["self_test"]
+
+    entry = {"output": "logits", "dtype": "int8", "shape": list(raw.shape), "values": raw.tolist()}
+    rc, res = check({"ai-edge-litert/xnnpack": entry})
+    assert rc == 0 and res["bit_exact"] and res["values_differing"] == 0
+    off = raw.astype(np.int16)
+    off[3, 5] += 1 if off[3, 5] < 127 else -1  # stay inside int8
+    rc, res = check({"ai-edge-litert/xnnpack": {**entry, "values": off.tolist()}})
+    assert rc == 1 and not res["bit_exact"] and res["values_differing"] == 1 and res["max_abs_diff"] == 1.0
+    off[0, 0] += 2 if off[0, 0] < 126 else -2
+    rc, res = check({"tflite-runtime/builtin": {**entry, "values": off.tolist()}})
+    assert rc == 0 and res["golden"] == "none for ai-edge-litert/xnnpack" and res["closest"] == "tflite-runtime/builtin" and res["max_abs_diff"] == 2.0

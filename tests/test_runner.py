@@ -2,6 +2,7 @@
 writes the bench JSON schema, and merges with a ``c3ae-edge bench`` document."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -35,8 +36,9 @@ def board_python(tmp_path_factory) -> Path:
     py = d / "venv" / "bin" / "python"
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
                                check=True).stdout.strip())
-    ours = Path(sysconfig.get_paths()["purelib"])
     for name in RUNNER_DEPS:
+        spec = importlib.util.find_spec(name.split(".")[0])  # where it really lives (a worktree venv may see another venv's packages)
+        ours = Path(spec.submodule_search_locations[0]).parent if spec and spec.submodule_search_locations else Path(sysconfig.get_paths()["purelib"])
         for p in [ours / name, *ours.glob(f"{name}-*.dist-info")]:
             if p.exists():
                 (site / p.name).symlink_to(p)
