@@ -230,3 +230,9 @@ def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Pat
     off[0, 0] += 2 if off[0, 0] < 126 else -2
     rc, res = check({"tflite-runtime/builtin": {**entry, "values": off.tolist()}})
     assert rc == 0 and res["golden"] == "none for ai-edge-litert/xnnpack" and res["closest"] == "tflite-runtime/builtin" and res["max_abs_diff"] == 2.0
+
+
+def test_bundle_readme_says_what_to_install(bundle: Path):
+    text = (bundle / "README.md").read_text()
+    assert 'pip install "numpy<2" Pillow tflite-runtime==2.14.0' in text and "pip install numpy Pillow ai-edge-litert" in text
+    assert "**Trixie** (Debian 13, Python 3.13)" in text and "reference_infer.py --self-test" in text

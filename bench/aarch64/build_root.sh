@@ -52,7 +52,7 @@ dl "$W/ai-edge-litert" "ai-edge-litert==$LITERT" numpy Pillow
 for v in tflite-runtime ai-edge-litert; do
     log "venv /opt/$v"
     case $v in
-        tflite-runtime) pkgs='numpy<2 tflite-runtime==2.14.0 Pillow' ;;
+        tflite-runtime) pkgs='"numpy<2" tflite-runtime==2.14.0 Pillow' ;;  # quoted: the shells below would read <2 as a redirect
         *) pkgs="ai-edge-litert==$LITERT numpy Pillow" ;;
     esac
     unshare --mount --propagation private sh -c "mount -t proc proc '$PART/proc' && \
