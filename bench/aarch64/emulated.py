@@ -6,8 +6,8 @@
 The root comes from ``build_root.sh`` ($C3AE_ARM64_ROOT, default /var/cache/c3ae-edge/arm64-root) and holds two venvs:
 /opt/tflite-runtime ("numpy<2" tflite-runtime 2.14.0) and /opt/ai-edge-litert. Under qemu-user the guest reads the host's
 /proc/cpuinfo, and ai-edge-litert segfaults in Interpreter() on an x86 one: each run gets a private mount namespace with
-a fresh /proc, a Pi cpuinfo bind-mounted over /proc/cpuinfo, QEMU_CPU set to the Pi's core, and the bundle bind-mounted
-read-only at /mnt (the root itself is never written). Needs root (unshare, mount, chroot). Latency under emulation is
+a fresh /proc, a Pi cpuinfo bind-mounted over /proc/cpuinfo, a read-only /sys, QEMU_CPU set to the Pi's core, and the
+bundle bind-mounted read-only at /mnt (the root itself is never written). Needs root (unshare, mount, chroot). Latency under emulation is
 meaningless; the ages are what this compares.
 """
 from __future__ import annotations
@@ -64,7 +64,10 @@ def guest_run(root: Path, board: str, runtime: str, mount: Path, argv: list[str]
     cpu, info = BOARDS[board]
     ensure_binfmt()
     r = shlex.quote(str(root))
+    # /sys too: XNNPACK's cpuinfo reads /sys/devices/system/cpu, and without it XNNPACK does not initialise ("Error in
+    # cpuinfo: failed to parse both lists of possible and present processors") and every op silently runs built-in
     script = (f"mount -t proc proc {r}/proc && mount --bind {shlex.quote(str(CPUINFO_DIR / info))} {r}/proc/cpuinfo && "
+              f"mount -t sysfs -o ro sysfs {r}/sys && "
               f"mount --bind {shlex.quote(str(mount))} {r}/mnt && mount -o remount,bind,ro {r}/mnt && "
               f"exec chroot {r} /bin/sh -c " + shlex.quote(f"cd /mnt && exec {GUEST_VENVS[runtime]}/bin/python " + " ".join(shlex.quote(a) for a in argv)))
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": cpu}
