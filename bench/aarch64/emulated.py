@@ -147,10 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.bundle / "manifest.json").is_file():
         print(f"emulated: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
         return 2
+    rts = list(GUEST_VENVS) if a.runtime == "both" else [a.runtime]
+    missing = [str(host_python(rt)) for rt in rts if not host_python(rt).exists()]
+    if missing:
+        print(f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see bench/aarch64/README.md)", file=sys.stderr)
+        return 2
     runs, rows = [], []
     with tempfile.TemporaryDirectory() as td:
         d = stage(a.bundle, Path(td))
-        for rt in GUEST_VENVS if a.runtime == "both" else [a.runtime]:
+        for rt in rts:
             host, guest = run_both(d, rt, a.board, root)
             runs += [asdict(host), asdict(guest)]
             rows += compare(host, guest)
