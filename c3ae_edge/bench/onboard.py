@@ -4,10 +4,13 @@
 Standalone on purpose: needs only numpy and a runtime (ai-edge-litert, else tflite_runtime, for .tflite; onnxruntime for
 .onnx). Copy this file next to a bundle (the folder with manifest.json) on the board and run:
 
-    python3 onboard.py BUNDLE [--runs 2000] [--warmup 100] [--threads 4] [--json board.json]
+    python3 onboard.py BUNDLE [--runs 2000] [--warmup 100] [--threads 1] [--json board.json]
 
-Inputs are the bundle's real face crops (parity_crops.npy), normalised as manifest.json says. ``c3ae-edge bench`` imports
-the statistics and environment helpers from this file, so both write the same numbers the same way.
+Inputs are the bundle's real face crops (parity_crops.npy), normalised as manifest.json says; every row also records the
+runtime, its version and the delegate that really ran, and the ages of those faces against PyTorch's. ``c3ae-edge bench``
+imports the statistics and environment helpers from this file, so both write the same numbers the same way.
+Install (Pi OS Bookworm, Python 3.11): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert;
+(Trixie, Python 3.13): pip install ai-edge-litert (no tflite-runtime wheel exists for Python 3.12+).
 """
 from __future__ import annotations
 
@@ -20,7 +23,12 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
+INSTALL = ('on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert; '
+           "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert")
+try:
+    import numpy as np
+except ImportError:  # one line, not a traceback
+    sys.exit(f"onboard: error: numpy is not installed ({INSTALL})")
 
 SCHEMA = "c3ae-edge-bench/1"
 _FLAGS = ("neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
@@ -179,21 +187,56 @@ def row(model: str, backend: str, precision: str, threads: int | None, batch: in
 
 # ---------------------------------------------------------------- the board runner
 
+_TFLITE = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}  # preference order
+
+
+def tflite_module(name: str = "auto"):
+    """(interpreter module, runtime name, version): ai-edge-litert first, else tflite-runtime. ImportError with one
+    clear line when none is installed or the one installed cannot work with this numpy (tflite-runtime needs numpy<2)."""
+    import importlib
+
+    problems = []
+    for dist in _TFLITE if name == "auto" else [name]:
+        try:
+            ver = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            ver = None
+        if dist == "tflite-runtime" and ver and int(np.__version__.split(".")[0]) >= 2:
+            # built against numpy 1.x: importing it under numpy 2 prints a traceback and fails
+            problems.append(f'tflite-runtime {ver} needs numpy<2 but numpy {np.__version__} is installed (pip install "numpy<2")')
+            continue
+        try:
+            return importlib.import_module(_TFLITE[dist]), dist, ver or "unknown"
+        except ModuleNotFoundError:
+            if name != "auto":
+                problems.append(f"{dist} is not installed")
+        except Exception as e:  # a broken wheel: say which, in one line
+            problems.append(f"{dist} {ver} fails to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    raise ImportError("; ".join(problems) if problems else f"no TFLite runtime is installed ({INSTALL})")
+
+
 def tflite_interpreter():
+    mod, name, _ = tflite_module()
+    return mod.Interpreter, name
+
+
+def tflite_delegate(it) -> dict:
+    """The delegate that really runs the graph: one DELEGATE node per XNNPACK partition in the execution plan (XNNPACK
+    is the default delegate of both runtimes); none means every op runs as a built-in CPU kernel."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, "ai-edge-litert"
-    except ImportError:
-        from tflite_runtime.interpreter import Interpreter
-
-        return Interpreter, "tflite-runtime"
+        ops = it._get_ops_details()
+    except Exception:  # a runtime without the introspection call
+        return {"name": "unknown"}
+    parts = sum(1 for o in ops if o["op_name"] == "DELEGATE")
+    return {"name": "xnnpack" if parts else "builtin", "partitions": parts}
 
 
-def load_tflite(path: Path, threads: int):
-    """-> (forward(x_nchw_float) -> outputs, loader name); the forward does the layout move and quantisation."""
-    Interp, name = tflite_interpreter()
-    it = Interp(model_path=str(path), num_threads=threads)
+def load_tflite(path: Path, threads: int, runtime: str = "auto", delegate: str = "default"):
+    """-> (forward(x_nchw_float) -> outputs, loader name); the forward does the layout move and quantisation and
+    carries ``forward.info`` (runtime, version, delegate) and ``forward.output_names``."""
+    mod, name, ver = tflite_module(runtime)
+    kw = {"experimental_op_resolver_type": mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if delegate == "builtin" else {}
+    it = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
     it.allocate_tensors()
     inp, outs = it.get_input_details()[0], it.get_output_details()
     scale, zp = inp["quantization"]
@@ -214,6 +257,10 @@ def load_tflite(path: Path, threads: int):
         it.invoke()
         return [it.get_tensor(o["index"]) for o in outs]
 
+    dl = tflite_delegate(it)
+    forward.info = {"runtime": name, "version": ver, "delegate": dl, "runtime_id": f"{name}/{dl['name']}"}
+    forward.output_names = [o["name"] for o in outs]
+    forward.quantization = [o["quantization"] if o["dtype"] != np.float32 else None for o in outs]
     return forward, name
 
 
@@ -225,7 +272,14 @@ def load_onnx(path: Path, threads: int):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     name = s.get_inputs()[0].name
-    return (lambda x: s.run(None, {name: x})), "onnxruntime"
+
+    def forward(x):
+        return s.run(None, {name: x})
+
+    forward.info = {"runtime": "onnxruntime", "version": ort.__version__, "delegate": {"name": "cpu"}, "runtime_id": "onnxruntime/cpu"}
+    forward.output_names = [o.name for o in s.get_outputs()]
+    forward.quantization = [None] * len(forward.output_names)
+    return forward, "onnxruntime"
 
 
 class BundleError(ValueError):
@@ -249,41 +303,86 @@ def board_inputs(bundle: Path, man: dict) -> np.ndarray:
     return x[:, 0] if x.shape[1] == 1 else x
 
 
-def run_bundle(bundle: Path, runs: int, warmup: int, threads: int, only: str | None = None, log=print) -> dict:
+def parity_ages(fwd, x: np.ndarray, man: dict, art: dict) -> np.ndarray:
+    """Age of each stored face through a loaded artifact (batch 1): dequantise, softmax of logits, age = bins . w2 + b2."""
+    dec = dict(man["output"], **art.get("output", {}))["decode"]
+    ages = []
+    for xi in x:
+        outs = {}
+        for name, q, v in zip(fwd.output_names, fwd.quantization, fwd(xi[None])):
+            v = np.asarray(v).reshape(-1).astype(np.float32)
+            outs[name] = (v - q[1]) * q[0] if q else v
+        if "age" not in outs:
+            if "bins" not in outs:
+                z = np.exp(outs["logits"] - outs["logits"].max())
+                outs["bins"] = z / z.sum()
+            outs["age"] = np.array([outs["bins"] @ np.float32(dec["w2"]) + np.float32(dec["b2"])])
+        ages.append(float(outs["age"][0]))
+    return np.array(ages)
+
+
+def age_check(fwd, x: np.ndarray, man: dict, art: dict) -> dict:
+    """The bundle's parity faces through this runtime against PyTorch's ages and the artifact's tolerance."""
+    d = np.abs(parity_ages(fwd, x, man, art) - np.asarray(man["parity_set"]["pytorch_age"], np.float64))
+    tol = art.get("tolerance_years")
+    return {"faces": int(d.size), "max_abs_age_diff_vs_pytorch": round(float(d.max()), 6), "mean_abs_age_diff_vs_pytorch": round(float(d.mean()), 6),
+            "tolerance_years": tol, "within_tolerance": bool(d.max() <= tol) if tol is not None else None}
+
+
+def run_bundle(bundle: Path, runs: int, warmup: int, threads, only: str | None = None, log=print, runtime: str = "auto",
+               delegate: str = "default") -> dict:
+    """Time every artifact the runtimes here can load, at each thread count (an int or a list); rows carry the
+    runtime, version and delegate that ran, and the age check on the stored faces. ``skipped`` says why others did not run
+    (not logged: the caller prints them, or one line when nothing ran)."""
     man = json.loads((bundle / "manifest.json").read_text())
-    x = board_inputs(bundle, man)[:1].copy()
-    results = []
+    faces = board_inputs(bundle, man)
+    x = faces[:1].copy()
+    tlist = [threads] if isinstance(threads, int) else list(threads)
+    results, skipped = [], []
     for art in man["artifacts"]:
         path = in_bundle(bundle, art["file"])
         kind = path.suffix
         if only and art["file"] != only:
             continue
-        loader = {".tflite": load_tflite, ".onnx": load_onnx}.get(kind)
+        loader = {".tflite": lambda p, t: load_tflite(p, t, runtime, delegate), ".onnx": load_onnx}.get(kind)
         if loader is None:
-            log(f"skip {art['file']}: this runner runs .tflite and .onnx")
+            skipped.append(f"{art['file']}: this runner runs .tflite and .onnx")
             continue
-        try:
-            peak_rss_reset()
-            t = time.perf_counter_ns()
-            fwd, rt = loader(path, threads)
-            load_s = (time.perf_counter_ns() - t) / 1e9
-        except ImportError as e:
-            log(f"skip {art['file']}: {e}")
-            continue
-        ns, first = time_runs(fwd, x, runs, warmup)
-        lat = latency_stats(ns)
-        log(f"{art['file']}: p50 {lat['p50'] * 1e6:.1f} us (95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), "
-            f"p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {threads} thread(s)")
-        results.append(row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[kind], art["precision"], threads, 1, lat, first / 1e9, load_s,
-                           runtime=rt, artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
-                           params=man["model"].get("params"), memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
-                           source="onboard runner"))
-    peak = peak_fp32_macs(threads)
+        for th in tlist:
+            try:
+                peak_rss_reset()
+                t = time.perf_counter_ns()
+                fwd, rt = loader(path, th)
+                load_s = (time.perf_counter_ns() - t) / 1e9
+            except ImportError as e:
+                skipped.append(f"{art['file']}: {e}")
+                break
+            ns, first = time_runs(fwd, x, runs, warmup)
+            lat = latency_stats(ns)
+            info = fwd.info
+            log(f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: p50 {lat['p50'] * 1e6:.1f} us "
+                f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {th} thread(s)")
+            parity = age_check(fwd, faces, man, art)
+            results.append(row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[kind], art["precision"], th, 1, lat, first / 1e9, load_s,
+                               runtime=rt, runtime_version=info["version"], delegate=info["delegate"], runtime_id=info["runtime_id"],
+                               artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
+                               params=man["model"].get("params"), memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
+                               parity=parity, source="onboard runner"))
+    peak = {th: peak_fp32_macs(th) for th in tlist}
     for r in results:
-        r["peak"] = {"fp32": peak}
-    return {"schema": SCHEMA, "config": {"runner": "onboard.py", "bundle": bundle.name, "runs": runs, "warmup": warmup, "threads": threads,
-                                         "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1"},
-            "environment": environment(threads), "results": results}
+        r["peak"] = {"fp32": peak[r["threads"]]}
+    return {"schema": SCHEMA, "config": {"runner": "onboard.py", "bundle": bundle.name, "runs": runs, "warmup": warmup,
+                                         "threads": tlist[0] if len(tlist) == 1 else tlist, "runtime": runtime, "delegate": delegate,
+                                         "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1; age check on all of them"},
+            "environment": environment(tlist[0] if len(tlist) == 1 else tlist), "results": results, "skipped": skipped}
+
+
+def _threads(text: str) -> list[int] | None:
+    try:
+        t = [int(v) for v in text.split(",")]
+    except ValueError:
+        return None
+    return t if t and min(t) >= 1 else None
 
 
 # ---------------------------------------------------------------- photo to age (end to end)
@@ -399,7 +498,10 @@ def main(argv=None) -> int:
     ap.add_argument("bundle", type=Path, help="bundle folder (manifest.json, artifacts, parity_crops.npy)")
     ap.add_argument("--runs", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=None, help="default: the manifest target's, else 1")
+    ap.add_argument("--threads", default="1", help="threads, comma-separated for several rows (default 1: the merged Table 3 compares 1-thread rows)")
+    ap.add_argument("--runtime", choices=["auto", *_TFLITE], default="auto", help=".tflite runtime (default: ai-edge-litert if installed, else tflite-runtime)")
+    ap.add_argument("--delegate", choices=["default", "builtin"], default="default",
+                    help="builtin: the runtime's built-in kernels without its default delegate (XNNPACK)")
     ap.add_argument("--artifact", default=None, help="time only this artifact file")
     ap.add_argument("--json", type=Path, default=None, help="write the results here (default: stdout)")
     ap.add_argument("--photos", type=Path, default=None, help="photo-to-age rows on the photos in this folder (needs OpenCV for the detector)")
@@ -408,23 +510,26 @@ def main(argv=None) -> int:
     if not (a.bundle / "manifest.json").is_file():
         print(f"onboard: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
         return 2
-    if a.runs < 1 or a.warmup < 0:
-        print("onboard: error: --runs must be >= 1 and --warmup >= 0", file=sys.stderr)
+    threads = _threads(a.threads)
+    if a.runs < 1 or a.warmup < 0 or threads is None:
+        print("onboard: error: --runs must be >= 1, --warmup >= 0, --threads positive integers (e.g. 1 or 1,4)", file=sys.stderr)
         return 2
-    threads = a.threads or json.loads((a.bundle / "manifest.json").read_text()).get("target", {}).get("threads") or 1
     if a.photos is not None and not a.photos.is_dir():
         print(f"onboard: error: --photos {a.photos}: not a folder", file=sys.stderr)
         return 2
     try:
-        res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr))
+        res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr), runtime=a.runtime, delegate=a.delegate)
         if a.photos is not None:
-            res["results"] += run_photo_to_age(a.bundle, a.photos, a.photo_count, threads, a.artifact, log=lambda m: print(m, file=sys.stderr))
+            res["results"] += run_photo_to_age(a.bundle, a.photos, a.photo_count, threads[0], a.artifact, log=lambda m: print(m, file=sys.stderr))
     except BundleError as e:
         print(f"onboard: error: {e}", file=sys.stderr)
         return 2
-    if not res["results"]:
-        print("onboard: error: no artifact could run here (install ai-edge-litert / tflite_runtime or onnxruntime)", file=sys.stderr)
+    if not res["results"]:  # one line: why nothing ran
+        why = sorted({m.partition(": ")[2] for m in res["skipped"]}) or ["no artifact selected"]
+        print(f"onboard: error: no artifact could run here: {'; '.join(why)}", file=sys.stderr)
         return 1
+    for m in res["skipped"]:
+        print(f"skipped {m}", file=sys.stderr)
     text = json.dumps(res, indent=1)
     if a.json:
         a.json.write_text(text + "\n")
@@ -432,7 +537,6 @@ def main(argv=None) -> int:
     else:
         print(text)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

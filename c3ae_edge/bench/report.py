@@ -35,6 +35,8 @@ def doc_label(doc: dict) -> str:
     label = machine_label(doc.get("environment", {}))
     if (doc.get("config") or {}).get("runner"):
         label += " [on-board runner]"
+        rts = sorted({f"{r['runtime']} {r.get('runtime_version', '')}".strip() for r in doc.get("results", []) if r.get("runtime_id")})
+        label += (" " + ", ".join(rts)) if rts else ""  # one board, two runtimes: two Table 3 rows
     elif (doc.get("config") or {}).get("device") == "cuda":
         label += " [cuda]"
     return label
@@ -133,7 +135,14 @@ def bar(doc: dict) -> list[dict]:
 
 
 def _name(r: dict) -> str:
-    return f"{r['backend']} {r['precision']}" + (f" ({r['variant']})" if r.get("variant") else "")
+    return f"{_backend(r)} {r['precision']}" + (f" ({r['variant']})" if r.get("variant") else "")
+
+
+def _backend(r: dict) -> str:
+    """The backend, and for on-board rows the runtime, version and delegate that ran (two runtimes on one board differ)."""
+    if not r.get("runtime_id"):
+        return str(r.get("backend"))
+    return f"{r['backend']} [{r['runtime_id']} {r.get('runtime_version', '')}]".replace(" ]", "]")
 
 
 def _us(r: dict) -> str:
@@ -176,7 +185,7 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
           "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]
     models = [m for m in DEFAULT_MODELS if any(r.get("model") == m for r in rows)] + sorted({r["model"] for r in rows} - set(DEFAULT_MODELS))
     for model in models:
-        any_r = next(r for r in rows if r.get("model") == model)
+        any_r = next((r for r in rows if r.get("model") == model and r.get("paper")), None) or next(r for r in rows if r.get("model") == model)
         p = any_r.get("paper") or {}
         mae = acc.get(model, {}).get("mae")
         mae_s = f"{mae:.2f}" if isinstance(mae, (int, float)) else "not yet trained"
@@ -187,12 +196,12 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
             e = best(mr, backend="torch", threads=1, batch=1, device="cpu")
             b = best(mr, threads=1, batch=1, device="cpu")
             g = best(mr, batch=1, device="cuda")
-            macc = (any_r.get("macc") or {}).get("model")
+            macc = next(((r.get("macc") or {}).get("model") for r in rows if r.get("model") == model and (r.get("macc") or {}).get("model")), None)
             sp = f"{p['cpu_s'] / b['latency']['p50']:.0f}x" if b and p.get("cpu_s") else "-"
-            L.append(f"| {model} | {_n(p.get('params'))} | {_n(any_r.get('params'))} | {p.get('macc_m') or '-'} | {macc / 1e6:.1f} | {_ms(p.get('cpu_s'))} | {m} | "
+            L.append(f"| {model} | {_n(p.get('params'))} | {_n(any_r.get('params'))} | {p.get('macc_m') or '-'} | {f'{macc / 1e6:.1f}' if macc else '-'} | {_ms(p.get('cpu_s'))} | {m} | "
                      f"{_ms(e['latency']['p50']) if e else '-'} | {_ms(b['latency']['p50']) if b else '-'} | {_name(b) if b else '-'} | {sp} | "
                      f"{_ms(p.get('gpu_s'))} | {_ms(g['latency']['p50']) + ' (' + g['backend'].replace('torch-cuda ', '') + ' ' + g['precision'] + ')' if g else 'not run'} | {mae_s} |"
-                     if macc else f"| {model} | - | - | - | - | - | {m} | - | - | - | - | - | - | {mae_s} |")
+                     if macc or b or g else f"| {model} | - | - | - | - | - | {m} | - | - | - | - | - | - | {mae_s} |")
     if acc:
         L += ["", f"MAE: {doc['accuracy'].get('note', 'bench/peers/mae.json')}."]
     else:
@@ -213,7 +222,7 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
           "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         prec = r.get("precision") + (f" ({r['variant']})" if r.get("variant") else "")
-        head = f"| {_machine(doc, r)} | {r.get('model')} | {r.get('backend')} | {prec} | {r.get('threads') or '-'} | {r.get('batch')} |"
+        head = f"| {_machine(doc, r)} | {r.get('model')} | {_backend(r)} | {prec} | {r.get('threads') or '-'} | {r.get('batch')} |"
         if not _ok(r):
             L.append(head + f" {r.get('error', 'no timing')} |" + " |" * 14)
             continue
@@ -221,7 +230,7 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
         gm = f" / {mc['graph'] / 1e6:.2f}" if mc.get("graph") else ""
         eff = r.get("efficiency") or {}
         pd = (r.get("parity") or {}).get("max_abs_age_diff_vs_pytorch")
-        cells = [f"{(r.get('artifact') or {}).get('bytes', 0) / 1024:.1f}", f"{mc.get('model', 0) / 1e6:.2f}{gm}",
+        cells = [f"{(r.get('artifact') or {}).get('bytes', 0) / 1024:.1f}", (f"{mc['model'] / 1e6:.2f}" if mc.get("model") else "-") + gm,
                  f"{_lat(lat['p50'])} [{_lat(lat['p50_ci95'][0])}, {_lat(lat['p50_ci95'][1])}]", _lat(lat["mean"]), _lat(lat["min"]), _lat(lat["p90"]),
                  _lat(lat["p99"]), _lat(lat["stdev"]), str(lat.get("outliers", "-")), f"{r['first_inference']['time'] * 1e3:.2f}",
                  f"{r['load']['time'] * 1e3:.1f}", f"{r['throughput']['value']:,.0f}", _mem(r.get("memory") or {}),

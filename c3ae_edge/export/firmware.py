@@ -103,7 +103,9 @@ def readme(man: dict) -> str:
     else:
         post = f'bins[i] = {deq}   // output "bins"\nage = C3AE_B2 + sum_i bins[i] * C3AE_W2[i]'
 
-    ref = "python3 reference_infer.py face.jpg            # aligned chip; --box CX,CY,SIDE for a detector box" if prim["file"].endswith(".tflite") else \
+    tfl = any(a["file"].endswith(".tflite") for a in man["artifacts"])
+    ref = ("python3 reference_infer.py face.jpg            # aligned chip; --box CX,CY,SIDE for a detector box\n"
+           "    python3 reference_infer.py --self-test        # the parity faces: this runtime vs its golden outputs and PyTorch") if tfl else \
         "(reference_infer.py reads the bundle's .tflite files; this bundle has none: follow the steps above)"
     return f"""# {man['model']['name']} for {man['target']['name']}
 
@@ -140,7 +142,7 @@ for k in 0..{len(crop['scales']) - 1}:                               // C3AE_CRO
 The bins are the two-point age distribution over C3AE_BIN_CENTRES (0, 10, ..., 110). Find outputs by **name**, not
 position: a full-integer TFLite file may order them differently.
 
-## Check a port
+{install(man) if tfl else ""}## Check a port
 
 `reference_infer.py` is the reference (numpy, Pillow, ai-edge-litert or tflite_runtime, and `manifest.json`; nothing else):
 
@@ -171,3 +173,26 @@ PyTorch MAE {man['verification']['pytorch_mae']} years.
 Calibration: {man['calibration']['count']} faces from {man['calibration']['source']} (sha256 of the sorted list
 `{man['calibration']['sha256'][:16]}...`, list in `calibration_files.txt`).
 """
+
+
+def install(man: dict) -> str:
+    """What to pip install on a Raspberry Pi (checked against PyPI's aarch64 wheels: tflite-runtime 2.14.0 has them for
+    Python 3.11 only and asks for numpy>=1.23.2, so plain pip picks numpy 2, which it cannot import; ai-edge-litert
+    2.3.0 has them for 3.11 and 3.13), and the runtimes the export measured."""
+    rts = [f"{a['file']}: " + ", ".join(f"{rid} {r.get('version', '')} {r.get('status', '')}".replace("  ", " ").strip() for rid, r in a["runtimes"].items())
+           for a in man["artifacts"] if a.get("runtimes")]
+    measured = ("Verified at export under:\n\n" + "\n".join(f"- {r}" for r in rts) + "\n\n") if rts else ""
+    return f"""## Install on the board (Raspberry Pi OS, aarch64)
+
+Pi OS **Bookworm** (Debian 12, Python 3.11), either runtime, in a venv (`python3 -m venv ~/c3ae && . ~/c3ae/bin/activate`):
+
+    pip install "numpy<2" Pillow tflite-runtime==2.14.0     # built-in int8 kernels: 2.14 never applies XNNPACK to an int8 model
+    pip install numpy Pillow ai-edge-litert                  # XNNPACK, its default delegate
+
+Pi OS **Trixie** (Debian 13, Python 3.13): `pip install numpy Pillow ai-edge-litert` (there is no tflite-runtime wheel
+for Python 3.12 or newer). Plain `pip install tflite-runtime` pulls numpy 2, which tflite-runtime 2.14 (built against
+numpy 1.x) cannot import: keep `"numpy<2"` with it. `reference_infer.py` and the on-board bench runner
+(`c3ae-edge bench --write-runner DIR` gives `onboard.py`) say in one line when the runtime and numpy do not fit, and
+report the runtime, version and delegate that really ran (`--delegate builtin` turns XNNPACK off in either).
+
+{measured}"""

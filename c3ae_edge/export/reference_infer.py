@@ -4,19 +4,30 @@
 Knows nothing of the c3ae-edge package: every constant comes from manifest.json. Port these steps to firmware.
 
     python reference_infer.py [--artifact FILE] [--box CX,CY,SIDE] IMAGE...   ->  one JSON line per image
+    python reference_infer.py --self-test     ->  the bundle's parity faces through this runtime, against its golden outputs
 Without --box the image is taken as an aligned face chip (the manifest's ``face_box.aligned_chip`` convention).
+Install (Raspberry Pi OS Bookworm, Python 3.11): pip install "numpy<2" Pillow tflite-runtime==2.14.0, or pip install
+ai-edge-litert Pillow; (Trixie, Python 3.13): pip install ai-edge-litert Pillow (no tflite-runtime wheel exists there).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps
+INSTALL = ('on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" Pillow tflite-runtime==2.14.0, or pip install ai-edge-litert Pillow; '
+           "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert Pillow")
+try:
+    import numpy as np
+    from PIL import Image, ImageOps
+except ImportError as _e:  # one line, not a traceback
+    sys.exit(f"reference_infer: error: Python package {_e.name!r} is not installed ({INSTALL})")
 
 HERE = Path(__file__).resolve().parent
+RUNTIMES = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}  # preference order
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -100,18 +111,68 @@ def preprocess(img: np.ndarray, box, crop: dict) -> np.ndarray:
     return (x - np.float32(crop["mean"])) / np.float32(crop["std"])
 
 
-def interpreter(path: Path, threads: int):
+class RuntimeProblem(Exception):
+    """No TFLite runtime can run here (none installed, or one that does not fit the installed numpy)."""
+
+
+def _version(dist: str) -> str | None:
     try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        from tflite_runtime.interpreter import Interpreter
-    it = Interpreter(model_path=str(path), num_threads=threads)
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def runtime_module(name: str = "auto"):
+    """(interpreter module, runtime name, version): ai-edge-litert first, else tflite-runtime; RuntimeProblem if none fits."""
+    import importlib
+
+    problems = []
+    for dist in RUNTIMES if name == "auto" else [name]:
+        ver = _version(dist)
+        if dist == "tflite-runtime" and ver and int(np.__version__.split(".")[0]) >= 2:
+            # its extension is built against numpy 1.x: importing it under numpy 2 prints a traceback and fails
+            problems.append(f'tflite-runtime {ver} needs numpy<2 but numpy {np.__version__} is installed (pip install "numpy<2")')
+            continue
+        try:
+            return importlib.import_module(RUNTIMES[dist]), dist, ver or "unknown"
+        except ModuleNotFoundError:
+            if name != "auto":
+                problems.append(f"{dist} is not installed")
+        except Exception as e:  # a broken wheel: say which, in one line
+            problems.append(f"{dist} {ver} fails to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    raise RuntimeProblem("; ".join(problems) if problems else f"no TFLite runtime is installed ({INSTALL})")
+
+
+def delegate_used(it) -> dict:
+    """Which delegate really runs the graph: the interpreter's execution plan has one DELEGATE node per XNNPACK partition
+    (the default delegate of both runtimes); none means every op runs as a built-in CPU kernel."""
+    try:
+        ops = it._get_ops_details()
+    except Exception:  # a runtime without the introspection call
+        return {"delegate": "unknown"}
+    parts = sum(1 for o in ops if o["op_name"] == "DELEGATE")
+    return {"delegate": "xnnpack" if parts else "builtin", "partitions": parts}
+
+
+def open_interpreter(path: Path, threads: int, runtime: str = "auto", delegate: str = "default"):
+    """-> (interpreter, info): info names the runtime, its version and the delegate that really ran ("runtime_id")."""
+    mod, name, ver = runtime_module(runtime)
+    kw = {}
+    if delegate == "builtin":  # the built-in kernels only, the default delegate (XNNPACK) not applied
+        kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    it = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
     it.allocate_tensors()
-    return it
+    info = {"runtime": name, "version": ver, **delegate_used(it)}
+    info["runtime_id"] = f"{name}/{info['delegate']}"
+    return it, info
 
 
-def infer(it, x: np.ndarray, manifest: dict) -> dict:
-    """One face (crops, H, W, C) float -> {"age", "bins"} following the manifest's input and output sections."""
+def interpreter(path: Path, threads: int):
+    return open_interpreter(path, threads)[0]
+
+
+def invoke(it, x: np.ndarray, manifest: dict) -> dict:
+    """One face (crops, H, W, C) float -> {output name: raw output tensor} (int8 stays int8)."""
     inp = it.get_input_details()[0]
     shape = list(inp["shape"])
     if manifest["input"]["layout"].endswith("CHW"):
@@ -122,9 +183,19 @@ def infer(it, x: np.ndarray, manifest: dict) -> dict:
         x = np.clip(np.round(x / scale) + zp, -128, 127)
     it.set_tensor(inp["index"], x.astype(inp["dtype"]))
     it.invoke()
+    return {d["name"]: it.get_tensor(d["index"]).copy() for d in it.get_output_details()}
+
+
+def infer(it, x: np.ndarray, manifest: dict) -> dict:
+    """One face (crops, H, W, C) float -> {"age", "bins"} following the manifest's input and output sections."""
+    return decode(it, invoke(it, x, manifest), manifest)
+
+
+def decode(it, raw: dict, manifest: dict) -> dict:
+    """Raw outputs -> {"age", "bins"}: dequantise, softmax of the logits, then the cascade's last layer, in float."""
     outs = {}
     for d in it.get_output_details():  # find outputs by name, never by position
-        v = it.get_tensor(d["index"]).astype(np.float32)
+        v = raw[d["name"]].astype(np.float32)
         if d["dtype"] != np.float32:
             scale, zp = d["quantization"]
             v = (v - zp) * scale
@@ -138,15 +209,71 @@ def infer(it, x: np.ndarray, manifest: dict) -> dict:
     return {"age": float(outs["age"][0]), "bins": [round(float(b), 6) for b in outs.get("bins", [])]}
 
 
+def parity_inputs(bundle: Path, manifest: dict) -> np.ndarray:
+    """The bundle's stored parity faces (N, S, H, W, 3 uint8) -> float, normalised like preprocess()."""
+    crops = np.load(bundle / manifest["parity_set"]["file"], allow_pickle=False)
+    c = manifest["crop"]
+    return (crops.astype(np.float32) / 255.0 - np.float32(c["mean"])) / np.float32(c["std"])
+
+
+def compare_golden(mine: dict, golden: dict, runtime_id: str) -> dict:
+    """This runtime's raw outputs vs the golden ones: bit for bit when the bundle has this runtime's, else the closest."""
+    def diff(g):
+        want = np.asarray(g["values"], dtype=g["dtype"])
+        got = mine.get(g["output"])
+        if got is None or got.shape != want.shape:
+            return None
+        return np.abs(got.astype(np.float64) - want.astype(np.float64))
+    if not golden:
+        return {"golden": "none in this bundle"}
+    if runtime_id in golden:
+        d = diff(golden[runtime_id])
+        if d is None:
+            return {"golden": runtime_id, "bit_exact": False, "error": "output name or shape differs from the golden output"}
+        return {"golden": runtime_id, "bit_exact": bool((d == 0).all()), "max_abs_diff": float(d.max()), "values_differing": int((d > 0).sum())}
+    near = {rid: float(d.max()) for rid, g in golden.items() if (d := diff(g)) is not None}
+    rid = min(near, key=near.get) if near else None
+    return {"golden": f"none for {runtime_id}", "closest": rid, "max_abs_diff": near.get(rid)}
+
+
+def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path) -> dict:
+    """The parity faces through this interpreter: raw outputs against the golden outputs, ages against PyTorch's."""
+    man = dict(manifest, input=art["input"], output=dict(manifest["output"], **art.get("output", {})))
+    raws = [invoke(it, x, man) for x in parity_inputs(bundle, manifest)]
+    mine = {k: np.stack([r[k].reshape(-1) for r in raws]) for k in raws[0]}
+    ages = np.array([decode(it, r, man)["age"] for r in raws])
+    diff = np.abs(ages - np.asarray(manifest["parity_set"]["pytorch_age"], np.float64))
+    digest = hashlib.sha256(b"".join(k.encode() + np.ascontiguousarray(v).tobytes() for k, v in sorted(mine.items()))).hexdigest()
+    res = {"artifact": art["file"], **info, **compare_golden(mine, art.get("golden") or {}, info["runtime_id"]),
+           "faces": len(ages), "max_abs_age_diff_vs_pytorch": round(float(diff.max()), 6), "tolerance_years": art["tolerance_years"],
+           "ages": [round(float(v), 6) for v in ages], "output_sha256": digest}
+    res["passed"] = bool(diff.max() <= art["tolerance_years"] and res.get("bit_exact", True))
+    return res
+
+
+def _summary(r: dict) -> str:
+    g = ("bit-exact" if r["bit_exact"] else f"NOT bit-exact (max |diff| {r.get('max_abs_diff')}, {r.get('values_differing')} values)") \
+        if "bit_exact" in r else (f"{r['golden']}; closest {r['closest']} max |diff| {r['max_abs_diff']}" if r.get("closest") else r["golden"])
+    return (f"{r['artifact']} on {r['runtime']} {r['version']} ({r['delegate']}): golden {g}; "
+            f"max |age - PyTorch| {r['max_abs_age_diff_vs_pytorch']:.4f} years (tolerance {r['tolerance_years']}): {'PASS' if r['passed'] else 'FAIL'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images", nargs="+")
+    ap.add_argument("images", nargs="*")
     ap.add_argument("--manifest", default=str(HERE / "manifest.json"))
-    ap.add_argument("--artifact", help="model file in the bundle (default: the manifest's primary .tflite)")
+    ap.add_argument("--artifact", help="model file in the bundle (default: the manifest's primary .tflite; --self-test: every .tflite)")
     ap.add_argument("--box", help="face box CX,CY,SIDE in pixels (default: aligned face chip)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runtime", choices=["auto", *RUNTIMES], default="auto", help="default: ai-edge-litert if installed, else tflite-runtime")
+    ap.add_argument("--delegate", choices=["default", "builtin"], default="default",
+                    help="builtin: the runtime's built-in kernels without its default delegate (XNNPACK)")
+    ap.add_argument("--self-test", action="store_true", help="run the bundle's parity faces and compare with the golden outputs of this runtime")
     a = ap.parse_args(argv)
+    if not a.images and not a.self_test:
+        ap.error("give IMAGE(s) or --self-test")
     manifest = json.loads(Path(a.manifest).read_text())
+    bundle = Path(a.manifest).resolve().parent
     arts = [r for r in manifest["artifacts"] if r["file"].endswith(".tflite")]
     if not arts:
         print("no .tflite artifact in this bundle", file=sys.stderr)
@@ -155,20 +282,31 @@ def main(argv: list[str] | None = None) -> int:
     if art is None:
         print(f"{a.artifact}: not a .tflite artifact of this bundle", file=sys.stderr)
         return 2
-    here = Path(a.manifest).resolve().parent
-    path = (here / art["file"]).resolve()
-    if path.parent != here:  # the manifest names files in its own folder, nothing else
-        print(f"{art['file']}: not a file of this bundle", file=sys.stderr)
+    outside = [t["file"] for t in arts if (bundle / t["file"]).resolve().parent != bundle]
+    if outside:  # the manifest names files in its own folder, nothing else
+        print(f"{outside[0]}: not a file of this bundle", file=sys.stderr)
         return 2
-    it = interpreter(path, a.threads)
+    try:
+        if a.self_test:
+            ok = True
+            for t in [art] if a.artifact else arts:
+                r = self_test(*open_interpreter(bundle / t["file"], a.threads, a.runtime, a.delegate), t, manifest, bundle)
+                print(json.dumps({"self_test": r}))
+                print(_summary(r), file=sys.stderr)
+                ok &= r["passed"]
+            return 0 if ok else 1
+        it, info = open_interpreter(bundle / art["file"], a.threads, a.runtime, a.delegate)
+    except RuntimeProblem as e:
+        print(f"reference_infer: error: {e}", file=sys.stderr)
+        return 2
     man = dict(manifest, input=art["input"], output=dict(manifest["output"], **art.get("output", {})))
+    rt = {k: info[k] for k in ("runtime_id", "version")}
     for path in a.images:
         img = load_rgb(path)
         box = tuple(float(v) for v in a.box.split(",")) if a.box else aligned_box(img.shape[1], img.shape[0], manifest["face_box"]["aligned_chip"])
         res = infer(it, preprocess(img, box, manifest["crop"]), man)
-        print(json.dumps({"image": path, "artifact": art["file"], **res}))
+        print(json.dumps({"image": path, "artifact": art["file"], **res, "runtime": rt}))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

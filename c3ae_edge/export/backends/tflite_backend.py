@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.errors import MissingExtraError, require
+from c3ae_edge.errors import DataError, MissingExtraError, require
 from c3ae_edge.export.backends.base import BackendSpec, Runtime
 from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json
 
@@ -127,16 +127,15 @@ def _interpreter(path: Path, threads: int | None, package: str | None, delegate:
 
 
 def read_metadata(path: Path) -> dict:
-    """Our JSON metadata embedded in a .tflite file ({} if none)."""
+    """Our JSON metadata embedded in a .tflite file ({} if none); a plain flatbuffer read, so a board with only
+    tflite_runtime (no ai_edge_litert schema) decodes the head too."""
+    from c3ae_edge.export.tflite_meta import read_metadata_file
+
     try:
-        from ai_edge_litert.tools import flatbuffer_utils as fu
-    except ImportError:
-        return {}
-    m = fu.read_model(str(path))
-    for md in m.metadata or []:
-        if md.name in (META_KEY, META_KEY.encode()):
-            return json.loads(bytes(m.buffers[md.buffer].data).decode())
-    return {}
+        raw = read_metadata_file(path, META_KEY)
+    except ValueError as e:
+        raise DataError(f"{path}: not a readable TFLite file ({e})") from None
+    return json.loads(raw.decode()) if raw else {}
 
 
 class TFLiteRunner:

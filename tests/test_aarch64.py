@@ -1,0 +1,60 @@
+"""Opt-in (-m aarch64 or C3AE_ARM64_ROOT): the rpi bundle's reference_infer.py and onboard.py in the emulated arm64 root
+(bench/aarch64/build_root.sh) under tflite-runtime 2.14 and ai-edge-litert, against the x86 runs of the same runtimes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT
+
+sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
+import emulated  # noqa: E402
+
+pytestmark = pytest.mark.aarch64
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory) -> Path:
+    """An rpi4 bundle (C3AE_ARM64_BUNDLE to reuse one, else a fresh export) staged with onboard.py, as on a Pi."""
+    root = emulated.root_path()
+    assert emulated.root_ready(root), f"{root}: no complete arm64 root: run bench/aarch64/build_root.sh (about 25 minutes, once)"
+    assert os.geteuid() == 0, "the emulated root needs root (unshare, mount, chroot)"
+    b = os.environ.get("C3AE_ARM64_BUNDLE")
+    if not b:
+        out = tmp_path_factory.mktemp("exports")
+        r = subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "export", "--target", "rpi4", "--out", str(out)], capture_output=True,
+                           text=True, timeout=1800, env={**os.environ, "C3AE_DATA": str(DATA)})
+        assert r.returncode == 0, r.stderr[-2000:]
+        b = next(p for p in out.iterdir() if (p / "manifest.json").is_file())
+    return emulated.stage(Path(b), tmp_path_factory.mktemp("board"))
+
+
+@pytest.mark.parametrize("runtime", sorted(emulated.GUEST_VENVS))
+def test_emulated_pi4_matches_x86_runtime(board_dir: Path, runtime: str, record_property):
+    assert emulated.host_python(runtime).exists(), f"no x86 {runtime} venv at {emulated.host_python(runtime)}"
+    host, guest = emulated.run_both(board_dir, runtime, "rpi4", emulated.root_path())
+    assert host.error is None and guest.error is None, (host.error, guest.error)
+    rows = emulated.compare(host, guest)
+    man = json.loads((board_dir / "bundle" / "manifest.json").read_text())
+    assert {r["artifact"] for r in rows} == {a["file"] for a in man["artifacts"] if a["file"].endswith(".tflite")}
+    for r in rows:
+        record_property(f"{runtime}:{r['artifact']}", json.dumps(r))
+        print(json.dumps(r))
+        assert r["version_x86"] == r["version_aarch64"]
+        # the same delegate decision on both ISAs: tflite-runtime 2.14 never puts int8 on XNNPACK; ai-edge-litert does by default
+        assert r["delegate_x86"] == r["delegate_aarch64"]
+        if "int8" in r["artifact"]:
+            assert r["delegate_aarch64"] == ("builtin" if runtime == "tflite-runtime" else "xnnpack")
+        art = next(a for a in man["artifacts"] if a["file"] == r["artifact"])
+        rid = f"{runtime}/{r['delegate_aarch64']}"
+        if runtime == "ai-edge-litert" or (art.get("runtimes") or {}).get(rid, {}).get("status") == "verified":  # the runtimes the export vouches for
+            assert r["passed_aarch64"] and r["max_abs_age_diff_vs_pytorch_aarch64"] <= r["tolerance_years"], r
+        assert r["max_abs_age_diff_aarch64_vs_x86"] <= r["tolerance_years"], r
+    for g in guest.onboard:  # the board runner, emulated: runtime, delegate and the age check recorded per row
+        assert g["runtime"] == runtime and g["threads"] == 1 and g["parity"]["faces"] == len(man["parity_set"]["pytorch_age"])
+        assert g["delegate"]["name"] == next(r["delegate_aarch64"] for r in rows if r["artifact"] == g["artifact"]["file"])
+    assert len(guest.onboard) == len(rows)
