@@ -220,15 +220,16 @@ def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Pat
         r = run(sys.executable, b / "reference_infer.py", "--self-test", "--artifact", art["file"], cwd=b)
         return r.returncode, json.loads(r.stdout)["self_test"]
 
-    entry = {"output": "logits", "dtype": "int8", "shape": list(raw.shape), "values": raw.tolist()}
+    assert art["golden"]["ai-edge-litert/xnnpack"]["logits"]["values"] == raw.tolist()  # what the export recorded, as it runs here
+    entry = {"logits": {"dtype": "int8", "shape": list(raw.shape), "values": raw.tolist()}}
     rc, res = check({"ai-edge-litert/xnnpack": entry})
     assert rc == 0 and res["bit_exact"] and res["values_differing"] == 0
     off = raw.astype(np.int16)
     off[3, 5] += 1 if off[3, 5] < 127 else -1  # stay inside int8
-    rc, res = check({"ai-edge-litert/xnnpack": {**entry, "values": off.tolist()}})
+    rc, res = check({"ai-edge-litert/xnnpack": {"logits": {**entry["logits"], "values": off.tolist()}}})
     assert rc == 1 and not res["bit_exact"] and res["values_differing"] == 1 and res["max_abs_diff"] == 1.0
     off[0, 0] += 2 if off[0, 0] < 126 else -2
-    rc, res = check({"tflite-runtime/builtin": {**entry, "values": off.tolist()}})
+    rc, res = check({"tflite-runtime/builtin": {"logits": {**entry["logits"], "values": off.tolist()}}})
     assert rc == 0 and res["golden"] == "none for ai-edge-litert/xnnpack" and res["closest"] == "tflite-runtime/builtin" and res["max_abs_diff"] == 2.0
 
 

@@ -232,15 +232,29 @@ def _litert_missing() -> str | None:
     return None
 
 
+def _in_process_tflite_runtime() -> bool:
+    """tflite_runtime importable here (a board, or a venv with numpy<2), not only through the prepared venv."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tflite_runtime") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _tflite_runtime(path: Path, threads: int | None):
     from c3ae_edge.export import runtime_env
 
+    if _in_process_tflite_runtime():
+        return TFLiteRunner(path, threads, "tflite-runtime", "default")
     return SubprocessRunner(path, threads, runtime_env.python("tflite-runtime"))
 
 
 def _tflite_runtime_missing() -> str | None:
     from c3ae_edge.export import runtime_env
 
+    if _in_process_tflite_runtime():
+        return None
     return _litert_missing() or runtime_env.missing("tflite-runtime")
 
 
