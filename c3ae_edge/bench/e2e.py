@@ -77,7 +77,7 @@ def decode(data: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return _to_rgb(ImageOps.exif_transpose(im))
+        return _to_rgb(ImageOps.exif_transpose(im), Path("<frame bytes>"))
 
 
 def input_sets(samples, frames=FRAMES) -> list[InputSet]:
