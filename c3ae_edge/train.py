@@ -381,7 +381,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False
             dist.barrier()
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    result = {"best_val_mae": best, "epochs_run": len(history), "out": str(out)}
+    # only rank 0 validates: the other ranks have no best (inf), which strict JSON cannot print
+    result = {"best_val_mae": best if math.isfinite(best) else None, "epochs_run": len(history), "out": str(out)}
     if rank == 0:
         best_path = out / "best.pt"
         from c3ae_edge.weights import load_model
