@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
             p = do_pull(spec, target, source, key, out, allow_downgrade, log=lambda m: typer.echo(m, err=True))
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a CI timeout): the temporary folder is already gone
             typer.echo(f"c3ae-edge: pull interrupted: nothing was installed in {out}", err=True)
-            raise typer.Exit(130) from None
+            raise SystemExit(130) from None  # not typer.Exit(130): the entry point would add its generic "interrupted" line
         r = p.release
         was = "" if not p.previous else (f" (was {p.previous})" if p.changed else " (already there; re-checked)")
         typer.echo(f"pulled {r.model} {r.version} {r.target} -> {p.path}{was}: signature by key {key_id_hex(p.signature.key_id)} and "
