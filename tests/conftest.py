@@ -32,3 +32,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("aarch64"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def small_rpi_bundle(tmp_path_factory) -> Path:
+    """One small rpi4 bundle (32 calibration, 16 verification faces) shared by the board-runtime and runner tests."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("small-rpi")
+    r = subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "export", "--target", "rpi4", "--out", str(out), "--calibration-count", "32",
+                        "--verify-count", "16", "--allow-degraded"], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                       env={**os.environ, "C3AE_DATA": str(DATA)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return next(p for p in out.iterdir() if (p / "manifest.json").is_file())

@@ -21,11 +21,8 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("exports")
-    r = cli("export", "--target", "rpi4", "--out", str(out), "--calibration-count", "32", "--verify-count", "16", "--allow-degraded")
-    assert r.returncode == 0, r.stderr[-2000:]
-    return next(p for p in out.iterdir() if (p / "manifest.json").is_file())
+def bundle(small_rpi_bundle: Path) -> Path:
+    return small_rpi_bundle
 
 
 @pytest.fixture(scope="module")
