@@ -39,3 +39,14 @@ def head_weights(model) -> dict | None:
 def batches(x: np.ndarray, size: int):
     for i in range(0, len(x), size):
         yield x[i:i + size]
+
+
+def module_missing(module: str, package: str, extra: str) -> str | None:
+    """A runtime's ``missing``: None when ``module`` imports, else one line naming the package and pip extra."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{package} is not installed (pip extra '{extra}')"
+    return None

@@ -8,7 +8,7 @@ import numpy as np
 
 from c3ae_edge.errors import require
 from c3ae_edge.export.backends.base import BackendSpec, Runtime
-from c3ae_edge.export.backends.common import META_KEY, batches, decode_outputs, meta_json
+from c3ae_edge.export.backends.common import META_KEY, batches, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
     name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), runtimes=("onnxruntime",), extra="onnx",
@@ -193,11 +193,7 @@ class OnnxRunner:
 
 
 def _ort_missing() -> str | None:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "onnxruntime is not installed (pip extra 'onnx')"
-    return None
+    return module_missing("onnxruntime", "onnxruntime", "onnx")
 
 
 def _cuda_missing() -> str | None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from c3ae_edge.errors import require
 from c3ae_edge.export.backends.base import BackendSpec, Runtime
-from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json
+from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
     name="openvino", suffix=".xml", precisions=("fp32", "fp16", "int8"), runtimes=("openvino",), extra="openvino",
@@ -104,11 +104,7 @@ class OpenVINORunner:
 
 
 def _ov_missing() -> str | None:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return "openvino is not installed (pip extra 'openvino')"
-    return None
+    return module_missing("openvino", "openvino", "openvino")
 
 
 RUNTIMES = (

@@ -8,7 +8,7 @@ import numpy as np
 
 from c3ae_edge.errors import DataError, MissingExtraError, require
 from c3ae_edge.export.backends.base import BackendSpec, Runtime
-from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json
+from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
     name="tflite", suffix=".tflite", precisions=("fp32", "int8"), runtimes=("ai-edge-litert", "tflite_runtime"), extra="tflite",
@@ -225,11 +225,7 @@ def _worker(argv: list[str]) -> None:
 
 
 def _litert_missing() -> str | None:
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-    except ImportError:
-        return "ai-edge-litert is not installed (pip extra 'tflite')"
-    return None
+    return module_missing("ai_edge_litert.interpreter", "ai-edge-litert", "tflite")
 
 
 def _in_process_tflite_runtime() -> bool:
