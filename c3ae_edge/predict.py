@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c3ae_edge.crops import aligned_box
+from c3ae_edge.data.crops import aligned_box
+from c3ae_edge.data.imageio import SUPPORTED, load_scaled
 from c3ae_edge.errors import C3AEError, DataError
-from c3ae_edge.imageio import SUPPORTED, load_scaled
 
 
 @dataclass
@@ -71,7 +71,7 @@ class AgePredictor:
     @property
     def detector(self):
         if self._detector is None:
-            from c3ae_edge.detect import get_detector
+            from c3ae_edge.data.detect import get_detector
 
             self._detector = get_detector(self._detector_name)
         return self._detector

@@ -24,11 +24,11 @@ def fgnet_dir() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The aarch64 tests need a root built once by bench/aarch64/build_root.sh (~25 min) and minutes of emulation:
+    """The aarch64 tests need a root built once by tools/aarch64/build_root.sh (~25 min) and minutes of emulation:
     they run only when asked for (C3AE_ARM64_ROOT set, or -m aarch64), never by default, so CI stays fast."""
     if os.environ.get("C3AE_ARM64_ROOT") or "aarch64" in (config.getoption("markexpr") or ""):
         return
-    skip = pytest.mark.skip(reason="opt-in: set C3AE_ARM64_ROOT or run -m aarch64 (bench/aarch64/README.md)")
+    skip = pytest.mark.skip(reason="opt-in: set C3AE_ARM64_ROOT or run -m aarch64 (tools/aarch64/README.md)")
     for item in items:
         if item.get_closest_marker("aarch64"):
             item.add_marker(skip)

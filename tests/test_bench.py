@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c3ae_edge.bench.onboard import SCHEMA, latency_stats
+from c3ae_edge.bench.report import table_file
+from c3ae_edge.board.onboard import SCHEMA, latency_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +119,7 @@ def test_merge_combines_documents(short_run, tmp_path):
 def test_paper_table_file_matches_registry():
     from c3ae_edge.bench.paper import document
 
-    assert json.loads((ROOT / "bench" / "paper_table3.json").read_text()) == json.loads(json.dumps(document()))
+    assert json.loads(table_file("paper_table3.json").read_text()) == json.loads(json.dumps(document()))
 
 
 def test_bad_input_is_one_line(tmp_path):
@@ -146,12 +147,12 @@ def test_peer_recipe_is_the_trainer_s_and_covers_table3():
     from dataclasses import fields
 
     from c3ae_edge.bench.paper import DEFAULT_MODELS
-    from c3ae_edge.train import TrainConfig
+    from c3ae_edge.train.loop import TrainConfig
 
-    recipe = json.loads((ROOT / "bench" / "peers" / "recipe.json").read_text())
+    recipe = json.loads(table_file("peers_recipe.json").read_text())
     assert set(recipe["models"]) == set(DEFAULT_MODELS)
     assert set(recipe["train"]) <= {f.name for f in fields(TrainConfig)}
-    mae = ROOT / "bench" / "peers" / "mae.json"
+    mae = table_file("peers_mae.json")
     if mae.is_file():  # every recorded MAE was trained with the recipe as it stands
         for name, res in json.loads(mae.read_text())["results"].items():
             assert name in recipe["models"] and res["train"] == recipe["train"] and res["limit"] == recipe.get("limit")
@@ -168,10 +169,11 @@ def test_dwpool_rewrite_is_identical_in_float():
     from c3ae_edge.bench.harness import faces
     from c3ae_edge.export.rewrite import PoolAsDepthwise, has_pools, pools_as_depthwise
     from c3ae_edge.models import create_model
+    from c3ae_edge.weights import pretrained_model
 
     for name, crops in (("c3ae_plain", 1), ("c3ae_full", 3)):
         x, _, _, _ = faces(crops, None, 0)
-        m = create_model(name, pretrained=True).eval()
+        m = pretrained_model(name).eval()
         r = pools_as_depthwise(m, x)
         assert has_pools(m) and not has_pools(r) and any(isinstance(k, PoolAsDepthwise) for k in r.modules())
         with torch.inference_mode():

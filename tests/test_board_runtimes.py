@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import DATA, ROOT
 
-sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
+sys.path.insert(0, str(ROOT / "tools" / "aarch64"))
 from emulated import host_python  # noqa: E402
 
-TFLITE_RT = host_python("tflite-runtime")  # prepared once: c3ae-edge runtimes prepare (or bench/aarch64/README.md)
+TFLITE_RT = host_python("tflite-runtime")  # prepared once: c3ae-edge runtimes prepare (or tools/aarch64/README.md)
 FACE = DATA / "utkface" / "images" / "100_0_0_20170112213500903.jpg.chip.jpg"
 needs_tflite_runtime = pytest.mark.skipif(not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}")
 
@@ -129,7 +129,7 @@ def test_each_runtime_names_itself_and_the_delegate_that_ran(bundle: Path, tmp_p
     print(f"int8, {int8['file']}: ai-edge-litert builtin vs tflite-runtime 2.14 raw outputs identical: {lit['output_sha256'] == tfl['output_sha256']}; "
           f"max |age diff| {max(abs(a - b) for a, b in zip(lit['ages'], tfl['ages'])):.4f}")
 
-    from c3ae_edge.bench import onboard
+    from c3ae_edge.board import onboard
 
     r = run(TFLITE_RT, onboard.__file__, bundle, "--runs", "20", "--warmup", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -145,7 +145,7 @@ def test_one_line_when_numpy_and_runtime_do_not_fit(bundle: Path, tmp_path: Path
     import numpy
     import PIL
 
-    from c3ae_edge.bench import onboard
+    from c3ae_edge.board import onboard
 
     npy, pil = Path(numpy.__file__).parents[1], Path(PIL.__file__).parents[1]  # where this venv's numpy 2 and Pillow live
     assert int(numpy.__version__.split(".")[0]) >= 2
@@ -167,7 +167,7 @@ def test_one_line_when_numpy_and_runtime_do_not_fit(bundle: Path, tmp_path: Path
 @needs_tflite_runtime
 def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(bundle: Path, tmp_path: Path):
     """The documented board command (default 1 thread) fills the merged Table 3; two runtimes on one board are two rows."""
-    from c3ae_edge.bench import onboard
+    from c3ae_edge.board import onboard
 
     docs = []
     for py in (sys.executable, TFLITE_RT):

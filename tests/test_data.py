@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from c3ae_edge.crops import CropSpec, aligned_box, landmark_box
 from c3ae_edge.data import load_dataset, load_split, read_csv, read_fgnet, read_imdb_wiki, read_utkface, save_split, stratified_split
+from c3ae_edge.data.crops import CropSpec, aligned_box, landmark_box
 from c3ae_edge.data.datasets import load_pts
+from c3ae_edge.data.imageio import load_rgb
 from c3ae_edge.errors import DataError
-from c3ae_edge.imageio import load_rgb
 
 
 def test_utkface_reader_reads_whole_folder(utk_dir):
@@ -118,7 +118,7 @@ def test_crop_spec_boxes_and_padding():
 
 def test_aligned_and_landmark_boxes_agree_on_faces(fgnet_dir, utk_dir):
     """The three box sources map onto one convention: a cascade box sits on a landmark box in FG-NET."""
-    from c3ae_edge.detect import HaarDetector
+    from c3ae_edge.data.detect import HaarDetector
 
     det = HaarDetector()
     s = read_fgnet(fgnet_dir)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from c3ae_edge.bench import e2e
-from c3ae_edge.crops import aligned_box, landmark_box
 from c3ae_edge.data import read_fgnet, read_utkface
+from c3ae_edge.data.crops import aligned_box, landmark_box
 from c3ae_edge.data.datasets import load_pts
-from c3ae_edge.detect import CoarseFineHaarDetector, HaarDetector, detector_record, get_detector
+from c3ae_edge.data.detect import CoarseFineHaarDetector, HaarDetector, detector_record, get_detector
+from c3ae_edge.data.imageio import load_rgb
 from c3ae_edge.errors import UsageError
-from c3ae_edge.imageio import load_rgb
 
 
 @pytest.fixture(scope="module")

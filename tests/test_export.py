@@ -113,7 +113,7 @@ def test_reference_script_alone_reproduces_pytorch_on_real_faces(rpi_bundle: Pat
     import torch
 
     from c3ae_edge.data import load_dataset, load_split
-    from c3ae_edge.facedata import FaceData
+    from c3ae_edge.data.facedata import FaceData
     from c3ae_edge.weights import load_model, shipped_path, split_file_for
 
     src = (rpi_bundle / "reference_infer.py").read_text()
@@ -208,7 +208,7 @@ def _int8_kernels_compute_the_qdq_graph(path: Path, crops: Path) -> None:
     faces, AVX2 EPYC). The s8 x s8 graph we shipped before was 24-46 years off on some faces there (int16 saturation)."""
     import onnxruntime as ort
 
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.data.crops import CropSpec
     from c3ae_edge.export.backends.common import decode_outputs
 
     x = CropSpec.from_dict(manifest(path.parent)["crop"]).normalize(np.load(crops))

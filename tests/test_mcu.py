@@ -89,7 +89,7 @@ def test_cortex_m_bundle_measured_and_verified(bundle: Path):
 
 def test_tflm_rerun_matches_golden(bundle: Path):
     """The recorded TFLM golden outputs are what the interpreter gives for the parity faces again."""
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.data.crops import CropSpec
     from c3ae_edge.export.backends.tflm_backend import TFLMRunner
     from c3ae_edge.export.crosscheck import compare_golden
 
@@ -126,9 +126,9 @@ def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_drive
     C's int8 input equals the runner's quantisation of those crops, and the C decode gives the runner's age."""
     import importlib.util
 
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.data.crops import CropSpec
+    from c3ae_edge.data.imageio import load_rgb
     from c3ae_edge.export.backends.tflm_backend import TFLMRunner
-    from c3ae_edge.imageio import load_rgb
 
     spec_ = importlib.util.spec_from_file_location("ref_infer", bundle / "reference_infer.py")
     ref = importlib.util.module_from_spec(spec_)
@@ -167,9 +167,9 @@ def test_c_pipeline_age_vs_pytorch(bundle: Path, host_driver: Path):
     """Frame + box -> C crops and int8 inputs -> TFLM trunk -> C decode, against PyTorch on the same faces."""
     import torch
 
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.data.crops import CropSpec
+    from c3ae_edge.data.imageio import load_rgb
     from c3ae_edge.export.backends.tflm_backend import TFLMRunner
-    from c3ae_edge.imageio import load_rgb
     from c3ae_edge.weights import load_model
 
     m = manifest(bundle)

@@ -6,7 +6,7 @@ import torch
 
 from c3ae_edge.errors import UsageError
 from c3ae_edge.models import create_model, get_model_cfg, list_models
-from c3ae_edge.profile import count_params, profile_model
+from c3ae_edge.models.profile import count_params, profile_model
 
 TABLE3 = ["c3ae_plain", "ssr_net", "mobilenet_v2_050_6", "mobilenet_v2_075_6", "shufflenet_v2_050_1", "shufflenet_v2_075_1"]
 

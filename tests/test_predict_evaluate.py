@@ -127,10 +127,10 @@ def test_pretrained_weights_ship_in_the_package_with_a_card(name):
     import torch
 
     from c3ae_edge.models import create_model
-    from c3ae_edge.weights import sha256_file, shipped_models
+    from c3ae_edge.weights import pretrained_model, sha256_file, shipped_models
 
     assert name in set(shipped_models())
-    m = create_model(name, pretrained=True)
+    m = pretrained_model(name)
     assert not m.training
     fresh = create_model(name)
     assert not torch.equal(m.head.w1.weight, fresh.head.w1.weight)
@@ -147,7 +147,7 @@ def test_pretrained_weights_ship_in_the_package_with_a_card(name):
 @pytest.mark.parametrize("name", ["c3ae_full", "c3ae_plain"])
 def test_shipped_weights_reproduce_their_card_on_the_recorded_test_split(name, utk_dir):
     """Re-evaluates the shipped weights here; the card's figure must be what they really score."""
-    from c3ae_edge.evaluate import evaluate
+    from c3ae_edge.train.evaluate import evaluate
 
     card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
     rep = evaluate("default", f"utkface:{utk_dir}", model_name=name, split="test")

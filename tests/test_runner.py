@@ -44,7 +44,7 @@ def board_python(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_path):
-    from c3ae_edge.bench.onboard import SCHEMA
+    from c3ae_edge.board.onboard import SCHEMA
 
     for absent in ("torch", "c3ae_edge", "typer", "cv2", "PIL"):
         r = subprocess.run([str(board_python), "-c", f"import {absent}"], capture_output=True, text=True, cwd=tmp_path)
@@ -79,7 +79,7 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
 
 
 def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
-    runner = ROOT / "c3ae_edge" / "bench" / "onboard.py"
+    runner = ROOT / "c3ae_edge" / "board" / "onboard.py"
     shutil.copy(runner, tmp_path / "onboard.py")
     r = subprocess.run([sys.executable, str(tmp_path / "onboard.py"), str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a c3ae-edge bundle" in r.stderr

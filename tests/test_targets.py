@@ -109,7 +109,7 @@ def test_missing_extra_names_the_pip_command(tmp_path: Path):
 
 
 def test_user_calibration_csv_must_not_be_tiny(tmp_path: Path):
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.data.crops import CropSpec
     from c3ae_edge.export.calibration import select
     from c3ae_edge.weights import WEIGHTS_DIR
 

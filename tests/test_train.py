@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from c3ae_edge.errors import DataError
-from c3ae_edge.train import TrainConfig, train
+from c3ae_edge.train.loop import TrainConfig, train
 from c3ae_edge.weights import load_model, read_checkpoint
 
 
@@ -70,7 +70,7 @@ def test_torchrun_two_cpu_processes(tmp_path, utk_dir):
 
 
 def test_weight_soup_keeps_only_what_lowers_val_mae_and_release_follows_its_cycles(tmp_path, utk_dir):
-    """tools/soup.py on two real runs (the second warm-started from the first), then its W2 re-fit on the clean train
+    """c3ae_edge/train/soup.py on two real runs (the second warm-started from the first), then its W2 re-fit on the clean train
     crops; release_weights sees both cycles."""
     import importlib.util
     from pathlib import Path

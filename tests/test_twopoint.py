@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from c3ae_edge.twopoint import BIN_CENTRES, cascade_loss, decode, encode
+from c3ae_edge.models.twopoint import BIN_CENTRES, cascade_loss, decode, encode
 
 
 def test_paper_example_68():

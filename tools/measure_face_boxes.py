@@ -1,4 +1,4 @@
-"""Re-measure the face-box conventions in c3ae_edge/crops.py against the Haar cascade (the detector's box).
+"""Re-measure the face-box conventions in c3ae_edge/data/crops.py against the Haar cascade (the detector's box).
 
     python tools/measure_face_boxes.py [--data ../shared/data] [--detector haar|haar-fast]
 Prints the median cascade box on UTKFace chips (ALIGNED_BOX) and its relation to FG-NET landmark boxes
@@ -15,8 +15,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from c3ae_edge.data import read_fgnet, read_utkface  # noqa: E402
 from c3ae_edge.data.datasets import load_pts  # noqa: E402
-from c3ae_edge.detect import HaarDetector, get_detector  # noqa: E402
-from c3ae_edge.imageio import load_rgb  # noqa: E402
+from c3ae_edge.data.detect import HaarDetector, get_detector  # noqa: E402
+from c3ae_edge.data.imageio import load_rgb  # noqa: E402
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from c3ae_edge.bench import onboard  # noqa: E402  (numpy + stdlib only)
+from c3ae_edge.board import onboard  # noqa: E402  (numpy + stdlib only)
 
 
 def benchmark_app(ir: Path, runs: int, shape: list[int], workdir: Path) -> float:

@@ -27,9 +27,9 @@ def quality(detectors: dict, samples, model, spec) -> dict:
     """Face-found rates, MAE with detector boxes and landmark boxes, and each detector's box against the first's."""
     import torch
 
-    from c3ae_edge.crops import landmark_box
+    from c3ae_edge.data.crops import landmark_box
     from c3ae_edge.data.datasets import load_pts
-    from c3ae_edge.imageio import load_rgb
+    from c3ae_edge.data.imageio import load_rgb
 
     boxes = {k: [] for k in detectors}
     ages, truth, imgs_x = [], [], []
@@ -149,7 +149,7 @@ def main() -> None:
     import torch
 
     from c3ae_edge.bench.forward import artifact_forward, torch_forward
-    from c3ae_edge.detect import get_detector
+    from c3ae_edge.data.detect import get_detector
     from c3ae_edge.weights import load_model
 
     cv2.setNumThreads(1)

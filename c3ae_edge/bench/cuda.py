@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from c3ae_edge.bench import onboard
+from c3ae_edge.board import onboard
 
 GPU_BATCHES = (1, 256, 4096)  # single-image latency, then throughput
 

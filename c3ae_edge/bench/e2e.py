@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.bench import onboard
+from c3ae_edge.board import onboard
 
 FRAMES = ((640, 480), (1280, 720))
 STAGES = ("decode", "detect", "crop", "age")
@@ -73,7 +73,7 @@ def decode(data: bytes) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8, as ``imageio.load_rgb`` decodes a file (EXIF rotation, any mode)."""
     from PIL import Image, ImageOps
 
-    from c3ae_edge.imageio import _to_rgb
+    from c3ae_edge.data.imageio import _to_rgb
 
     with Image.open(io.BytesIO(data)) as im:
         im.load()
@@ -82,7 +82,7 @@ def decode(data: bytes) -> np.ndarray:
 
 def input_sets(samples, frames=FRAMES) -> list[InputSet]:
     """FG-NET photos as stored (their JPEG bytes), and each photo made into every frame size (JPEG, quality 90)."""
-    from c3ae_edge.crops import landmark_box
+    from c3ae_edge.data.crops import landmark_box
     from c3ae_edge.data.datasets import load_pts
 
     photos = InputSet("FG-NET photos", None, [], [], [], [])

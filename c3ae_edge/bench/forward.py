@@ -89,7 +89,7 @@ def openvino_forward(path: Path, threads: int, precision: str = "fp32", batch: i
 
 
 def tflite_forward(path: Path, threads: int) -> Forward:
-    from c3ae_edge.bench.onboard import load_tflite
+    from c3ae_edge.board.onboard import load_tflite
 
     return load_tflite(path, threads)[0]
 

@@ -92,7 +92,7 @@ def _ort_optimised(path: Path) -> dict:
 
 def tflite_report(path: Path, threads: int = 1) -> dict:
     """Op counts, MACC from tensor shapes, and which ops the default XNNPACK delegate took (the rest run as CPU kernels)."""
-    from c3ae_edge.bench.onboard import tflite_interpreter
+    from c3ae_edge.board.onboard import tflite_interpreter
 
     Interp, _ = tflite_interpreter()
     it = Interp(model_path=str(path), num_threads=threads)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.bench import onboard
+from c3ae_edge.board import onboard
 from c3ae_edge.errors import DataError, UsageError
 
 ARTIFACT_BACKENDS = ("onnx", "openvino", "tflite")
@@ -69,10 +69,10 @@ def installed_backends() -> list[str]:
 
 def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Real face crops, the same tensors for every backend: (timing/parity crops, their ages, calibration crops, files)."""
-    from c3ae_edge.crops import spec_for
     from c3ae_edge.data import load_dataset
+    from c3ae_edge.data.crops import spec_for
+    from c3ae_edge.data.facedata import FaceData
     from c3ae_edge.export.calibration import data_root, stratified_pick
-    from c3ae_edge.facedata import FaceData
 
     root = data_root(data) / "utkface"
     if not (root / "labels.csv").is_file():
@@ -99,10 +99,10 @@ def build_model(name: str, seed: int):
     import torch
 
     from c3ae_edge.models import create_model
-    from c3ae_edge.weights import shipped_models
+    from c3ae_edge.weights import pretrained_model, shipped_models
 
     if name in shipped_models():
-        return create_model(name, pretrained=True).eval(), "shipped weights"
+        return pretrained_model(name).eval(), "shipped weights"
     torch.manual_seed(seed)
     return create_model(name).eval(), "initialised weights (untrained; latency does not depend on the values)"
 
@@ -170,7 +170,7 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
     from c3ae_edge.bench import cuda, paper
     from c3ae_edge.bench.peak import measure_peak
     from c3ae_edge.models import get_model_cfg
-    from c3ae_edge.profile import profile_model
+    from c3ae_edge.models.profile import profile_model
 
     cfg.check()
     t_start = time.time()
@@ -311,7 +311,7 @@ def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dic
     import torch
 
     from c3ae_edge.bench import e2e
-    from c3ae_edge.detect import get_detector
+    from c3ae_edge.data.detect import get_detector
     from c3ae_edge.weights import load_model
 
     prog.step(f"{common['model']}: photo to age ({cfg.e2e} photos, {cfg.detector})")

@@ -26,7 +26,7 @@ def _run(cmd: list[str], what: str, timeout: int = 1800) -> subprocess.Completed
 
 def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, python: str = "python3") -> dict:
     """The board's bench document (same schema as ``c3ae-edge bench``); the remote scratch folder is removed afterwards."""
-    from c3ae_edge.bench import onboard
+    from c3ae_edge.board import onboard
 
     if not (bundle / "manifest.json").is_file():
         raise UsageError(f"--bundle {bundle}: no manifest.json (not a bundle written by `c3ae-edge export`)")
@@ -35,7 +35,7 @@ def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, py
     rdir = f"/tmp/c3ae-bench-{uuid.uuid4().hex[:8]}"
     _run(["ssh", *SSH_OPTS, host, f"mkdir -p {rdir}"], f"ssh {host}")
     try:
-        from c3ae_edge import facefind
+        from c3ae_edge.board import facefind
 
         _run(["scp", *SSH_OPTS, "-q", "-r", onboard.__file__, facefind.__file__, str(bundle), f"{host}:{rdir}/"], f"copying runner and bundle to {host}")
         cmd = f"cd {rdir} && {python} onboard.py {bundle.name} --runs {int(runs)} --warmup {int(warmup)} --threads {int(threads)} --json out.json"

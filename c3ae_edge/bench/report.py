@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 from c3ae_edge.errors import DataError
 
-REPO_BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+def table_file(name: str) -> Path:
+    """A data table shipped with the bench (c3ae_edge/bench/tables/): the paper's Table 3, the peers' recipe and MAE."""
+    return Path(str(resources.files("c3ae_edge.bench") / "tables" / name))
 
 
 # ---------------------------------------------------------------- inputs
 
 def load_accuracy(path: Path | None = None) -> dict | None:
-    """MAE per model from the common recipe (bench/peers/mae.json, written by bench/train_peers.py); None if not trained yet."""
-    p = path or REPO_BENCH / "peers" / "mae.json"
+    """MAE per model from the common recipe (c3ae_edge/bench/tables/peers_mae.json, written by tools/train_peers.py); None if not trained yet."""
+    p = path or table_file("peers_mae.json")
     if not p.is_file():
         if path:
             raise DataError(f"{path}: no such accuracy file")
@@ -44,7 +48,7 @@ def doc_label(doc: dict) -> str:
 
 def load_doc(f: Path) -> dict:
     """One bench JSON document, checked (one-line errors for anything else)."""
-    from c3ae_edge.bench.onboard import SCHEMA
+    from c3ae_edge.board.onboard import SCHEMA
 
     try:
         d = json.loads(Path(f).read_text(encoding="utf-8"))
@@ -67,8 +71,8 @@ def load_doc(f: Path) -> dict:
 
 def merge(files: list[Path]) -> dict:
     """Several bench JSON files (this machine, a GPU run, an on-board run) -> one document, each row labelled by machine."""
-    from c3ae_edge.bench.onboard import SCHEMA
     from c3ae_edge.bench.paper import document
+    from c3ae_edge.board.onboard import SCHEMA
 
     rows, sources = [], []
     for f in files:
@@ -203,9 +207,9 @@ def markdown(doc: dict, png_name: str | None = None) -> str:
                      f"{_ms(p.get('gpu_s'))} | {_ms(g['latency']['p50']) + ' (' + g['backend'].replace('torch-cuda ', '') + ' ' + g['precision'] + ')' if g else 'not run'} | {mae_s} |"
                      if macc or b or g else f"| {model} | - | - | - | - | - | {m} | - | - | - | - | - | - | {mae_s} |")
     if acc:
-        L += ["", f"MAE: {doc['accuracy'].get('note', 'bench/peers/mae.json')}."]
+        L += ["", f"MAE: {doc['accuracy'].get('note', 'c3ae_edge/bench/tables/peers_mae.json')}."]
     else:
-        L += ["", "MAE: no model has been trained with the common recipe yet (`bench/peers/recipe.json`, run `python bench/train_peers.py`)."]
+        L += ["", "MAE: no model has been trained with the common recipe yet (`c3ae_edge/bench/tables/peers_recipe.json`, run `python tools/train_peers.py`)."]
     weights = sorted({(r['model'], r.get('weights')) for r in rows if r.get('weights')})
     if weights:
         L += ["", "Weights: " + "; ".join(f"{m}: {w}" for m, w in weights) + "."]
@@ -347,7 +351,7 @@ def plot(doc: dict, path: Path) -> bool:
             a1.scatter(*zip(*pts), marker=markers[i % len(markers)], label=f"{b} {p}")
     a1.set(xlabel="MAE on UTKFace (years, common recipe)", ylabel="p50 latency (ms, batch 1)", yscale="log", title="latency vs MAE")
     if not any(isinstance(v.get("mae"), (int, float)) for v in acc.values()):
-        a1.text(0.5, 0.5, "no MAE yet:\nrun bench/train_peers.py", ha="center", va="center", transform=a1.transAxes)
+        a1.text(0.5, 0.5, "no MAE yet:\nrun tools/train_peers.py", ha="center", va="center", transform=a1.transAxes)
     a2.set(xlabel="artifact size (KiB)", ylabel="p50 latency (ms, batch 1)", xscale="log", yscale="log", title="latency vs size")
     for r in {r["model"]: r for r in rows if r["backend"] == "torch"}.values():
         a2.annotate(r["model"], (r["artifact"]["bytes"] / 1024, r["latency"]["p50"] * 1e3), fontsize=7, alpha=0.7)

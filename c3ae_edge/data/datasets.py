@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.crops import FaceBox, aligned_box, landmark_box, rect_box
+from c3ae_edge.data.crops import FaceBox, aligned_box, landmark_box, rect_box
 from c3ae_edge.errors import DataError
 
 MAX_AGE = 120

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.detect import detector_record
+from c3ae_edge.board import board_script
+from c3ae_edge.data.detect import detector_record
 from c3ae_edge.errors import UsageError
 from c3ae_edge.export import bundle_check
 from c3ae_edge.export.quiet import quiet
@@ -71,7 +72,7 @@ def _writable(out: Path) -> None:
 
 def _embedded(model_name: str, w_sha: str, spec, decode: dict | None, target: str) -> dict:
     """Key metadata embedded in every artifact (ONNX metadata_props, OpenVINO rt_info, TFLite metadata)."""
-    from c3ae_edge.crops import ALIGNED_BOX
+    from c3ae_edge.data.crops import ALIGNED_BOX
 
     d = {"schema": SCHEMA, "model": model_name, "weights_sha256": w_sha, "target": target, "crop": spec.to_dict(),
          "aligned_chip_box": list(ALIGNED_BOX), "bins": {"count": 12, "width": 10}}
@@ -89,7 +90,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     import torch
 
     from c3ae_edge import __version__
-    from c3ae_edge.crops import ALIGNED_BOX
+    from c3ae_edge.data.crops import ALIGNED_BOX
     from c3ae_edge.errors import require
     from c3ae_edge.export import calibration as calib
     from c3ae_edge.export import rewrite
@@ -99,7 +100,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
     from c3ae_edge.export.registry import get_backend
     from c3ae_edge.export.targets import load_target
     from c3ae_edge.export.verify import int8_bars
-    from c3ae_edge.twopoint import BIN_CENTRES, BIN_WIDTH
+    from c3ae_edge.models.twopoint import BIN_CENTRES, BIN_WIDTH
     from c3ae_edge.weights import load_model, sha256_file
 
     target = load_target(target_name)
@@ -167,7 +168,7 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
                         f"max {r['max_abs_diff_vs_pytorch']:.3f} y, MAE delta {r['mae_delta_vs_fp32']:+.3f}")
         np.save(tmp / "parity_crops.npy", crops, allow_pickle=False)
         calib.write_list(tmp / "calibration_files.txt", cal)
-        shutil.copyfile(Path(__file__).with_name("reference_infer.py"), tmp / "reference_infer.py")
+        shutil.copyfile(board_script("reference_infer.py"), tmp / "reference_infer.py")
         man = {
             "schema": SCHEMA,
             "model": {"name": name, "version": __version__, "weights_file": Path(ck["path"]).name, "weights_sha256": w_sha,
@@ -229,7 +230,7 @@ def _catch_ctrl_c() -> None:
 def ver_crops(ver, i: int, spec) -> np.ndarray:
     """uint8 crops (S, H, W, 3) of verification face i, exactly as the model saw them before normalisation."""
     from c3ae_edge.data.datasets import face_box_for
-    from c3ae_edge.imageio import load_rgb
+    from c3ae_edge.data.imageio import load_rgb
 
     s = ver.samples[i]
     img = load_rgb(s.path)

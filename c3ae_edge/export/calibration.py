@@ -67,7 +67,7 @@ def _user_samples(path: Path) -> list:
     """A CSV (file,age[,...]), a folder with labels.csv, or a folder of face chips (ages unknown)."""
     from c3ae_edge.data import load_dataset
     from c3ae_edge.data.datasets import Sample
-    from c3ae_edge.imageio import SUPPORTED
+    from c3ae_edge.data.imageio import SUPPORTED
 
     if path.is_file():
         return load_dataset(f"csv:{path}")
@@ -79,7 +79,7 @@ def _user_samples(path: Path) -> list:
 
 
 def _faces(samples: list, spec, source: str) -> FaceSet:
-    from c3ae_edge.facedata import FaceData
+    from c3ae_edge.data.facedata import FaceData
 
     fd = FaceData(samples, spec, threads=2)
     x, ages = fd.batch(range(len(samples)))

@@ -21,7 +21,7 @@ INT8_ISAS = (("amx_int8", "amx"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "
 
 def cpu() -> dict:
     """This CPU's model and the best integer dot-product ISA its flags show (what picks the int8 kernels)."""
-    from c3ae_edge.bench.onboard import cpu_info
+    from c3ae_edge.board.onboard import cpu_info
 
     c = cpu_info()
     flags = set(c["flags"])

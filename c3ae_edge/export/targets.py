@@ -1,4 +1,4 @@
-"""Target profiles: one TOML per board in ``targets/`` (package ``c3ae_edge.targets``), or a user's own file."""
+"""Target profiles: one TOML per board in ``c3ae_edge/targets/`` (package ``c3ae_edge.targets``), or a user's own file."""
 from __future__ import annotations
 
 import re

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from c3ae_edge.models.layers import SqueezeExcite
 from c3ae_edge.models.registry import ModelCfg, PaperRef, register_model
-from c3ae_edge.twopoint import BIN_CENTRES, NUM_BINS
+from c3ae_edge.models.twopoint import BIN_CENTRES, NUM_BINS
 
 TABLE3 = "Table 2/3"
 

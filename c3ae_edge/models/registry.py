@@ -76,13 +76,9 @@ def get_model_cfg(name: str) -> ModelCfg:
     return _REGISTRY[name][1]
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Build a registered model; ``pretrained=True`` loads the weights shipped in the package."""
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model, randomly initialised (``c3ae_edge.weights.pretrained_model`` adds the shipped weights)."""
     cfg = get_model_cfg(name)
     model = _REGISTRY[name][0](**{**cfg.kwargs, **kwargs})
     model.cfg = cfg  # type: ignore[attr-defined]
-    if pretrained:
-        from c3ae_edge.weights import load_pretrained
-
-        load_pretrained(model, name)
     return model

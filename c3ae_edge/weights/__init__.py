@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from c3ae_edge.crops import CropSpec, spec_for
+from c3ae_edge.data.crops import CropSpec, spec_for
 from c3ae_edge.errors import DataError, UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
@@ -126,6 +126,15 @@ def load_into(model, path: str | Path, model_name: str | None = None) -> dict:
 def load_pretrained(model, name: str) -> None:
     load_into(model, shipped_path(name))
     model.eval()
+
+
+def pretrained_model(name: str):
+    """A registered model with the weights shipped in the package."""
+    from c3ae_edge.models import create_model
+
+    model = create_model(name)
+    load_pretrained(model, name)
+    return model
 
 
 def save_weights(path: str | Path, model_name: str, state_dict: dict, spec: CropSpec, meta: dict) -> None:

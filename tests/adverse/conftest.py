@@ -174,7 +174,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished (tiny) training run: c3ae_plain, 96 faces, one epoch, 2 steps."""
-    from c3ae_edge.train import TrainConfig, train
+    from c3ae_edge.train.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run") / "run"
     train(TrainConfig(model="c3ae_plain", data=f"utkface:{UTK}", out=str(out), epochs=1, batch_size=16, limit=96, max_steps=2,

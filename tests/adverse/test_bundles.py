@@ -266,7 +266,7 @@ def test_onboard_runner_stays_in_its_bundle(tmp_path, tiny_bundle):
     import subprocess
     import sys
 
-    from c3ae_edge.bench import onboard
+    from c3ae_edge.board import onboard
 
     for key in ("parity", "artifact"):
         b = copy_bundle(tiny_bundle, tmp_path / key)

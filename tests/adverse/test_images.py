@@ -80,8 +80,8 @@ def test_boxes_are_in_source_pixels_when_decoded_downscaled(tmp_path, cli, monke
     """A JPEG over the decoder's pixel limit is decoded at 1/2^k: printed boxes must still be in source pixels."""
     from PIL import Image
 
-    from c3ae_edge import imageio
-    from c3ae_edge.crops import aligned_box
+    from c3ae_edge.data import imageio
+    from c3ae_edge.data.crops import aligned_box
 
     Image.open(face_chip()).convert("RGB").resize((800, 800)).save(tmp_path / "big.jpg", quality=95)
     monkeypatch.setattr(imageio, "MAX_PIXELS", 100 * 100)

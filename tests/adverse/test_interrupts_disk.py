@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import DATA, ROOT, TINY_TARGET, UTK, copy_bundle, face_chip, one_line_error, run_main, snapshot
 
-GOOD_BENCH = ROOT / "bench" / "results" / "x86.json"
+GOOD_BENCH = ROOT / "docs" / "results" / "x86.json"
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_ctrl_c_in_predict(tmp_path, capsys, env, ctrl_c):
 
 
 def test_ctrl_c_in_evaluate_keeps_the_old_report(tmp_path, capsys, env, ctrl_c):
-    from c3ae_edge import evaluate
+    from c3ae_edge.train import evaluate
 
     _good_files(tmp_path)
     before = snapshot(tmp_path)
@@ -77,7 +77,7 @@ def test_ctrl_c_in_export_leaves_the_old_bundle(where, tmp_path, capsys, env, ct
 
 
 def test_ctrl_c_in_training_keeps_the_checkpoints(tmp_path, capsys, env, ctrl_c, tiny_run):
-    from c3ae_edge import train
+    from c3ae_edge.train import loop as train
 
     run = shutil.copytree(tiny_run, tmp_path / "run")
     pts = {p.name: p.read_bytes() for p in run.glob("*.pt")}

@@ -89,7 +89,7 @@ def test_force_replaces_a_run_atomically(tmp_path, cli, tiny_run):
 def test_checkpoints_are_written_by_rename(tmp_path, monkeypatch):
     """A crash while best.pt is written leaves the previous best.pt whole (it used to be written in place)."""
     from c3ae_edge import weights
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.data.crops import CropSpec
 
     weights.save_weights(tmp_path / "best.pt", "c3ae_plain", {"w": torch.ones(3)}, CropSpec(), {"v": 1})
     good = (tmp_path / "best.pt").read_bytes()

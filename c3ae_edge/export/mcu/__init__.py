@@ -216,7 +216,7 @@ def host_reference(folder: Path, art: dict, man: dict) -> dict:
     comparing graphs, not a board figure (a board runs CMSIS-NN; main.cc measures cycles there)."""
     import time
 
-    from c3ae_edge.crops import CropSpec
+    from c3ae_edge.data.crops import CropSpec
     from c3ae_edge.export.backends.tflm_backend import TFLMRunner
     from c3ae_edge.export.crosscheck import cpu
 

@@ -1,0 +1,542 @@
+#!/usr/bin/env python3
+"""On-board bench runner: times the artifacts of a c3ae-edge bundle and writes the ``c3ae-edge bench`` JSON schema.
+
+Standalone on purpose: needs only numpy and a runtime (ai-edge-litert, else tflite_runtime, for .tflite; onnxruntime for
+.onnx). Copy this file next to a bundle (the folder with manifest.json) on the board and run:
+
+    python3 onboard.py BUNDLE [--runs 2000] [--warmup 100] [--threads 1] [--json board.json]
+
+Inputs are the bundle's real face crops (parity_crops.npy), normalised as manifest.json says; every row also records the
+runtime, its version and the delegate that really ran, and the ages of those faces against PyTorch's. ``c3ae-edge bench``
+imports the statistics and environment helpers from this file, so both write the same numbers the same way.
+Install (Pi OS Bookworm, Python 3.11): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert;
+(Trixie, Python 3.13): pip install ai-edge-litert (no tflite-runtime wheel exists for Python 3.12+).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+INSTALL = ('on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert; '
+           "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert")
+try:
+    import numpy as np
+except ImportError:  # one line, not a traceback
+    sys.exit(f"onboard: error: numpy is not installed ({INSTALL})")
+
+SCHEMA = "c3ae-edge-bench/1"
+_FLAGS = ("neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+          "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+_RUNTIMES = ("numpy", "torch", "onnxruntime", "openvino", "ai-edge-litert", "tflite-runtime", "litert-torch", "nncf", "onnx", "c3ae-edge")
+
+
+# ---------------------------------------------------------------- statistics
+
+def latency_stats(ns, seed: int = 0, boot: int = 1000) -> dict:
+    """Distribution of per-run latencies (ns in, seconds out): count, mean, stdev, min/max, p50 with a bootstrap 95% CI,
+    p90/p95/p99, and the mean/stdev without outliers (Tukey: above Q3 + 3 IQR, i.e. pre-emptions, not the kernel)."""
+    v = np.asarray(ns, np.float64) / 1e9
+    if v.size == 0:
+        raise ValueError("no timed runs")
+    q1, q3 = np.percentile(v, [25, 75])
+    keep = v[v <= q3 + 3 * (q3 - q1)]
+    rng = np.random.default_rng(seed)
+    meds = np.empty(boot)
+    for i in range(0, boot, 100):  # chunks keep memory flat for 2000 x 1000 resamples
+        k = min(100, boot - i)
+        meds[i:i + k] = np.median(v[rng.integers(0, v.size, (k, v.size))], axis=1)
+    p = np.percentile(v, [50, 90, 95, 99])
+    return {"unit": "s", "count": int(v.size), "total": float(v.sum()), "mean": float(v.mean()), "stdev": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "p50": float(p[0]), "p50_ci95": [float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))],
+            "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3]), "outliers": int(v.size - keep.size),
+            "mean_without_outliers": float(keep.mean()), "stdev_without_outliers": float(keep.std(ddof=1)) if keep.size > 1 else 0.0}
+
+
+def time_runs(fn, x, runs: int, warmup: int, first: bool = True) -> tuple[list[int], int]:
+    """(per-run ns of ``runs`` timed calls, ns of the very first call (0 if ``first`` is off)); ``warmup`` untimed calls in between."""
+    t0 = 0
+    if first:
+        t = time.perf_counter_ns()
+        fn(x)
+        t0 = time.perf_counter_ns() - t
+    for _ in range(warmup):
+        fn(x)
+    out = [0] * runs
+    clock = time.perf_counter_ns
+    for i in range(runs):
+        t = clock()
+        fn(x)
+        out[i] = clock() - t
+    return out, t0
+
+
+# ---------------------------------------------------------------- environment
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_info() -> dict:
+    """CPU model and the SIMD flags that matter to these runtimes (Linux /proc/cpuinfo; platform elsewhere)."""
+    model, flags = None, set()
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = val.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(val.split())
+    if not model and "CPU part" in text:
+        part = next(line.split(":")[1].strip() for line in text.splitlines() if line.startswith("CPU part"))
+        model = {"0xd03": "Cortex-A53", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76"}.get(part, f"ARM part {part}")
+    dt = _read("/proc/device-tree/model")
+    return {"model": model or platform.processor() or platform.machine(), "board": dt.strip("\x00") if dt else None,
+            "flags": sorted(f for f in flags if f in _FLAGS), "logical_cores": os.cpu_count()}
+
+
+def versions(names=_RUNTIMES) -> dict:
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def environment(threads: int | None = None, extra: dict | None = None) -> dict:
+    """Everything a reader needs to compare numbers across machines (measured now, nothing typed)."""
+    aff = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    gov = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq")
+    mem = None
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            mem = round(int(line.split()[1]) / 1024**2, 2)
+    env = {"cpu": cpu_info(), "threads_used": threads, "affinity": aff, "governor": gov or "not visible",
+           "max_freq_mhz": int(freq) // 1000 if freq and freq.isdigit() else None, "memory_gb": mem,
+           "os": platform.platform(), "kernel": platform.release(), "machine": platform.machine(), "hostname": platform.node(),
+           "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+           "virtualised": "hypervisor" in (_read("/proc/cpuinfo") or ""), "versions": versions()}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def peak_rss_reset() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) so the next reading is this row's peak; False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 2)
+    try:
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(r / (1024**2 if sys.platform == "darwin" else 1024), 2)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def rss_mb() -> float | None:
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 2)
+    return None
+
+
+def peak_fp32_macs(threads: int = 1, seconds: float = 0.3) -> dict:
+    """This machine's fp32 MAC/s limit, measured: numpy matmul (BLAS), best of timed repeats."""
+    n = 512
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.T.copy()
+    a @ b
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter_ns()
+        a @ b
+        best = min(best, (time.perf_counter_ns() - t) / 1e9)
+    return {"kernel": f"numpy fp32 matmul {n}x{n}x{n}", "macs_per_s": n**3 / best, "threads": "BLAS default"}
+
+
+def row(model: str, backend: str, precision: str, threads: int | None, batch: int, lat: dict, first_s: float, load_s: float, **kw) -> dict:
+    """One result row of the schema (optimum-benchmark-like latency/throughput/memory blocks)."""
+    r = {"model": model, "backend": backend, "precision": precision, "threads": threads, "batch": batch, "device": kw.pop("device", "cpu"),
+         "latency": lat, "throughput": {"unit": "samples/s", "value": batch / lat["p50"]}, "load": {"unit": "s", "time": load_s},
+         "first_inference": {"unit": "s", "time": first_s}}
+    r.update(kw)
+    return r
+
+
+# ---------------------------------------------------------------- the board runner
+
+_TFLITE = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}  # preference order
+
+
+def tflite_module(name: str = "auto"):
+    """(interpreter module, runtime name, version): ai-edge-litert first, else tflite-runtime. ImportError with one
+    clear line when none is installed or the one installed cannot work with this numpy (tflite-runtime needs numpy<2)."""
+    import importlib
+
+    problems = []
+    for dist in _TFLITE if name == "auto" else [name]:
+        try:
+            ver = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            ver = None
+        if dist == "tflite-runtime" and ver and int(np.__version__.split(".")[0]) >= 2:
+            # built against numpy 1.x: importing it under numpy 2 prints a traceback and fails
+            problems.append(f'tflite-runtime {ver} needs numpy<2 but numpy {np.__version__} is installed (pip install "numpy<2")')
+            continue
+        try:
+            return importlib.import_module(_TFLITE[dist]), dist, ver or "unknown"
+        except ModuleNotFoundError:
+            if name != "auto":
+                problems.append(f"{dist} is not installed")
+        except Exception as e:  # a broken wheel: say which, in one line
+            problems.append(f"{dist} {ver} fails to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    raise ImportError("; ".join(problems) if problems else f"no TFLite runtime is installed ({INSTALL})")
+
+
+def tflite_interpreter():
+    mod, name, _ = tflite_module()
+    return mod.Interpreter, name
+
+
+def tflite_delegate(it) -> dict:
+    """The delegate that really runs the graph: one DELEGATE node per XNNPACK partition in the execution plan (XNNPACK
+    is the default delegate of both runtimes); none means every op runs as a built-in CPU kernel."""
+    try:
+        ops = it._get_ops_details()
+    except Exception:  # a runtime without the introspection call
+        return {"name": "unknown"}
+    parts = sum(1 for o in ops if o["op_name"] == "DELEGATE")
+    return {"name": "xnnpack" if parts else "builtin", "partitions": parts}
+
+
+def load_tflite(path: Path, threads: int, runtime: str = "auto", delegate: str = "default"):
+    """-> (forward(x_nchw_float) -> outputs, loader name); the forward does the layout move and quantisation and
+    carries ``forward.info`` (runtime, version, delegate) and ``forward.output_names``."""
+    mod, name, ver = tflite_module(runtime)
+    kw = {"experimental_op_resolver_type": mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if delegate == "builtin" else {}
+    it = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
+    it.allocate_tensors()
+    inp, outs = it.get_input_details()[0], it.get_output_details()
+    scale, zp = inp["quantization"]
+    q = inp["dtype"] != np.float32
+    lo, hi = (np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max) if q else (0, 0)
+
+    shape = [int(v) for v in inp["shape"]]
+
+    def forward(x):
+        xi = np.moveaxis(x, -3, -1)
+        if xi.shape[0] != shape[0]:  # another batch: resize once (fails cleanly where the graph bakes in batch 1)
+            shape[0] = xi.shape[0]
+            it.resize_tensor_input(inp["index"], list(xi.shape))
+            it.allocate_tensors()
+        if q:
+            xi = np.clip(np.rint(xi / scale) + zp, lo, hi)
+        it.set_tensor(inp["index"], xi.astype(inp["dtype"]))
+        it.invoke()
+        return [it.get_tensor(o["index"]) for o in outs]
+
+    dl = tflite_delegate(it)
+    forward.info = {"runtime": name, "version": ver, "delegate": dl, "runtime_id": f"{name}/{dl['name']}"}
+    forward.output_names = [o["name"] for o in outs]
+    forward.quantization = [o["quantization"] if o["dtype"] != np.float32 else None for o in outs]
+    return forward, name
+
+
+def load_onnx(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+
+    def forward(x):
+        return s.run(None, {name: x})
+
+    forward.info = {"runtime": "onnxruntime", "version": ort.__version__, "delegate": {"name": "cpu"}, "runtime_id": "onnxruntime/cpu"}
+    forward.output_names = [o.name for o in s.get_outputs()]
+    forward.quantization = [None] * len(forward.output_names)
+    return forward, "onnxruntime"
+
+
+class BundleError(ValueError):
+    """A manifest naming a file outside its bundle."""
+
+
+def in_bundle(bundle: Path, name: str) -> Path:
+    """``bundle / name`` only for a file of the bundle itself (manifest text never reaches outside it)."""
+    p = (bundle / str(name)).resolve()
+    if p.parent != bundle.resolve():
+        raise BundleError(f"{name}: not a file of the bundle {bundle}")
+    return p
+
+
+def board_inputs(bundle: Path, man: dict) -> np.ndarray:
+    """The bundle's stored real face crops (N, S, H, W, 3 uint8) -> float32 in the model's NCHW / NSCHW layout."""
+    crops = np.load(in_bundle(bundle, man["parity_set"]["file"]), allow_pickle=False).astype(np.float32)
+    c = man["crop"]
+    x = (crops / 255.0 - np.asarray(c.get("mean", 0.5), np.float32)) / np.asarray(c.get("std", 0.5), np.float32)
+    x = np.moveaxis(x, -1, -3).astype(np.float32)  # (N, S, 3, H, W)
+    return x[:, 0] if x.shape[1] == 1 else x
+
+
+def parity_ages(fwd, x: np.ndarray, man: dict, art: dict) -> np.ndarray:
+    """Age of each stored face through a loaded artifact (batch 1): dequantise, softmax of logits, age = bins . w2 + b2."""
+    dec = dict(man["output"], **art.get("output", {}))["decode"]
+    ages = []
+    for xi in x:
+        outs = {}
+        for name, q, v in zip(fwd.output_names, fwd.quantization, fwd(xi[None])):
+            v = np.asarray(v).reshape(-1).astype(np.float32)
+            outs[name] = (v - q[1]) * q[0] if q else v
+        if "age" not in outs:
+            if "bins" not in outs:
+                z = np.exp(outs["logits"] - outs["logits"].max())
+                outs["bins"] = z / z.sum()
+            outs["age"] = np.array([outs["bins"] @ np.float32(dec["w2"]) + np.float32(dec["b2"])])
+        ages.append(float(outs["age"][0]))
+    return np.array(ages)
+
+
+def age_check(fwd, x: np.ndarray, man: dict, art: dict) -> dict:
+    """The bundle's parity faces through this runtime against PyTorch's ages and the artifact's tolerance."""
+    d = np.abs(parity_ages(fwd, x, man, art) - np.asarray(man["parity_set"]["pytorch_age"], np.float64))
+    tol = art.get("tolerance_years")
+    return {"faces": int(d.size), "max_abs_age_diff_vs_pytorch": round(float(d.max()), 6), "mean_abs_age_diff_vs_pytorch": round(float(d.mean()), 6),
+            "tolerance_years": tol, "within_tolerance": bool(d.max() <= tol) if tol is not None else None}
+
+
+def run_bundle(bundle: Path, runs: int, warmup: int, threads, only: str | None = None, log=print, runtime: str = "auto",
+               delegate: str = "default") -> dict:
+    """Time every artifact the runtimes here can load, at each thread count (an int or a list); rows carry the
+    runtime, version and delegate that ran, and the age check on the stored faces. ``skipped`` says why others did not run
+    (not logged: the caller prints them, or one line when nothing ran)."""
+    man = json.loads((bundle / "manifest.json").read_text())
+    faces = board_inputs(bundle, man)
+    x = faces[:1].copy()
+    tlist = [threads] if isinstance(threads, int) else list(threads)
+    results, skipped = [], []
+    for art in man["artifacts"]:
+        path = in_bundle(bundle, art["file"])
+        kind = path.suffix
+        if only and art["file"] != only:
+            continue
+        loader = {".tflite": lambda p, t: load_tflite(p, t, runtime, delegate), ".onnx": load_onnx}.get(kind)
+        if loader is None:
+            skipped.append(f"{art['file']}: this runner runs .tflite and .onnx")
+            continue
+        for th in tlist:
+            try:
+                peak_rss_reset()
+                t = time.perf_counter_ns()
+                fwd, rt = loader(path, th)
+                load_s = (time.perf_counter_ns() - t) / 1e9
+            except ImportError as e:
+                skipped.append(f"{art['file']}: {e}")
+                break
+            ns, first = time_runs(fwd, x, runs, warmup)
+            lat = latency_stats(ns)
+            info = fwd.info
+            log(f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: p50 {lat['p50'] * 1e6:.1f} us "
+                f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {th} thread(s)")
+            parity = age_check(fwd, faces, man, art)
+            results.append(row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[kind], art["precision"], th, 1, lat, first / 1e9, load_s,
+                               runtime=rt, runtime_version=info["version"], delegate=info["delegate"], runtime_id=info["runtime_id"],
+                               artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
+                               params=man["model"].get("params"), memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
+                               parity=parity, source="onboard runner"))
+    peak = {th: peak_fp32_macs(th) for th in tlist}
+    for r in results:
+        r["peak"] = {"fp32": peak[r["threads"]]}
+    return {"schema": SCHEMA, "config": {"runner": "onboard.py", "bundle": bundle.name, "runs": runs, "warmup": warmup,
+                                         "threads": tlist[0] if len(tlist) == 1 else tlist, "runtime": runtime, "delegate": delegate,
+                                         "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1; age check on all of them"},
+            "environment": environment(tlist[0] if len(tlist) == 1 else tlist), "results": results, "skipped": skipped}
+
+
+def _threads(text: str) -> list[int] | None:
+    try:
+        t = [int(v) for v in text.split(",")]
+    except ValueError:
+        return None
+    return t if t and min(t) >= 1 else None
+
+
+# ---------------------------------------------------------------- photo to age (end to end)
+
+def _facefind():
+    """The detector (c3ae_edge/board/facefind.py: numpy + OpenCV), from the package or copied next to this file; None without OpenCV."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return None
+    try:  # beside this file on a board (--write-runner / --remote copy it), else the package's
+        import facefind
+    except ImportError:
+        from c3ae_edge.board import facefind
+    return facefind
+
+
+def _photo_frames(paths: list[Path], sizes=((640, 480), (1280, 720))) -> list[tuple[str, list[bytes]]]:
+    """The photos' own bytes, and each photo fitted into every frame size (centred, edges replicated, JPEG q90)."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    sets = [("photos", [p.read_bytes() for p in paths])] + [(f"{w}x{h} frames", []) for w, h in sizes]
+    for raw in sets[0][1]:
+        with Image.open(io.BytesIO(raw)) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+        for (w, h), (_, out) in zip(sizes, sets[1:]):
+            k = min(w / im.width, h / im.height)
+            nw, nh = round(im.width * k), round(im.height * k)
+            a = np.asarray(im.resize((nw, nh), Image.BILINEAR))
+            top, left = (h - nh) // 2, (w - nw) // 2
+            a = np.pad(a, ((top, h - nh - top), (left, w - nw - left), (0, 0)), mode="edge")
+            buf = io.BytesIO()
+            Image.fromarray(a).save(buf, "JPEG", quality=90)
+            out.append(buf.getvalue())
+    return sets
+
+
+def run_photo_to_age(bundle: Path, photos: Path, n: int, threads: int, only: str | None = None, log=print) -> list[dict]:
+    """Photo-to-age rows: decode (Pillow), detect (the manifest's face_box.detector), crop (the bundle's
+    reference_infer.preprocess), each artifact's age network; per image and stage, perf_counter_ns."""
+    import importlib.util
+    import io
+
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:
+        log("photo to age: skipped: decoding photos needs Pillow (pip install pillow); the other rows ran")
+        return []
+    man = json.loads((bundle / "manifest.json").read_text())
+    det = (man.get("face_box") or {}).get("detector") or {"name": "haar-fast", "params": {}}  # older bundles: the same cascade convention
+    ff = _facefind()
+    if ff is None:
+        log("photo to age: skipped: the face detector needs OpenCV (pip install opencv-python-headless); the other rows ran")
+        return []
+    spec = importlib.util.spec_from_file_location("bundle_reference_infer", bundle / "reference_infer.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    import cv2
+
+    cv2.setNumThreads(threads)
+    cascade = ff.load_cascade()
+    params = ff.CoarseFineParams(**{k: v for k, v in det.get("params", {}).items() if k in ff.CoarseFineParams.__dataclass_fields__})
+    files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+    if not files:
+        log(f"photo to age: skipped: no .jpg/.png photos in {photos}")
+        return []
+    fwds = []
+    for art in man["artifacts"]:
+        loader = {".tflite": load_tflite, ".onnx": load_onnx}.get(Path(art["file"]).suffix)
+        if loader and (not only or art["file"] == only):
+            try:
+                fwds.append((art, loader(bundle / art["file"], threads)[0]))
+            except ImportError:
+                continue
+    rows, clock = [], time.perf_counter_ns
+    for name, encoded in _photo_frames(files):
+        stage, ages, found = {k: [] for k in ("decode", "detect", "crop")}, [[] for _ in fwds], 0
+        for raw in encoded:
+            t0 = clock()
+            with Image.open(io.BytesIO(raw)) as im:
+                img = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            t1 = clock()
+            boxes = [b for b, _ in ff.coarse_fine(cascade, img, params)]
+            t2 = clock()
+            xs = [np.moveaxis(ref.preprocess(img, b, man["crop"]), -1, -3) for b in boxes]
+            xs = [(x[0] if x.shape[0] == 1 else x)[None].astype(np.float32) for x in xs]
+            t3 = clock()
+            for k, v in zip(stage, (t1 - t0, t2 - t1, t3 - t2)):
+                stage[k].append(v)
+            found += bool(boxes)
+            for i, (_, fwd) in enumerate(fwds):
+                t = clock()
+                for x in xs:
+                    fwd(x)
+                ages[i].append(clock() - t)
+        for (art, _), a in zip(fwds, ages):
+            tot = [sum(v) for v in zip(stage["decode"], stage["detect"], stage["crop"], a)]
+            lat = latency_stats(tot)
+            rows.append({**row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[Path(art["file"]).suffix], art["precision"], threads, 1,
+                               lat, 0.0, 0.0, source="onboard runner", artifact={"file": art["file"]}),
+                         "pipeline": "photo-to-age", "input": name, "detector": det.get("name"), "images": len(encoded), "faces_found": found,
+                         "stages": {**{k: latency_stats(v) for k, v in stage.items()}, "age": latency_stats(a)},
+                         "throughput": {"unit": "images/s", "value": 1.0 / lat["mean"]}})
+            log(f"photo to age, {name}, {art['file']}: p50 {lat['p50'] * 1e3:.2f} ms ("
+                + ", ".join(f"{k} {np.median(v) / 1e6:.2f}" for k, v in (*stage.items(), ("age", a))) + f" ms), faces {found}/{len(encoded)}")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path, help="bundle folder (manifest.json, artifacts, parity_crops.npy)")
+    ap.add_argument("--runs", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--threads", default="1", help="threads, comma-separated for several rows (default 1: the merged Table 3 compares 1-thread rows)")
+    ap.add_argument("--runtime", choices=["auto", *_TFLITE], default="auto", help=".tflite runtime (default: ai-edge-litert if installed, else tflite-runtime)")
+    ap.add_argument("--delegate", choices=["default", "builtin"], default="default",
+                    help="builtin: the runtime's built-in kernels without its default delegate (XNNPACK)")
+    ap.add_argument("--artifact", default=None, help="time only this artifact file")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here (default: stdout)")
+    ap.add_argument("--photos", type=Path, default=None, help="photo-to-age rows on the photos in this folder (needs OpenCV for the detector)")
+    ap.add_argument("--photo-count", type=int, default=60, help="with --photos: how many (sorted by name)")
+    a = ap.parse_args(argv)
+    if not (a.bundle / "manifest.json").is_file():
+        print(f"onboard: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
+        return 2
+    threads = _threads(a.threads)
+    if a.runs < 1 or a.warmup < 0 or threads is None:
+        print("onboard: error: --runs must be >= 1, --warmup >= 0, --threads positive integers (e.g. 1 or 1,4)", file=sys.stderr)
+        return 2
+    if a.photos is not None and not a.photos.is_dir():
+        print(f"onboard: error: --photos {a.photos}: not a folder", file=sys.stderr)
+        return 2
+    try:
+        res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr), runtime=a.runtime, delegate=a.delegate)
+        if a.photos is not None:
+            res["results"] += run_photo_to_age(a.bundle, a.photos, a.photo_count, threads[0], a.artifact, log=lambda m: print(m, file=sys.stderr))
+    except BundleError as e:
+        print(f"onboard: error: {e}", file=sys.stderr)
+        return 2
+    if not res["results"]:  # one line: why nothing ran
+        why = sorted({m.partition(": ")[2] for m in res["skipped"]}) or ["no artifact selected"]
+        print(f"onboard: error: no artifact could run here: {'; '.join(why)}", file=sys.stderr)
+        return 1
+    for m in res["skipped"]:
+        print(f"skipped {m}", file=sys.stderr)
+    text = json.dumps(res, indent=1)
+    if a.json:
+        a.json.write_text(text + "\n")
+        print(f"wrote {a.json}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The ``c3ae-edge`` command line. Heavy imports (torch, backends) happen inside the commands."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="C3AE compact age estimation for embedded boards: models, train, evaluate, predict, export, verify, bench.")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 200)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.callback()
+def _root() -> None:
+    """C3AE compact age estimation for embedded boards."""
+
+
+@app.command()
+def models(
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    pattern: str | None = typer.Option(None, "--filter", help="glob on model names"),
+) -> None:
+    """Every registered model: params, MACC and fp32 size computed from the model, beside the paper's values."""
+    from c3ae_edge.models.info import model_rows
+
+    rows = model_rows(pattern)
+    if json_out:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    from rich.table import Table
+
+    t = Table(title="c3ae-edge models (ours: computed from the module; paper: reference values from Tables 2/3/5)")
+    for col in ("model", "params", "MACC", "conv MACC", "fp32 size", "paper params", "Δ params", "paper MACC", "paper MAE (Morph II)"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        p = r["paper"] or {}
+        delta = f"{r['paper_params_delta_pct']:+.1f}%" if r.get("paper_params_delta_pct") is not None else "-"
+        t.add_row(r["name"], f"{r['params']:,}", f"{r['macc']:,}", f"{r['conv_macc']:,}", f"{r['fp32_bytes'] / 1024:.1f} KiB",
+                  f"{p['params']:,}" if p.get("params") else "-", delta, f"{p['macc_m']}M" if p.get("macc_m") else "-",
+                  f"{p['mae_morph']}" if p.get("mae_morph") else "-")
+    _console().print(t)
+
+
+def _register_command_modules() -> None:
+    """Each command group lives in its own module (only typer imported at module level)."""
+    import importlib
+
+    for mod in ("c3ae_edge.cli.train", "c3ae_edge.cli.export", "c3ae_edge.cli.bench", "c3ae_edge.cli.release"):
+        try:
+            importlib.import_module(mod).register(app)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+_register_command_modules()
+
+
+def main() -> None:
+    """Console entry: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    from c3ae_edge.errors import C3AEError
+
+    try:
+        rv = app(standalone_mode=False)
+        if rv == 130:  # typer turns KeyboardInterrupt into Exit(130), returned here
+            print("c3ae-edge: interrupted", file=sys.stderr)
+        if isinstance(rv, int) and rv:  # typer.Exit(code) comes back as a return value here
+            sys.exit(rv)
+    except C3AEError as e:
+        print(f"c3ae-edge: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("c3ae-edge: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as e:  # a file the user named or a disk that filled: one line, never "internal error"
+        from c3ae_edge.errors import os_error_line
+
+        print(f"c3ae-edge: error: {os_error_line(e)}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:
+        # typer vendors its own click: recognise its exceptions by shape, not by import
+        if type(e).__name__ == "Abort":
+            print("c3ae-edge: interrupted", file=sys.stderr)
+            sys.exit(130)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            print(f"c3ae-edge: error: {e.format_message()}", file=sys.stderr)
+            sys.exit(e.exit_code or 2)
+        if os.environ.get("C3AE_DEBUG"):
+            raise
+        print(f"c3ae-edge: internal error: {type(e).__name__}: {e} (set C3AE_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)
+    except SystemExit as e:
+        # typer's usage errors (bad option) already printed one line; keep their code
+        raise e
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""``train``, ``evaluate`` and ``predict`` commands."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(predict)
+
+
+def train(
+    data: str = typer.Option("utkface:../shared/data/utkface", help="KIND:PATH, KIND in utkface, fgnet, csv, imdb, wiki"),
+    model: str = typer.Option("c3ae_full", help="registered model name (c3ae-edge models)"),
+    out: Path = typer.Option(Path("runs/train"), help="folder for checkpoints, split.json, history.json"),
+    recipe: str = typer.Option("fast", help="fast (our measured default: AdamW, cosine, EMA) | paper | paper-ablation"),
+    epochs: int | None = typer.Option(None, help="override the recipe's epochs"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    lr: float | None = typer.Option(None),
+    dropout: float | None = typer.Option(None),
+    erase_p: float | None = typer.Option(None, "--erase-p", help="random-erasing probability per crop (augmentation)"),
+    jitter: float | None = typer.Option(None, help="face-box jitter, fraction of the box size (augmentation)"),
+    alpha: float = typer.Option(10.0, help="weight of the KL term"),
+    seed: int = typer.Option(0),
+    limit: int | None = typer.Option(None, help="use a random subset of this many faces"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="stop after this many optimiser steps"),
+    split: Path | None = typer.Option(None, help="reuse a recorded split.json"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt"),
+    force: bool = typer.Option(False, "--force", help="replace the run already in a non-empty OUT"),
+    init: Path | None = typer.Option(None, help="warm start from these weights (a new schedule cycle, e.g. a restart)"),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step (about 2x on CPU)"),
+    threads: int | None = typer.Option(None),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Train a model on real faces (single process, or DistributedDataParallel under torchrun)."""
+    from c3ae_edge.errors import UsageError
+    from c3ae_edge.train.loop import RECIPES, TrainConfig
+    from c3ae_edge.train.loop import train as run
+
+    if recipe not in RECIPES:
+        raise UsageError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    from c3ae_edge.models import get_model_cfg
+
+    get_model_cfg(model)
+    if erase_p is not None and not 0.0 <= erase_p <= 1.0:
+        raise UsageError(f"--erase-p must be in [0, 1], got {erase_p}")
+    if jitter is not None and not 0.0 <= jitter < 0.5:
+        raise UsageError(f"--jitter must be in [0, 0.5), got {jitter}")
+    cfg = TrainConfig(model=model, data=data, out=str(out), seed=seed, alpha=alpha, limit=limit, max_steps=max_steps,
+                      split=str(split) if split else None, init=str(init) if init else None, compile=compile, threads=threads, device=device, **RECIPES[recipe])
+    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "erase_p": erase_p, "jitter": jitter}.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    res = run(cfg, resume=resume, force=force)
+    typer.echo(json.dumps(res, allow_nan=False))
+
+
+def evaluate(
+    data: str = typer.Option(..., help="KIND:PATH, e.g. utkface:../shared/data/utkface"),
+    weights: str = typer.Option("default", help="'default' (shipped) or a .pt file"),
+    model: str | None = typer.Option(None, help="model of the default weights (c3ae_full when omitted)"),
+    split: str = typer.Option("all", help="all | train | val | test (of the split recorded with the weights)"),
+    split_file: Path | None = typer.Option(None, "--split-file"),
+    protocol: str | None = typer.Option(None, help="fgnet-paper | lopo: fine-tune and test per fold"),
+    repeats: int = typer.Option(10, help="fgnet-paper: number of random 30-face test sets"),
+    folds: int | None = typer.Option(None, help="lopo: only the first N subjects"),
+    epochs: int = typer.Option(15, help="protocol: fine-tuning epochs per fold"),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="protocol: train each fold from a fresh model"),
+    limit: int | None = typer.Option(None),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report here ('-' for stdout)"),
+) -> None:
+    """MAE overall and per decade on a dataset, or an FG-NET protocol."""
+    from c3ae_edge.train.evaluate import check_args, fgnet_protocol
+    from c3ae_edge.train.evaluate import evaluate as run
+
+    check_args(split, protocol, repeats, folds, epochs, limit, json_out)
+
+    if protocol:
+        rep = fgnet_protocol(None if weights == "default" else weights, data, protocol, repeats=repeats, epochs=epochs,
+                             folds=folds, from_scratch=from_scratch, log=lambda m: typer.echo(m, err=True))
+        summary = f"{protocol}: MAE {rep['mae_mean']:.2f} ± {rep['mae_std']:.2f} over {rep['folds']} folds (pooled {rep['mae_pooled']:.2f})"
+    else:
+        rep = run(weights, data, model, split, str(split_file) if split_file else None, limit)
+        summary = None
+    _emit(rep, json_out)
+    if json_out is None or str(json_out) != "-":
+        if summary:
+            typer.echo(summary)
+        else:
+            _print_report(rep)
+
+
+def _print_report(rep: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{rep['model']} on {rep['data']} ({rep['split']}): MAE {rep['mae']:.3f} years over {rep['n']} faces")
+    t.add_column("ages")
+    t.add_column("faces", justify="right")
+    t.add_column("MAE", justify="right")
+    for k, v in rep["per_decade"].items():
+        t.add_row(k, str(v["n"]), f"{v['mae']:.2f}")
+    Console(width=None if sys.stdout.isatty() else 120).print(t)
+
+
+def _emit(rep: dict, json_out: Path | None) -> None:
+    if json_out is None:
+        return
+    text = json.dumps(rep, indent=1, allow_nan=False)
+    if str(json_out) == "-":
+        typer.echo(text)
+    else:
+        from c3ae_edge.atomic import write_atomic
+
+        write_atomic(json_out, text)
+
+
+def predict(
+    inputs: list[str] = typer.Argument(..., help="image files or folders"),
+    aligned: bool = typer.Option(False, "--aligned", help="each image is an aligned face crop (UTKFace convention)"),
+    weights: str = typer.Option("default"),
+    model: str | None = typer.Option(None),
+    detector: str = typer.Option("haar-fast", help="haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), haar (full-resolution search, smaller faces, ~8x slower) or module:Class"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per image on stdout"),
+) -> None:
+    """One age per face, with its box. A bad file gets an error entry; the batch goes on; exit 1 if any failed."""
+    from c3ae_edge.predict import AgePredictor, ImageResult, expand_each
+
+    pred = AgePredictor(weights, model, detector)
+    if not aligned:
+        pred.detector  # noqa: B018 - a bad --detector is one usage error up front, not one per image
+    failed = 0
+    for path, err in expand_each(inputs):
+        r = ImageResult(str(path), error=err) if err else pred.predict_image(path, aligned)
+        failed += r.error is not None
+        if json_out:
+            typer.echo(json.dumps(r.to_dict(), allow_nan=False))
+        elif r.error:
+            typer.echo(f"{r.file}: error: {r.error}", err=True)
+        else:
+            for f in r.faces:
+                typer.echo(f"{r.file}\tage {f.age:5.1f}\tbox {f.box[0]},{f.box[1]},{f.box[2]},{f.box[3]}")
+    if failed:
+        raise typer.Exit(1)

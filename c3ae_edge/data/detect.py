@@ -1,0 +1,108 @@
+"""Offline face detection. Default: OpenCV's frontal Haar cascade, which ships inside the opencv wheel.
+
+Replaceable: any class with ``detect(img) -> list[Detection]`` can be named as ``module:Class``. Our face-box
+convention *is* this cascade's box, so a replacement detector should map its boxes onto it (see crops.py).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from c3ae_edge.data.crops import FaceBox
+from c3ae_edge.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: FaceBox  # (cx, cy, side) in source pixels
+    score: float
+
+    @property
+    def rect(self) -> tuple[int, int, int, int]:
+        cx, cy, s = self.box
+        return (int(round(cx - s / 2)), int(round(cy - s / 2)), int(round(cx + s / 2)), int(round(cy + s / 2)))
+
+
+class FaceDetector(Protocol):
+    def detect(self, img: np.ndarray) -> list[Detection]: ...
+
+
+class HaarDetector:
+    """Viola-Jones frontal-face cascade; images are searched at most ``max_side`` pixels wide for speed."""
+
+    def __init__(self, min_face_frac: float = 0.08, neighbours: int = 5, max_side: int = 1024):
+        import cv2
+
+        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        if self.cascade.empty():
+            raise UsageError("OpenCV's Haar cascade file is missing (opencv-python-headless>=4.8,<5 ships it)")
+        self.min_face_frac, self.neighbours, self.max_side = min_face_frac, neighbours, max_side
+
+    def detect(self, img: np.ndarray) -> list[Detection]:
+        import cv2
+
+        h, w = img.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        if scale < 1:
+            gray = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+        gray = cv2.equalizeHist(gray)
+        min_side = max(20, int(self.min_face_frac * min(gray.shape)))
+        rects, _, weights = self.cascade.detectMultiScale3(gray, 1.1, self.neighbours, minSize=(min_side, min_side), outputRejectLevels=True)
+        dets = [Detection(((x + bw / 2) / scale, (y + bh / 2) / scale, max(bw, bh) / scale), float(s))
+                for (x, y, bw, bh), s in zip(rects, np.ravel(weights) if len(rects) else [])]
+        return sorted(dets, key=lambda d: -d.box[2])
+
+
+class CoarseFineHaarDetector:
+    """The same cascade searched on a shrunk frame (c3ae_edge/board/facefind.py): faces from 20% of the shorter side up,
+    ~8x cheaper than ``HaarDetector`` on a 640x480 frame; its boxes are the cascade's boxes (median IoU 0.96 with
+    ``HaarDetector``'s on FG-NET, side ratio 0.995: tools/photo_to_age.py, tools/measure_face_boxes.py)."""
+
+    def __init__(self, params=None):
+        from c3ae_edge.board import facefind
+
+        try:
+            self.cascade = facefind.load_cascade()
+        except RuntimeError as e:
+            raise UsageError(str(e)) from None
+        self.params = params or facefind.CoarseFineParams()
+
+    def detect(self, img: np.ndarray) -> list[Detection]:
+        from c3ae_edge.board.facefind import coarse_fine
+
+        return [Detection(box, float(n)) for box, n in coarse_fine(self.cascade, img, self.params)]
+
+
+DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector}
+DEFAULT_DETECTOR = "haar-fast"
+
+
+def detector_record(name: str = DEFAULT_DETECTOR) -> dict:
+    """What a bundle's manifest says about the detector its boxes come from (face_box.detector)."""
+    from dataclasses import asdict
+
+    from c3ae_edge.board import facefind
+
+    cascade = f"OpenCV {facefind.CASCADE} (ships in opencv-python-headless 4.x)"
+    if name == "haar-fast":
+        return {"name": name, "convention": "haar", "cascade": cascade, "implementation": "c3ae_edge/board/facefind.py coarse_fine (numpy + OpenCV)",
+                "params": asdict(facefind.CoarseFineParams()), "box": "square (cx, cy, side) = the cascade's rectangle centre and width, in source pixels",
+                "alternatives": {"haar": "HaarDetector: the same cascade at full resolution, scale step 1.1, 5 neighbours, faces from 8% of the shorter side"}}
+    return {"name": name, "convention": "haar" if name == "haar" else "user detector, mapped onto the haar convention", "cascade": cascade}
+
+
+def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
+    """``haar-fast`` (default), ``haar`` (the full-resolution search) or ``package.module:Class`` (constructed with no arguments)."""
+    if name in DETECTORS:
+        return DETECTORS[name]()
+    mod, _, cls = name.partition(":")
+    if not cls:
+        raise UsageError(f"unknown detector {name!r}; use one of {', '.join(DETECTORS)} or module:Class")
+    try:
+        return getattr(importlib.import_module(mod), cls)()
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"cannot load detector {name!r}: {e}") from None

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Run an rpi bundle's reference_infer.py and onboard.py inside the emulated arm64 root, and beside them on this x86 host.
+
+    python tools/aarch64/emulated.py BUNDLE [--board rpi4|rpi5] [--json diff.json]
+
+The root comes from ``build_root.sh`` ($C3AE_ARM64_ROOT, default /var/cache/c3ae-edge/arm64-root) and holds two venvs:
+/opt/tflite-runtime ("numpy<2" tflite-runtime 2.14.0) and /opt/ai-edge-litert. Under qemu-user the guest reads the host's
+/proc/cpuinfo, and ai-edge-litert segfaults in Interpreter() on an x86 one: each run gets a private mount namespace with
+a fresh /proc, a Pi cpuinfo bind-mounted over /proc/cpuinfo, a read-only /sys, QEMU_CPU set to the Pi's core, and the
+bundle bind-mounted read-only at /mnt (the root itself is never written). Needs root (unshare, mount, chroot). Latency under emulation is
+meaningless; the ages are what this compares.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = Path("/var/cache/c3ae-edge/arm64-root")
+MARKER = ".c3ae-arm64-root"  # written by build_root.sh when the root and both venvs are complete
+BOARDS = {"rpi4": ("cortex-a72", "cpuinfo-rpi4.txt"), "rpi5": ("cortex-a76", "cpuinfo-rpi5.txt")}
+CPUINFO_DIR = Path(os.environ.get("C3AE_CPUINFO_DIR", REPO.parent / "shared" / "reference"))
+GUEST_VENVS = {"tflite-runtime": "/opt/tflite-runtime", "ai-edge-litert": "/opt/ai-edge-litert"}
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+def root_path() -> Path:
+    return Path(os.environ.get("C3AE_ARM64_ROOT") or DEFAULT_ROOT)
+
+
+def root_ready(root: Path | None = None) -> bool:
+    return ((root or root_path()) / MARKER).is_file()
+
+
+def host_python(runtime: str) -> Path:
+    """The x86 interpreter for a runtime: our own venv for ai-edge-litert; the prepared numpy<2 venv for tflite-runtime."""
+    if runtime == "ai-edge-litert":
+        return Path(sys.executable)
+    base = Path(os.environ.get("C3AE_RUNTIMES") or Path.home() / ".cache" / "c3ae-edge" / "runtimes")
+    return (base if (base / "bin" / "python").exists() else base / "tflite-runtime-2.14") / "bin" / "python"
+
+
+def ensure_binfmt() -> None:
+    """The kernel must hand aarch64 ELF files to qemu (gone after a reboot): register it again, or say why not."""
+    if (BINFMT / "qemu-aarch64").is_file() and (BINFMT / "qemu-aarch64").read_text().startswith("enabled"):
+        return
+    if not (BINFMT / "register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True, check=False)
+    subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, check=False)
+    if not (BINFMT / "qemu-aarch64").is_file():
+        raise RuntimeError("qemu-aarch64 is not registered with binfmt_misc (apt-get install qemu-user-static binfmt-support; run as root)")
+
+
+def guest_run(root: Path, board: str, runtime: str, mount: Path, argv: list[str], timeout: int = 1800) -> subprocess.CompletedProcess:
+    """``/opt/<runtime>/bin/python ARGV`` in the root, as on a Pi, in /mnt: the host folder ``mount``, read-only."""
+    cpu, info = BOARDS[board]
+    ensure_binfmt()
+    r = shlex.quote(str(root))
+    # /sys too: XNNPACK's cpuinfo reads /sys/devices/system/cpu, and without it XNNPACK does not initialise ("Error in
+    # cpuinfo: failed to parse both lists of possible and present processors") and every op silently runs built-in
+    script = (f"mount -t proc proc {r}/proc && mount --bind {shlex.quote(str(CPUINFO_DIR / info))} {r}/proc/cpuinfo && "
+              f"mount -t sysfs -o ro sysfs {r}/sys && "
+              f"mount --bind {shlex.quote(str(mount))} {r}/mnt && mount -o remount,bind,ro {r}/mnt && "
+              f"exec chroot {r} /bin/sh -c " + shlex.quote(f"cd /mnt && exec {GUEST_VENVS[runtime]}/bin/python " + " ".join(shlex.quote(a) for a in argv)))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": cpu}
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@dataclass
+class RuntimeRun:
+    """One runtime on one machine: the self-test of every .tflite artifact and the on-board runner's rows."""
+    machine: str
+    runtime: str
+    self_test: list[dict] = field(default_factory=list)
+    onboard: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+
+def _parse(machine: str, runtime: str, st: subprocess.CompletedProcess, ob: subprocess.CompletedProcess) -> RuntimeRun:
+    run = RuntimeRun(machine, runtime)
+    run.self_test = [json.loads(line)["self_test"] for line in st.stdout.splitlines() if line.startswith('{"self_test"')]
+    if ob.returncode == 0:
+        run.onboard = json.loads(ob.stdout)["results"]
+    errs = [f"{name} rc {p.returncode}: {p.stderr.strip()[-600:]}" for name, p in (("self-test", st), ("onboard", ob)) if p.returncode not in (0, 1) or
+            (name == "onboard" and p.returncode)]
+    run.error = "; ".join(errs) or None
+    return run
+
+
+def stage(bundle: Path, work: Path) -> Path:
+    """A folder holding the bundle (with reference_infer.py) and onboard.py, the one folder a Pi would have."""
+    from c3ae_edge.board import onboard
+
+    d = work / "board"
+    shutil.copytree(bundle, d / "bundle")
+    shutil.copy(onboard.__file__, d / "onboard.py")
+    return d
+
+
+def run_both(d: Path, runtime: str, board: str, root: Path, runs: int = 5) -> tuple[RuntimeRun, RuntimeRun]:
+    """(x86 host run, emulated aarch64 run) of one runtime on the staged folder ``d``."""
+    st_args = ["bundle/reference_infer.py", "--self-test", "--runtime", runtime]
+    ob_args = ["onboard.py", "bundle", "--runs", str(runs), "--warmup", "1", "--runtime", runtime]
+    py = str(host_python(runtime))
+    host = _parse("x86_64 host", runtime, *(subprocess.run([py, *a], capture_output=True, text=True, timeout=900, cwd=d) for a in (st_args, ob_args)))
+    guest = _parse(f"aarch64 emulated {board}", runtime,
+                   *(guest_run(root, board, runtime, d, a) for a in (st_args, ob_args)))
+    return host, guest
+
+
+def compare(host: RuntimeRun, guest: RuntimeRun) -> list[dict]:
+    """Per artifact: max |age(aarch64) - age(x86)| over the parity faces, bit-exactness of the raw outputs, both delegates."""
+    out = []
+    for g in guest.self_test:
+        h = next((x for x in host.self_test if x["artifact"] == g["artifact"]), None)
+        if h is None:
+            continue
+        d = max(abs(a - b) for a, b in zip(g["ages"], h["ages"]))
+        out.append({"runtime": g["runtime"], "artifact": g["artifact"], "faces": len(g["ages"]), "max_abs_age_diff_aarch64_vs_x86": round(d, 6),
+                    "raw_outputs_identical": g["output_sha256"] == h["output_sha256"], "delegate_x86": h["delegate"], "delegate_aarch64": g["delegate"],
+                    "version_x86": h["version"], "version_aarch64": g["version"],
+                    "max_abs_age_diff_vs_pytorch_x86": h["max_abs_age_diff_vs_pytorch"], "max_abs_age_diff_vs_pytorch_aarch64": g["max_abs_age_diff_vs_pytorch"],
+                    "tolerance_years": g["tolerance_years"], "passed_x86": h["passed"], "passed_aarch64": g["passed"]})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("--board", choices=sorted(BOARDS), default="rpi4")
+    ap.add_argument("--runtime", choices=[*GUEST_VENVS, "both"], default="both")
+    ap.add_argument("--json", type=Path, help="write the runs and the comparison here")
+    a = ap.parse_args(argv)
+    root = root_path()
+    if not root_ready(root):
+        print(f"emulated: error: {root}: no complete arm64 root (run tools/aarch64/build_root.sh)", file=sys.stderr)
+        return 2
+    if not (a.bundle / "manifest.json").is_file():
+        print(f"emulated: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
+        return 2
+    rts = list(GUEST_VENVS) if a.runtime == "both" else [a.runtime]
+    missing = [str(host_python(rt)) for rt in rts if not host_python(rt).exists()]
+    if missing:
+        print(f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see tools/aarch64/README.md)", file=sys.stderr)
+        return 2
+    runs, rows = [], []
+    with tempfile.TemporaryDirectory() as td:
+        d = stage(a.bundle, Path(td))
+        for rt in rts:
+            host, guest = run_both(d, rt, a.board, root)
+            runs += [asdict(host), asdict(guest)]
+            rows += compare(host, guest)
+            for r in (host, guest):
+                if r.error:
+                    print(f"{r.machine} {rt}: {r.error}", file=sys.stderr)
+    for r in rows:
+        print(f"{r['runtime']:15s} {r['artifact']:28s} delegate x86 {r['delegate_x86']}, aarch64 {r['delegate_aarch64']}: "
+              f"max |age aarch64 - age x86| {r['max_abs_age_diff_aarch64_vs_x86']:.4f} years over {r['faces']} faces, raw outputs "
+              f"{'identical' if r['raw_outputs_identical'] else 'differ'}; vs PyTorch {r['max_abs_age_diff_vs_pytorch_aarch64']:.4f} "
+              f"(tolerance {r['tolerance_years']})")
+    if a.json:
+        a.json.write_text(json.dumps({"board": a.board, "root": str(root), "comparison": rows, "runs": runs}, indent=1) + "\n")
+    ok = rows and all(r["passed_aarch64"] and r["passed_x86"] for r in rows) and not any(r.get("error") for r in runs)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
