@@ -1,0 +1,97 @@
+"""The package's shape: stages import each other in one direction only, and the scripts that ship in bundles
+(c3ae_edge/board/) import nothing of ours beyond each other: numpy, Pillow, OpenCV and the runtimes."""
+from __future__ import annotations
+
+import ast
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "c3ae_edge"
+BOARD_ALLOWED = {"numpy", "PIL", "cv2", "tflite_runtime", "ai_edge_litert", "onnxruntime", "openvino", "tflite_micro", "psutil"}
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute module names imported anywhere in a file (lazy imports included), relative ones resolved."""
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    here = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
+            mod = ".".join(x for x in (base, node.module or "") if x)
+            out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+    return out
+
+
+def stage(module: str) -> str | None:
+    """c3ae_edge.export.bundle -> 'export'; top-level modules are their own stage."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "c3ae_edge" and len(parts) > 1 else None
+
+
+def stage_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for f in PKG.rglob("*.py"):
+        src = stage(".".join(f.relative_to(PKG.parent).with_suffix("").parts))
+        for dst in map(stage, imports(f)):
+            known = dst and ((PKG / dst).is_dir() or (PKG / f"{dst}.py").is_file())  # not c3ae_edge.__version__
+            if src and known and dst != src:
+                graph.setdefault(src, set()).add(dst)
+    return graph
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as a path, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        state[n] = 2
+        stack.pop()
+        return None
+
+    return next((c for n in sorted(graph) if n not in state and (c := visit(n))), None)
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_stages_import_in_one_direction():
+    graph = stage_graph()
+    assert {"models", "weights", "export", "bench", "data"} <= set(graph), graph  # the graph saw the real imports
+    assert "weights" in graph["export"] and "models" in graph["weights"]
+    assert cycle(graph) is None, f"import cycle between stages: {' -> '.join(cycle(graph))}"
+    assert "weights" not in graph.get("models", set()), "models must not import weights"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (PKG / "board").glob("*.py") if p.name != "__init__.py"))
+def test_board_scripts_import_only_numpy_pillow_and_runtimes(script):
+    mods = {m for m in imports(PKG / "board" / script)}
+    ours = {m for m in mods if m.split(".")[0] == "c3ae_edge"}
+    assert ours <= {"c3ae_edge.board", *(f"c3ae_edge.board.{p.stem}" for p in (PKG / "board").glob("*.py"))}, ours
+    third = {m.split(".")[0] for m in mods} - set(sys.stdlib_module_names) - {"c3ae_edge", "__future__"}
+    siblings = {p.stem for p in (PKG / "board").glob("*.py")}
+    assert third - siblings <= BOARD_ALLOWED, f"{script} imports {sorted(third - siblings - BOARD_ALLOWED)}"
+
+
+def test_package_data_is_read_through_importlib_resources():
+    targets = {p.name for p in resources.files("c3ae_edge.targets").iterdir() if p.name.endswith(".toml")}
+    assert {"rpi4.toml", "x86.toml", "cortex-m.toml"} <= targets
+    tables = resources.files("c3ae_edge.bench") / "tables"
+    assert (tables / "paper_table3.json").is_file() and (tables / "peers_recipe.json").is_file()
+    src = "\n".join(p.read_text() for p in PKG.rglob("*.py"))
+    assert "parents[2] / \"bench\"" not in src and "REPO_BENCH" not in src  # nothing reaches back into a checkout
