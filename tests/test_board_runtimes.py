@@ -199,7 +199,7 @@ def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Pat
 
     import numpy as np
 
-    from c3ae_edge.export import reference_infer as ri
+    from c3ae_edge.board import reference_infer as ri
 
     b = tmp_path / "bundle"
     shutil.copytree(bundle, b)
