@@ -382,8 +382,9 @@ def _run_as(backend: str, prec: str) -> str:
 
 
 def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...], str | None]]:
-    """(model, backend, precisions, variant) units of export work; ONNX fp32+int8 stay together (int8 is quantised
-    from the fp32); a rewrite variant (c3ae_edge.export.rewrite) is one more unit where it applies."""
+    """(model, backend, precisions, variant) units of export work; a backend with ``bench.int8_from_fp32`` (ONNX)
+    keeps its precisions together (int8 is quantised from the fp32 file); a rewrite variant (c3ae_edge.export.rewrite)
+    is one more unit where it applies."""
     from c3ae_edge.export.registry import get_backend
     from c3ae_edge.export.rewrite import VARIANTS
     from c3ae_edge.models import create_model
