@@ -90,7 +90,8 @@ def test_specs_are_complete():
         assert s.suffix.startswith(".") and s.precisions and s.requires, s.name
         assert s.extra in extras, f"{s.name}: pip extra {s.extra!r} missing from pyproject.toml"
         ids = [rt.id for rt in be.runtimes]
-        assert ids and len(set(ids)) == len(ids) and all(i.startswith(rt.package + "/") for i, rt in zip(ids, be.runtimes)), s.name
+        assert ids and len(set(ids)) == len(ids), s.name
+        assert all(i.startswith(rt.package + "/") for i, rt in zip(ids, be.runtimes)), s.name
         assert set(s.runtimes) <= {rt.package for rt in be.runtimes} | {"tflite_runtime"}, s.name
         if be.bench is not None:
             assert set(be.bench.conversion_ops) == {"transpose", "quantize", "dequantize"} and be.bench.options, s.name

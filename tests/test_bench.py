@@ -124,7 +124,8 @@ def test_paper_table_file_matches_registry():
 
 def test_bad_input_is_one_line(tmp_path):
     (tmp_path / "x.json").write_text('{"not": "a bench"}')
-    for args in (["--models", "nope"], ["--backends", "no-such-backend"], ["--precision", "int4"], ["--runs", "0"], ["--threads", "two"],
+    for args in (["--models", "nope"], ["--backends", "no-such-backend"], ["--precision", "int4"], ["--runs", "0"],
+                 ["--threads", "two"],
                  ["--merge", str(tmp_path / "x.json")], ["--merge", str(tmp_path / "missing.json")], ["--merge"]):
         r = run(*args)
         assert r.returncode == 2, (args, r.stderr)

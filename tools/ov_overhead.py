@@ -5,7 +5,8 @@
 Without --ir, c3ae_plain (shipped weights) is exported to fp32 and int8 IRs in a temporary folder, int8 calibrated
 on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 1 thread, sync API, f32 inference
 precision, static shape, ``--runs`` iterations; its median is the C++ request's own ``latency``), then in a fresh
-process that imports only numpy, OpenVINO and c3ae_edge/export/backends/openvino_backend.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
+process that imports only numpy, OpenVINO and c3ae_edge/export/backends/openvino_backend.py (as benchmark_app's
+does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
 (openvino_backend.bench_forward), timed with ``perf_counter_ns`` around each call as the bench does, the bare
 ``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
 a pre-set tensor, reading ``request.latency``, the C++ side's duration).

@@ -79,7 +79,8 @@ def installed_backends() -> list[str]:
 
     from c3ae_edge.export.registry import get_backend
 
-    return ["torch"] + [b for b in all_backends()[1:] if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)]
+    return ["torch"] + [b for b in all_backends()[1:]
+                        if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)]
 
 
 def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -268,7 +269,8 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
     for backend, prec, variant in units:
         path, report, err, export_s = None, {}, None, None
         if backend != "torch":
-            path, err, export_s = exported.get((backend, _run_as(backend, prec), variant), (None, "export failed: not exported", None))
+            path, err, export_s = exported.get((backend, _run_as(backend, prec), variant),
+                                               (None, "export failed: not exported", None))
             if path is not None:
                 prog.step(f"{name}: graph report {backend} {prec}")
                 with _quiet_fds():
@@ -278,7 +280,8 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
                 prog.step(f"{name}: load {backend} {prec}{' ' + variant if variant else ''} {threads}t b{b}")
                 row = {**common, "backend": backend, "precision": prec, **({"variant": variant} if variant else {}),
                        "threads": threads, "batch": b, "device": "cpu",
-                       "runtime_options": runtime_options(backend), **({"export": {"unit": "s", "time": export_s}} if export_s else {})}
+                       "runtime_options": runtime_options(backend),
+                       **({"export": {"unit": "s", "time": export_s}} if export_s else {})}
                 if not err:
                     row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
                     if fwd is not None:

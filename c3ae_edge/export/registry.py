@@ -42,7 +42,8 @@ def backend_for_path(path) -> Backend:
 
 
 def toolchain_packages() -> tuple[str, ...]:
-    """The converters a bundle's manifest records versions of: every backend's ``spec.toolchain``, in table order, once."""
+    """The converters whose versions a bundle's manifest records: each backend's ``spec.toolchain``, in table order,
+    each once."""
     return tuple(dict.fromkeys(p for spec in list_backends() for p in spec.toolchain))
 
 

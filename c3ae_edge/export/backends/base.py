@@ -50,7 +50,7 @@ class BenchSupport:
     conversion_ops: dict[str, tuple[str, ...]]  # "transpose" / "quantize" / "dequantize" -> this format's op names
     run_as: dict[str, str] = field(default_factory=dict)  # bench-only precision -> the artifact precision it runs
     variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # precision -> rewrite variants timed by default
-    int8_from_fp32: Callable | None = None  # (fp32 path, dst, calibration, options) -> dst: int8 made from the fp32 file
+    int8_from_fp32: Callable | None = None  # (fp32 path, dst, calibration, options) -> dst: int8 from the fp32 file
 
 
 class Runner(Protocol):

@@ -171,7 +171,8 @@ def _Fp16(dm):
     return Fp16(dm).eval()
 
 
-def session(model: Path | bytes, threads: int | None = None, providers: list[str] | None = None, optimized: Path | None = None):
+def session(model: Path | bytes, threads: int | None = None, providers: list[str] | None = None,
+            optimized: Path | None = None):
     """THE onnxruntime session of c3ae-edge (runner, bench forward, graph report, peak kernel): every option set
     explicitly (see ``BENCH.options``); ``optimized``: also write the graph ORT executes after its fusions there."""
     ort = require("onnxruntime", "onnx")
@@ -297,8 +298,8 @@ RUNTIMES = (
             "onnxruntime-gpu's CUDAExecutionProvider"),
 )
 BENCH = BenchSupport(
-    options={"graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "sequential", "intra_op_threads": "= threads",
-             "inter_op_threads": 1, "provider": "CPUExecutionProvider"},
+    options={"graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "sequential",
+             "intra_op_threads": "= threads", "inter_op_threads": 1, "provider": "CPUExecutionProvider"},
     forward=bench_forward, graph=graph_report,
     conversion_ops={"transpose": ("Transpose",), "quantize": ("QuantizeLinear",), "dequantize": ("DequantizeLinear",)},
     int8_from_fp32=int8_from_fp32,

@@ -1,5 +1,6 @@
-"""OpenVINO IR: ov.convert_model + ov.save_model, fp32 / fp16-compressed, int8 from a QDQ ONNX with 7-bit weights (head in float).
-The one compiler of an IR (``compile_ir``) serves the runner, the bench forward and the graph report."""
+"""OpenVINO IR: ov.convert_model + ov.save_model, fp32 / fp16-compressed, int8 from a QDQ ONNX with 7-bit weights
+(head in float). The one compiler of an IR (``compile_ir``) serves the runner, the bench forward and the graph
+report."""
 from __future__ import annotations
 
 import json
@@ -129,7 +130,8 @@ class OpenVINORunner:
 
 
 def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int = 1, call: str = "lean"):
-    """Compiled for the static input shape of this row (a dynamic batch costs 10-15% per call at batch 1, measured here).
+    """Compiled for the static input shape of this row (a dynamic batch costs 10-15% per call at batch 1, measured
+    here).
 
     ``call`` is how each forward talks to the request (tools/ov_overhead.py times them against benchmark_app):
     ``lean`` (the bench's) copies x into the request's own input tensor, allocated once, as a camera loop that writes
@@ -151,7 +153,7 @@ def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int 
     if call != "lean":
         raise ValueError(f"unknown OpenVINO call {call!r}")
     inp = req.get_input_tensor().data
-    outs = [req.get_output_tensor(i).data for i in range(n_out)]  # views of the request's output memory (static shapes: fixed)
+    outs = [req.get_output_tensor(i).data for i in range(n_out)]  # views of the request's output memory (static shape)
 
     def lean(x: np.ndarray):
         np.copyto(inp, x)
@@ -163,7 +165,8 @@ def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int 
 
 
 def graph_report(path: Path, threads: int = 1) -> dict:
-    """Op counts, MACC at batch 1, and the CPU plugin's executed graph: layer types by runtime precision (I8 / FP32 / BF16)."""
+    """Op counts, MACC at batch 1, and the CPU plugin's executed graph: layer types by runtime precision (I8 / FP32 /
+    BF16)."""
     _, m = read_ir(path, batch=1)
     macc = 0
     ops = Counter()
@@ -207,7 +210,8 @@ BENCH = BenchSupport(
     options={"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": "= threads",
              "INFERENCE_PRECISION_HINT": "f32 (bf16 only as precision 'bf16')",
              "shape": "reshaped to the row's static batch before compiling",
-             "infer": "x copied into the request's own input tensor (allocated once), start_async() + wait(), views of the output tensors"},
+             "infer": "x copied into the request's own input tensor (allocated once), start_async() + wait(), "
+                      "views of the output tensors"},
     forward=bench_forward, graph=graph_report,
     conversion_ops={"transpose": ("Transpose",), "quantize": ("FakeQuantize",), "dequantize": ()},
     run_as={"bf16": "fp32"},  # the fp32 IR run with INFERENCE_PRECISION_HINT=bf16

@@ -258,7 +258,8 @@ def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int 
 
 
 def graph_report(path: Path, threads: int = 1) -> dict:
-    """Op counts, MACC from tensor shapes, and which ops the default XNNPACK delegate took (the rest run as CPU kernels)."""
+    """Op counts, MACC from tensor shapes, and which ops the default XNNPACK delegate took (the rest run as CPU
+    kernels)."""
     it = open_interpreter(path, threads)
     nodes = it._get_ops_details()
     shapes = {int(t["index"]): [int(v) for v in t["shape"]] for t in it.get_tensor_details()}
