@@ -1,4 +1,0 @@
-"""python -m c3ae_edge.cli: the same entry point as the c3ae-edge command."""
-from c3ae_edge.cli import main
-
-main()
