@@ -124,7 +124,8 @@ def test_paper_table_file_matches_registry():
 
 def test_bad_input_is_one_line(tmp_path):
     (tmp_path / "x.json").write_text('{"not": "a bench"}')
-    for args in (["--models", "nope"], ["--backends", "tensorrt"], ["--precision", "int4"], ["--runs", "0"], ["--threads", "two"],
+    for args in (["--models", "nope"], ["--backends", "no-such-backend"], ["--precision", "int4"], ["--runs", "0"],
+                 ["--threads", "two"],
                  ["--merge", str(tmp_path / "x.json")], ["--merge", str(tmp_path / "missing.json")], ["--merge"]):
         r = run(*args)
         assert r.returncode == 2, (args, r.stderr)
@@ -185,8 +186,8 @@ def test_openvino_lean_forward_computes_each_new_input(tmp_path):
     """The bench's OpenVINO call (copy into the request's input, async + wait, output views made once) returns the
     former call's outputs for every new input, not the first input's."""
     pytest.importorskip("openvino")
-    from c3ae_edge.bench.forward import openvino_forward
     from c3ae_edge.bench.harness import build_model, faces
+    from c3ae_edge.export.backends.openvino_backend import bench_forward as openvino_forward
     from c3ae_edge.export.registry import get_backend
 
     x = faces(1, None, 0)[0][:3]

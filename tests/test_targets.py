@@ -65,7 +65,8 @@ def test_user_board_toml(tmp_path: Path):
 @pytest.mark.parametrize("body, msg", [
     ('name = "b"\ndescription = "d"\narch = "a"\nbackend = "onnx"\nprecisions = ["fp32"]\nthread = 4\n', "unknown field(s) thread"),
     ('name = "b"\ndescription = "d"\narch = "a"\nbackend = "onnx"\nprecisions = ["fp32"]\nthreads = "4"\n', "field 'threads' must be int"),
-    ('name = "b"\ndescription = "d"\narch = "a"\nbackend = "tensorrt"\nprecisions = ["fp32"]\n', "backend 'tensorrt' is not one of"),
+    ('name = "b"\ndescription = "d"\narch = "a"\nbackend = "no-such-backend"\nprecisions = ["fp32"]\n',
+     "backend 'no-such-backend' is not one of"),
     ('name = "b"\ndescription = "d"\narch = "a"\nbackend = "tflite"\nprecisions = ["fp16"]\n', "precisions ['fp16'] must be"),
     ('name = "b"\narch = "a"\nbackend = "onnx"\nprecisions = ["fp32"]\n', "missing field(s) description"),
     ('name = "b\n', "not valid TOML"),

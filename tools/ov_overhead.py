@@ -5,8 +5,9 @@
 Without --ir, c3ae_plain (shipped weights) is exported to fp32 and int8 IRs in a temporary folder, int8 calibrated
 on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 1 thread, sync API, f32 inference
 precision, static shape, ``--runs`` iterations; its median is the C++ request's own ``latency``), then in a fresh
-process that imports only numpy, OpenVINO and c3ae_edge/bench/forward.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
-(c3ae_edge/bench/forward.py), timed with ``perf_counter_ns`` around each call as the bench does, the bare
+process that imports only numpy, OpenVINO and c3ae_edge/export/backends/openvino_backend.py (as benchmark_app's
+does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
+(openvino_backend.bench_forward), timed with ``perf_counter_ns`` around each call as the bench does, the bare
 ``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
 a pre-set tensor, reading ``request.latency``, the C++ side's duration).
 """
@@ -46,15 +47,12 @@ def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
     """p50 seconds of the bench's lean and wrap forwards (perf_counter) and of benchmark_app's loop (request.latency)."""
     import openvino as ov
 
-    from c3ae_edge.bench.forward import openvino_forward
+    from c3ae_edge.export.backends.openvino_backend import bench_forward as openvino_forward
+    from c3ae_edge.export.backends.openvino_backend import compile_ir
 
     prec = "int8" if "int8" in ir.name else "fp32"
     fwd = {"lean": openvino_forward(ir, 1, prec, 1, call="lean"), "wrap": openvino_forward(ir, 1, prec, 1, call="wrap")}
-    core = ov.Core()
-    m = core.read_model(str(ir))
-    m.reshape(list(x.shape))
-    req = core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": 1,
-                                        "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    req = compile_ir(ir, 1, "f32", batch=len(x), latency=True)[1].create_infer_request()
     req.set_input_tensor(ov.Tensor(np.ascontiguousarray(x)))
     fwd["infer() wall, input pre-set"] = lambda _: req.infer()
     fwd["start_async()+wait() wall, input pre-set"] = lambda _: (req.start_async(), req.wait())

@@ -150,6 +150,7 @@ def main() -> None:
 
     from c3ae_edge.bench.forward import artifact_forward, torch_forward
     from c3ae_edge.data.detect import get_detector
+    from c3ae_edge.export.registry import backend_for_path
     from c3ae_edge.weights import load_model
 
     cv2.setNumThreads(1)
@@ -168,7 +169,7 @@ def main() -> None:
         forwards = {"torch eager fp32": torch_forward(model, 1)}
         for f in a.artifact:
             p = Path(f)
-            backend = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino"}[p.suffix]
+            backend = backend_for_path(p).spec.name
             forwards[f"{backend} {p.name}"] = artifact_forward(backend, p, 1, "int8" if "int8" in p.name else "fp32")
         sets = e2e.input_sets(e2e.fgnet_samples(a.data, a.timing))
         doc["timing"] = timing(detectors, forwards, sets, spec)

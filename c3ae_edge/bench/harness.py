@@ -14,8 +14,6 @@ import numpy as np
 from c3ae_edge.board import onboard
 from c3ae_edge.errors import DataError, UsageError
 
-ARTIFACT_BACKENDS = ("onnx", "openvino", "tflite")
-ALL_BACKENDS = ("torch", *ARTIFACT_BACKENDS)
 N_TIMING_FACES, N_CALIBRATION_FACES = 32, 32  # 32: the export side's minimum for int8 calibration
 
 
@@ -42,12 +40,14 @@ class BenchConfig:
         bad = [m for m in self.models if m not in known]
         if bad:
             raise UsageError(f"unknown model(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
-        bad = [b for b in self.backends if b not in ALL_BACKENDS]
+        known = all_backends()
+        bad = [b for b in self.backends if b not in known]
         if bad:
-            raise UsageError(f"unknown backend(s) {', '.join(bad)}; known: {', '.join(ALL_BACKENDS)}")
-        bad = [p for p in self.precisions if p not in ("fp32", "fp16", "bf16", "int8")]
+            raise UsageError(f"unknown backend(s) {', '.join(bad)}; known: {', '.join(known)}")
+        known = bench_precisions()
+        bad = [p for p in self.precisions if p not in known]
         if bad:
-            raise UsageError(f"unknown precision(s) {', '.join(bad)}; known: fp32, fp16, bf16, int8")
+            raise UsageError(f"unknown precision(s) {', '.join(bad)}; known: {', '.join(known)}")
         if self.runs < 1 or self.warmup < 0:
             raise UsageError("--runs must be >= 1 and --warmup >= 0")
         if not self.threads or min(self.threads) < 1 or not self.batches or min(self.batches) < 1:
@@ -58,13 +58,29 @@ class BenchConfig:
             raise UsageError("--e2e takes a number of photos >= 0")
 
 
+def all_backends() -> list[str]:
+    """torch (the reference) plus every registered backend the host bench times."""
+    from c3ae_edge.export.registry import bench_backends
+
+    return ["torch", *bench_backends()]
+
+
+def bench_precisions() -> list[str]:
+    """Every precision a benched backend exports or runs (its ``bench.run_as``: OpenVINO's bf16)."""
+    from c3ae_edge.export.registry import get_backend
+
+    bes = [get_backend(b) for b in all_backends()[1:]]
+    return list(dict.fromkeys(p for be in bes for p in (*be.spec.precisions, *be.bench.run_as)))
+
+
 def installed_backends() -> list[str]:
     """torch plus every artifact backend whose runtime and exporter import here."""
     import importlib.util
 
     from c3ae_edge.export.registry import get_backend
 
-    return ["torch"] + [b for b in ARTIFACT_BACKENDS if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)]
+    return ["torch"] + [b for b in all_backends()[1:]
+                        if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)]
 
 
 def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -158,7 +174,7 @@ def plan(cfg: BenchConfig) -> list[tuple[str, str]]:
 
     pairs = []
     for b in cfg.backends:
-        precs = ("fp32",) if b == "torch" else get_backend(b).spec.precisions + (("bf16",) if b == "openvino" else ())
+        precs = ("fp32",) if b == "torch" else get_backend(b).spec.precisions + tuple(get_backend(b).bench.run_as)
         pairs += [(b, p) for p in cfg.precisions if p in precs]
     return pairs
 
@@ -242,7 +258,7 @@ BLOCKS = 20  # round-robin blocks per model: each row runs runs/BLOCKS timed cal
 def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks: dict, exported: dict, prog) -> list[dict]:
     """Graph reports, then load each row (load time, first inference, warm-up, peak RSS), then time all rows interleaved."""
     from c3ae_edge.bench import graph
-    from c3ae_edge.bench.forward import RUNTIME_OPTIONS
+    from c3ae_edge.bench.forward import runtime_options
 
     name = common["model"]
     rows: list[dict] = []
@@ -253,7 +269,8 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
     for backend, prec, variant in units:
         path, report, err, export_s = None, {}, None, None
         if backend != "torch":
-            path, err, export_s = exported.get((backend, "fp32" if prec == "bf16" else prec, variant), (None, "export failed: not exported", None))
+            path, err, export_s = exported.get((backend, _run_as(backend, prec), variant),
+                                               (None, "export failed: not exported", None))
             if path is not None:
                 prog.step(f"{name}: graph report {backend} {prec}")
                 with _quiet_fds():
@@ -263,7 +280,8 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
                 prog.step(f"{name}: load {backend} {prec}{' ' + variant if variant else ''} {threads}t b{b}")
                 row = {**common, "backend": backend, "precision": prec, **({"variant": variant} if variant else {}),
                        "threads": threads, "batch": b, "device": "cpu",
-                       "runtime_options": RUNTIME_OPTIONS[backend], **({"export": {"unit": "s", "time": export_s}} if export_s else {})}
+                       "runtime_options": runtime_options(backend),
+                       **({"export": {"unit": "s", "time": export_s}} if export_s else {})}
                 if not err:
                     row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
                     if fwd is not None:
@@ -359,13 +377,18 @@ class _quiet_fds:
         self.sink.close()
 
 
-# which (backend, precision) get which rewrite variant rows in a default run: only where it was measured to help
-DEFAULT_VARIANTS = {("openvino", "int8"): ("dwpool",)}
+def _run_as(backend: str, prec: str) -> str:
+    """The artifact precision a bench row runs (a bench-only precision such as OpenVINO's bf16 runs the fp32 file)."""
+    from c3ae_edge.export.registry import get_backend
+
+    return prec if backend == "torch" else get_backend(backend).bench.run_as.get(prec, prec)
 
 
 def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...], str | None]]:
-    """(model, backend, precisions, variant) units of export work; ONNX fp32+int8 stay together (int8 is quantised
-    from the fp32); a rewrite variant (c3ae_edge.export.rewrite) is one more unit where it applies."""
+    """(model, backend, precisions, variant) units of export work; a backend with ``bench.int8_from_fp32`` (ONNX)
+    keeps its precisions together (int8 is quantised from the fp32 file); a rewrite variant (c3ae_edge.export.rewrite)
+    is one more unit where it applies."""
+    from c3ae_edge.export.registry import get_backend
     from c3ae_edge.export.rewrite import VARIANTS
     from c3ae_edge.models import create_model
 
@@ -373,10 +396,12 @@ def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...
     for name in cfg.models:
         model = None
         for backend in dict.fromkeys(b for b, _ in pairs if b != "torch"):
-            precs = tuple(dict.fromkeys("fp32" if p == "bf16" else p for b, p in pairs if b == backend))
-            tasks += [(name, backend, precs, None)] if backend == "onnx" else [(name, backend, (p,), None) for p in precs]
+            bench = get_backend(backend).bench
+            precs = tuple(dict.fromkeys(_run_as(backend, p) for b, p in pairs if b == backend))
+            together = bench.int8_from_fp32 is not None  # one worker: its int8 is made from its fp32 file
+            tasks += [(name, backend, precs, None)] if together else [(name, backend, (p,), None) for p in precs]
             for p in precs:
-                for v in DEFAULT_VARIANTS.get((backend, p), ()):
+                for v in bench.variants.get(p, ()):  # rewrite variant rows: only where they were measured to help
                     model = model or create_model(name)
                     if VARIANTS[v][0](model):
                         tasks.append((name, backend, (p,), v))
@@ -437,34 +462,22 @@ def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.nd
 
 
 def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: Path, decode: dict | None, variant: str | None = None) -> Path:
-    """One artifact per (model, backend, precision) per run, in the run's temp dir; bf16 is the fp32 IR run in bf16."""
+    """One artifact per (model, backend, precision) per run, in the run's temp dir; a bench-only precision
+    (``bench.run_as``: OpenVINO's bf16) runs the artifact of the precision it names."""
     out.mkdir(parents=True, exist_ok=True)
-    src = "fp32" if prec == "bf16" else prec
+    src = backend.bench.run_as.get(prec, prec)
     stem = f"{model.cfg.name}_{backend.spec.name}" + (f"_{variant}" if variant else "")
     existing = out / f"{stem}_{src}{backend.spec.suffix}"
     if existing.exists():
         return existing
     opts = {"stem": stem, "metadata": {"decode": decode} if decode else {}}
     fp32 = out / f"{stem}_fp32{backend.spec.suffix}"
-    if backend.spec.name == "onnx" and src == "int8" and fp32.exists():
-        try:  # the same ONNX int8 the backend writes, quantised from this run's fp32 export (saves a second torch export)
-            return _onnx_int8_from_fp32(fp32, existing, cal, opts)
+    if backend.bench.int8_from_fp32 and src == "int8" and fp32.exists():
+        try:  # the same int8 the backend writes, quantised from this run's fp32 export (saves a second torch export)
+            return backend.bench.int8_from_fp32(fp32, existing, cal, opts)
         except Exception:  # noqa: BLE001 - fall back to the backend's own path
             pass
     return backend.export(model, x_all[:1], out, src, cal if src == "int8" else None, opts)
-
-
-def _onnx_int8_from_fp32(fp32: Path, dst: Path, cal: np.ndarray, opts: dict) -> Path:
-    """The ONNX backend's int8 step (its ``quantize_qdq``: QDQ per-channel, head in float) applied to the fp32 artifact."""
-    import onnx
-
-    from c3ae_edge.export.backends import onnx_backend
-
-    m = onnx_backend.quantize_qdq(onnx.load(str(fp32)), cal, opts)
-    onnx_backend.embed_metadata(m, opts.get("metadata"))
-    onnx.checker.check_model(m)
-    dst.write_bytes(m.SerializeToString(deterministic=True))
-    return dst
 
 
 def _size(backend, path: Path) -> int:
@@ -507,7 +520,7 @@ def _prepare(row: dict, backend: str, prec: str, model, path: Path | None, repor
         out["graph"] = report
         hook = None
         try:
-            out["parity"] = _parity(be.load(path, 1), x_all, ref) if prec != "bf16" else None
+            out["parity"] = _parity(be.load(path, 1), x_all, ref) if prec not in be.bench.run_as else None
         except Exception as e:
             out["parity"] = {"error": f"{type(e).__name__}: {e}"}
     return out, fwd, x, hook

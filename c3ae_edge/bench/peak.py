@@ -61,8 +61,10 @@ def _ort_int8(n: int, threads: int, seconds: float) -> dict | None:
     """onnxruntime MatMulInteger, u8 activations x s8 weights (its fastest x86 int8 path), int32 out."""
     try:
         import numpy as np
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
         from onnx import TensorProto, helper, numpy_helper
+
+        from c3ae_edge.export.backends.onnx_backend import session
     except ImportError:
         return None
     rng = np.random.default_rng(0)
@@ -71,8 +73,6 @@ def _ort_int8(n: int, threads: int, seconds: float) -> dict | None:
                               [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
                               [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])], [b])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(model.SerializeToString(), threads)
     a = {"A": rng.integers(0, 255, (n, n), dtype=np.uint8)}
     return {"kernel": f"onnxruntime MatMulInteger u8xs8->int32 {n}x{n}x{n}", "macs_per_s": n**3 / _best(lambda: sess.run(None, a), seconds)}

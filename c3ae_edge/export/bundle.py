@@ -21,12 +21,14 @@ from c3ae_edge.export.quiet import quiet
 
 SCHEMA = "c3ae-edge-bundle/1"
 PARITY_FACES = 8
-_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "openvino", "litert-torch", "ai-edge-litert", "c3ae-edge")
 
 
 def toolchain() -> dict:
+    """Versions of python, torch, numpy, every backend's converters (``spec.toolchain``) and c3ae-edge."""
+    from c3ae_edge.export.registry import toolchain_packages
+
     out = {"python": platform.python_version()}
-    for name in _TOOLS:
+    for name in ("torch", "numpy", *toolchain_packages(), "c3ae-edge"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -6,13 +6,18 @@ import importlib
 from c3ae_edge.errors import UsageError
 from c3ae_edge.export.backends.base import Backend, BackendSpec
 
-# name -> module defining ``BACKEND`` (adding a backend = one module + one line here)
+# name -> module defining ``BACKEND`` (adding a backend = one module + one line here + its pip extra in pyproject).
+# The order is the manifest's "toolchain" order (see toolchain_packages): appending keeps old manifests' bytes.
 _MODULES = {
     "onnx": "c3ae_edge.export.backends.onnx_backend",
-    "tflite": "c3ae_edge.export.backends.tflite_backend",
     "openvino": "c3ae_edge.export.backends.openvino_backend",
+    "tflite": "c3ae_edge.export.backends.tflite_backend",
     "tflm": "c3ae_edge.export.backends.tflm_backend",
 }
+
+
+def backend_names() -> list[str]:
+    return list(_MODULES)
 
 
 def get_backend(name: str) -> Backend:
@@ -34,3 +39,14 @@ def backend_for_path(path) -> Backend:
         if spec.suffix == "." + suffix:
             return get_backend(spec.name)
     raise UsageError(f"{path}: no backend reads *.{suffix} (known: {', '.join(s.suffix for s in list_backends())})")
+
+
+def toolchain_packages() -> tuple[str, ...]:
+    """The converters whose versions a bundle's manifest records: each backend's ``spec.toolchain``, in table order,
+    each once."""
+    return tuple(dict.fromkeys(p for spec in list_backends() for p in spec.toolchain))
+
+
+def bench_backends() -> list[str]:
+    """The backends the host bench times (``bench`` is not None), in table order."""
+    return [n for n in _MODULES if get_backend(n).bench is not None]

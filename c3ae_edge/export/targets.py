@@ -57,7 +57,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names become folder
 
 def parse(text: str, where: str) -> Target:
     """TOML text -> Target, every field checked: unknown keys, types, backend and precisions."""
-    from c3ae_edge.export.registry import _MODULES, get_backend
+    from c3ae_edge.export.registry import backend_names, get_backend
 
     try:
         d = tomllib.loads(text)
@@ -78,8 +78,8 @@ def parse(text: str, where: str) -> Target:
     bad = [n for n in [d["name"], *d.get("aliases", [])] if not SAFE_NAME.fullmatch(n)]
     if bad:
         raise UsageError(f"{where}: target name or alias {bad[0]!r} must be 1-64 letters, digits, '_' or '-' (it names the bundle folder)")
-    if d["backend"] not in _MODULES:
-        raise UsageError(f"{where}: backend {d['backend']!r} is not one of {', '.join(_MODULES)}")
+    if d["backend"] not in backend_names():
+        raise UsageError(f"{where}: backend {d['backend']!r} is not one of {', '.join(backend_names())}")
     allowed = get_backend(d["backend"]).spec.precisions
     bad = [p for p in d["precisions"] if p not in allowed]
     if bad or not d["precisions"] or len(set(d["precisions"])) != len(d["precisions"]):

@@ -21,6 +21,7 @@ class BackendSpec:
     description: str = ""
     requires: tuple[str, ...] = ()  # modules the export imports (checked first: a missing extra is one line)
     options: dict = field(default_factory=dict)
+    toolchain: tuple[str, ...] = ()  # distributions that write the artifact: the manifest's "toolchain" records them
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,22 @@ class Runtime:
     missing: Callable[[], str | None] = lambda: None  # a one-line reason when it is not usable here
     note: str = ""
     version: Callable[[], str | None] | None = None  # default: the installed distribution's version
+
+
+Forward = Callable[[np.ndarray], object]  # the bench's timed call: float32 crops (the model's layout) -> outputs
+
+
+@dataclass(frozen=True)
+class BenchSupport:
+    """What ``c3ae-edge bench`` needs to time a backend's artifacts on this host (``Backend.bench``)."""
+
+    options: dict  # runtime options, set explicitly and reported with every row
+    forward: Callable[..., Forward]  # (path, threads, precision, batch) -> the timed call (layout moves inside it)
+    graph: Callable[[Path, int], dict]  # (path, threads) -> {"format", "ops", "nodes", "macc", "runtime"}
+    conversion_ops: dict[str, tuple[str, ...]]  # "transpose" / "quantize" / "dequantize" -> this format's op names
+    run_as: dict[str, str] = field(default_factory=dict)  # bench-only precision -> the artifact precision it runs
+    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # precision -> rewrite variants timed by default
+    int8_from_fp32: Callable | None = None  # (fp32 path, dst, calibration, options) -> dst: int8 from the fp32 file
 
 
 class Runner(Protocol):
@@ -56,8 +73,12 @@ class Runner(Protocol):
 
 
 class Backend(Protocol):
+    """One module per backend defines ``BACKEND`` and registers it in ``c3ae_edge.export.registry`` (one line).
+    Optional: ``bundle_extras(folder, manifest, log) -> dict`` adds files to a bundle and sections to its manifest."""
+
     spec: BackendSpec
-    runtimes: tuple[Runtime, ...]  # the first is the default (what ``load`` opens)
+    runtimes: tuple[Runtime, ...]  # the first is the default (what ``load`` opens); each opens ONE runner kind
+    bench: BenchSupport | None  # None: the host bench does not time this backend (it says why in its module)
 
     def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
         """Write the artifact for ``precision`` into ``out_dir`` and return its path."""

@@ -1,19 +1,24 @@
-"""ONNX: dynamo export (one self-contained file, local paths stripped), fp32 / fp16, int8 QDQ per-channel via ORT."""
+"""ONNX: dynamo export (one self-contained file, local paths stripped), fp32 / fp16, int8 QDQ per-channel via ORT.
+The one onnxruntime session opener (``session``) serves the runner, the bench forward and the graph report."""
 from __future__ import annotations
 
 import json
+import math
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from c3ae_edge.errors import require
-from c3ae_edge.export.backends.base import BackendSpec, Runtime
+from c3ae_edge.export.backends.base import BackendSpec, BenchSupport, Runtime
 from c3ae_edge.export.backends.common import META_KEY, batches, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
     name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), runtimes=("onnxruntime",), extra="onnx",
     description="ONNX opset 18, dynamic batch; int8 = QDQ U8U8 per-channel (onnxruntime static quantisation, head in float)",
     requires=("onnx", "onnxscript", "onnxruntime"),
+    toolchain=("onnx", "onnxruntime", "onnxscript"),
 )
 
 # Integer schemes (activation, weight, reduce_range). onnxruntime's x86 int8 kernels multiply u8 by s8 with
@@ -101,6 +106,10 @@ class OnnxBackend:
     def runtimes(self) -> tuple[Runtime, ...]:
         return RUNTIMES
 
+    @property
+    def bench(self) -> BenchSupport:
+        return BENCH
+
     def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
         onnx = require("onnx", "onnx")
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
@@ -162,17 +171,29 @@ def _Fp16(dm):
     return Fp16(dm).eval()
 
 
+def session(model: Path | bytes, threads: int | None = None, providers: list[str] | None = None,
+            optimized: Path | None = None):
+    """THE onnxruntime session of c3ae-edge (runner, bench forward, graph report, peak kernel): every option set
+    explicitly (see ``BENCH.options``); ``optimized``: also write the graph ORT executes after its fusions there."""
+    ort = require("onnxruntime", "onnx")
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    if optimized is not None:
+        so.optimized_model_filepath = str(optimized)
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, so, providers=providers or ["CPUExecutionProvider"])
+
+
 class OnnxRunner:
     """onnxruntime session over an exported artifact."""
 
     def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
-        ort = require("onnxruntime", "onnx")
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+        self.session = session(path, threads, providers)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = tuple(o.name for o in self.session.get_outputs())
         props = self.session.get_modelmeta().custom_metadata_map
@@ -190,6 +211,70 @@ class OnnxRunner:
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return decode_outputs(self.raw(x), self.meta)
+
+
+def int8_from_fp32(fp32: Path, dst: Path, calibration: np.ndarray, options: dict) -> Path:
+    """The int8 ``export`` writes (``quantize_qdq``: QDQ per-channel, head in float), made from an fp32 artifact
+    (the bench: saves a second torch export)."""
+    onnx = require("onnx", "onnx")
+    m = quantize_qdq(onnx.load(str(fp32)), calibration, options)
+    embed_metadata(m, options.get("metadata"))
+    onnx.checker.check_model(m)
+    dst.write_bytes(m.SerializeToString(deterministic=True))
+    return dst
+
+
+def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int = 1):
+    """The bench's timed call: one ``session.run`` on the float32 crops."""
+    s = session(path, threads)
+    name = s.get_inputs()[0].name
+    return lambda x: s.run(None, {name: x})
+
+
+def graph_report(path: Path, threads: int = 1) -> dict:
+    """Op counts, MACC from the graph (shapes inferred at batch 1) and ORT's optimised graph (what really runs)."""
+    import onnx
+    from onnx import shape_inference
+
+    m = onnx.load(str(path))
+    for d in m.graph.input[0].type.tensor_type.shape.dim[:1]:
+        d.ClearField("dim_param")
+        d.dim_value = 1
+    m = shape_inference.infer_shapes(m)
+    shapes = {i.name: list(i.dims) for i in m.graph.initializer}
+    for vi in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input):
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    macc = 0
+    for n in m.graph.node:
+        out = shapes.get(n.output[0])
+        if n.op_type == "Conv" and out:
+            w = shapes.get(n.input[1])
+            if w:
+                macc += math.prod(out) * math.prod(w[1:])
+        elif n.op_type in ("Gemm", "MatMul") and out:
+            a = shapes.get(n.input[0])
+            trans = any(at.name == "transA" and at.i for at in n.attribute)
+            if a:
+                macc += math.prod(out) * (a[0] if trans else a[-1])
+    ops = Counter(n.op_type for n in m.graph.node)
+    return {"format": "onnx", "ops": dict(ops.most_common()), "nodes": sum(ops.values()), "macc": macc or None,
+            "runtime": _ort_optimised(path)}
+
+
+def _ort_optimised(path: Path) -> dict:
+    """The graph onnxruntime executes after ORT_ENABLE_ALL (fusions: QLinearConv, FusedConv, ...), all on the CPU EP."""
+    import onnx
+
+    from c3ae_edge.errors import MissingExtraError
+
+    with tempfile.TemporaryDirectory() as td:
+        try:
+            session(path, optimized=Path(td) / "opt.onnx")
+        except MissingExtraError:  # onnx without onnxruntime: the report without the executed graph
+            return {}
+        opt = onnx.load(str(Path(td) / "opt.onnx"))
+    ops = Counter(n.op_type for n in opt.graph.node)
+    return {"executor": "onnxruntime CPUExecutionProvider (every node)", "optimised_ops": dict(ops.most_common())}
 
 
 def _ort_missing() -> str | None:
@@ -211,5 +296,12 @@ RUNTIMES = (
             "CPUExecutionProvider with its fused int8 kernels (the ISA of this CPU picks them)"),
     Runtime("onnxruntime-gpu/cuda", "onnxruntime-gpu", "cuda", lambda p, t: OnnxRunner(p, t, ["CUDAExecutionProvider"]), _cuda_missing,
             "onnxruntime-gpu's CUDAExecutionProvider"),
+)
+BENCH = BenchSupport(
+    options={"graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "sequential",
+             "intra_op_threads": "= threads", "inter_op_threads": 1, "provider": "CPUExecutionProvider"},
+    forward=bench_forward, graph=graph_report,
+    conversion_ops={"transpose": ("Transpose",), "quantize": ("QuantizeLinear",), "dequantize": ("DequantizeLinear",)},
+    int8_from_fp32=int8_from_fp32,
 )
 BACKEND = OnnxBackend()

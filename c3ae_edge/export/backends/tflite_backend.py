@@ -1,13 +1,17 @@
-"""TFLite via litert-torch: fp32 (float I/O) and full-integer int8 (PT2E, int8 I/O), NHWC input, run by ai-edge-litert."""
+"""TFLite via litert-torch: fp32 (float I/O) and full-integer int8 (PT2E, int8 I/O), NHWC input, run by ai-edge-litert.
+The one interpreter opener of the package (``open_interpreter``: ai-edge-litert, else tflite-runtime) serves the
+runners, the bench forward and the graph report; the bundles' standalone scripts (c3ae_edge/board) keep their own."""
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from c3ae_edge.errors import DataError, MissingExtraError, require
-from c3ae_edge.export.backends.base import BackendSpec, Runtime
+from c3ae_edge.export.backends.base import BackendSpec, BenchSupport, Runtime
 from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
@@ -15,6 +19,7 @@ SPEC = BackendSpec(
     description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, per-channel) up to W1: softmax and W2 run in float on the host",
     options={"layout": "NHWC"},
     requires=("litert_torch", "ai_edge_litert"),
+    toolchain=("litert-torch", "ai-edge-litert"),
 )
 
 
@@ -85,6 +90,10 @@ class TFLiteBackend:
     def runtimes(self) -> tuple[Runtime, ...]:
         return RUNTIMES
 
+    @property
+    def bench(self) -> BenchSupport:
+        return BENCH
+
     def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         cascade = bool(getattr(model, "cascade", False))
@@ -114,8 +123,9 @@ def interpreter_class(package: str | None = None):
     return Interpreter
 
 
-def _interpreter(path: Path, threads: int | None, package: str | None, delegate: str):
-    """An allocated interpreter; ``delegate="builtin"`` turns off the default XNNPACK delegate (built-in kernels)."""
+def open_interpreter(path: Path, threads: int | None = None, package: str | None = None, delegate: str = "xnnpack"):
+    """THE interpreter of c3ae-edge, allocated; ``package`` forces ai-edge-litert or tflite-runtime (default: the
+    first installed); ``delegate="builtin"`` turns off the default XNNPACK delegate (built-in kernels)."""
     cls = interpreter_class(package)
     kw = {}
     if delegate == "builtin":
@@ -142,7 +152,7 @@ class TFLiteRunner:
     """Interpreter over an artifact: takes NCHW float crops like every runner, quantises if the input is int8."""
 
     def __init__(self, path: Path, threads: int | None = None, package: str | None = None, delegate: str = "xnnpack"):
-        self.interpreter = _interpreter(path, threads, package, delegate)
+        self.interpreter = open_interpreter(path, threads, package, delegate)
         self.inp = self.interpreter.get_input_details()[0]
         self.outs = self.interpreter.get_output_details()
         self.input_name = self.inp["name"]
@@ -192,10 +202,8 @@ class SubprocessRunner(TFLiteRunner):
     """tflite-runtime 2.14 (needs numpy<2) in its own prepared venv: the graph runs there, this process decodes."""
 
     def __init__(self, path: Path, threads: int | None, python: Path):
-        from ai_edge_litert.interpreter import Interpreter  # details and metadata only; nothing runs here
-
         self.path, self.threads, self.python = Path(path), threads or 1, python
-        it = Interpreter(model_path=str(path))
+        it = open_interpreter(path, 1, "ai-edge-litert", "builtin")  # details and metadata only; nothing runs here
         self.inp, self.outs = it.get_input_details()[0], it.get_output_details()
         self.input_name, self.output_names = self.inp["name"], tuple(d["name"] for d in self.outs)
         self.meta = read_metadata(path)
@@ -222,6 +230,79 @@ def _worker(argv: list[str]) -> None:
     model, folder, threads = argv
     r = TFLiteRunner(Path(model), int(threads), package="tflite-runtime", delegate="default")
     np.savez(Path(folder) / "raw.npz", **r.raw(np.load(Path(folder) / "x.npy", allow_pickle=False)))
+
+
+def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int = 1):
+    """The bench's timed call: NCHW float crops -> NHWC (+ int8 quantise) -> invoke, inside the call; a batch other
+    than the graph's resizes the input once (and fails cleanly where the graph bakes in batch 1)."""
+    it = open_interpreter(path, threads)
+    inp, outs = it.get_input_details()[0], it.get_output_details()
+    scale, zp = inp["quantization"]
+    q = inp["dtype"] != np.float32
+    lo, hi = (np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max) if q else (0, 0)
+    shape = [int(v) for v in inp["shape"]]
+
+    def forward(x):
+        xi = np.moveaxis(x, -3, -1)
+        if xi.shape[0] != shape[0]:
+            shape[0] = xi.shape[0]
+            it.resize_tensor_input(inp["index"], list(xi.shape))
+            it.allocate_tensors()
+        if q:
+            xi = np.clip(np.rint(xi / scale) + zp, lo, hi)
+        it.set_tensor(inp["index"], xi.astype(inp["dtype"]))
+        it.invoke()
+        return [it.get_tensor(o["index"]) for o in outs]
+
+    return forward
+
+
+def graph_report(path: Path, threads: int = 1) -> dict:
+    """Op counts, MACC from tensor shapes, and which ops the default XNNPACK delegate took (the rest run as CPU
+    kernels)."""
+    it = open_interpreter(path, threads)
+    nodes = it._get_ops_details()
+    shapes = {int(t["index"]): [int(v) for v in t["shape"]] for t in it.get_tensor_details()}
+    orig = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    dele = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    macc = 0
+    for n in orig:
+        ins, outs = [int(v) for v in n["inputs"]], [int(v) for v in n["outputs"]]
+        o = shapes.get(outs[0]) if outs else None
+        w = shapes.get(ins[1]) if len(ins) > 1 else None
+        if not o or not w:
+            continue
+        if n["op_name"] == "CONV_2D":
+            macc += math.prod(o) * math.prod(w[1:])
+        elif n["op_name"] == "DEPTHWISE_CONV_2D":
+            macc += math.prod(o) * w[1] * w[2]
+        elif n["op_name"] == "FULLY_CONNECTED":
+            macc += math.prod(o) * w[-1]
+    taken = _delegated(orig, dele)
+    ops = Counter(n["op_name"] for n in orig)
+    by_delegate = Counter(n["op_name"] for n in orig if int(n["index"]) in taken)
+    on_cpu = Counter(n["op_name"] for n in orig if int(n["index"]) not in taken)
+    return {"format": "tflite", "ops": dict(ops.most_common()), "nodes": len(orig), "macc": macc or None,
+            "runtime": {"delegate": "XNNPACK (default delegate)" if dele else None, "partitions": len(dele),
+                        "delegate_ops": dict(by_delegate.most_common()), "cpu_ops": dict(on_cpu.most_common())}}
+
+
+def _delegated(orig: list[dict], dele: list[dict]) -> set[int]:
+    """Original nodes inside a delegate partition: on a path from the partition's inputs to its outputs."""
+    taken: set[int] = set()
+    for d in dele:
+        d_in, d_out = set(d["inputs"]), set(d["outputs"])
+        fwd = set(d_in)
+        for n in orig:  # nodes are in topological order
+            if fwd & set(n["inputs"]):
+                fwd |= set(n["outputs"])
+        back = set(d_out)
+        for n in reversed(orig):
+            if back & set(n["outputs"]):
+                back |= set(n["inputs"])
+        taken |= {int(n["index"]) for n in orig
+                  if set(n["inputs"]) & fwd and set(n["outputs"]) & back and not set(n["outputs"]) & d_in}
+    return taken
 
 
 def _litert_missing() -> str | None:
@@ -262,6 +343,12 @@ RUNTIMES = (
     Runtime("tflite-runtime/builtin", "tflite-runtime", "builtin", _tflite_runtime, _tflite_runtime_missing,
             "tflite-runtime 2.14 (pip on Pi OS Bookworm): its XNNPACK does not take int8 graphs, built-in kernels run",
             lambda: "2.14.0"),  # pinned in runtime_env.VENVS
+)
+BENCH = BenchSupport(
+    options={"delegate": "XNNPACK (the interpreter's default)", "num_threads": "= threads",
+             "input": "NCHW -> NHWC moveaxis (+ int8 quantise) in the timed call"},
+    forward=bench_forward, graph=graph_report,
+    conversion_ops={"transpose": ("TRANSPOSE",), "quantize": ("QUANTIZE",), "dequantize": ("DEQUANTIZE",)},
 )
 BACKEND = TFLiteBackend()
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from c3ae_edge.errors import MissingExtraError, UsageError, VerificationError, require
 from c3ae_edge.export.backends.base import BackendSpec, Runtime
-from c3ae_edge.export.backends.common import decode_outputs
+from c3ae_edge.export.backends.common import decode_outputs, module_missing
 
 SPEC = BackendSpec(
     name="tflm", suffix=".tflite", precisions=("int8",), runtimes=("tflite-micro",), extra="mcu",
@@ -25,6 +25,8 @@ SPEC = BackendSpec(
                 "C sources: const model arrays, op resolver, crop/quantise/decode library",
     options={"layout": "NHWC", "sidecar": ".head.json"},
     requires=("litert_torch", "ai_edge_litert", "tflite_micro"),
+    # tflite-micro (the aligner) is left out to keep the bundles' bytes: its version is in the artifact's runtimes row
+    toolchain=("litert-torch", "ai-edge-litert"),
 )
 ALIGN = 16
 ARENA_SEARCH_MAX = 4 << 20
@@ -106,6 +108,12 @@ class TFLMBackend:
     @property
     def runtimes(self) -> tuple[Runtime, ...]:
         return RUNTIMES
+
+    @property
+    def bench(self) -> None:
+        """Not timed by the host bench: TFLM's reference kernels on a PC say nothing about a microcontroller's
+        latency; the export measures what does transfer (arena, flash, RAM: manifest "mcu")."""
+        return None
 
     def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
         from c3ae_edge.export.backends.tflite_backend import _finish
@@ -260,11 +268,7 @@ def head_logits(feats: np.ndarray, q: tuple[float, int], head: dict) -> np.ndarr
 
 
 def _missing() -> str | None:
-    try:
-        import tflite_micro  # noqa: F401
-    except ImportError:
-        return "tflite-micro is not installed (pip extra 'mcu')"
-    return None
+    return module_missing("tflite_micro", "tflite-micro", "mcu")
 
 
 RUNTIMES = (
