@@ -98,7 +98,10 @@ def _machine(doc: dict, r: BenchRow) -> str:
 
 def best(rows: list[BenchRow], **want) -> BenchRow | None:
     """The timed row with the lowest p50 among ``rows`` matching every field in ``want`` (callables are predicates)."""
-    cand = [r for r in rows if r.timed and all(v(getattr(r, k)) if callable(v) else getattr(r, k) == v for k, v in want.items())]
+    def match(r: BenchRow) -> bool:
+        return all(v(getattr(r, k)) if callable(v) else getattr(r, k) == v for k, v in want.items())
+
+    cand = [r for r in rows if r.timed and match(r)]
     return min(cand, key=lambda r: r.p50) if cand else None
 
 
@@ -109,7 +112,8 @@ def _check(machine: str, check: str, target: str, value: float, met: bool, detai
 def bar(doc: dict) -> list[dict]:
     """The issue's performance bar, computed from this document's rows (per machine)."""
     rows = rows_of(doc)
-    return [c for m in sorted({_machine(doc, r) for r in rows}) for c in _bar_checks(m, [r for r in rows if _machine(doc, r) == m])]
+    machines = sorted({_machine(doc, r) for r in rows})
+    return [c for m in machines for c in _bar_checks(m, [r for r in rows if _machine(doc, r) == m])]
 
 
 def _bar_checks(m: str, mr: list[BenchRow]) -> list[dict]:
@@ -123,19 +127,20 @@ def _bar_checks(m: str, mr: list[BenchRow]) -> list[dict]:
     art = best(mr, backend=lambda b: b != "torch", **cpu)
     if eager and art:
         ratio = eager.p50 / art.p50
-        out.append(_check(m, "c3ae_plain, 1 thread, p50: best backend vs PyTorch eager (same run)", ">= 5x", ratio, ratio >= 5,
-                          f"{art.label} {_us(art)} vs torch eager {_us(eager)}"))
+        out.append(_check(m, "c3ae_plain, 1 thread, p50: best backend vs PyTorch eager (same run)", ">= 5x", ratio,
+                          ratio >= 5, f"{art.label} {_us(art)} vs torch eager {_us(eager)}"))
     if art and plain_cpu:
         ratio = plain_cpu / art.p50
-        out.append(_check(m, "c3ae_plain, 1 thread, p50: best backend vs the paper's CPU figure", ">= 50x", ratio, ratio >= 50,
+        out.append(_check(m, "c3ae_plain, 1 thread, p50: best backend vs the paper's CPU figure", ">= 50x", ratio,
+                          ratio >= 50,
                           f"{art.label} {_us(art)} vs the paper's {plain_cpu * 1e3:.1f} ms (Keras, Xeon 2.1 GHz)"))
     for model in sorted({r.model for r in mr if (r.device or "cpu") == "cpu"}):
         q = best(mr, model=model, precision="int8", backend=lambda b: b != "torch", threads=1, batch=1)
         f = best(mr, model=model, precision="fp32", backend=lambda b: b != "torch", threads=1, batch=1)
         if q and f:
             ratio = f.p50 / q.p50
-            out.append(_check(m, f"{model}, 1 thread, p50: best int8 artifact vs best fp32 artifact", ">= 1.5x", ratio, ratio >= 1.5,
-                              f"{q.label} {_us(q)} vs {f.label} {_us(f)}"))
+            out.append(_check(m, f"{model}, 1 thread, p50: best int8 artifact vs best fp32 artifact", ">= 1.5x", ratio,
+                              ratio >= 1.5, f"{q.label} {_us(q)} vs {f.label} {_us(f)}"))
     g = best(mr, model="c3ae_plain", batch=1, device="cuda", backend=lambda b: "cuda-graph" in str(b))
     if g:
         out.append(_check(m, "c3ae_plain, GPU, CUDA Graphs, batch 1, p50", "<= 50 us", g.p50 * 1e6, g.p50 <= 50e-6,
@@ -184,20 +189,24 @@ def sources_section(doc: dict) -> list[str]:
     from c3ae_edge.bench.paper import PAPER_SETUP
 
     if doc.get("merged_from"):
-        L = ["Merged from:", ""] + [f"- `{s['file']}`: {s['machine']}" + (f", command `{s['config'].get('command')}`"
-                                                                        if (s.get('config') or {}).get("command") else "")
-                                    for s in doc["merged_from"]] + [""]
+        L = ["Merged from:", ""]
+        for s in doc["merged_from"]:
+            cmd = (s.get("config") or {}).get("command")
+            L.append(f"- `{s['file']}`: {s['machine']}" + (f", command `{cmd}`" if cmd else ""))
+        L.append("")
     else:
         c = doc.get("config", {})
         L = [f"Command: `{c.get('command') or 'c3ae-edge bench'}` ({c.get('wall_time_s', '?')} s wall time). "
              f"Input: {c.get('input', '-')}.", ""]
-    return L + [f"Every number below is measured by this run except the columns labelled **paper**, which are the paper's Table 3 "
-                f"({PAPER_SETUP['framework']}, CPU: {PAPER_SETUP['cpu']}, GPU: {PAPER_SETUP['gpu']}). Latency = seconds per forward, "
-                "`time.perf_counter_ns` around each call, after warm-up; p50 with a bootstrap 95% CI.", ""]
+    return L + ["Every number below is measured by this run except the columns labelled **paper**, which are the "
+                f"paper's Table 3 ({PAPER_SETUP['framework']}, CPU: {PAPER_SETUP['cpu']}, GPU: {PAPER_SETUP['gpu']}). "
+                "Latency = seconds per forward, `time.perf_counter_ns` around each call, after warm-up; p50 with a "
+                "bootstrap 95% CI.", ""]
 
 
-TABLE3_HEAD = ["| model | params (paper) | params (ours) | MACC M (paper) | MACC M (ours) | CPU (paper) | machine | PyTorch eager p50 "
-               "| best CPU p50 | best backend | speed-up vs paper CPU | GPU (paper) | GPU p50 (ours) | MAE UTKFace (common recipe) |",
+TABLE3_HEAD = ["| model | params (paper) | params (ours) | MACC M (paper) | MACC M (ours) | CPU (paper) | machine "
+               "| PyTorch eager p50 | best CPU p50 | best backend | speed-up vs paper CPU | GPU (paper) "
+               "| GPU p50 (ours) | MAE UTKFace (common recipe) |",
                "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]
 
 
@@ -241,8 +250,8 @@ def accuracy_lines(doc: dict, rows: list[BenchRow]) -> list[str]:
     if (doc.get("accuracy") or {}).get("results", {}):
         L = ["", f"MAE: {doc['accuracy'].get('note', 'c3ae_edge/bench/tables/peers_mae.json')}."]
     else:
-        L = ["", "MAE: no model has been trained with the common recipe yet (`c3ae_edge/bench/tables/peers_recipe.json`, "
-                 "run `python tools/train_peers.py`)."]
+        L = ["", "MAE: no model has been trained with the common recipe yet "
+                 "(`c3ae_edge/bench/tables/peers_recipe.json`, run `python tools/train_peers.py`)."]
     weights = sorted({(r.model, r.weights) for r in rows if r.weights})
     if weights:
         L += ["", "Weights: " + "; ".join(f"{m}: {w}" for m, w in weights) + "."]
@@ -258,18 +267,19 @@ def bar_section(doc: dict) -> list[str]:
          "|---|---|---|---:|---|---|"]
     for c in checks:
         val = f"{c['value']:.1f} us" if "us" in c["target"] else f"{c['value']:.2f}x"
-        L.append(f"| {c['machine']} | {c['check']} | {c['target']} | {val} | {'yes' if c['met'] else '**no**'} | {c['detail']} |")
+        met = "yes" if c["met"] else "**no**"
+        L.append(f"| {c['machine']} | {c['check']} | {c['target']} | {val} | {met} | {c['detail']} |")
     return L
 
 
-ROWS_HEAD = ["| machine | model | backend | precision | threads | batch | size KiB | MACC M (model / graph) | p50 us [95% CI] | mean "
-             "| min | p90 | p99 | std | outliers | first ms | load ms | img/s | peak RSS MB (+ this row) | of peak MAC/s "
-             "| max age diff vs PyTorch |",
+ROWS_HEAD = ["| machine | model | backend | precision | threads | batch | size KiB | MACC M (model / graph) "
+             "| p50 us [95% CI] | mean | min | p90 | p99 | std | outliers | first ms | load ms | img/s "
+             "| peak RSS MB (+ this row) | of peak MAC/s | max age diff vs PyTorch |",
              "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
 
 def rows_section(doc: dict, rows: list[BenchRow]) -> list[str]:
-    """Every row: size, MACC, the latency distribution, first inference, load, throughput, memory, efficiency, parity."""
+    """Every row: size, MACC, latency distribution, first inference, load, throughput, memory, efficiency, parity."""
     L = ["", "## Every row", "", *ROWS_HEAD]
     for r in rows:
         prec = r.precision + (f" ({r.variant})" if r.variant else "")
@@ -286,8 +296,10 @@ def _row_cells(r: BenchRow) -> list[str]:
     gm = f" / {mc['graph'] / 1e6:.2f}" if mc.get("graph") else ""
     eff = r.efficiency or {}
     pd = (r.parity or {}).get("max_abs_age_diff_vs_pytorch")
-    return [f"{(r.artifact or {}).get('bytes', 0) / 1024:.1f}", (f"{mc['model'] / 1e6:.2f}" if mc.get("model") else "-") + gm,
-            f"{_lat(lat['p50'])} [{_lat(lat['p50_ci95'][0])}, {_lat(lat['p50_ci95'][1])}]", _lat(lat["mean"]), _lat(lat["min"]),
+    ci = lat["p50_ci95"]
+    model_m = f"{mc['model'] / 1e6:.2f}" if mc.get("model") else "-"
+    return [f"{(r.artifact or {}).get('bytes', 0) / 1024:.1f}", model_m + gm,
+            f"{_lat(lat['p50'])} [{_lat(ci[0])}, {_lat(ci[1])}]", _lat(lat["mean"]), _lat(lat["min"]),
             _lat(lat["p90"]), _lat(lat["p99"]), _lat(lat["stdev"]), str(lat.get("outliers", "-")),
             f"{r.first_inference['time'] * 1e3:.2f}", f"{r.load['time'] * 1e3:.1f}", f"{r.throughput['value']:,.0f}",
             _mem(r.memory or {}), f"{100 * eff['fraction_of_peak']:.1f}%" if eff.get("fraction_of_peak") else "-",
@@ -295,8 +307,8 @@ def _row_cells(r: BenchRow) -> list[str]:
 
 
 GRAPH_INTRO = ("Ops in the artifact; ops the conversion added (Transpose beyond those in the PyTorch graph; "
-               "Quantize/Dequantize/FakeQuantize); where the ops ran (TFLite: XNNPACK delegate vs CPU kernels; OpenVINO: "
-               "executed layers by runtime precision; ONNX Runtime: the optimised graph it executes).")
+               "Quantize/Dequantize/FakeQuantize); where the ops ran (TFLite: XNNPACK delegate vs CPU kernels; "
+               "OpenVINO: executed layers by runtime precision; ONNX Runtime: the optimised graph it executes).")
 
 
 def graph_section(rows: list[BenchRow]) -> list[str]:
@@ -306,7 +318,8 @@ def graph_section(rows: list[BenchRow]) -> list[str]:
     if not g:
         return []
     L = ["", "## Graph report per artifact", "", GRAPH_INTRO, "",
-         "| artifact | nodes | ops | + Transpose | + Quantize | + Dequantize | where it ran |", "|---|---:|---|---:|---:|---:|---|"]
+         "| artifact | nodes | ops | + Transpose | + Quantize | + Dequantize | where it ran |",
+         "|---|---:|---|---:|---:|---:|---|"]
     seen = set()
     for r in g:
         key = (r.machine, r.artifact["file"])
@@ -318,8 +331,8 @@ def graph_section(rows: list[BenchRow]) -> list[str]:
             L.append(f"| {r.artifact['file']} | - | {gr['error']} | | | | |")
             continue
         ad = gr.get("added_by_conversion", {})
-        L.append(f"| {r.artifact['file']} | {gr['nodes']} | {_ops(gr['ops'])} | {ad.get('transpose')} | {ad.get('quantize')} | "
-                 f"{ad.get('dequantize')} | {_where(gr.get('runtime', {}))} |")
+        L.append(f"| {r.artifact['file']} | {gr['nodes']} | {_ops(gr['ops'])} | {ad.get('transpose')} | "
+                 f"{ad.get('quantize')} | {ad.get('dequantize')} | {_where(gr.get('runtime', {}))} |")
     return L
 
 
@@ -333,9 +346,11 @@ def environment_section(doc: dict, rows: list[BenchRow]) -> list[str]:
         envs = [(machines[0] if machines else "-", doc.get("environment", {}))]
     for label, env in envs:
         cpu = env.get("cpu", {})
-        L += [f"**{label}**: CPU {cpu.get('model')}, {cpu.get('logical_cores')} logical cores, threads used {env.get('threads_used')}, "
-              f"affinity {env.get('affinity')}, governor {env.get('governor')}, {'virtualised, ' if env.get('virtualised') else ''}"
-              f"load average at the end {env.get('load_average')}; {env.get('os')}; flags: {' '.join(cpu.get('flags', [])) or '-'}; "
+        virt = "virtualised, " if env.get("virtualised") else ""
+        flags = " ".join(cpu.get("flags", [])) or "-"
+        L += [f"**{label}**: CPU {cpu.get('model')}, {cpu.get('logical_cores')} logical cores, threads used "
+              f"{env.get('threads_used')}, affinity {env.get('affinity')}, governor {env.get('governor')}, {virt}"
+              f"load average at the end {env.get('load_average')}; {env.get('os')}; flags: {flags}; "
               "versions: " + ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items()) + ".", ""]
         for t, pk in (env.get("peak") or {}).items():
             L.append(f"- peak, {t} thread(s): " + "; ".join(f"{k} {v['macs_per_s'] / 1e9:.1f} GMAC/s ({v['kernel']}"
@@ -345,9 +360,10 @@ def environment_section(doc: dict, rows: list[BenchRow]) -> list[str]:
     return L
 
 
-PHOTO_INTRO = ("Stage columns: p50 ms per image; total: p50 (mean) of the per-image sums; images/s = 1 / mean total; faces: images "
-               "with a face found / images (with the annotated face: IoU >= 0.4 with its landmark box); thread CPU: p50 of the "
-               "per-image CPU time of the timing thread (on a shared machine, the wall time less the waits for a core).")
+PHOTO_INTRO = ("Stage columns: p50 ms per image; total: p50 (mean) of the per-image sums; images/s = 1 / mean total; "
+               "faces: images with a face found / images (with the annotated face: IoU >= 0.4 with its landmark box); "
+               "thread CPU: p50 of the per-image CPU time of the timing thread (on a shared machine, the wall time "
+               "less the waits for a core).")
 
 
 def photo_to_age_section(doc: dict) -> list[str]:
@@ -365,7 +381,8 @@ def photo_to_age_section(doc: dict) -> list[str]:
         found = "-" if r.annotated_face_found is None else r.annotated_face_found
         L.append(f"| {_machine(doc, r)} | {r.model} | {r.input} | {r.detector} | {r.label} | {r.threads} | "
                  + " | ".join(f"{st[k]['p50'] * 1e3:.2f}" for k in ("decode", "detect", "crop", "age"))
-                 + f" | {lat['p50'] * 1e3:.2f} ({lat['mean'] * 1e3:.2f}) | {_ms_or_dash((r.thread_cpu_p50_s or {}).get('total'))} | "
+                 + f" | {lat['p50'] * 1e3:.2f} ({lat['mean'] * 1e3:.2f}) | "
+                 f"{_ms_or_dash((r.thread_cpu_p50_s or {}).get('total'))} | "
                  f"{r.throughput['value']:.1f} | {r.faces_found}/{r.images} ({found}) |")
     return L
 
@@ -420,7 +437,8 @@ def plot(doc: dict, path: Path) -> bool:
         g = [r for r in rows if (r.backend, r.precision) == (b, p) and (r.threads or 1) == least]
         lat = [r.p50 * 1e3 for r in g]
         a2.scatter([r.artifact["bytes"] / 1024 for r in g], lat, marker=markers[i % len(markers)], label=f"{b} {p}")
-        pts = [(acc[r.model]["mae"], r.p50 * 1e3) for r in g if isinstance(acc.get(r.model, {}).get("mae"), (int, float))]
+        maes = {r.model: acc.get(r.model, {}).get("mae") for r in g}
+        pts = [(maes[r.model], r.p50 * 1e3) for r in g if isinstance(maes[r.model], (int, float))]
         if pts:
             a1.scatter(*zip(*pts), marker=markers[i % len(markers)], label=f"{b} {p}")
     a1.set(xlabel="MAE on UTKFace (years, common recipe)", ylabel="p50 latency (ms, batch 1)", yscale="log", title="latency vs MAE")

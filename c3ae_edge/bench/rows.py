@@ -55,7 +55,7 @@ class BenchRow:
 
     @classmethod
     def from_json(cls, d: dict) -> BenchRow:
-        """A row of a bench JSON document; a photo-to-age row comes back as an ``E2ERow``. ValueError if it is not one."""
+        """A row of a bench JSON document (a photo-to-age row comes back as an ``E2ERow``); ValueError if not a row."""
         if not isinstance(d, dict):
             raise ValueError(f"a bench row is a JSON object, not {type(d).__name__}")
         if not all(isinstance(d.get(k), str) for k in ("model", "backend", "precision")):
@@ -88,7 +88,7 @@ class BenchRow:
 
     @property
     def backend_label(self) -> str:
-        """The backend, and for on-board rows the runtime, version and delegate that ran (two runtimes on one board differ)."""
+        """The backend, and for on-board rows the runtime, version and delegate that ran (two on one board differ)."""
         if not self.runtime_id:
             return str(self.backend)
         return f"{self.backend} [{self.runtime_id} {self.runtime_version or ''}]".replace(" ]", "]")

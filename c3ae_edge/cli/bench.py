@@ -1,8 +1,8 @@
 """``bench run|merge|render|remote|write-runner`` (typer only at import; the work happens in c3ae_edge.bench).
 
-Today's single-command spellings (``bench --merge``, ``bench --from-json``, ``bench --remote``, ``bench --write-runner``,
-``bench`` with no sub-command = run) keep working for one release through a hidden ``legacy`` command that calls the
-same functions and prints one deprecation line naming the new spelling.
+Today's single-command spellings (``bench --merge``, ``--from-json``, ``--remote``, ``--write-runner``, and ``bench``
+with no sub-command = run) keep working for one release through a hidden ``legacy`` command that calls the same
+functions and prints one deprecation line naming the new spelling.
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ class _BenchGroup(TyperGroup):
 
 
 bench_app = typer.Typer(cls=_BenchGroup, no_args_is_help=False, add_completion=False,
-                        help="Time models and exported artifacts the same way on this machine (Table 3 of the paper, and "
-                             "beyond), merge bench JSON files from several machines, re-render reports, run on a board.")
+                        help="Time models and exported artifacts the same way on this machine (Table 3 of the paper, "
+                             "and beyond), merge bench JSON files from several machines, re-render reports, run on a "
+                             "board.")
 
 
 def _ints(value: str, opt: str) -> list[int]:
@@ -140,34 +141,41 @@ def _report(doc: dict, accuracy: str | None, json_file: str | None, markdown: st
 
 # ---------------------------------------------------------------- sub-commands
 
-@bench_app.command("run", help="Time every model x backend x precision x threads x batch on this machine, the same way.")
+@bench_app.command("run", help="Time every model x backend x precision x threads x batch on this machine, "
+                               "the same way.")
 def run_cmd(
-    models: str = typer.Option(None, "--models", help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"),
-    backends: str = typer.Option(None, "--backends", help="torch,onnx,openvino,tflite (default: torch + every installed backend)"),
+    models: str = typer.Option(None, "--models",
+                               help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"),
+    backends: str = typer.Option(None, "--backends",
+                                 help="torch,onnx,openvino,tflite (default: torch + every installed backend)"),
     precision: str = typer.Option("fp32,int8", "--precision",
                                   help="fp32,int8 (also fp16; bf16 = OpenVINO's bf16 execution of the fp32 IR)"),
     runs: int = _runs_opt(),
     warmup: int = _warmup_opt(),
-    threads: str = typer.Option("1", "--threads", help="threads per runtime, comma-separated for several rows (e.g. 1,2)"),
+    threads: str = typer.Option("1", "--threads",
+                                help="threads per runtime, comma-separated for several rows (e.g. 1,2)"),
     batch: str = typer.Option("1", "--batch", help="batch sizes, comma-separated (1 = single-image forward)"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch CUDA eager, CUDA Graphs, fp16/bf16)"),
-    data: str = typer.Option(None, "--data", help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"),
+    data: str = typer.Option(None, "--data",
+                             help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"),
     e2e: int = typer.Option(60, "--e2e", help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and "
                                               "1280x720 frames (0: none)"),
     detector: str = typer.Option("haar-fast", "--detector",
                                  help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"),
-    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(), accuracy: str = _accuracy_opt(),
+    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    accuracy: str = _accuracy_opt(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     doc = do_run(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
     _report(doc, accuracy, json_file, markdown, plot, [])
 
 
-@bench_app.command("merge", help="Combine bench JSON files from several machines (this one, a GPU, the on-board runner) "
-                                 "into one table.")
+@bench_app.command("merge", help="Combine bench JSON files from several machines (this one, a GPU, the on-board "
+                                 "runner) into one table.")
 def merge_cmd(
     files: list[str] = typer.Argument(..., help="bench JSON files"),
-    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(), accuracy: str = _accuracy_opt(),
+    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    accuracy: str = _accuracy_opt(),
 ) -> None:
     _report(do_merge(files), accuracy, json_file, markdown, plot, files)
 
@@ -181,18 +189,22 @@ def render_cmd(
     _report(do_render(file), accuracy, json_file, markdown, plot, [file])
 
 
-@bench_app.command("remote", help="Copy the on-board runner and a bundle to a board over ssh, run it there, collect the JSON.")
+@bench_app.command("remote", help="Copy the on-board runner and a bundle to a board over ssh, run it there, "
+                                  "collect the JSON.")
 def remote_cmd(
     host: str = typer.Argument(..., help="user@host of the board"),
-    bundle: str = typer.Option(..., "--bundle", help="the bundle folder (written by `c3ae-edge export`) to run on the board"),
+    bundle: str = typer.Option(..., "--bundle",
+                               help="the bundle folder (written by `c3ae-edge export`) to run on the board"),
     runs: int = _runs_opt(), warmup: int = _warmup_opt(),
     threads: int = typer.Option(1, "--threads", min=1, help="threads of the board's runtime"),
-    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(), accuracy: str = _accuracy_opt(),
+    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    accuracy: str = _accuracy_opt(),
 ) -> None:
     _report(do_remote(host, bundle, runs, warmup, threads), accuracy, json_file, markdown, plot, [])
 
 
-@bench_app.command("write-runner", help="Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder.")
+@bench_app.command("write-runner",
+                   help="Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder.")
 def write_runner_cmd(folder: str = typer.Argument(..., help="folder to write onboard.py and facefind.py into")) -> None:
     do_write_runner(folder)
 
@@ -214,7 +226,7 @@ def legacy_cmd(
     detector: str = typer.Option("haar-fast", "--detector"), write_runner: str = typer.Option(None, "--write-runner"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """``c3ae-edge bench [--merge|--from-json|--remote|--write-runner] ...``: the same work, then one deprecation line."""
+    """``c3ae-edge bench [--merge|--from-json|--remote|--write-runner] ...``: the same work, then a deprecation line."""
     from c3ae_edge.errors import UsageError
 
     if write_runner:
@@ -233,7 +245,8 @@ def legacy_cmd(
     if remote:
         if not bundle:
             raise UsageError("--remote needs --bundle DIR (a bundle written by `c3ae-edge export`)")
-        _report(do_remote(remote, bundle, runs, warmup, _ints(threads, "--threads")[0]), accuracy, json_file, markdown, plot, [])
+        doc = do_remote(remote, bundle, runs, warmup, _ints(threads, "--threads")[0])
+        _report(doc, accuracy, json_file, markdown, plot, [])
         return _deprecated("--remote HOST", "remote HOST")
     doc = do_run(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
     _report(doc, accuracy, json_file, markdown, plot, [])
