@@ -65,6 +65,11 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
         assert row["model"] == man["model"]["name"] and row["runtime"] == "ai-edge-litert" and row["delegate"]["name"] == "xnnpack"
         assert row["parity"]["faces"] == len(man["parity_set"]["pytorch_age"]) and row["parity"]["within_tolerance"]
     assert doc["environment"]["versions"]["numpy"] and "torch" not in doc["environment"]["versions"]
+    from c3ae_edge.bench.rows import BenchRow
+
+    typed = [BenchRow.from_json(x) for x in doc["results"]]  # the runner's own rows are the package's typed rows
+    assert [json.dumps(t.to_json()) for t in typed] == [json.dumps(x) for x in doc["results"]]
+    assert all(t.timed and t.runtime == "ai-edge-litert" for t in typed)
 
     # one table across "machines": the harness document + the runner's
     r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q", "--e2e", "0",
@@ -103,6 +108,9 @@ def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path):
     man = json.loads((bundle / "manifest.json").read_text())
     assert man["face_box"]["detector"]["name"] == "haar-fast"
     assert {(x["artifact"]["file"], x["input"]) for x in rows} == {(a["file"], i) for a in man["artifacts"] for i in ("photos", "640x480 frames", "1280x720 frames")}
+    from c3ae_edge.bench.rows import BenchRow, E2ERow
+
+    assert all(isinstance(BenchRow.from_json(x), E2ERow) and BenchRow.from_json(x).to_json() == x for x in rows)
     for x in rows:
         assert x["images"] == 4 and x["faces_found"] >= 3 and x["detector"] == "haar-fast"
         assert set(x["stages"]) == {"decode", "detect", "crop", "age"} and x["throughput"]["unit"] == "images/s"
