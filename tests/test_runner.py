@@ -16,10 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNNER_DEPS = ("numpy", "numpy.libs", "ai_edge_litert", "onnxruntime")  # the runner's whole world (importable names + their metadata)
 
 
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "c3ae_edge.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
-
-
 @pytest.fixture(scope="module")
 def bundle(small_rpi_bundle: Path) -> Path:
     return small_rpi_bundle
@@ -43,15 +39,15 @@ def board_python(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_path):
+def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_path, cli):
     from c3ae_edge.board.onboard import SCHEMA
 
     for absent in ("torch", "c3ae_edge", "typer", "cv2", "PIL"):
         r = subprocess.run([str(board_python), "-c", f"import {absent}"], capture_output=True, text=True, cwd=tmp_path)
         assert r.returncode != 0, f"{absent} is importable in the board venv"
     runner = tmp_path / "onboard.py"
-    r = cli("bench", "--write-runner", str(tmp_path))
-    assert r.returncode == 0 and runner.is_file(), r.stderr
+    r = cli("bench", "write-runner", tmp_path)
+    assert r.code == 0 and runner.is_file(), r.err
     out = tmp_path / "board.json"
     r = subprocess.run([str(board_python), str(runner), str(bundle), "--runs", "40", "--warmup", "5", "--json", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -73,10 +69,10 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
 
     # one table across "machines": the harness document + the runner's
     r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q", "--e2e", "0",
-            "--json", str(tmp_path / "host.json"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = cli("bench", "--merge", str(tmp_path / "host.json"), str(out), "--markdown", str(tmp_path / "m.md"), "--json", str(tmp_path / "m.json"))
-    assert r.returncode == 0, r.stderr
+            "--json", tmp_path / "host.json")  # the old spelling (bench = bench run) still runs, for one release
+    assert r.code == 0 and "use `c3ae-edge bench run`" in r.lines[-1], r.err[-2000:]
+    r = cli("bench", "merge", tmp_path / "host.json", out, "--markdown", tmp_path / "m.md", "--json", tmp_path / "m.json")
+    assert r.code == 0, r.err
     merged = json.loads((tmp_path / "m.json").read_text())
     assert any("[on-board runner]" in r["machine"] for r in merged["results"]) and any(r["backend"] == "torch" for r in merged["results"])
     md = (tmp_path / "m.md").read_text()
@@ -91,11 +87,11 @@ def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
 
 
 @pytest.mark.slow
-def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path):
+def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path, cli):
     """The runner's end-to-end rows on real photos: the manifest's detector (facefind.py beside the runner), the bundle's
     own reference preprocessing, every artifact; and one clear line, no rows, where the detector's OpenCV is missing."""
-    r = cli("bench", "--write-runner", str(tmp_path))
-    assert r.returncode == 0 and (tmp_path / "facefind.py").is_file(), r.stderr
+    r = cli("bench", "write-runner", tmp_path)
+    assert r.code == 0 and (tmp_path / "facefind.py").is_file(), r.err
     photos = tmp_path / "photos"
     photos.mkdir()
     for p in sorted((fgnet_dir / "images").iterdir())[:40:10]:
