@@ -28,8 +28,8 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def short_run(tmp_path_factory) -> tuple[dict, Path]:
     """torch + ONNX (fp32 and int8) for c3ae_plain, 30 runs: the whole pipeline at small cost."""
     out = tmp_path_factory.mktemp("bench")
-    r = run("run", "--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30", "--warmup", "3", "--e2e", "4",
-            "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "-q")
+    r = run("run", "--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30",
+            "--warmup", "3", "--e2e", "4", "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "-q")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "deprecated" not in r.stderr, r.stderr[-3000:]
     return json.loads((out / "b.json").read_text()), out
@@ -114,7 +114,8 @@ def test_markdown_puts_paper_beside_ours(short_run):
     t3 = md.split("## Table 3, reproduced")[1].split("\n## ")[0]
     line = next(ln for ln in t3.splitlines() if ln.startswith("| c3ae_plain |")).split(" | ")
     assert line[5] == f"{paper_ms:.2f} ms" and line[2] == "36,377", line
-    assert line[7] == f"{eager['latency']['p50'] * 1e3:.2f} ms" and line[8] == f"{best['latency']['p50'] * 1e3:.2f} ms", line
+    assert line[7] == f"{eager['latency']['p50'] * 1e3:.2f} ms", line
+    assert line[8] == f"{best['latency']['p50'] * 1e3:.2f} ms", line
     assert line[9] == f"{best['backend']} {best['precision']}", line
     mae = ((doc.get("accuracy") or {}).get("results") or {}).get("c3ae_plain", {}).get("mae")
     assert line[-1] == (f"{mae:.2f} |" if isinstance(mae, (int, float)) else "not yet trained |"), line
@@ -125,7 +126,8 @@ def test_markdown_puts_paper_beside_ours(short_run):
     assert any("best backend vs PyTorch eager" in ln and f"| {ratio:.2f}x | {'yes' if ratio >= 5 else '**no**'} |" in ln
                for ln in bar.splitlines()), bar
     graph = md.split("## Graph report per artifact")[1].split("\n## ")[0]
-    assert f"| {rows[('onnx', 'int8')]['artifact']['file']} | {rows[('onnx', 'int8')]['graph']['nodes']} |" in graph, graph
+    q8 = rows[("onnx", "int8")]
+    assert f"| {q8['artifact']['file']} | {q8['graph']['nodes']} |" in graph, graph
     assert f"CPU {doc['environment']['cpu']['model']}, " in md.split("## Environment")[1]
     png = out / "b.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -137,14 +139,18 @@ def test_merge_combines_documents(short_run, tmp_path, cli):
     doc, out = short_run
     gpu_like = dict(doc, config={**doc["config"], "device": "cuda"})  # a second document from "another" run
     (tmp_path / "g.json").write_text(json.dumps(gpu_like))
-    r = cli("bench", "merge", out / "b.json", tmp_path / "g.json", "--json", tmp_path / "m.json", "--markdown", tmp_path / "m.md")
+    r = cli("bench", "merge", out / "b.json", tmp_path / "g.json", "--json", tmp_path / "m.json",
+            "--markdown", tmp_path / "m.md")
     assert r.code == 0 and "deprecated" not in r.err, r.err
     m = json.loads((tmp_path / "m.json").read_text())
     assert len(m["merged_from"]) == 2 and len(m["results"]) == 2 * len(doc["results"])
     labels = [doc_label(doc), doc_label(gpu_like)]
-    assert labels[1] == labels[0] + " [cuda]" and [r["machine"] for r in m["results"]] == [labels[0]] * len(doc["results"]) + [labels[1]] * len(doc["results"])
+    n = len(doc["results"])
+    assert labels[1] == labels[0] + " [cuda]"
+    assert [r["machine"] for r in m["results"]] == [labels[0]] * n + [labels[1]] * n
     md = (tmp_path / "m.md").read_text()
-    assert f"- `{out / 'b.json'}`: {labels[0]}, command `{doc['config']['command']}`" in md and f"- `{tmp_path / 'g.json'}`: {labels[1]}," in md
+    assert f"- `{out / 'b.json'}`: {labels[0]}, command `{doc['config']['command']}`" in md, md
+    assert f"- `{tmp_path / 'g.json'}`: {labels[1]}," in md, md
 
 
 def test_rows_are_typed_and_round_trip_to_the_same_bytes(short_run):
@@ -163,7 +169,8 @@ def test_rows_are_typed_and_round_trip_to_the_same_bytes(short_run):
             assert isinstance(row, E2ERow) == (r.get("pipeline") == "photo-to-age")
             assert json.dumps(row.to_json()) == json.dumps(r)
     plain = BenchRow.from_json(next(r for r in doc["results"] if r["backend"] == "onnx" and r["precision"] == "int8"))
-    assert plain.timed and plain.p50 == plain.latency["p50"] > 0 and plain.label == "onnx int8" and plain.params == 36_377
+    assert plain.timed and plain.p50 == plain.latency["p50"] > 0
+    assert plain.label == "onnx int8" and plain.params == 36_377
 
 
 def test_onboard_rows_parse_as_bench_rows():
@@ -172,12 +179,14 @@ def test_onboard_rows_parse_as_bench_rows():
     from c3ae_edge.board import onboard
 
     lat = latency_stats(np.arange(100_000, 120_000, 100))
-    r = onboard.row("c3ae_full", "tflite", "int8", 1, 1, lat, 0.002, 0.01, runtime="ai-edge-litert", runtime_version="1.2",
-                    runtime_id="ai-edge-litert/xnnpack", delegate={"name": "xnnpack"}, artifact={"file": "a.tflite", "bytes": 1},
-                    memory={"unit": "MB", "peak_rss": 50.0}, source="onboard runner")
+    r = onboard.row("c3ae_full", "tflite", "int8", 1, 1, lat, 0.002, 0.01, runtime="ai-edge-litert",
+                    runtime_version="1.2", runtime_id="ai-edge-litert/xnnpack", delegate={"name": "xnnpack"},
+                    artifact={"file": "a.tflite", "bytes": 1}, memory={"unit": "MB", "peak_rss": 50.0},
+                    source="onboard runner")
     row = BenchRow.from_json(json.loads(json.dumps(r)))
     assert row.runtime_id == "ai-edge-litert/xnnpack" and row.throughput["value"] == pytest.approx(1 / lat["p50"])
-    assert row.label == "tflite [ai-edge-litert/xnnpack 1.2] int8" and row.to_json() == r and list(row.to_json()) == list(r)
+    assert row.label == "tflite [ai-edge-litert/xnnpack 1.2] int8"
+    assert row.to_json() == r and list(row.to_json()) == list(r)
     for bad in ({**r, "latency": {"p50": "fast"}}, {k: v for k, v in r.items() if k != "model"}, "row"):
         with pytest.raises(ValueError):
             BenchRow.from_json(bad)
@@ -195,9 +204,10 @@ def test_bad_input_is_one_line(tmp_path, cli):
     x, gone = str(tmp_path / "x.json"), str(tmp_path / "missing.json")
     for args in (["--models", "nope"], ["--backends", "tensorrt"], ["--precision", "int4"], ["--runs", "0"], ["--threads", "two"],
                  ["--merge", x], ["--merge", gone], ["--merge"],
-                 ["run", "--models", "nope"], ["run", "--backends", "tensorrt"], ["run", "--runs", "0"], ["run", "--batch", "0"],
-                 ["merge", x], ["merge", gone], ["merge"], ["render", gone], ["render"], ["remote", "pi@board"],
-                 ["write-runner"], ["merge", "--models", "c3ae_plain", x], ["render", "--merge", x], ["run", "--from-json", x]):
+                 ["run", "--models", "nope"], ["run", "--backends", "tensorrt"], ["run", "--runs", "0"],
+                 ["run", "--batch", "0"], ["merge", x], ["merge", gone], ["merge"], ["render", gone], ["render"],
+                 ["remote", "pi@board"], ["write-runner"], ["merge", "--models", "c3ae_plain", x],
+                 ["render", "--merge", x], ["run", "--from-json", x]):
         r = cli("bench", *args)
         assert r.code == 2, (args, r.err)
         assert r.err.count("\n") == 1 and r.err.startswith("c3ae-edge: error:"), (args, r.err)
@@ -224,15 +234,17 @@ def test_old_spellings_do_what_the_new_ones_do_and_say_so(tmp_path, cli):
     assert r_old.code == 0 and r_new.code == 0 and not _deprecation(r_new.err), (r_old.err, r_new.err)
     assert _deprecation(r_old.err) == [ln for ln in r_old.err.splitlines() if "bench write-runner DIR" in ln], r_old.err
     for name in ("onboard.py", "facefind.py"):
-        assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes() == (ROOT / "c3ae_edge" / "board" / name).read_bytes()
+        shipped = (ROOT / "c3ae_edge" / "board" / name).read_bytes()
+        assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes() == shipped
 
 
 def test_sub_commands_take_only_their_own_options(cli):
     r = cli("bench", "--help")
     assert r.code == 0 and all(c in r.out for c in ("run", "merge", "render", "remote", "write-runner")), r.out
     assert "legacy" not in r.out and "--models" not in r.out, r.out
-    for sub, has, lacks in (("run", "--models", "--merge"), ("merge", "--markdown", "--runs"), ("render", "--plot", "--models"),
-                            ("remote", "--bundle", "--models"), ("write-runner", "facefind.py", "--json")):
+    for sub, has, lacks in (("run", "--models", "--merge"), ("merge", "--markdown", "--runs"),
+                            ("render", "--plot", "--models"), ("remote", "--bundle", "--models"),
+                            ("write-runner", "facefind.py", "--json")):
         r = cli("bench", sub, "--help")
         flat = " ".join(r.out.replace("│", " ").split())
         assert r.code == 0 and has in flat and lacks not in flat, (sub, flat)
@@ -247,7 +259,8 @@ def test_cuda_absent_skips_in_one_line(tmp_path, cli):
         r = cli("bench", *args, "--device", "cuda", "--models", "c3ae_plain", "--json", tmp_path / f"c{i}.json")
         assert r.code == 0, r.err
         assert "skip --device cuda: CUDA not available" in r.err
-        assert _deprecation(r.err) == ([] if args else [r.lines[-1]]) and (args or "use `c3ae-edge bench run`" in r.lines[-1]), r.err
+        assert _deprecation(r.err) == ([] if args else [r.lines[-1]]), r.err
+        assert args or "use `c3ae-edge bench run`" in r.lines[-1], r.err
         doc = json.loads((tmp_path / f"c{i}.json").read_text())
         assert doc["results"] == [] and doc["skipped"].startswith("skip --device cuda")
 
