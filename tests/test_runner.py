@@ -71,7 +71,8 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
     r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q", "--e2e", "0",
             "--json", tmp_path / "host.json")  # the old spelling (bench = bench run) still runs, for one release
     assert r.code == 0 and "use `c3ae-edge bench run`" in r.lines[-1], r.err[-2000:]
-    r = cli("bench", "merge", tmp_path / "host.json", out, "--markdown", tmp_path / "m.md", "--json", tmp_path / "m.json")
+    r = cli("bench", "merge", tmp_path / "host.json", out, "--markdown", tmp_path / "m.md",
+            "--json", tmp_path / "m.json")
     assert r.code == 0, r.err
     merged = json.loads((tmp_path / "m.json").read_text())
     assert any("[on-board runner]" in r["machine"] for r in merged["results"]) and any(r["backend"] == "torch" for r in merged["results"])
