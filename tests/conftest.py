@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,51 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("aarch64"):
             item.add_marker(skip)
+
+
+@dataclass
+class Result:
+    """What one in-process ``c3ae-edge`` call left: exit code, stdout, stderr (unpacks as a tuple too)."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        """The non-blank stderr lines."""
+        return [ln for ln in self.err.splitlines() if ln.strip()]
+
+    def __iter__(self):
+        return iter((self.code, self.out, self.err))
+
+
+def run_main(args: list[str], capsys, cwd: Path | None = None) -> Result:
+    """``c3ae-edge ARGS`` in this process through the real entry point (its error handling and exit codes included)."""
+    from c3ae_edge.cli import main
+
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = ["c3ae-edge", *map(str, args)]
+    capsys.readouterr()
+    code = 0
+    try:
+        if cwd:
+            os.chdir(cwd)
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    o = capsys.readouterr()
+    return Result(code, o.out, o.err)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli("bench", "merge", ...)`` -> Result(code, out, err): the CLI run in this process, $C3AE_DATA set."""
+    monkeypatch.setenv("C3AE_DATA", str(DATA))
+    return lambda *args, cwd=None: run_main(list(args), capsys, cwd)
 
 
 @pytest.fixture(scope="session")

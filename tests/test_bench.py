@@ -15,7 +15,12 @@ from c3ae_edge.board.onboard import SCHEMA, latency_stats
 ROOT = Path(__file__).resolve().parents[1]
 
 
+GOOD = ROOT / "docs" / "results" / "x86.json"
+BOARD = ROOT / "docs" / "results" / "onboard_runner_x86_clean_venv.json"
+
+
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The one bench run of this file, in its own process (a bench sets torch's process-wide thread pools)."""
     return subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "bench", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
@@ -23,9 +28,10 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def short_run(tmp_path_factory) -> tuple[dict, Path]:
     """torch + ONNX (fp32 and int8) for c3ae_plain, 30 runs: the whole pipeline at small cost."""
     out = tmp_path_factory.mktemp("bench")
-    r = run("--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30", "--warmup", "3", "--e2e", "4",
-            "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "-q")
+    r = run("run", "--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30",
+            "--warmup", "3", "--e2e", "4", "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "-q")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "deprecated" not in r.stderr, r.stderr[-3000:]
     return json.loads((out / "b.json").read_text()), out
 
 
@@ -51,7 +57,7 @@ def test_json_schema_and_rows(short_run):
         lat = r["latency"]
         assert lat["count"] == 30 and {"mean", "stdev", "p50", "p90", "p95", "p99", "p50_ci95"} <= set(lat)
         assert r["throughput"]["value"] == pytest.approx(1 / lat["p50"])
-        assert r["memory"]["peak_rss"] > 0 and r["load"]["time"] >= 0 and r["first_inference"]["time"] > 0
+        assert r["memory"]["peak_rss"] > 0 and r["load"]["time"] > 0 and r["first_inference"]["time"] > 0
         assert r["threads"] == 1 and r["batch"] == 1 and r["params"] == 36_377
         assert 0 < r["efficiency"]["fraction_of_peak"]
     # MACC counted from the ONNX graph agrees with the module's count
@@ -87,7 +93,12 @@ def test_photo_to_age_rows(short_run):
         by_input.setdefault(r["input"], []).append(r)
     assert all(len({r["stages"]["detect"]["p50"] for r in rs}) == 1 for rs in by_input.values())
     md = (out / "b.md").read_text()
-    assert "## Photo to age (end to end)" in md and "640x480 frames" in md and "1280x720 frames" in md and "haar-fast" in md
+    section = md.split("## Photo to age (end to end)")[1].split("\n## ")[0]
+    for r in e2e:  # each row's own computed total and faces, in its own line of the section
+        cells = f"| {r['input']} | haar-fast | {r['backend']} {r['precision']} | 1 | "
+        line = next(ln for ln in section.splitlines() if cells in ln)
+        assert f"| {r['latency']['p50'] * 1e3:.2f} ({r['latency']['mean'] * 1e3:.2f}) |" in line, line
+        assert f"| {r['faces_found']}/4 ({r['annotated_face_found']}) |" in line, line
     assert "4 FG-NET photos" in doc["config"]["photo_to_age"]
 
 
@@ -96,24 +107,89 @@ def test_markdown_puts_paper_beside_ours(short_run):
 
     doc, out = short_run
     md = (out / "b.md").read_text()
+    rows = {(r["backend"], r["precision"]): r for r in doc["results"] if not r.get("pipeline")}
+    eager, best = rows[("torch", "fp32")], min(rows.values(), key=lambda r: r["latency"]["p50"])
+    # Table 3: the paper's CPU figure beside our eager and best p50, and the MAE cell from the accuracy table
     paper_ms = get_model_cfg("c3ae_plain").paper.cpu_s * 1e3
-    assert "## Table 3, reproduced" in md and f"{paper_ms:.2f} ms" in md and "(paper)" in md
-    assert "not yet trained" in md or "MAE" in md
-    assert "## Performance bar" in md and "## Graph report per artifact" in md and "## Environment" in md
+    t3 = md.split("## Table 3, reproduced")[1].split("\n## ")[0]
+    line = next(ln for ln in t3.splitlines() if ln.startswith("| c3ae_plain |")).split(" | ")
+    assert line[5] == f"{paper_ms:.2f} ms" and line[2] == "36,377", line
+    assert line[7] == f"{eager['latency']['p50'] * 1e3:.2f} ms", line
+    assert line[8] == f"{best['latency']['p50'] * 1e3:.2f} ms", line
+    assert line[9] == f"{best['backend']} {best['precision']}", line
+    mae = ((doc.get("accuracy") or {}).get("results") or {}).get("c3ae_plain", {}).get("mae")
+    assert line[-1] == (f"{mae:.2f} |" if isinstance(mae, (int, float)) else "not yet trained |"), line
+    # the bar: eager / best artifact, as computed from the JSON rows
+    art = min((r for r in rows.values() if r["backend"] != "torch"), key=lambda r: r["latency"]["p50"])
+    ratio = eager["latency"]["p50"] / art["latency"]["p50"]
+    bar = md.split("## Performance bar")[1].split("\n## ")[0]
+    assert any("best backend vs PyTorch eager" in ln and f"| {ratio:.2f}x | {'yes' if ratio >= 5 else '**no**'} |" in ln
+               for ln in bar.splitlines()), bar
+    graph = md.split("## Graph report per artifact")[1].split("\n## ")[0]
+    q8 = rows[("onnx", "int8")]
+    assert f"| {q8['artifact']['file']} | {q8['graph']['nodes']} |" in graph, graph
+    assert f"CPU {doc['environment']['cpu']['model']}, " in md.split("## Environment")[1]
     png = out / "b.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_merge_combines_documents(short_run, tmp_path):
+def test_merge_combines_documents(short_run, tmp_path, cli):
+    from c3ae_edge.bench.report import doc_label
+
     doc, out = short_run
     gpu_like = dict(doc, config={**doc["config"], "device": "cuda"})  # a second document from "another" run
     (tmp_path / "g.json").write_text(json.dumps(gpu_like))
-    r = run("--merge", str(out / "b.json"), str(tmp_path / "g.json"), "--json", str(tmp_path / "m.json"), "--markdown", str(tmp_path / "m.md"))
-    assert r.returncode == 0, r.stderr
+    r = cli("bench", "merge", out / "b.json", tmp_path / "g.json", "--json", tmp_path / "m.json",
+            "--markdown", tmp_path / "m.md")
+    assert r.code == 0 and "deprecated" not in r.err, r.err
     m = json.loads((tmp_path / "m.json").read_text())
     assert len(m["merged_from"]) == 2 and len(m["results"]) == 2 * len(doc["results"])
-    assert len({r["machine"] for r in m["results"]}) == 2
-    assert "Merged from" in (tmp_path / "m.md").read_text()
+    labels = [doc_label(doc), doc_label(gpu_like)]
+    n = len(doc["results"])
+    assert labels[1] == labels[0] + " [cuda]"
+    assert [r["machine"] for r in m["results"]] == [labels[0]] * n + [labels[1]] * n
+    md = (tmp_path / "m.md").read_text()
+    assert f"- `{out / 'b.json'}`: {labels[0]}, command `{doc['config']['command']}`" in md, md
+    assert f"- `{tmp_path / 'g.json'}`: {labels[1]}," in md, md
+
+
+def test_rows_are_typed_and_round_trip_to_the_same_bytes(short_run):
+    """Every row the harness wrote, and every committed bench document's, reads as a BenchRow (photo-to-age rows as
+    E2ERow) and writes back with the same keys in the same order."""
+    from c3ae_edge.bench.report import load_doc
+    from c3ae_edge.bench.rows import BenchRow, E2ERow
+
+    doc, _ = short_run
+    docs = [doc] + [load_doc(f) for f in sorted((ROOT / "docs" / "results").glob("*.json"))
+                    if json.loads(f.read_text()).get("schema") == SCHEMA]
+    assert len(docs) >= 4
+    for d in docs:
+        for r in d["results"]:
+            row = BenchRow.from_json(r)
+            assert isinstance(row, E2ERow) == (r.get("pipeline") == "photo-to-age")
+            assert json.dumps(row.to_json()) == json.dumps(r)
+    plain = BenchRow.from_json(next(r for r in doc["results"] if r["backend"] == "onnx" and r["precision"] == "int8"))
+    assert plain.timed and plain.p50 == plain.latency["p50"] > 0
+    assert plain.label == "onnx int8" and plain.params == 36_377
+
+
+def test_onboard_rows_parse_as_bench_rows():
+    """The standalone runner builds its rows itself (numpy only, no package import): they read as BenchRow."""
+    from c3ae_edge.bench.rows import BenchRow
+    from c3ae_edge.board import onboard
+
+    lat = latency_stats(np.arange(100_000, 120_000, 100))
+    r = onboard.row("c3ae_full", "tflite", "int8", 1, 1, lat, 0.002, 0.01, runtime="ai-edge-litert",
+                    runtime_version="1.2", runtime_id="ai-edge-litert/xnnpack", delegate={"name": "xnnpack"},
+                    artifact={"file": "a.tflite", "bytes": 1}, memory={"unit": "MB", "peak_rss": 50.0},
+                    source="onboard runner")
+    row = BenchRow.from_json(json.loads(json.dumps(r)))
+    assert row.runtime_id == "ai-edge-litert/xnnpack" and row.throughput["value"] == pytest.approx(1 / lat["p50"])
+    assert row.label == "tflite [ai-edge-litert/xnnpack 1.2] int8"
+    assert row.to_json() == r and list(row.to_json()) == list(r)
+    for bad in ({**r, "latency": {"p50": "fast"}}, {k: v for k, v in r.items() if k != "model"}, "row"):
+        with pytest.raises(ValueError):
+            BenchRow.from_json(bad)
 
 
 def test_paper_table_file_matches_registry():
@@ -122,26 +198,71 @@ def test_paper_table_file_matches_registry():
     assert json.loads(table_file("paper_table3.json").read_text()) == json.loads(json.dumps(document()))
 
 
-def test_bad_input_is_one_line(tmp_path):
+def test_bad_input_is_one_line(tmp_path, cli):
+    """Old and new spellings alike: exit 2 and one error line (no deprecation line on a refused command)."""
     (tmp_path / "x.json").write_text('{"not": "a bench"}')
-    for args in (["--models", "nope"], ["--backends", "no-such-backend"], ["--precision", "int4"], ["--runs", "0"],
-                 ["--threads", "two"],
-                 ["--merge", str(tmp_path / "x.json")], ["--merge", str(tmp_path / "missing.json")], ["--merge"]):
-        r = run(*args)
-        assert r.returncode == 2, (args, r.stderr)
-        assert r.stderr.count("\n") == 1 and r.stderr.startswith("c3ae-edge: error:"), (args, r.stderr)
+    x, gone = str(tmp_path / "x.json"), str(tmp_path / "missing.json")
+    for args in (["--models", "nope"], ["--backends", "no-such-backend"], ["--precision", "int4"], ["--runs", "0"], ["--threads", "two"],
+                 ["--merge", x], ["--merge", gone], ["--merge"],
+                 ["run", "--models", "nope"], ["run", "--backends", "no-such-backend"], ["run", "--runs", "0"],
+                 ["run", "--batch", "0"], ["merge", x], ["merge", gone], ["merge"], ["render", gone], ["render"],
+                 ["remote", "pi@board"], ["write-runner"], ["merge", "--models", "c3ae_plain", x],
+                 ["render", "--merge", x], ["run", "--from-json", x]):
+        r = cli("bench", *args)
+        assert r.code == 2, (args, r.err)
+        assert r.err.count("\n") == 1 and r.err.startswith("c3ae-edge: error:"), (args, r.err)
 
 
-def test_cuda_absent_skips_in_one_line(tmp_path):
+def _deprecation(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if "deprecated" in ln]
+
+
+def test_old_spellings_do_what_the_new_ones_do_and_say_so(tmp_path, cli):
+    """Each old spelling writes the same files as its sub-command and adds one stderr line naming the new spelling."""
+    for old, new, word in ((["--merge", GOOD, BOARD], ["merge", GOOD, BOARD], "merge FILES"),
+                           (["--from-json", GOOD], ["render", GOOD], "render FILE")):
+        outs = []
+        for i, args in enumerate((old, new)):
+            d = tmp_path / f"{word.split()[0]}{i}"
+            r = cli("bench", *args, "--json", d / "r.json", "--markdown", d / "r.md", "--plot", d / "p.png")
+            assert r.code == 0, r.err
+            assert len(_deprecation(r.err)) == (1 - i), r.err
+            outs.append([(d / f).read_bytes() for f in ("r.json", "r.md", "p.png")])
+        assert outs[0] == outs[1], word
+        assert f"use `c3ae-edge bench {word}" in cli("bench", *old, "--json", tmp_path / "again.json").err
+    r_old, r_new = cli("bench", "--write-runner", tmp_path / "w0"), cli("bench", "write-runner", tmp_path / "w1")
+    assert r_old.code == 0 and r_new.code == 0 and not _deprecation(r_new.err), (r_old.err, r_new.err)
+    assert _deprecation(r_old.err) == [ln for ln in r_old.err.splitlines() if "bench write-runner DIR" in ln], r_old.err
+    for name in ("onboard.py", "facefind.py"):
+        shipped = (ROOT / "c3ae_edge" / "board" / name).read_bytes()
+        assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes() == shipped
+
+
+def test_sub_commands_take_only_their_own_options(cli):
+    r = cli("bench", "--help")
+    assert r.code == 0 and all(c in r.out for c in ("run", "merge", "render", "remote", "write-runner")), r.out
+    assert "legacy" not in r.out and "--models" not in r.out, r.out
+    for sub, has, lacks in (("run", "--models", "--merge"), ("merge", "--markdown", "--runs"),
+                            ("render", "--plot", "--models"), ("remote", "--bundle", "--models"),
+                            ("write-runner", "facefind.py", "--json")):
+        r = cli("bench", sub, "--help")
+        flat = " ".join(r.out.replace("│", " ").split())
+        assert r.code == 0 and has in flat and lacks not in flat, (sub, flat)
+
+
+def test_cuda_absent_skips_in_one_line(tmp_path, cli):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: this test covers the machine without one")
-    r = run("--device", "cuda", "--models", "c3ae_plain", "--json", str(tmp_path / "c.json"))
-    assert r.returncode == 0, r.stderr
-    assert "skip --device cuda: CUDA not available" in r.stderr
-    doc = json.loads((tmp_path / "c.json").read_text())
-    assert doc["results"] == [] and doc["skipped"].startswith("skip --device cuda")
+    for i, args in enumerate((["run"], [])):  # `bench` with no sub-command still runs, and names `bench run`
+        r = cli("bench", *args, "--device", "cuda", "--models", "c3ae_plain", "--json", tmp_path / f"c{i}.json")
+        assert r.code == 0, r.err
+        assert "skip --device cuda: CUDA not available" in r.err
+        assert _deprecation(r.err) == ([] if args else [r.lines[-1]]), r.err
+        assert args or "use `c3ae-edge bench run`" in r.lines[-1], r.err
+        doc = json.loads((tmp_path / f"c{i}.json").read_text())
+        assert doc["results"] == [] and doc["skipped"].startswith("skip --device cuda")
 
 
 def test_peer_recipe_is_the_trainer_s_and_covers_table3():
@@ -159,9 +280,10 @@ def test_peer_recipe_is_the_trainer_s_and_covers_table3():
             assert name in recipe["models"] and res["train"] == recipe["train"] and res["limit"] == recipe.get("limit")
 
 
-def test_remote_needs_a_bundle(tmp_path):
-    r = run("--remote", "pi@board", "--bundle", str(tmp_path))
-    assert r.returncode == 2 and "not a bundle" in r.stderr and r.stderr.count("\n") == 1
+def test_remote_needs_a_bundle(tmp_path, cli):
+    for args in (["--remote", "pi@board", "--bundle", tmp_path], ["remote", "pi@board", "--bundle", tmp_path]):
+        r = cli("bench", *args)
+        assert r.code == 2 and "not a bundle" in r.err and r.err.count("\n") == 1, (args, r.err)
 
 
 def test_dwpool_rewrite_is_identical_in_float():

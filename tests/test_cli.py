@@ -6,10 +6,6 @@ import subprocess
 import sys
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "c3ae_edge.cli", *args], capture_output=True, text=True, timeout=300)
-
-
 def test_help_imports_no_torch_nor_backends():
     code = ("import sys; sys.argv=['c3ae-edge','--help']\nimport c3ae_edge.cli as c\ntry:\n    c.main()\nexcept SystemExit:\n    pass\n"
             "heavy=[m for m in ('torch','onnx','onnxruntime','openvino','nncf','litert_torch','ai_edge_litert','cv2') if m in sys.modules]\n"
@@ -23,10 +19,10 @@ def test_help_imports_no_torch_nor_backends():
         assert f"pip extra '{extra}'" in flat, flat
 
 
-def test_models_json_reports_computed_numbers():
-    r = run("models", "--json")
-    assert r.returncode == 0, r.stderr
-    rows = {m["name"]: m for m in json.loads(r.stdout)}
+def test_models_json_reports_computed_numbers(cli):
+    r = cli("models", "--json")
+    assert r.code == 0, r.err
+    rows = {m["name"]: m for m in json.loads(r.out)}
     assert rows["c3ae_plain"]["params"] == 36_377 and rows["c3ae_plain"]["conv_macc"] == 12_562_816
     assert abs(rows["c3ae_full"]["params"] - 39_700) / 39_700 <= 0.03
     for n in ("c3ae_plain", "ssr_net", "mobilenet_v2_050_6", "mobilenet_v2_075_6", "shufflenet_v2_050_1", "shufflenet_v2_075_1"):
@@ -35,13 +31,16 @@ def test_models_json_reports_computed_numbers():
     assert rows["ssr_net"]["paper_params_delta_pct"] == 0.0
 
 
-def test_models_table_labels_paper_values():
-    r = run("models")
-    assert r.returncode == 0 and "c3ae_full" in r.stdout and "paper" in r.stdout.lower()
+def test_models_table_labels_paper_values(cli):
+    r = cli("models")
+    assert r.code == 0, r.err
+    plain = next(line for line in r.out.splitlines() if "c3ae_plain " in line)  # computed beside the paper's
+    assert "36,377" in plain and "12,562,816" in plain, plain
 
 
-def test_bad_input_is_one_line_nonzero():
-    for args, code in ((("models", "--filter", "zzz"), 2), (("models", "--bogus"), 2), (("nosuchcommand",), 2)):
-        r = run(*args)
-        assert r.returncode == code, (args, r.returncode, r.stderr)
-        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+def test_bad_input_is_one_line_nonzero(cli):
+    for args, code in ((("models", "--filter", "zzz"), 2), (("models", "--bogus"), 2), (("nosuchcommand",), 2),
+                       (("bench", "nosuchsub"), 2), (("weights", "soup"), 2)):
+        r = cli(*args)
+        assert r.code == code, (args, r.code, r.err)
+        assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err

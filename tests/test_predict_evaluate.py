@@ -100,7 +100,10 @@ def test_evaluate_cli_on_any_folder_laid_out_like_utkface(tmp_path, predictor, u
     expected = np.mean([abs(predictor.predict_image(s.path, aligned=True).faces[0].age - s.age) for s in faces])
     assert rep["n"] == 40 and abs(rep["mae"] - expected) < 1e-3
     assert sum(d["n"] for d in rep["per_decade"].values()) == 40
-    assert "MAE" in r.stdout
+    flat = " ".join(r.stdout.replace("│", " ").split())  # the table prints the computed MAE, overall and per decade
+    assert f"MAE {rep['mae']:.3f} years over 40 faces" in flat, r.stdout
+    for decade, v in rep["per_decade"].items():
+        assert f"{decade} {v['n']} {v['mae']:.2f}" in flat, (decade, r.stdout)
 
 
 @pytest.mark.slow

@@ -16,10 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNNER_DEPS = ("numpy", "numpy.libs", "ai_edge_litert", "onnxruntime")  # the runner's whole world (importable names + their metadata)
 
 
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "c3ae_edge.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
-
-
 @pytest.fixture(scope="module")
 def bundle(small_rpi_bundle: Path) -> Path:
     return small_rpi_bundle
@@ -43,15 +39,15 @@ def board_python(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_path):
+def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_path, cli):
     from c3ae_edge.board.onboard import SCHEMA
 
     for absent in ("torch", "c3ae_edge", "typer", "cv2", "PIL"):
         r = subprocess.run([str(board_python), "-c", f"import {absent}"], capture_output=True, text=True, cwd=tmp_path)
         assert r.returncode != 0, f"{absent} is importable in the board venv"
     runner = tmp_path / "onboard.py"
-    r = cli("bench", "--write-runner", str(tmp_path))
-    assert r.returncode == 0 and runner.is_file(), r.stderr
+    r = cli("bench", "write-runner", tmp_path)
+    assert r.code == 0 and runner.is_file(), r.err
     out = tmp_path / "board.json"
     r = subprocess.run([str(board_python), str(runner), str(bundle), "--runs", "40", "--warmup", "5", "--json", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -65,13 +61,19 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
         assert row["model"] == man["model"]["name"] and row["runtime"] == "ai-edge-litert" and row["delegate"]["name"] == "xnnpack"
         assert row["parity"]["faces"] == len(man["parity_set"]["pytorch_age"]) and row["parity"]["within_tolerance"]
     assert doc["environment"]["versions"]["numpy"] and "torch" not in doc["environment"]["versions"]
+    from c3ae_edge.bench.rows import BenchRow
+
+    typed = [BenchRow.from_json(x) for x in doc["results"]]  # the runner's own rows are the package's typed rows
+    assert [json.dumps(t.to_json()) for t in typed] == [json.dumps(x) for x in doc["results"]]
+    assert all(t.timed and t.runtime == "ai-edge-litert" for t in typed)
 
     # one table across "machines": the harness document + the runner's
     r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q", "--e2e", "0",
-            "--json", str(tmp_path / "host.json"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = cli("bench", "--merge", str(tmp_path / "host.json"), str(out), "--markdown", str(tmp_path / "m.md"), "--json", str(tmp_path / "m.json"))
-    assert r.returncode == 0, r.stderr
+            "--json", tmp_path / "host.json")  # the old spelling (bench = bench run) still runs, for one release
+    assert r.code == 0 and "use `c3ae-edge bench run`" in r.lines[-1], r.err[-2000:]
+    r = cli("bench", "merge", tmp_path / "host.json", out, "--markdown", tmp_path / "m.md",
+            "--json", tmp_path / "m.json")
+    assert r.code == 0, r.err
     merged = json.loads((tmp_path / "m.json").read_text())
     assert any("[on-board runner]" in r["machine"] for r in merged["results"]) and any(r["backend"] == "torch" for r in merged["results"])
     md = (tmp_path / "m.md").read_text()
@@ -86,11 +88,11 @@ def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
 
 
 @pytest.mark.slow
-def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path):
+def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path, cli):
     """The runner's end-to-end rows on real photos: the manifest's detector (facefind.py beside the runner), the bundle's
     own reference preprocessing, every artifact; and one clear line, no rows, where the detector's OpenCV is missing."""
-    r = cli("bench", "--write-runner", str(tmp_path))
-    assert r.returncode == 0 and (tmp_path / "facefind.py").is_file(), r.stderr
+    r = cli("bench", "write-runner", tmp_path)
+    assert r.code == 0 and (tmp_path / "facefind.py").is_file(), r.err
     photos = tmp_path / "photos"
     photos.mkdir()
     for p in sorted((fgnet_dir / "images").iterdir())[:40:10]:
@@ -103,6 +105,9 @@ def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path):
     man = json.loads((bundle / "manifest.json").read_text())
     assert man["face_box"]["detector"]["name"] == "haar-fast"
     assert {(x["artifact"]["file"], x["input"]) for x in rows} == {(a["file"], i) for a in man["artifacts"] for i in ("photos", "640x480 frames", "1280x720 frames")}
+    from c3ae_edge.bench.rows import BenchRow, E2ERow
+
+    assert all(isinstance(BenchRow.from_json(x), E2ERow) and BenchRow.from_json(x).to_json() == x for x in rows)
     for x in rows:
         assert x["images"] == 4 and x["faces_found"] >= 3 and x["detector"] == "haar-fast"
         assert set(x["stages"]) == {"decode", "detect", "crop", "age"} and x["throughput"]["unit"] == "images/s"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from c3ae_edge.bench.rows import BenchRow
 from c3ae_edge.board import onboard
 from c3ae_edge.errors import DataError, UsageError
 
@@ -195,7 +196,7 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # already set once in this process
             pass
-    results: list[dict] = []
+    results: list[BenchRow] = []
     skipped = None
     if cfg.device == "cuda":
         ok, why = cuda.available()
@@ -233,10 +234,12 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                 ref = model(torch.from_numpy(x_all)).numpy().reshape(-1)
             common = {"model": name, "weights": wnote, "params": prof.params, "macc": {"model": prof.macc}, "paper": paper.paper_ref(name)}
             if cfg.device == "cuda":
-                results += [{**common, **r} for r in cuda.bench_model(model, x_all, cfg, log=prog.log)]
+                rows = cuda.bench_model(model, x_all, cfg, log=prog.log)
+                results += [BenchRow.from_json({**common, **r}) for r in rows]
                 prog.step(name, 1)
                 continue
-            results += _bench_model(model, common, pairs, cfg, x_all, ref, peaks, exported.get(name, {}), prog)
+            rows = _bench_model(model, common, pairs, cfg, x_all, ref, peaks, exported.get(name, {}), prog)
+            results += map(BenchRow.from_json, rows)
     env = onboard.environment(cfg.threads[0] if len(cfg.threads) == 1 else cfg.threads,
                               {"peak": {str(t): p for t, p in peaks.items()}, "torch_threads": {"intra_op": "= threads", "interop": torch.get_num_interop_threads()}})
     return {"schema": onboard.SCHEMA,
@@ -249,7 +252,8 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                                         "artifact (batch 1, one call per face); decode/detect/crop once per image, every artifact timed on those faces")
                        if cfg.e2e else None,
                        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "wall_time_s": round(time.time() - t_start, 1)},
-            "environment": env, "paper": paper.document(), "results": results, **({"skipped": skipped} if skipped else {})}
+            "environment": env, "paper": paper.document(),
+            "results": [r.to_json() for r in results], **({"skipped": skipped} if skipped else {})}
 
 
 BLOCKS = 20  # round-robin blocks per model: each row runs runs/BLOCKS timed calls per block

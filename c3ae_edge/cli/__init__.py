@@ -57,7 +57,8 @@ def _register_command_modules() -> None:
     """Each command group lives in its own module (only typer imported at module level)."""
     import importlib
 
-    for mod in ("c3ae_edge.cli.train", "c3ae_edge.cli.export", "c3ae_edge.cli.bench", "c3ae_edge.cli.release"):
+    for mod in ("c3ae_edge.cli.train", "c3ae_edge.cli.export", "c3ae_edge.cli.bench", "c3ae_edge.cli.release",
+                "c3ae_edge.cli.weights"):
         try:
             importlib.import_module(mod).register(app)
         except ModuleNotFoundError as e:

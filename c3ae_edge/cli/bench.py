@@ -1,7 +1,32 @@
-"""``bench`` command (typer only at import; the work happens in c3ae_edge.bench)."""
+"""``bench run|merge|render|remote|write-runner`` (typer only at import; the work happens in c3ae_edge.bench).
+
+Today's single-command spellings (``bench --merge``, ``--from-json``, ``--remote``, ``--write-runner``, and ``bench``
+with no sub-command = run) keep working for one release through a hidden ``legacy`` command that calls the same
+functions and prints one deprecation line naming the new spelling.
+"""
 from __future__ import annotations
 
+import sys
+
 import typer
+from typer.core import TyperGroup
+
+LEGACY = "legacy"
+
+
+class _BenchGroup(TyperGroup):
+    """Arguments that do not start with a sub-command name go to the hidden legacy command (the old spellings)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [LEGACY, *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(cls=_BenchGroup, no_args_is_help=False, add_completion=False,
+                        help="Time models and exported artifacts the same way on this machine (Table 3 of the paper, "
+                             "and beyond), merge bench JSON files from several machines, re-render reports, run on a "
+                             "board.")
 
 
 def _ints(value: str, opt: str) -> list[int]:
@@ -20,78 +45,222 @@ def _names(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+# options shared by several sub-commands (one definition, one help text)
+def _json_opt():
+    return typer.Option(None, "--json", help="write the results JSON here")
+
+
+def _markdown_opt():
+    return typer.Option(None, "--markdown", help="write the markdown report here")
+
+
+def _plot_opt():
+    return typer.Option(None, "--plot", help="write the PNG plot here (default: next to --markdown or --json)")
+
+
+def _accuracy_opt():
+    return typer.Option(None, "--accuracy", help="MAE per model from the common recipe (default "
+                                                 "c3ae_edge/bench/tables/peers_mae.json if present)")
+
+
+def _runs_opt():
+    return typer.Option(2000, "--runs", help="timed runs per row")
+
+
+def _warmup_opt():
+    return typer.Option(100, "--warmup", help="untimed runs before timing")
+
+
+# ---------------------------------------------------------------- the work of each sub-command
+
+def do_run(models: str | None, backends: str | None, precision: str, runs: int, warmup: int, threads: str, batch: str,
+           device: str, data: str | None, e2e: int, detector: str, quiet: bool) -> dict:
+    from c3ae_edge.bench.harness import BenchConfig, command_line, installed_backends, run
+    from c3ae_edge.bench.paper import DEFAULT_MODELS
+
+    cfg = BenchConfig(models=_names(models) or list(DEFAULT_MODELS), backends=_names(backends) or installed_backends(),
+                      precisions=_names(precision) or ["fp32"], runs=runs, warmup=warmup,
+                      threads=_ints(threads, "--threads"), batches=_ints(batch, "--batch"), device=device, data=data,
+                      command=command_line(), e2e=e2e if device == "cpu" else 0, detector=detector)
+    return run(cfg, quiet=quiet)
+
+
+def do_merge(files: list[str]) -> dict:
+    from pathlib import Path
+
+    from c3ae_edge.bench import report
+    from c3ae_edge.errors import UsageError
+
+    if not files:
+        raise UsageError("merge needs bench JSON files: c3ae-edge bench merge a.json b.json ...")
+    return report.merge([Path(f) for f in files])
+
+
+def do_render(file: str) -> dict:
+    from pathlib import Path
+
+    from c3ae_edge.bench import report
+
+    return report.load_doc(Path(file))
+
+
+def do_remote(host: str, bundle: str | None, runs: int, warmup: int, threads: int) -> dict:
+    from pathlib import Path
+
+    from c3ae_edge.bench.remote import run_remote
+    from c3ae_edge.errors import UsageError
+
+    if not bundle:
+        raise UsageError("remote needs --bundle DIR (a bundle written by `c3ae-edge export`)")
+    return run_remote(host, Path(bundle), runs, warmup, threads)
+
+
+def do_write_runner(folder: str) -> None:
+    import shutil
+    from pathlib import Path
+
+    from c3ae_edge.board import facefind, onboard
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    dst = shutil.copy(onboard.__file__, Path(folder) / "onboard.py")
+    shutil.copy(facefind.__file__, Path(folder) / "facefind.py")  # the photo-to-age rows' detector
+    typer.echo(f"wrote {dst} (and facefind.py beside it)")
+
+
+def _report(doc: dict, accuracy: str | None, json_file: str | None, markdown: str | None, plot: str | None,
+            sources: list[str]) -> None:
+    from pathlib import Path
+
+    from c3ae_edge.bench import report
+
+    acc = report.load_accuracy(Path(accuracy) if accuracy else None)
+    if acc:
+        doc["accuracy"] = acc
+    _write_reports(doc, json_file, markdown, plot, sources)
+
+
+# ---------------------------------------------------------------- sub-commands
+
+@bench_app.command("run", help="Time every model x backend x precision x threads x batch on this machine, "
+                               "the same way.")
+def run_cmd(
+    models: str = typer.Option(None, "--models",
+                               help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"),
+    backends: str = typer.Option(None, "--backends",
+                                 help="torch,onnx,openvino,tflite (default: torch + every installed backend)"),
+    precision: str = typer.Option("fp32,int8", "--precision",
+                                  help="fp32,int8 (also fp16; bf16 = OpenVINO's bf16 execution of the fp32 IR)"),
+    runs: int = _runs_opt(),
+    warmup: int = _warmup_opt(),
+    threads: str = typer.Option("1", "--threads",
+                                help="threads per runtime, comma-separated for several rows (e.g. 1,2)"),
+    batch: str = typer.Option("1", "--batch", help="batch sizes, comma-separated (1 = single-image forward)"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch CUDA eager, CUDA Graphs, fp16/bf16)"),
+    data: str = typer.Option(None, "--data",
+                             help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"),
+    e2e: int = typer.Option(60, "--e2e", help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and "
+                                              "1280x720 frames (0: none)"),
+    detector: str = typer.Option("haar-fast", "--detector",
+                                 help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"),
+    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    accuracy: str = _accuracy_opt(),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    doc = do_run(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
+    _report(doc, accuracy, json_file, markdown, plot, [])
+
+
+@bench_app.command("merge", help="Combine bench JSON files from several machines (this one, a GPU, the on-board "
+                                 "runner) into one table.")
+def merge_cmd(
+    files: list[str] = typer.Argument(..., help="bench JSON files"),
+    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    accuracy: str = _accuracy_opt(),
+) -> None:
+    _report(do_merge(files), accuracy, json_file, markdown, plot, files)
+
+
+@bench_app.command("render", help="Re-render the markdown report and PNG of an earlier bench JSON file.")
+def render_cmd(
+    file: str = typer.Argument(..., help="a bench JSON file"),
+    json_file: str = typer.Option(None, "--json", help="write the document (with --accuracy folded in) here"),
+    markdown: str = _markdown_opt(), plot: str = _plot_opt(), accuracy: str = _accuracy_opt(),
+) -> None:
+    _report(do_render(file), accuracy, json_file, markdown, plot, [file])
+
+
+@bench_app.command("remote", help="Copy the on-board runner and a bundle to a board over ssh, run it there, "
+                                  "collect the JSON.")
+def remote_cmd(
+    host: str = typer.Argument(..., help="user@host of the board"),
+    bundle: str = typer.Option(..., "--bundle",
+                               help="the bundle folder (written by `c3ae-edge export`) to run on the board"),
+    runs: int = _runs_opt(), warmup: int = _warmup_opt(),
+    threads: int = typer.Option(1, "--threads", min=1, help="threads of the board's runtime"),
+    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    accuracy: str = _accuracy_opt(),
+) -> None:
+    _report(do_remote(host, bundle, runs, warmup, threads), accuracy, json_file, markdown, plot, [])
+
+
+@bench_app.command("write-runner",
+                   help="Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder.")
+def write_runner_cmd(folder: str = typer.Argument(..., help="folder to write onboard.py and facefind.py into")) -> None:
+    do_write_runner(folder)
+
+
+# ---------------------------------------------------------------- the old spellings, for one release
+
+@bench_app.command(LEGACY, hidden=True)
+def legacy_cmd(
+    files: list[str] = typer.Argument(None),
+    models: str = typer.Option(None, "--models"), backends: str = typer.Option(None, "--backends"),
+    precision: str = typer.Option("fp32,int8", "--precision"), runs: int = typer.Option(2000, "--runs"),
+    warmup: int = typer.Option(100, "--warmup"), threads: str = typer.Option("1", "--threads"),
+    batch: str = typer.Option("1", "--batch"), device: str = typer.Option("cpu", "--device"),
+    data: str = typer.Option(None, "--data"), json_file: str = typer.Option(None, "--json"),
+    markdown: str = typer.Option(None, "--markdown"), plot: str = typer.Option(None, "--plot"),
+    accuracy: str = typer.Option(None, "--accuracy"), merge: bool = typer.Option(False, "--merge"),
+    from_json: str = typer.Option(None, "--from-json"), remote: str = typer.Option(None, "--remote"),
+    bundle: str = typer.Option(None, "--bundle"), e2e: int = typer.Option(60, "--e2e"),
+    detector: str = typer.Option("haar-fast", "--detector"), write_runner: str = typer.Option(None, "--write-runner"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """``c3ae-edge bench [--merge|--from-json|--remote|--write-runner] ...``: the same work, then a deprecation line."""
+    from c3ae_edge.errors import UsageError
+
+    if write_runner:
+        do_write_runner(write_runner)
+        return _deprecated("--write-runner DIR", "write-runner DIR")
+    if merge or files:
+        if not merge:
+            raise UsageError("JSON files are only taken with --merge (c3ae-edge bench merge FILES...)")
+        if not files:
+            raise UsageError("--merge needs bench JSON files: c3ae-edge bench merge a.json b.json ...")
+        _report(do_merge(files), accuracy, json_file, markdown, plot, files)
+        return _deprecated("--merge FILES...", "merge FILES...")
+    if from_json:
+        _report(do_render(from_json), accuracy, json_file, markdown, plot, [from_json])
+        return _deprecated("--from-json FILE", "render FILE")
+    if remote:
+        if not bundle:
+            raise UsageError("--remote needs --bundle DIR (a bundle written by `c3ae-edge export`)")
+        doc = do_remote(remote, bundle, runs, warmup, _ints(threads, "--threads")[0])
+        _report(doc, accuracy, json_file, markdown, plot, [])
+        return _deprecated("--remote HOST", "remote HOST")
+    doc = do_run(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
+    _report(doc, accuracy, json_file, markdown, plot, [])
+    return _deprecated("with no sub-command", "run")
+
+
+def _deprecated(old: str, new: str) -> None:
+    """One line on stderr, after the work succeeded (a refused command still prints only its one error line)."""
+    print(f"c3ae-edge: `c3ae-edge bench {old}` is deprecated and goes in the next release; "
+          f"use `c3ae-edge bench {new}`", file=sys.stderr)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(help="Time models and exported artifacts the same way on this machine (Table 3 of the paper, and beyond); "
-                      "--merge combines bench JSON files from several machines into one table.")
-    def bench(
-        files: list[str] = typer.Argument(None, help="with --merge: bench JSON files (this machine, GPU, on-board runner)"),
-        models: str = typer.Option(None, "--models", help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"),
-        backends: str = typer.Option(None, "--backends", help="torch,onnx,openvino,tflite (default: torch + every installed backend)"),
-        precision: str = typer.Option("fp32,int8", "--precision", help="fp32,int8 (also fp16; bf16 = OpenVINO's bf16 execution of the fp32 IR)"),
-        runs: int = typer.Option(2000, "--runs", help="timed runs per row"),
-        warmup: int = typer.Option(100, "--warmup", help="untimed runs before timing"),
-        threads: str = typer.Option("1", "--threads", help="threads per runtime, comma-separated for several rows (e.g. 1,2)"),
-        batch: str = typer.Option("1", "--batch", help="batch sizes, comma-separated (1 = single-image forward)"),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch CUDA eager, CUDA Graphs, fp16/bf16)"),
-        data: str = typer.Option(None, "--data", help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"),
-        json_file: str = typer.Option(None, "--json", help="write the results JSON here"),
-        markdown: str = typer.Option(None, "--markdown", help="write the markdown report here"),
-        plot: str = typer.Option(None, "--plot", help="write the PNG plot here (default: next to --markdown or --json)"),
-        accuracy: str = typer.Option(None, "--accuracy", help="MAE per model from the common recipe (default c3ae_edge/bench/tables/peers_mae.json if present)"),
-        merge: bool = typer.Option(False, "--merge", help="combine the given bench JSON files into one table instead of running"),
-        from_json: str = typer.Option(None, "--from-json", help="re-render the markdown/PNG of an earlier bench JSON instead of running"),
-        remote: str = typer.Option(None, "--remote", help="user@host: copy the on-board runner and --bundle over ssh, run it there, collect the JSON"),
-        bundle: str = typer.Option(None, "--bundle", help="with --remote: the bundle folder to run on the board"),
-        e2e: int = typer.Option(60, "--e2e", help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and 1280x720 frames (0: none)"),
-        detector: str = typer.Option("haar-fast", "--detector", help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"),
-        write_runner: str = typer.Option(None, "--write-runner", help="copy the standalone on-board runner (onboard.py) into this folder and exit"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
-    ) -> None:
-        from pathlib import Path
-
-        from c3ae_edge.errors import UsageError
-
-        if write_runner:
-            import shutil
-
-            from c3ae_edge.board import onboard
-
-            Path(write_runner).mkdir(parents=True, exist_ok=True)
-            from c3ae_edge.board import facefind
-
-            dst = shutil.copy(onboard.__file__, Path(write_runner) / "onboard.py")
-            shutil.copy(facefind.__file__, Path(write_runner) / "facefind.py")  # the photo-to-age rows' detector
-            typer.echo(f"wrote {dst} (and facefind.py beside it)")
-            return
-        from c3ae_edge.bench import report
-
-        if merge or files:
-            if not merge:
-                raise UsageError("JSON files are only taken with --merge")
-            if not files:
-                raise UsageError("--merge needs bench JSON files: c3ae-edge bench --merge a.json b.json ...")
-            doc = report.merge([Path(f) for f in files])
-        elif from_json:
-            doc = report.load_doc(Path(from_json))
-        elif remote:
-            from c3ae_edge.bench.remote import run_remote
-
-            if not bundle:
-                raise UsageError("--remote needs --bundle DIR (a bundle written by `c3ae-edge export`)")
-            doc = run_remote(remote, Path(bundle), runs, warmup, _ints(threads, "--threads")[0])
-        else:
-            from c3ae_edge.bench.harness import BenchConfig, command_line, installed_backends, run
-            from c3ae_edge.bench.paper import DEFAULT_MODELS
-
-            cfg = BenchConfig(models=_names(models) or list(DEFAULT_MODELS), backends=_names(backends) or installed_backends(),
-                              precisions=_names(precision) or ["fp32"], runs=runs, warmup=warmup, threads=_ints(threads, "--threads"),
-                              batches=_ints(batch, "--batch"), device=device, data=data, command=command_line(),
-                              e2e=e2e if device == "cpu" else 0, detector=detector)
-            doc = run(cfg, quiet=quiet)
-        acc = report.load_accuracy(Path(accuracy) if accuracy else None)
-        if acc:
-            doc["accuracy"] = acc
-        _write_reports(doc, json_file, markdown, plot, files if merge else [from_json] if from_json else [])
+    app.add_typer(bench_app, name="bench")
 
 
 def _write_reports(doc: dict, json_file: str | None, markdown: str | None, plot: str | None, sources: list[str]) -> None:

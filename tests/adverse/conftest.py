@@ -7,29 +7,18 @@ import io
 import os
 import shutil
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import Result, run_main  # noqa: F401 - the one in-process runner (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("C3AE_DATA", ROOT.parent / "shared" / "data"))
 UTK = DATA / "utkface"
 FGNET = DATA / "fgnet"
 TINY_TARGET = 'name = "tiny"\ndescription = "adverse suite"\narch = "any"\nbackend = "onnx"\nprecisions = ["fp32"]\n'
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [ln for ln in self.err.splitlines() if ln.strip()]
 
 
 @dataclass
@@ -58,27 +47,6 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
-def run_main(args: list[str], capsys, cwd: Path | None = None) -> Result:
-    """``c3ae-edge ARGS`` in this process (the real entry point, exceptions and all)."""
-    from c3ae_edge.cli import main
-
-    old_argv, old_cwd = sys.argv, os.getcwd()
-    sys.argv = ["c3ae-edge", *map(str, args)]
-    capsys.readouterr()
-    code = 0
-    try:
-        if cwd:
-            os.chdir(cwd)
-        main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = old_argv
-        os.chdir(old_cwd)
-    o = capsys.readouterr()
-    return Result(code, o.out, o.err)
-
-
 def one_line_error(r: Result, code: int, needles: tuple[str, ...] = ()) -> None:
     assert r.code == code, (r.code, r.err[-2000:])
     assert "Traceback" not in r.err and "internal error" not in r.err, r.err[-2000:]
@@ -97,12 +65,6 @@ def run_case(case: Case, tmp: Path, capsys, env: dict) -> Result:
     if case.extra:
         case.extra(tmp, r)
     return r
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    monkeypatch.setenv("C3AE_DATA", str(DATA))
-    return lambda *args, cwd=None: run_main(list(args), capsys, cwd)
 
 
 @pytest.fixture
