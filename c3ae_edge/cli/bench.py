@@ -141,13 +141,19 @@ def _report(doc: dict, accuracy: str | None, json_file: str | None, markdown: st
 
 # ---------------------------------------------------------------- sub-commands
 
+def _bench_backends() -> list[str]:
+    from c3ae_edge.export.registry import bench_backends  # backend modules import no heavy library
+
+    return bench_backends()
+
+
 @bench_app.command("run", help="Time every model x backend x precision x threads x batch on this machine, "
                                "the same way.")
 def run_cmd(
     models: str = typer.Option(None, "--models",
                                help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"),
     backends: str = typer.Option(None, "--backends",
-                                 help="torch,onnx,openvino,tflite (default: torch + every installed backend)"),
+                                 help=f"torch,{','.join(_bench_backends())} (default: torch + every installed backend)"),
     precision: str = typer.Option("fp32,int8", "--precision",
                                   help="fp32,int8 (also fp16; bf16 = OpenVINO's bf16 execution of the fp32 IR)"),
     runs: int = _runs_opt(),
