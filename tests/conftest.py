@@ -25,9 +25,21 @@ def fgnet_dir() -> Path:
     return FGNET
 
 
+# The fast tier is `pytest -m "not slow"`: no data set, few subprocesses. A test joins the slow tier by its marker,
+# by a module listed here (each builds full bundles or trains), or by using the data set's fixtures.
+SLOW_MODULES = {"test_export.py", "test_mcu.py", "test_release.py", "test_board_runtimes.py", "test_runner.py",
+                "test_default_faces.py", "test_train.py", "test_weights_cli.py", "test_aarch64.py"}
+DATA_FIXTURES = {"utk_dir", "fgnet_dir", "small_rpi_bundle"}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """The aarch64 tests need a root built once by tools/aarch64/build_root.sh (~25 min) and minutes of emulation:
-    they run only when asked for (C3AE_ARM64_ROOT set, or -m aarch64), never by default, so CI stays fast."""
+    """Mark the slow tier; skip the opt-in aarch64 tests. Those need a root built once by
+    tools/aarch64/build_root.sh (~25 min) and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT
+    set, or -m aarch64), never by default, so CI stays fast."""
+    for item in items:
+        if item.path.name in SLOW_MODULES or DATA_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
     if os.environ.get("C3AE_ARM64_ROOT") or "aarch64" in (config.getoption("markexpr") or ""):
         return
     skip = pytest.mark.skip(reason="opt-in: set C3AE_ARM64_ROOT or run -m aarch64 (tools/aarch64/README.md)")

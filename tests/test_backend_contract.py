@@ -152,3 +152,35 @@ def test_bench_forward_and_graph(name, plain, exported):
     assert "error" not in r, r
     assert r["ops"] and r["nodes"] == sum(r["ops"].values()) and r["macc"] > 0, r
     assert set(r["added_by_conversion"]) == {"transpose", "quantize", "dequantize"}
+
+
+def _targets() -> list[str]:
+    from c3ae_edge.export.targets import builtin
+
+    return sorted(builtin())
+
+
+@pytest.mark.parametrize("target", _targets())
+def test_every_builtin_target_runs_on_its_backend(target, plain, exported):
+    """Each board profile names a registered backend, precisions it exports and runtimes it has; the backend's
+    artifact runs under each of those runtimes usable here, with the board's thread count, within the parity bar.
+    A runtime this machine lacks (CUDA) must say why in one line, not vanish."""
+    from c3ae_edge.export.targets import builtin
+
+    t = builtin()[target]
+    be = get_backend(t.backend)
+    assert set(t.precisions) <= set(be.spec.precisions), t
+    by_id = {rt.id: rt for rt in be.runtimes}
+    assert t.runtimes and set(t.runtimes) <= set(by_id), (t.runtimes, sorted(by_id))
+    _, x, ref, _ = plain
+    path, prec = exported(t.backend)
+    ran = 0
+    for rid in t.runtimes:
+        why = by_id[rid].missing()
+        if why is not None:
+            assert isinstance(why, str) and why.strip() and "\n" not in why.strip(), (rid, why)
+            continue
+        ages = np.asarray(by_id[rid].open(path, t.threads).run(x)["age"], np.float64)
+        assert float(np.abs(ages - ref).max()) <= bar(prec), (target, rid)
+        ran += 1
+    assert ran, f"{target}: none of {t.runtimes} is usable on this machine"
