@@ -51,7 +51,7 @@ def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
                             "manifest.json", "parity_crops.npy", "reference_infer.py"])
     m = manifest(rpi_bundle)
     assert m["schema"] == "c3ae-edge-bundle/1" and m["primary"] == "c3ae_full_int8.tflite"
-    assert m["model"]["weights_sha256"] == sha256_file(load_model()[2]["path"])
+    assert m["model"]["weights_sha256"] == sha256_file(load_model()[2].path)
     assert m["build"]["time"] == "2023-11-14T22:13:20Z" and m["build"]["from_source_date_epoch"]
     int8, fp32 = m["artifacts"]
     assert (rpi_bundle / int8["file"]).stat().st_size == int8["bytes"] <= 64 * 1024
