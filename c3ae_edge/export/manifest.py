@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from c3ae_edge.errors import DataError
 
@@ -126,16 +126,26 @@ def _check(d: dict, where: str) -> None:
         need(d, k, typ, where)
     need(need(d, "build", dict, where), "time", str, f"{where} build")
     par = need(d, "parity_set", dict, where)
-    need(par, "file", str, f"{where} parity_set")
+    _relative(need(par, "file", str, f"{where} parity_set"), f"{where} parity_set")
     ages = need(par, "pytorch_age", list, f"{where} parity_set")
     if not ages or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in ages):
         raise DataError(f"{where}: parity_set.pytorch_age must be a non-empty list of finite numbers")
 
 
+def _relative(name: object, where: str) -> str:
+    """A plain relative name inside the bundle (whether it is a link is checked against the folder itself)."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise DataError(f"{where}: bad file name {name!r} in the bundle")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts):
+        raise DataError(f"{where}: path {name!r} leaves the bundle")
+    return name
+
+
 def _artifact(art: object, w: str) -> None:
     from c3ae_edge.export.bundle_check import tolerance_cap
 
-    name = need(art, "file", str, w)
+    name = _relative(need(art, "file", str, w), w)
     prec = need(art, "precision", str, w)
     if prec not in PRECISIONS:
         raise DataError(f"{w}: precision {prec!r} is not fp32, fp16 or int8")
@@ -146,4 +156,6 @@ def _artifact(art: object, w: str) -> None:
     files = art.get("files", [name])
     if not isinstance(files, list) or name not in files:
         raise DataError(f"{w}: 'files' must be a list naming {name}")
+    for f in files:
+        _relative(f, w)
     need(art, "sha256", str, w)
