@@ -96,7 +96,7 @@ class AgePredictor:
                 boxes, scores = [d.box for d in dets], [d.score for d in dets]
             ages = self.ages_for_boxes(img, boxes)
             if not np.isfinite(ages).all():
-                raise DataError(f"{path}: the model's age is not finite ({ages[0]}): the weights {self.checkpoint['path']} overflow")
+                raise DataError(f"{path}: the model's age is not finite ({ages[0]}): the weights {self.checkpoint.path} overflow")
             for b, a, s in zip(boxes, ages, scores):
                 cx, cy, side = (v / k for v in b)  # source pixels, whatever size the image was decoded at
                 res.faces.append(FaceAge((int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(cx + side / 2)), int(round(cy + side / 2))), a, s))

@@ -40,7 +40,9 @@ def rpi_bundle(tmp_path_factory) -> Path:
 
 
 def manifest(bundle: Path) -> dict:
-    return json.loads((bundle / "manifest.json").read_text())
+    from c3ae_edge.export.manifest import Manifest
+
+    return Manifest.read(bundle).to_dict()  # checked on the way: every test reads a valid manifest
 
 
 def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
@@ -51,7 +53,7 @@ def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
                             "manifest.json", "parity_crops.npy", "reference_infer.py"])
     m = manifest(rpi_bundle)
     assert m["schema"] == "c3ae-edge-bundle/1" and m["primary"] == "c3ae_full_int8.tflite"
-    assert m["model"]["weights_sha256"] == sha256_file(load_model()[2]["path"])
+    assert m["model"]["weights_sha256"] == sha256_file(load_model()[2].path)
     assert m["build"]["time"] == "2023-11-14T22:13:20Z" and m["build"]["from_source_date_epoch"]
     int8, fp32 = m["artifacts"]
     assert (rpi_bundle / int8["file"]).stat().st_size == int8["bytes"] <= 64 * 1024
@@ -74,6 +76,34 @@ def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
     sums = dict(line.split("  ")[::-1] for line in (rpi_bundle / "SHA256SUMS").read_text().splitlines())
     assert sorted(sums) == [n for n in names if n != "SHA256SUMS"]
     assert all(hashlib.sha256((rpi_bundle / n).read_bytes()).hexdigest() == d for n, d in sums.items())
+
+
+def test_manifest_is_typed_round_trips_and_names_a_bad_field(rpi_bundle: Path):
+    """Manifest.to_json gives back manifest.json byte for byte; from_json refuses a bad field with one DataError
+    naming the file and the field; what the numpy-only reference_infer.py reads is all there."""
+    from c3ae_edge.errors import DataError
+    from c3ae_edge.export.manifest import SCHEMA, Manifest
+
+    text = (rpi_bundle / "manifest.json").read_text()
+    man = Manifest.from_json(text, "m.json")
+    assert man.to_json() == text and man.schema == SCHEMA and not man.extras
+    assert man.primary_artifact["file"] == man.primary == "c3ae_full_int8.tflite" and man.backend == "tflite"
+    for a in (a for a in man.artifacts if a["file"].endswith(".tflite")):  # reference_infer.py: main, invoke, decode
+        assert {"file", "input", "outputs"} <= set(a) and a["input"]["layout"].endswith("HWC")
+    assert {"cx", "cy", "side"} == set(man.face_box["aligned_chip"]) and {"w2", "b2"} <= set(man.output["decode"])
+    assert {"scales", "size", "mean", "std"} <= set(man.crop) and len(man.parity_set["pytorch_age"]) == 8
+    edits = {"'model' missing or not dict": lambda d: d.pop("model"),
+             "target: 'name' missing": lambda d: d["target"].pop("name"),
+             "artifacts\\[1\\]: precision 'int4'": lambda d: d["artifacts"][1].update(precision="int4"),
+             "'primary' 'x.tflite' names no artifact": lambda d: d.update(primary="x.tflite"),
+             "build: 'time' missing": lambda d: d["build"].update(time=1700000000),
+             "pytorch_age must be": lambda d: d["parity_set"].update(pytorch_age=[]),
+             "not a c3ae-edge-bundle/1 manifest": lambda d: d.update(schema="c3ae-edge-bundle/2")}
+    for msg, edit in edits.items():
+        d = json.loads(text)
+        edit(d)
+        with pytest.raises(DataError, match=f"^m.json.*{msg}"):
+            Manifest.from_json(json.dumps(d), "m.json")
 
 
 def test_artifacts_embed_metadata_and_runners_find_outputs_by_name(rpi_bundle: Path):

@@ -31,7 +31,7 @@ def test_training_lowers_loss_and_writes_checkpoints(tmp_path, utk_dir):
     split = json.loads((run / "split.json").read_text())
     assert not set(split["splits"]["train"]) & set(split["splits"]["test"])
     model, spec, ck = load_model(str(run / "best.pt"))
-    assert ck["model"] == "c3ae_plain" and spec.scales == (1.0,)
+    assert ck.model == "c3ae_plain" and spec.scales == (1.0,)
     assert res["test_mae"] > 0
 
 

@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"),
     ) -> None:
         from c3ae_edge.errors import UsageError
-        from c3ae_edge.export.bundle import export_bundle
+        from c3ae_edge.export.bundle import ExportRequest, export_bundle
+        from c3ae_edge.export.manifest import Manifest
 
         if verify_count < 1:
             raise UsageError("--verify-count must be >= 1")
@@ -47,11 +48,14 @@ def register(app: typer.Typer) -> None:
             secret = SecretKey.load(sign)
             signer = lambda folder: sign_bundle(folder, secret)  # noqa: E731
         say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
-        path = export_bundle(target, model, weights, out, data, calibration, calibration_count, verify_count, seed,
-                             max_int8_delta, allow_degraded, archive, log=say, signer=signer, verbose=verbose)
-        man = json.loads((path / "manifest.json").read_text())
+        req = ExportRequest(target, model=model, weights=weights, out=out, data=data, calibration=calibration,
+                            n_cal=calibration_count, n_verify=verify_count, seed=seed, max_delta=max_int8_delta,
+                            allow_degraded=allow_degraded, archive=archive, signer=signer, verbose=verbose)
+        path = export_bundle(req, log=say)
+        man = Manifest.read(path)
         if json_out:
-            typer.echo(json.dumps({"bundle": str(path), "artifacts": [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man["artifacts"]]}, indent=1))
+            arts = [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man.artifacts]
+            typer.echo(json.dumps({"bundle": str(path), "artifacts": arts}, indent=1))
         else:
             typer.echo(f"wrote {path}" + (f" and {path}.tar.gz" if archive else ""))
 

@@ -1,12 +1,13 @@
 """``export``: weights -> artifacts for a target -> verified, checksummed bundle, written atomically."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
 import tarfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -17,10 +18,14 @@ from c3ae_edge.board import board_script
 from c3ae_edge.data.detect import detector_record
 from c3ae_edge.errors import UsageError
 from c3ae_edge.export import bundle_check
+from c3ae_edge.export.manifest import SCHEMA, Manifest
 from c3ae_edge.export.quiet import quiet
 
-SCHEMA = "c3ae-edge-bundle/1"
 PARITY_FACES = 8
+_BOX_CONVENTION = "square (cx, cy, side) in source pixels, as OpenCV's frontal Haar cascade boxes a face"
+_DECODE_FORMULA = ("age = output 'age' if present, else sum_i bins[i] * w2[i] + b2 "
+                   "(bins dequantised: (q - zero_point) * scale)")
+_REPRODUCIBLE = "same inputs + SOURCE_DATE_EPOCH give byte-identical files (ONNX, OpenVINO, TFLite checked in tests)"
 
 
 def toolchain() -> dict:
@@ -83,52 +88,131 @@ def _embedded(model_name: str, w_sha: str, spec, decode: dict | None, target: st
     return d
 
 
-def export_bundle(target_name: str, model_name: str | None = None, weights: str | None = None, out: str | Path = "exports",
-                  data: str | None = None, calibration: str | None = None, n_cal: int = 300, n_verify: int = 500, seed: int = 0,
-                  max_delta: float | None = None, allow_degraded: bool = False, archive: bool = False, log=print, signer=None,
-                  verbose: bool = False) -> Path:
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export, as the CLI asks for it. ``signer(folder)`` (c3ae_edge.release.sign) signs SHA256SUMS."""
+
+    target: str
+    model: str | None = None
+    weights: str | None = None
+    out: Path = Path("exports")
+    data: str | None = None
+    calibration: str | None = None
+    n_cal: int = 300
+    n_verify: int = 500
+    seed: int = 0
+    max_delta: float | None = None
+    allow_degraded: bool = False
+    archive: bool = False
+    signer: Callable[[Path], object] | None = None
+    verbose: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "out", Path(self.out))
+
+
+@dataclass
+class _Job:
+    """The request resolved: target, backend, model and its reference ages on the selected faces."""
+
+    req: ExportRequest
+    target: object
+    backend: object
+    final: Path
+    model: object
+    spec: object
+    ck: object
+    w_sha: str
+    max_delta: float
+    cal: object
+    ver: object
+    ref: np.ndarray
+    decode: dict | None
+
+
+@dataclass
+class _Parity:
+    pidx: list
+    crops: np.ndarray
+    faces: object
+    bars: dict
+
+
+def export_bundle(req: ExportRequest | str, log=print, **fields) -> Path:
     """Build, verify and write ``out/<model>-<version>-<target>/``; -> its path. Nothing is left behind on failure.
-    ``signer(folder)`` (c3ae_edge.release.sign) signs SHA256SUMS before the bundle is renamed into place."""
+    ``req`` may also be a target name with ExportRequest's other fields as keywords."""
+    if not isinstance(req, ExportRequest):
+        req = ExportRequest(req, **fields)
+    job = _resolve(req, log)
+    tmp = _scratch(req.out, job.final)
+    try:
+        iso, epoch, reproducible = build_time()
+        arts, parity = _convert_all(job, tmp, log)
+        _write_extras(tmp, job, parity)
+        man = _write_docs(tmp, job, _manifest(job, arts, parity, iso, reproducible), log)
+        (tmp / "manifest.json").write_text(man.to_json())
+        _seal(tmp, job.final, req.signer)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk or a vanished folder: one line naming the output folder
+            from c3ae_edge.errors import os_error_line
+
+            raise UsageError(f"{req.out}: {os_error_line(e)}") from None
+        raise
+    if req.archive:
+        make_archive(job.final, epoch)
+    return job.final
+
+
+def _resolve(req: ExportRequest, log) -> _Job:
+    """Target, backend (its imports checked), writable OUT, model, faces and PyTorch's ages on them."""
     import torch
 
     from c3ae_edge import __version__
-    from c3ae_edge.data.crops import ALIGNED_BOX
     from c3ae_edge.errors import require
-    from c3ae_edge.export import calibration as calib
-    from c3ae_edge.export import rewrite
     from c3ae_edge.export.backends.common import head_weights
-    from c3ae_edge.export.crosscheck import Faces, cpu, once, verify_artifact
-    from c3ae_edge.export.firmware import header, readme
     from c3ae_edge.export.registry import get_backend
     from c3ae_edge.export.targets import load_target
-    from c3ae_edge.export.verify import int8_bars
-    from c3ae_edge.models.twopoint import BIN_CENTRES, BIN_WIDTH
     from c3ae_edge.weights import load_model, sha256_file
 
-    target = load_target(target_name)
+    target = load_target(req.target)
     backend = get_backend(target.backend)
-    with quiet(verbose):  # importing a converter can print (torchao .so load failures)
+    with quiet(req.verbose):  # importing a converter can print (torchao .so load failures)
         for module in backend.spec.requires:
             require(module, backend.spec.extra)
-    out = Path(out)
-    _writable(out)
+    _writable(req.out)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    model, spec, ck = load_model(weights, model_name)
-    name = ck["model"]
-    w_sha = sha256_file(ck["path"])
-    final = inside_out(out, f"{name}-{__version__}-{target.name}")
-    max_delta = target.max_int8_mae_delta if max_delta is None else max_delta
+    model, spec, ck = load_model(req.weights, req.model)
+    w_sha = sha256_file(ck.path)
+    final = inside_out(req.out, f"{ck.model}-{__version__}-{target.name}")
+    max_delta = target.max_int8_mae_delta if req.max_delta is None else req.max_delta
+    cal, ver, ref = _faces(req, target, model, spec, ck, log)
+    return _Job(req, target, backend, final, model, spec, ck, w_sha, max_delta, cal, ver, ref, head_weights(model))
+
+
+def _faces(req: ExportRequest, target, model, spec, ck, log):
+    """Calibration and verification faces (seeded), and the model's ages on the verification ones."""
+    import torch
+
+    from c3ae_edge.export import calibration as calib
 
     needs_cal = "int8" in target.precisions
-    cal, ver = calib.select(spec, ck["path"], data, calibration, n_cal, n_verify, seed, ck=ck)
+    cal, ver = calib.select(spec, ck.path, req.data, req.calibration, req.n_cal, req.n_verify, req.seed, ck=ck)
     if not len(ver.files) or (needs_cal and not len(cal.files)):
-        raise UsageError(f"no {'verification' if not len(ver.files) else 'calibration'} faces selected; nothing converted")
+        which = "verification" if not len(ver.files) else "calibration"
+        raise UsageError(f"no {which} faces selected; nothing converted")
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(ver.x[i:i + 128])).numpy() for i in range(0, len(ver.x), 128)])
     if not np.isfinite(ref).all():
-        raise UsageError(f"{ck['path']}: the model gives non-finite ages on the verification faces (the weights overflow); nothing converted")
-    log(f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} (data {calib.data_root(data)})")
-    decode = head_weights(model)
+        raise UsageError(f"{ck.path}: the model gives non-finite ages on the verification faces "
+                         "(the weights overflow); nothing converted")
+    log(f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} "
+        f"(data {calib.data_root(req.data)})")
+    return cal, ver, ref
+
+
+def _scratch(out: Path, final: Path) -> Path:
+    """A fresh temporary folder beside the bundle (one line naming OUT if it cannot be made)."""
     _catch_ctrl_c()
     tmp = out / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -139,84 +223,123 @@ def export_bundle(target_name: str, model_name: str | None = None, weights: str 
         from c3ae_edge.errors import os_error_line
 
         raise UsageError(f"{out}: {os_error_line(e).removeprefix(f'{e.filename}: ')}") from None
-    try:
-        iso, epoch, reproducible = build_time()
-        opts = {"stem": name, "metadata": _embedded(name, w_sha, spec, decode, target.name)}
-        arts = []
-        int8_model, rewrites = rewrite.apply(model, target.int8_rewrites, ver.x[:1])
-        pidx = list(range(min(PARITY_FACES, len(ver.files))))
-        crops = np.stack([ver_crops(ver, i, spec) for i in pidx])
-        parity_x = spec.normalize(crops)
-        faces = Faces(ver.x, ver.ages, ref, parity_x[:, 0] if len(spec.scales) == 1 else parity_x)
-        bars = int8_bars(max_delta, target.max_int8_face_p99, target.max_int8_face_max)
-        say_once = once(log)
-        for prec in target.precisions:
-            _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
-            t0 = time.perf_counter()
-            with quiet(verbose):  # converter noise: shown with --verbose or when the step fails; stdout stays ours
-                path = backend.export(int8_model if prec == "int8" else model, ver.x[:1], tmp, prec, cal.x if prec == "int8" else None, opts)
-            v = verify_artifact(backend, target, path, prec, faces, bars, allow_degraded, say_once, hush=lambda: quiet(verbose))
-            m = v["verification"]
-            files = [path.name] + ([path.with_suffix(backend.spec.options["sidecar"]).name] if "sidecar" in backend.spec.options else [])
-            arts.append({"file": path.name, "files": files, "backend": backend.spec.name, "precision": prec, **({"rewrites": rewrites} if prec == "int8" else {}), "bytes": sum((tmp / f).stat().st_size for f in files),
-                         "sha256": sha256(path), "input": v["io"]["input"], "outputs": v["io"]["outputs"], "tolerance_years": v["tolerance_years"],
-                         "verification": m, "runtimes": v["runtimes"], "golden": v["golden"]})
-            log(f"{path.name}: {arts[-1]['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "
-                f"MAE {m['mae']:.3f} (PyTorch {m['pytorch_mae']:.3f}, delta {m['mae_delta_vs_fp32']:+.3f}) [{time.perf_counter() - t0:.1f}s]")
-            for rid, row in v["runtimes"].items():
-                if "verification" in row:
-                    r = row["verification"]
-                    log(f"  under {rid}: |age - PyTorch| p50 {r['p50_abs_diff_vs_pytorch']:.3f} p99 {r['p99_abs_diff_vs_pytorch']:.3f} "
-                        f"max {r['max_abs_diff_vs_pytorch']:.3f} y, MAE delta {r['mae_delta_vs_fp32']:+.3f}")
-        np.save(tmp / "parity_crops.npy", crops, allow_pickle=False)
-        calib.write_list(tmp / "calibration_files.txt", cal)
-        shutil.copyfile(board_script("reference_infer.py"), tmp / "reference_infer.py")
-        man = {
-            "schema": SCHEMA,
-            "model": {"name": name, "version": __version__, "weights_file": Path(ck["path"]).name, "weights_sha256": w_sha,
-                      "params": int(sum(p.numel() for p in model.parameters())), "trained_on": ck.get("meta", {}).get("data")},
-            "target": {k: v for k, v in target.to_dict().items() if k != "source"},
-            "primary": arts[0]["file"],
-            "crop": spec.to_dict(),
-            "normalisation": "x[c] = (pixel[c] / 255 - mean[c]) / std[c], RGB",
-            "face_box": {"convention": "square (cx, cy, side) in source pixels, as OpenCV's frontal Haar cascade boxes a face",
-                         "aligned_chip": {"cx": ALIGNED_BOX[0], "cy": ALIGNED_BOX[1], "side": ALIGNED_BOX[2]},
-                         "detector": detector_record()},
-            "input": arts[0]["input"],
-            "output": {"names": [o["name"] for o in arts[0]["outputs"]],
-                       "bins": {"count": int(len(BIN_CENTRES)), "width": BIN_WIDTH, "centres": [float(c) for c in BIN_CENTRES]},
-                       "decode": {**(decode or {}), "formula": "age = output 'age' if present, else sum_i bins[i] * w2[i] + b2 (bins dequantised: (q - zero_point) * scale)"}},
-            "artifacts": arts,
-            "calibration": {**cal.identity(seed), "list": "calibration_files.txt"},
-            "verification": {**ver.identity(seed), "faces": len(ver.files), "pytorch_mae": round(float(np.abs(ref - ver.ages).mean()), 4),
-                             **bars, "fp32_parity_years": 0.01, "cpu": cpu(),
-                             "runtimes": list(target.runtimes)},
-            "parity_set": {"file": "parity_crops.npy", "shape": list(crops.shape), "dtype": "uint8", "layout": "N,S,H,W,C (RGB, before normalisation)",
-                           "images": [ver.files[i] for i in pidx], "pytorch_age": [round(float(ref[i]), 6) for i in pidx]},
-            "toolchain": toolchain(),
-            "build": {"time": iso, "from_source_date_epoch": reproducible, "host": f"{platform.system()}-{platform.machine()}",
-                      "reproducible": "same inputs + SOURCE_DATE_EPOCH give byte-identical files (ONNX, OpenVINO, TFLite checked in tests)"},
-        }
-        (tmp / "c3ae_model.h").write_text(header(man))
-        (tmp / "README.md").write_text(readme(man))
-        if hasattr(backend, "bundle_extras"):  # optional hook: a backend may add files (or lines to these two) and manifest sections
-            man.update(backend.bundle_extras(tmp, man, log))
-        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, sort_keys=False) + "\n")
-        _sums(tmp)
-        if signer is not None:
-            signer(tmp)
-        _catch_ctrl_c()
-        _commit(tmp, final)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):  # a full disk or a vanished folder: one line naming the output folder
-            from c3ae_edge.errors import os_error_line
+    return tmp
 
-            raise UsageError(f"{out}: {os_error_line(e)}") from None
-        raise
-    if archive:
-        make_archive(final, epoch)
-    return final
+
+def _convert_all(job: _Job, tmp: Path, log) -> tuple[list, _Parity]:
+    """Every precision of the target converted into ``tmp`` and verified; -> the manifest's artifact records."""
+    from c3ae_edge.export import rewrite
+    from c3ae_edge.export.crosscheck import Faces, once
+    from c3ae_edge.export.verify import int8_bars
+
+    ver, spec, t = job.ver, job.spec, job.target
+    int8_model, rewrites = rewrite.apply(job.model, t.int8_rewrites, ver.x[:1])
+    pidx = list(range(min(PARITY_FACES, len(ver.files))))
+    crops = np.stack([ver_crops(ver, i, spec) for i in pidx])
+    parity_x = spec.normalize(crops)
+    faces = Faces(ver.x, ver.ages, job.ref, parity_x[:, 0] if len(spec.scales) == 1 else parity_x)
+    parity = _Parity(pidx, crops, faces, int8_bars(job.max_delta, t.max_int8_face_p99, t.max_int8_face_max))
+    say_once = once(log)
+    arts = [_convert(job, tmp, prec, int8_model if prec == "int8" else job.model, rewrites, parity, say_once, log)
+            for prec in t.precisions]
+    return arts, parity
+
+
+def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Parity, say_once, log) -> dict:
+    """One artifact: convert, verify under every runtime, log the figures; -> its manifest record."""
+    from c3ae_edge.export.crosscheck import verify_artifact
+
+    backend, req, verbose = job.backend, job.req, job.req.verbose
+    opts = {"stem": job.ck.model, "metadata": _embedded(job.ck.model, job.w_sha, job.spec, job.decode, job.target.name)}
+    _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
+    t0 = time.perf_counter()
+    with quiet(verbose):  # converter noise: shown with --verbose or when the step fails; stdout stays ours
+        path = backend.export(model, job.ver.x[:1], tmp, prec, job.cal.x if prec == "int8" else None, opts)
+    v = verify_artifact(backend, job.target, path, prec, parity.faces, parity.bars, req.allow_degraded, say_once,
+                        hush=lambda: quiet(verbose))
+    m = v["verification"]
+    sidecar = backend.spec.options.get("sidecar")
+    files = [path.name] + ([path.with_suffix(sidecar).name] if sidecar else [])
+    art = {"file": path.name, "files": files, "backend": backend.spec.name, "precision": prec,
+           **({"rewrites": rewrites} if prec == "int8" else {}), "bytes": sum((tmp / f).stat().st_size for f in files),
+           "sha256": sha256(path), "input": v["io"]["input"], "outputs": v["io"]["outputs"],
+           "tolerance_years": v["tolerance_years"], "verification": m, "runtimes": v["runtimes"], "golden": v["golden"]}
+    log(f"{path.name}: {art['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "
+        f"MAE {m['mae']:.3f} (PyTorch {m['pytorch_mae']:.3f}, delta {m['mae_delta_vs_fp32']:+.3f}) "
+        f"[{time.perf_counter() - t0:.1f}s]")
+    for rid, row in v["runtimes"].items():
+        if "verification" in row:
+            r = row["verification"]
+            log(f"  under {rid}: |age - PyTorch| p50 {r['p50_abs_diff_vs_pytorch']:.3f} "
+                f"p99 {r['p99_abs_diff_vs_pytorch']:.3f} max {r['max_abs_diff_vs_pytorch']:.3f} y, "
+                f"MAE delta {r['mae_delta_vs_fp32']:+.3f}")
+    return art
+
+
+def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> None:
+    """Parity crops, the calibration list and the standalone reference script."""
+    from c3ae_edge.export import calibration as calib
+
+    np.save(tmp / "parity_crops.npy", parity.crops, allow_pickle=False)
+    calib.write_list(tmp / "calibration_files.txt", job.cal)
+    shutil.copyfile(board_script("reference_infer.py"), tmp / "reference_infer.py")
+
+
+def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bool) -> Manifest:
+    from c3ae_edge import __version__
+    from c3ae_edge.data.crops import ALIGNED_BOX
+    from c3ae_edge.export.crosscheck import cpu
+    from c3ae_edge.models.twopoint import BIN_CENTRES, BIN_WIDTH
+
+    ck, cal, ver, ref, seed, pidx = job.ck, job.cal, job.ver, job.ref, job.req.seed, parity.pidx
+    return Manifest(
+        model={"name": ck.model, "version": __version__, "weights_file": Path(ck.path).name,
+               "weights_sha256": job.w_sha, "params": int(sum(p.numel() for p in job.model.parameters())),
+               "trained_on": ck.meta.data},
+        target={k: v for k, v in job.target.to_dict().items() if k != "source"},
+        primary=arts[0]["file"],
+        crop=job.spec.to_dict(),
+        normalisation="x[c] = (pixel[c] / 255 - mean[c]) / std[c], RGB",
+        face_box={"convention": _BOX_CONVENTION, "aligned_chip": {"cx": ALIGNED_BOX[0], "cy": ALIGNED_BOX[1], "side": ALIGNED_BOX[2]},
+                  "detector": detector_record()},
+        input=arts[0]["input"],
+        output={"names": [o["name"] for o in arts[0]["outputs"]],
+                "bins": {"count": int(len(BIN_CENTRES)), "width": BIN_WIDTH,
+                         "centres": [float(c) for c in BIN_CENTRES]},
+                "decode": {**(job.decode or {}), "formula": _DECODE_FORMULA}},
+        artifacts=arts,
+        calibration={**cal.identity(seed), "list": "calibration_files.txt"},
+        verification={**ver.identity(seed), "faces": len(ver.files),
+                      "pytorch_mae": round(float(np.abs(ref - ver.ages).mean()), 4),
+                      **parity.bars, "fp32_parity_years": 0.01, "cpu": cpu(),
+                      "runtimes": list(job.target.runtimes)},
+        parity_set={"file": "parity_crops.npy", "shape": list(parity.crops.shape), "dtype": "uint8",
+                    "layout": "N,S,H,W,C (RGB, before normalisation)",
+                    "images": [ver.files[i] for i in pidx], "pytorch_age": [round(float(ref[i]), 6) for i in pidx]},
+        toolchain=toolchain(),
+        build={"time": iso, "from_source_date_epoch": reproducible, "host": f"{platform.system()}-{platform.machine()}",
+               "reproducible": _REPRODUCIBLE},
+    )
+
+
+def _write_docs(tmp: Path, job: _Job, man: Manifest, log) -> Manifest:
+    """c3ae_model.h and README.md from the manifest, then a backend's extra files and sections; -> the final manifest."""
+    from c3ae_edge.export.firmware import header, readme
+
+    (tmp / "c3ae_model.h").write_text(header(man))
+    (tmp / "README.md").write_text(readme(man))
+    if hasattr(job.backend, "bundle_extras"):  # optional hook: extra files (or lines in these two), manifest sections
+        man = man.with_sections(job.backend.bundle_extras(tmp, man.to_dict(), log))
+    return man
+
+
+def _seal(tmp: Path, final: Path, signer) -> None:
+    """SHA256SUMS, the signature if asked, then the atomic rename into place."""
+    _sums(tmp)
+    if signer is not None:
+        signer(tmp)
+    _catch_ctrl_c()
+    _commit(tmp, final)
 
 
 def _catch_ctrl_c() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import math
 import re
 import tarfile
 import tempfile
@@ -15,8 +13,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from c3ae_edge.errors import DataError, VerificationError
+from c3ae_edge.export.manifest import Manifest
 
-SCHEMA = "c3ae-edge-bundle/1"
 MAX_TEXT_BYTES = 16 << 20  # manifest.json and SHA256SUMS are a few KB; refuse to read a huge one
 MAX_ARCHIVE_BYTES = 1 << 30  # unpacked size of a bundle archive
 MAX_ARCHIVE_MEMBERS = 256
@@ -90,82 +88,44 @@ def check_sums(bundle: Path) -> list[str]:
     return sorted(listed)
 
 
-def _need(d: object, key: str, typ, where: str):
-    v = d.get(key) if isinstance(d, dict) else None
-    if not isinstance(v, typ) or isinstance(v, bool):
-        name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
-        raise VerificationError(f"{where}: {key!r} missing or not {name}")
-    return v
-
-
-def _artifact(bundle: Path, art: object, i: int, where: str) -> None:
-    w = f"{where} artifacts[{i}]"
-    name = _need(art, "file", str, w)
+def _artifact_files(bundle: Path, art: dict, i: int, where: str) -> None:
+    """The artifact's files are plain files of this bundle and its digest holds (fields were checked by Manifest)."""
+    name = art["file"]
     confined(bundle, name)
-    prec = _need(art, "precision", str, w)
-    if prec not in ("fp32", "fp16", "int8"):
-        raise VerificationError(f"{w}: precision {prec!r} is not fp32, fp16 or int8")
-    tol = float(_need(art, "tolerance_years", (int, float), w))
-    cap = tolerance_cap(prec)
-    if not (math.isfinite(tol) and 0 < tol <= cap):
-        raise VerificationError(f"{w}: {name}: tolerance {tol} years is outside (0, {cap}] allowed for {prec}")
-    files = art.get("files", [name])
-    if not isinstance(files, list) or name not in files:
-        raise VerificationError(f"{w}: 'files' must be a list naming {name}")
-    for f in files:
+    for f in art.get("files", [name]):
         if not confined(bundle, f).is_file():
-            raise VerificationError(f"{w}: {f} is missing from the bundle")
-    digest = _need(art, "sha256", str, w)
-    if sha256(bundle / name) != digest:
+            raise VerificationError(f"{where} artifacts[{i}]: {f} is missing from the bundle")
+    if sha256(bundle / name) != art["sha256"]:
         raise VerificationError(f"{bundle}: {name} does not match its sha256 in manifest.json (swapped or corrupt)")
 
 
-def load_manifest(bundle: Path) -> dict:
+def load_manifest(bundle: Path) -> Manifest:
     """manifest.json, parsed and checked: schema, field types, confined paths, artifact digests, capped tolerances."""
     bundle = Path(bundle)
     where = f"{bundle}/manifest.json"
     try:
-        man = json.loads(_read_text(bundle / "manifest.json", bundle), parse_constant=_no_constant)
-    except ValueError as e:
-        raise VerificationError(f"{where}: not valid JSON ({e})") from None
-    if not isinstance(man, dict) or man.get("schema") != SCHEMA:
-        raise VerificationError(f"{where}: not a {SCHEMA} manifest")
-    from c3ae_edge.export.registry import _MODULES
-
-    backend = _need(_need(man, "target", dict, where), "backend", str, f"{where} target")
-    if backend not in _MODULES:
-        raise VerificationError(f"{where}: unknown backend {backend!r}")
-    _need(man, "crop", dict, where)
-    arts = _need(man, "artifacts", list, where)
-    if not arts:
-        raise VerificationError(f"{where}: no artifacts")
-    for i, art in enumerate(arts):
-        _artifact(bundle, art, i, where)
-    par = _need(man, "parity_set", dict, where)
-    confined(bundle, _need(par, "file", str, f"{where} parity_set"))
-    ages = _need(par, "pytorch_age", list, f"{where} parity_set")
-    if not ages or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in ages):
-        raise VerificationError(f"{where}: parity_set.pytorch_age must be a non-empty list of finite numbers")
+        man = Manifest.from_json(_read_text(bundle / "manifest.json", bundle), where)
+    except DataError as e:  # a bundle that does not hold what it says failed verification
+        raise VerificationError(str(e)) from None
+    for i, art in enumerate(man.artifacts):
+        _artifact_files(bundle, art, i, where)
+    confined(bundle, man.parity_set["file"])
     return man
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not allowed")
-
-
-def crop_spec(man: dict, bundle: Path):
+def crop_spec(man: Manifest, bundle: Path):
     """The manifest's CropSpec, or a verification failure naming the manifest."""
     from c3ae_edge.weights import checked_spec
 
     try:
-        return checked_spec(man["crop"], f"{bundle}/manifest.json crop")
+        return checked_spec(man.crop, f"{bundle}/manifest.json crop")
     except DataError as e:
         raise VerificationError(str(e)) from None
 
 
-def load_parity(bundle: Path, man: dict, scales: int) -> np.ndarray:
+def load_parity(bundle: Path, man: Manifest, scales: int) -> np.ndarray:
     """The stored parity crops (uint8, N x S x H x W x 3), never unpickled, shape checked against the manifest."""
-    par = man["parity_set"]
+    par = man.parity_set
     p = confined(bundle, par["file"])
     try:
         crops = np.load(p, allow_pickle=False)

@@ -52,7 +52,7 @@ def stratified_pick(ages: np.ndarray, n: int, seed: int, bin_width: int = 10) ->
     return np.sort(np.concatenate(picked))
 
 
-def split_for(weights_path: str | Path, samples: list, ck: dict | None = None) -> dict[str, list[int]] | None:
+def split_for(weights_path: str | Path, samples: list, ck=None) -> dict[str, list[int]] | None:
     """The split recorded with the weights (see ``weights.split_file_for``; ``ck``: the weights, already read),
     when it has train and test faces."""
     from c3ae_edge.data import load_split
@@ -88,7 +88,7 @@ def _faces(samples: list, spec, source: str) -> FaceSet:
 
 def select(spec, weights_path: str | Path, data: str | None = None, calibration: str | None = None,
            n_cal: int = DEFAULT_CALIBRATION, n_verify: int = DEFAULT_VERIFY, seed: int = 0,
-           ck: dict | None = None) -> tuple[FaceSet, FaceSet]:
+           ck=None) -> tuple[FaceSet, FaceSet]:
     """(calibration faces, verification faces). Calibration: the weights' train split (or the user's set);
     verification: the test split; a seeded stratified split of the data when the weights carry none."""
     from c3ae_edge.data import load_dataset

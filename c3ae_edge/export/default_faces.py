@@ -48,7 +48,7 @@ def build(out: Path, data: str | None = None, seed: int = 0, log=print) -> Path:
     from c3ae_edge.weights import load_model, sha256_file
 
     model, spec, ck = load_model()
-    cal, ver = calib.select(spec, ck["path"], data or str(calib.data_root(None)), None, calib.DEFAULT_CALIBRATION,
+    cal, ver = calib.select(spec, ck.path, data or str(calib.data_root(None)), None, calib.DEFAULT_CALIBRATION,
                             calib.DEFAULT_VERIFY, seed, ck=ck)
     out = Path(out)
     shutil.rmtree(out / "images", ignore_errors=True)
@@ -63,8 +63,8 @@ def build(out: Path, data: str | None = None, seed: int = 0, log=print) -> Path:
         w.writeheader()
         w.writerows(rows)
     meta = {"source": "UTKFace aligned chips (200x200 JPEG), copied unchanged", "terms": TERMS, "seed": seed,
-            "weights": Path(ck["path"]).name, "weights_sha256": sha256_file(ck["path"]),
-            "split_file": ck.get("meta", {}).get("split_file"),
+            "weights": Path(ck.path).name, "weights_sha256": sha256_file(ck.path),
+            "split_file": ck.meta.split_file,
             "calibration": {"count": len(cal.files), "from": "the weights' train split", **cal.identity(seed)},
             "verification": {"count": len(ver.files), "from": "the weights' test split", **ver.identity(seed)},
             "disjoint": not set(cal.files) & set(ver.files)}

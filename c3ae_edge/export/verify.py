@@ -85,15 +85,15 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
     files = check_sums(b)
     man = bundle_check.load_manifest(b)
     spec = bundle_check.crop_spec(man, b)
-    par = man["parity_set"]
+    par = man.parity_set
     crops = bundle_check.load_parity(b, man, len(spec.scales))
     x = spec.normalize(crops)
     if len(spec.scales) == 1:
         x = x[:, 0]
     want = np.asarray(par["pytorch_age"], np.float32)
-    backend = get_backend(man["target"]["backend"])
+    backend = get_backend(man.backend)
     rows = []
-    for art in man["artifacts"]:
+    for art in man.artifacts:
         for rt in _runtimes(backend, art):
             try:
                 rows.append(_recheck(bundle_check.confined(b, art["file"]), art, rt, x, want, threads))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c3ae_edge.errors import DataError, UsageError, VerificationError
+from c3ae_edge.export.manifest import Manifest
 
 SIG_NAME = "SHA256SUMS.minisig"
 OPSLIMIT, MEMLIMIT = 33554432, 1073741824  # libsodium scryptsalsa208sha256 *_SENSITIVE, minisign's defaults
@@ -244,22 +245,19 @@ def write_keypair(stem: str | Path, unencrypted: bool, force: bool = False) -> t
     return sec, pub, key.public
 
 
-def trusted_comment(man: dict) -> str:
+def trusted_comment(man: Manifest) -> str:
     """What the signature vouches for, tab-separated like minisign's own (``key:value``)."""
-    m = man["model"]
-    return "\t".join(f"{k}:{v}" for k, v in (("model", m["name"]), ("version", m["version"]), ("target", man["target"]["name"]),
-                                            ("weights_sha256", m["weights_sha256"]), ("build_time", man["build"]["time"]), ("file", "SHA256SUMS")))
+    m = man.model
+    return "\t".join(f"{k}:{v}" for k, v in (("model", m["name"]), ("version", m["version"]), ("target", man.target["name"]),
+                                            ("weights_sha256", m["weights_sha256"]), ("build_time", man.build["time"]), ("file", "SHA256SUMS")))
 
 
 def sign_bundle(bundle: Path, key: SecretKey) -> Signature:
     """Write ``SHA256SUMS.minisig`` for a bundle whose checksums hold (a tampered bundle is never signed)."""
-    import json
-
     from c3ae_edge.export.verify import check_sums
 
     check_sums(bundle)
-    man = json.loads((bundle / "manifest.json").read_text())
-    sig = key.sign((bundle / "SHA256SUMS").read_bytes(), trusted_comment(man))
+    sig = key.sign((bundle / "SHA256SUMS").read_bytes(), trusted_comment(Manifest.read(bundle)))
     tmp = bundle / f".{SIG_NAME}.tmp-{os.getpid()}"
     tmp.write_text(sig.text(f"c3ae-edge signature from key {key.public.id}"))
     os.replace(tmp, bundle / SIG_NAME)
@@ -268,8 +266,6 @@ def sign_bundle(bundle: Path, key: SecretKey) -> Signature:
 
 def verify_signed_bundle(bundle: Path, pub: PublicKey) -> Signature:
     """The signature over SHA256SUMS first, then every checksum, then the trusted comment against manifest.json."""
-    import json
-
     from c3ae_edge.export.verify import check_sums
 
     sig_file = bundle / SIG_NAME
@@ -282,10 +278,9 @@ def verify_signed_bundle(bundle: Path, pub: PublicKey) -> Signature:
     sig = check(pub, (bundle / "SHA256SUMS").read_bytes(), sig_file.read_text(errors="replace"), str(sig_file))
     check_sums(bundle)
     try:
-        man = json.loads((bundle / "manifest.json").read_text())
-        want = trusted_comment(man)
-    except (OSError, ValueError, KeyError) as e:
-        raise VerificationError(f"{bundle}/manifest.json: unreadable ({e})") from None
+        want = trusted_comment(Manifest.read(bundle))
+    except DataError as e:  # a signed bundle whose manifest does not hold: not what was signed
+        raise VerificationError(str(e)) from None
     if sig.trusted_comment != want:
         raise VerificationError(f"{sig_file}: trusted comment {sig.trusted_comment!r} does not describe this bundle ({want!r})")
     return sig

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import re
 import urllib.error
 import urllib.request
@@ -13,6 +12,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from c3ae_edge.errors import DataError, UsageError, VerificationError
+from c3ae_edge.export.manifest import Manifest
 from c3ae_edge.release.sign import SIG_NAME, PublicKey, SecretKey, Signature, key_id_hex, verify_signed_bundle
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,199}$")
@@ -80,13 +80,13 @@ def release_of(bundle: Path, pub: PublicKey | None) -> tuple[Release, Signature]
 
         check_sums(bundle)
     sig = verify_signed_bundle(bundle, pub) if pub else Signature.parse((bundle / SIG_NAME).read_text(), str(bundle / SIG_NAME))
-    man = json.loads((bundle / "manifest.json").read_text())
+    man = Manifest.read(bundle)
     listed = [line.partition("  ")[2] for line in (bundle / "SHA256SUMS").read_text().splitlines()]
     files = tuple(FileEntry(n, (bundle / n).stat().st_size, hashlib.sha256((bundle / n).read_bytes()).hexdigest())
                   for n in sorted([*listed, "SHA256SUMS", SIG_NAME]))
-    m = man["model"]
-    rel = Release(m["name"], m["version"], man["target"]["name"], files, f"{m['name']}-{m['version']}-{man['target']['name']}",
-                  m["weights_sha256"], man["build"]["time"], sig.trusted_comment, key_id_hex(sig.key_id))
+    m, target = man.model, man.target["name"]
+    rel = Release(m["name"], m["version"], target, files, f"{m['name']}-{m['version']}-{target}",
+                  m["weights_sha256"], man.build["time"], sig.trusted_comment, key_id_hex(sig.key_id))
     return rel, sig
 
 

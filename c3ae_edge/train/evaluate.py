@@ -85,15 +85,15 @@ def evaluate(weights: str | None, data: str, model_name: str | None = None, spli
     model, spec, ck = load_model(weights, model_name)
     samples = load_dataset(data)
     if split_file is None and split != "all":
-        split_file = split_file_for(ck["path"], ck)
+        split_file = split_file_for(ck.path, ck)
     samples = select_split(samples, split, split_file)
     if limit:
         samples = samples[:limit]
     t0 = time.time()
-    pred = finite(predict_samples(model, spec, samples), ck["path"])
+    pred = finite(predict_samples(model, spec, samples), ck.path)
     ages = np.array([s.age for s in samples], np.float32)
     rep = mae_report(pred, ages)
-    rep.update({"model": ck["model"], "weights": ck["path"], "weights_sha256": sha256_file(ck["path"]), "data": data,
+    rep.update({"model": ck.model, "weights": ck.path, "weights_sha256": sha256_file(ck.path), "data": data,
                 "split": split, "seconds": round(time.time() - t0, 1)})
     return rep
 
@@ -126,7 +126,7 @@ def fgnet_protocol(weights: str | None, data: str, protocol: str = "fgnet-paper"
     t0 = time.time()
     for k, test in enumerate(splits):
         train_idx = np.setdiff1d(np.arange(len(samples)), test)
-        model = create_model(ck["model"])
+        model = create_model(ck.model)
         if not from_scratch:
             model.load_state_dict(base.state_dict())
         if epochs > 0:
@@ -134,11 +134,11 @@ def fgnet_protocol(weights: str | None, data: str, protocol: str = "fgnet-paper"
         model.eval()
         with torch.no_grad():
             x, y = fd.batch(list(test))
-            e = (torch.from_numpy(finite(model(x).numpy(), ck["path"])) - y).abs().numpy()
+            e = (torch.from_numpy(finite(model(x).numpy(), ck.path)) - y).abs().numpy()
         maes.append(float(e.mean()))
         errs.append(e)
         log(f"{protocol} fold {k + 1}/{len(splits)}: MAE {maes[-1]:.2f} on {len(test)} faces")
     return {"protocol": protocol, "folds": len(splits), "test_size": test_size if protocol == "fgnet-paper" else None,
             "epochs": epochs, "from_scratch": from_scratch, "mae_mean": round(float(np.mean(maes)), 3),
             "mae_std": round(float(np.std(maes)), 3), "mae_pooled": round(float(np.concatenate(errs).mean()), 3),
-            "fold_mae": [round(m, 3) for m in maes], "model": ck["model"], "weights": ck["path"], "seconds": round(time.time() - t0, 1)}
+            "fold_mae": [round(m, 3) for m in maes], "model": ck.model, "weights": ck.path, "seconds": round(time.time() - t0, 1)}

@@ -20,7 +20,7 @@ from c3ae_edge.data.facedata import Augment, FaceData
 from c3ae_edge.errors import DataError, UsageError
 from c3ae_edge.models import create_model
 from c3ae_edge.models.twopoint import cascade_loss
-from c3ae_edge.weights import atomic_save, save_weights
+from c3ae_edge.weights import TrainingMeta, atomic_save, save_weights
 
 RUN_FILES = ("best.pt", "final.pt", "last.pt", "history.json", "result.json", "config.json")
 
@@ -260,142 +260,212 @@ def _apply_resume(st: dict, last: Path, model, opt=None, ema=None, plateau=None)
         raise DataError(f"{last}: does not fit this run's model or optimiser ({str(e).splitlines()[0][:160]})") from None
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> dict:
-    rank, world, local_rank = _dist_info()
-    check_config(cfg)
-    check_out(Path(cfg.out), resume, force, cfg.split)
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device here")
-    if world > 1:
-        import torch.distributed as dist
+class Trainer:
+    """One run: setup (every input read and checked before OUT is written), epochs, validation + checkpoints on
+    rank 0, and the final test of best.pt. Same config and seed -> same checkpoints."""
 
-        if dev.type == "cuda":
-            dev = torch.device("cuda", local_rank)
-            torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed + rank)
-    rng = np.random.default_rng(cfg.seed + 1000 * rank)
-    out = Path(cfg.out)
-    last = out / "last.pt"
-    model = create_model(cfg.model, dropout=cfg.dropout)
-    st = None
-    if resume:  # read and fit last.pt before any data is read
-        st = _read_resume(last, "cpu")
-        _apply_resume(st, last, model)
-    if cfg.init:
-        from c3ae_edge.weights import load_into
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print, force: bool = False):
+        self.cfg, self.resume, self.log, self.force = cfg, resume, log, force
+        self.rank, self.world, self.local_rank = _dist_info()
+        self.out = Path(cfg.out)
+        self.last = self.out / "last.pt"
+        self.split_path = self.out / "split.json"
 
-        load_into(model, cfg.init, cfg.model)
-        log(f"warm start from {cfg.init}")
+    def run(self) -> dict:
+        self.setup()
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            self.epoch(epoch)
+            if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+                break
+        result = self.final_test()
+        if self.world > 1:
+            import torch.distributed as dist
 
-    samples = load_dataset(cfg.data)
-    if cfg.limit:
-        sel = np.random.default_rng(cfg.seed).permutation(len(samples))[: cfg.limit]
-        samples = [samples[i] for i in sorted(sel)]
-    split_path = out / "split.json"
-    if cfg.split:
-        split = load_split(cfg.split, samples)
-    elif resume and split_path.is_file():
-        split = load_split(split_path, samples)
-    else:
-        split = stratified_split(samples, {"train": 1 - cfg.val_frac - cfg.test_frac, "val": cfg.val_frac, "test": cfg.test_frac}, cfg.seed)
-    _check_split(split, cfg.split or cfg.data)
-    spec = spec_for(model.cfg.crops)
-    t0 = time.time()
-    data = FaceData(samples, spec)
-    log(f"decoded {len(data)} faces in {time.time() - t0:.0f}s; train {len(split['train'])}, val {len(split['val'])}, test {len(split['test'])}")
+            dist.destroy_process_group()
+        return result
 
-    model.to(dev)
-    ema = None
-    if cfg.ema > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    def setup(self) -> None:
+        check_config(self.cfg)
+        check_out(self.out, self.resume, self.force, self.cfg.split)
+        self._device()
+        torch.manual_seed(self.cfg.seed + self.rank)
+        self.rng = np.random.default_rng(self.cfg.seed + 1000 * self.rank)
+        self._model()
+        self._data()
+        self._optimiser()
+        if self.rank == 0:  # written once every input (data, split, --init, last.pt) has been read and checked
+            self._write_inputs()
+        self._net()
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    train_idx = np.asarray(split["train"])
-    steps_per_epoch = max(1, len(train_idx) // world // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    def _device(self) -> None:
+        cfg = self.cfg
+        dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device here")
+        if self.world > 1:
+            import torch.distributed as dist
 
-    def lr_at(step: int) -> float:
+            if dev.type == "cuda":
+                dev = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(dev)
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.dev = dev
+
+    def _model(self) -> None:
+        """The model, last.pt read and fitted (--resume) and --init loaded, before any data is read."""
+        cfg = self.cfg
+        self.model = create_model(cfg.model, dropout=cfg.dropout)
+        self.st = None
+        if self.resume:
+            self.st = _read_resume(self.last, "cpu")
+            _apply_resume(self.st, self.last, self.model)
+        if cfg.init:
+            from c3ae_edge.weights import load_into
+
+            load_into(self.model, cfg.init, cfg.model)
+            self.log(f"warm start from {cfg.init}")
+
+    def _data(self) -> None:
+        cfg = self.cfg
+        samples = load_dataset(cfg.data)
+        if cfg.limit:
+            sel = np.random.default_rng(cfg.seed).permutation(len(samples))[: cfg.limit]
+            samples = [samples[i] for i in sorted(sel)]
+        if cfg.split:
+            split = load_split(cfg.split, samples)
+        elif self.resume and self.split_path.is_file():
+            split = load_split(self.split_path, samples)
+        else:
+            fracs = {"train": 1 - cfg.val_frac - cfg.test_frac, "val": cfg.val_frac, "test": cfg.test_frac}
+            split = stratified_split(samples, fracs, cfg.seed)
+        _check_split(split, cfg.split or cfg.data)
+        self.samples, self.split = samples, split
+        self.spec = spec_for(self.model.cfg.crops)
+        t0 = time.time()
+        self.data = FaceData(samples, self.spec)
+        self.log(f"decoded {len(self.data)} faces in {time.time() - t0:.0f}s; train {len(split['train'])}, "
+                 f"val {len(split['val'])}, test {len(split['test'])}")
+
+    def _optimiser(self) -> None:
+        """EMA, AdamW, the schedule (warm-up + cosine, or plateau), and the resumed state if any."""
+        cfg, model = self.cfg, self.model
+        model.to(self.dev)
+        self.ema = None
+        if cfg.ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.train_idx = np.asarray(self.split["train"])
+        self.steps_per_epoch = max(1, len(self.train_idx) // self.world // cfg.batch_size)
+        self.total = cfg.epochs * self.steps_per_epoch
+        self.warm = int(cfg.warmup_epochs * self.steps_per_epoch)
+        self.plateau = None if cfg.schedule != "plateau" else torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, patience=cfg.patience, threshold=cfg.min_delta, threshold_mode="abs")
+        self.start_epoch, self.step, self.best, self.history = 0, 0, float("inf"), []
+        if self.st is not None:
+            st = self.st
+            _apply_resume(st, self.last, model, self.opt, self.ema, self.plateau)
+            self.start_epoch, self.step = st["epoch"] + 1, st["step"]
+            self.best, self.history = st["best"], st["history"]
+            self.rng = np.random.default_rng([cfg.seed, self.rank, self.start_epoch])
+            self.log(f"resumed from {self.last} at epoch {self.start_epoch}")
+
+    def lr_at(self, step: int) -> float:
+        cfg, warm = self.cfg, self.warm
         if step < warm:
             return cfg.lr * (step + 1) / warm
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, self.total - warm))))
 
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.patience, threshold=cfg.min_delta, threshold_mode="abs") if cfg.schedule == "plateau" else None
-    start_epoch, step, best, history = 0, 0, float("inf"), []
-    if st is not None:
-        _apply_resume(st, last, model, opt, ema, plateau)
-        start_epoch, step, best, history = st["epoch"] + 1, st["step"], st["best"], st["history"]
-        rng = np.random.default_rng([cfg.seed, rank, start_epoch])
-        log(f"resumed from {last} at epoch {start_epoch}")
-    if rank == 0:  # written once every input (data, split, --init, last.pt) has been read and checked
-        out.mkdir(parents=True, exist_ok=True)
-        if cfg.split:  # verbatim: the split's own seed, not this run's training seed
-            if Path(cfg.split).resolve() != split_path.resolve():
-                shutil.copyfile(cfg.split, split_path)
-        elif not (resume and split_path.is_file()):
-            save_split(split_path, samples, split, cfg.seed, cfg.data)
-        write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
+    def _write_inputs(self) -> None:
+        """OUT with the split (verbatim when given: its own seed, not this run's) and config.json."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.split:
+            if Path(cfg.split).resolve() != self.split_path.resolve():
+                shutil.copyfile(cfg.split, self.split_path)
+        elif not (self.resume and self.split_path.is_file()):
+            save_split(self.split_path, self.samples, self.split, cfg.seed, cfg.data)
+        write_atomic(self.out / "config.json", json.dumps(asdict(self.cfg), indent=1))
 
-    net: nn.Module = _TrainView(model)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    def _net(self) -> None:
+        net: nn.Module = _TrainView(self.model)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    elif cfg.compile:
-        net = torch.compile(net)
-    aug = Augment(cfg.jitter, cfg.erase_p)
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        perm = rng.permutation(train_idx) if world == 1 else np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)[rank::world]
+            net = DistributedDataParallel(net, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
+        elif self.cfg.compile:
+            net = torch.compile(net)
+        self.net = net
+        self.aug = Augment(self.cfg.jitter, self.cfg.erase_p)
+
+    def epoch(self, epoch: int) -> None:
+        """One pass over the train split, then (rank 0) validation and checkpoints; ranks meet at a barrier."""
+        cfg, world = self.cfg, self.world
+        self.model.train()
+        perm = self.rng.permutation(self.train_idx) if world == 1 else \
+            np.random.default_rng([cfg.seed, epoch]).permutation(self.train_idx)[self.rank::world]
         t_ep = time.time()
-        sums, n, step = _train_epoch(net, model, opt, data, perm, cfg.batch_size, steps_per_epoch, aug, rng, dev,
-                                     lr_at if plateau is None else None, step, cfg.alpha, cfg.l1_w1, ema, cfg.max_steps)
-        evaluated = ema.module if ema is not None else model
-        if rank == 0:
-            val_mae, _ = evaluate_mae(evaluated, data, split["val"])
-            if not math.isfinite(val_mae) or not math.isfinite(sums["loss"]):
-                raise DataError(f"{out}: epoch {epoch + 1}: loss or validation MAE is not finite (training diverged; lower --lr)")
-            if plateau is not None:
-                plateau.step(val_mae)
-            rec = {"epoch": epoch, "step": step, "loss": sums["loss"] / max(n, 1), "train_mae": sums["mae"] / max(n, 1),
-                   "val_mae": val_mae, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t_ep, 1)}
-            history.append(rec)
-            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['loss']:.3f}  train MAE {rec['train_mae']:.2f}  val MAE {val_mae:.3f}  lr {rec['lr']:.2e}  {rec['seconds']:.0f}s")
-            meta = {"epoch": epoch, "val_mae": val_mae, "data": cfg.data, "seed": cfg.seed, "config": asdict(cfg)}
-            if val_mae < best:
-                best = val_mae
-                save_weights(out / "best.pt", cfg.model, evaluated.state_dict(), spec, meta)
-            save_weights(out / "final.pt", cfg.model, evaluated.state_dict(), spec, meta)
-            atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict() if ema else None,
-                         "plateau": plateau.state_dict() if plateau else None, "epoch": epoch, "step": step,
-                         "best": best, "history": history}, last)
-            write_atomic(out / "history.json", json.dumps(history, indent=1))
+        sums, n, self.step = _train_epoch(self.net, self.model, self.opt, self.data, perm, cfg.batch_size,
+                                          self.steps_per_epoch, self.aug, self.rng, self.dev,
+                                          self.lr_at if self.plateau is None else None, self.step, cfg.alpha,
+                                          cfg.l1_w1, self.ema, cfg.max_steps)
+        if self.rank == 0:
+            self.validate(epoch, sums, n, t_ep)
         if world > 1:
             import torch.distributed as dist
 
             dist.barrier()
-        if cfg.max_steps and step >= cfg.max_steps:
-            break
-    # only rank 0 validates: the other ranks have no best (inf), which strict JSON cannot print
-    result = {"best_val_mae": best if math.isfinite(best) else None, "epochs_run": len(history), "out": str(out)}
-    if rank == 0:
-        best_path = out / "best.pt"
+
+    def validate(self, epoch: int, sums: dict, n: int, t_ep: float) -> None:
+        """Validation MAE (of the EMA model if any), the history row, best.pt / final.pt / last.pt / history.json."""
+        cfg, out = self.cfg, self.out
+        evaluated = self.ema.module if self.ema is not None else self.model
+        val_mae, _ = evaluate_mae(evaluated, self.data, self.split["val"])
+        if not math.isfinite(val_mae) or not math.isfinite(sums["loss"]):
+            raise DataError(f"{out}: epoch {epoch + 1}: loss or validation MAE is not finite "
+                            "(training diverged; lower --lr)")
+        if self.plateau is not None:
+            self.plateau.step(val_mae)
+        rec = {"epoch": epoch, "step": self.step, "loss": sums["loss"] / max(n, 1),
+               "train_mae": sums["mae"] / max(n, 1), "val_mae": val_mae, "lr": self.opt.param_groups[0]["lr"], "seconds": round(time.time() - t_ep, 1)}
+        self.history.append(rec)
+        self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['loss']:.3f}  train MAE {rec['train_mae']:.2f}  "
+                 f"val MAE {val_mae:.3f}  lr {rec['lr']:.2e}  {rec['seconds']:.0f}s")
+        meta = TrainingMeta(epoch=epoch, val_mae=val_mae, data=cfg.data, seed=cfg.seed, config=asdict(cfg))
+        if val_mae < self.best:
+            self.best = val_mae
+            save_weights(out / "best.pt", cfg.model, evaluated.state_dict(), self.spec, meta)
+        save_weights(out / "final.pt", cfg.model, evaluated.state_dict(), self.spec, meta)
+        atomic_save({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                     "ema": self.ema.state_dict() if self.ema else None,
+                     "plateau": self.plateau.state_dict() if self.plateau else None, "epoch": epoch, "step": self.step,
+                     "best": self.best, "history": self.history}, self.last)
+        write_atomic(out / "history.json", json.dumps(self.history, indent=1))
+
+    def final_test(self) -> dict:
+        """best.pt reloaded from disk and tested (rank 0); result.json. The other ranks have no best (inf)."""
+        best, history = self.best, self.history
+        result = {"best_val_mae": best if math.isfinite(best) else None, "epochs_run": len(history),
+                  "out": str(self.out)}
+        if self.rank != 0:
+            return result
         from c3ae_edge.weights import load_model
 
-        m, _, _ = load_model(str(best_path))
-        m.to(dev)
-        test_mae = evaluate_mae(m, data, split["test"])[0] if split["test"] else None
+        m, _, _ = load_model(str(self.out / "best.pt"))
+        m.to(self.dev)
+        test = self.split["test"]
+        test_mae = evaluate_mae(m, self.data, test)[0] if test else None
         result["test_mae"] = test_mae
         result["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
-        write_atomic(out / "result.json", json.dumps(result, indent=1))
-        log(f"best val MAE {best:.3f}; " + (f"test MAE {test_mae:.3f} ({len(split['test'])} faces)" if test_mae is not None else "no test faces"))
-    if world > 1:
-        import torch.distributed as dist
+        write_atomic(self.out / "result.json", json.dumps(result, indent=1))
+        tested = f"test MAE {test_mae:.3f} ({len(test)} faces)" if test_mae is not None else "no test faces"
+        self.log(f"best val MAE {best:.3f}; {tested}")
+        return result
 
-        dist.destroy_process_group()
-    return result
+
+def train(cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> dict:
+    """Train ``cfg`` into ``cfg.out`` (see Trainer); -> the result (best val MAE, epochs run, test MAE)."""
+    return Trainer(cfg, resume, log, force).run()

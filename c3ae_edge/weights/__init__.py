@@ -9,9 +9,9 @@ import torch
 
 from c3ae_edge.data.crops import CropSpec, spec_for
 from c3ae_edge.errors import DataError, UsageError
+from c3ae_edge.weights.checkpoint import FORMAT, Checkpoint, TrainingMeta
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-FORMAT = "c3ae-edge-weights/1"
 
 
 def shipped_path(model_name: str) -> Path:
@@ -39,51 +39,36 @@ def sha256_file(path: str | Path) -> str:
 
 def read_checkpoint(path: str | Path) -> dict:
     """A weights file or a training checkpoint -> {model, state_dict, crop_spec, meta}; checked for NaN/Inf."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such weights file")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt file
-        raise DataError(f"{p}: not a readable checkpoint ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or "state_dict" not in ck or "model" not in ck:
-        raise DataError(f"{p}: not a c3ae-edge checkpoint (no 'model'/'state_dict')")
-    if not isinstance(ck["model"], str) or not isinstance(ck["state_dict"], dict) or not all(
-            isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in ck["state_dict"].items()):
-        raise DataError(f"{p}: not a c3ae-edge checkpoint ('model' must name a model, 'state_dict' hold tensors)")
-    if not isinstance(ck.get("meta", {}), dict) or not isinstance(ck.get("crop_spec") or {}, dict):
-        raise DataError(f"{p}: not a c3ae-edge checkpoint ('meta' and 'crop_spec' must be tables)")
-    bad = [k for k, t in ck["state_dict"].items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise DataError(f"{p}: weights contain NaN/Inf ({', '.join(bad[:3])})")
-    ck.setdefault("crop_spec", None)
-    ck.setdefault("meta", {})
-    return ck
+    return Checkpoint.load(path).to_dict()
 
 
-def split_file_for(weights_path: str | Path, ck: dict | None = None) -> Path | None:
+def split_file_for(weights_path: str | Path, ck: Checkpoint | dict | None = None) -> Path | None:
     """The split recorded with these weights: the file the weights name (``meta.split_file``, beside them),
     else ``<stem>.split.json``, else ``split.json`` in their folder (a training run)."""
     p = Path(weights_path)
-    named = ((ck if ck is not None else read_checkpoint(p)).get("meta") or {}).get("split_file")
+    if ck is None:
+        ck = Checkpoint.load(p)
+    elif isinstance(ck, dict):
+        ck = Checkpoint.from_checkpoint(ck, p)
+    named = ck.meta.split_file
     cands = ([p.parent / named] if named else []) + [p.with_suffix(".split.json"), p.parent / "split.json"]
     return next((c for c in cands if c.is_file()), None)
 
 
 def load_model(weights: str | None = None, model_name: str | None = None):
     """``default``/None -> the shipped weights of ``model_name`` (c3ae_full if none given), else a weights file;
-    -> (model in eval mode, CropSpec, checkpoint dict). The file is read once."""
+    -> (model in eval mode, CropSpec, Checkpoint). The file is read once."""
     from c3ae_edge.models import create_model
 
     path = shipped_path(model_name or "c3ae_full") if weights in (None, "default") else Path(weights)
-    ck = read_checkpoint(path)
-    _check_model(ck, model_name, path)
-    model = create_model(ck["model"])
-    _load_state(model, ck, path)
-    spec = checked_spec(ck["crop_spec"], f"{path} crop_spec") if ck["crop_spec"] else spec_for(model.cfg.crops)
+    ck = Checkpoint.load(path)
+    _check_model(ck.model, model_name, path)
+    model = create_model(ck.model)
+    _load_state(model, ck.state_dict, ck.model, path)
+    spec = checked_spec(ck.crop_spec, f"{path} crop_spec") if ck.crop_spec else spec_for(model.cfg.crops)
     if len(spec.scales) != model.cfg.crops:
-        raise DataError(f"{path}: crop_spec has {len(spec.scales)} scale(s), model {ck['model']!r} takes {model.cfg.crops} crop(s)")
-    ck["path"] = str(path)
+        raise DataError(f"{path}: crop_spec has {len(spec.scales)} scale(s), model {ck.model!r} "
+                        f"takes {model.cfg.crops} crop(s)")
     return model.eval(), spec, ck
 
 
@@ -103,23 +88,23 @@ def checked_spec(d: object, where: str) -> CropSpec:
     return CropSpec.from_dict(d)
 
 
-def _check_model(ck: dict, model_name: str | None, path) -> None:
-    if model_name and ck["model"] != model_name:
-        raise UsageError(f"{path} holds {ck['model']!r} weights, not {model_name!r}")
+def _check_model(name: str, model_name: str | None, path) -> None:
+    if model_name and name != model_name:
+        raise UsageError(f"{path} holds {name!r} weights, not {model_name!r}")
 
 
-def _load_state(model, ck: dict, path) -> None:
+def _load_state(model, state_dict: dict, name: str, path) -> None:
     try:
-        model.load_state_dict(ck["state_dict"])
+        model.load_state_dict(state_dict)
     except RuntimeError as e:
-        raise DataError(f"{path}: weights do not fit model {ck['model']!r} ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{path}: weights do not fit model {name!r} ({str(e).splitlines()[0]})") from None
 
 
-def load_into(model, path: str | Path, model_name: str | None = None) -> dict:
+def load_into(model, path: str | Path, model_name: str | None = None) -> Checkpoint:
     """Read a weights file (checked) into ``model``; ``model_name`` must match the file's model when given."""
-    ck = read_checkpoint(path)
-    _check_model(ck, model_name, path)
-    _load_state(model, ck, path)
+    ck = Checkpoint.load(path)
+    _check_model(ck.model, model_name, path)
+    _load_state(model, ck.state_dict, ck.model, path)
     return ck
 
 
@@ -137,10 +122,12 @@ def pretrained_model(name: str):
     return model
 
 
-def save_weights(path: str | Path, model_name: str, state_dict: dict, spec: CropSpec, meta: dict) -> None:
+def save_weights(path: str | Path, model_name: str, state_dict: dict, spec: CropSpec,
+                 meta: TrainingMeta | dict) -> None:
     """A small, self-describing weights file (fp32 tensors, crop spec, training facts)."""
     sd = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
-    atomic_save({"format": FORMAT, "model": model_name, "state_dict": sd, "crop_spec": spec.to_dict(), "meta": meta}, path)
+    atomic_save({"format": FORMAT, "model": model_name, "state_dict": sd, "crop_spec": spec.to_dict(),
+                 "meta": meta.to_dict() if isinstance(meta, TrainingMeta) else meta}, path)
 
 
 def atomic_save(obj, path: str | Path) -> None:
