@@ -70,19 +70,18 @@ def test_torchrun_two_cpu_processes(tmp_path, utk_dir):
 
 
 def test_weight_soup_keeps_only_what_lowers_val_mae_and_release_follows_its_cycles(tmp_path, utk_dir):
-    """c3ae_edge/train/soup.py on two real runs (the second warm-started from the first), then its W2 re-fit on the clean train
-    crops; release_weights sees both cycles."""
-    import importlib.util
+    """`c3ae-edge weights soup` on two real runs (the second warm-started from the first), then its W2 re-fit on the
+    clean train crops; the weights release sees both cycles."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    from c3ae_edge.train import release as rel
     train(_cfg(tmp_path, utk_dir, out=str(tmp_path / "a"), epochs=1), log=lambda m: None)
     train(_cfg(tmp_path, utk_dir, out=str(tmp_path / "b"), epochs=1, lr=1e-3, seed=1, split=str(tmp_path / "a" / "split.json"),
                init=str(tmp_path / "a" / "best.pt")), log=lambda m: None)
     assert (tmp_path / "b" / "split.json").read_bytes() == (tmp_path / "a" / "split.json").read_bytes()  # its own seed kept
     ings = [str(tmp_path / r / "best.pt") for r in ("a", "b")]
-    r = subprocess.run([sys.executable, str(root / "tools" / "soup.py"), str(tmp_path / "soup"), *ings, "--threads", "2", "--refit-w2"],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "weights", "soup", str(tmp_path / "soup"), *ings,
+                        "--threads", "2", "--refit-w2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ck = read_checkpoint(tmp_path / "soup" / "best.pt")
     alone = ck["meta"]["val_alone"]
@@ -95,12 +94,9 @@ def test_weight_soup_keeps_only_what_lowers_val_mae_and_release_follows_its_cycl
     want = {k: sum(s[k].float() for s in states) / len(states) for k, v in states[0].items() if v.is_floating_point()}
     for k, v in want.items():  # the average (buffers included); only W2 moves, and only when the re-fit is kept
         assert torch.allclose(ck["state_dict"][k], v) != (refit["kept"] and k.startswith("head.w2.")), k
-    spec = importlib.util.spec_from_file_location("release_weights", root / "tools" / "release_weights.py")
-    rel = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rel)
     chain = [c["run"] for c in rel.cycles(tmp_path / "soup")]  # the soup itself trained nothing: not a cycle
     assert chain == (["a", "b"] if "b" in {Path(p).parent.name for p in ck["meta"]["soup"]} else ["a"])  # b needs a, its init
     assert [c["run"] for c in rel.cycles(tmp_path / "b")] == ["a", "b"]
-    bad = subprocess.run([sys.executable, str(root / "tools" / "soup.py"), str(tmp_path / "x"), ings[0], str(tmp_path / "nope.pt")],
-                         capture_output=True, text=True)
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "weights", "soup", str(tmp_path / "x"), ings[0],
+                          str(tmp_path / "nope.pt")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope.pt" in bad.stderr

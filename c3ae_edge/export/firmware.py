@@ -220,7 +220,7 @@ Pi OS **Bookworm** (Debian 12, Python 3.11), either runtime, in a venv (`python3
 Pi OS **Trixie** (Debian 13, Python 3.13): `pip install numpy Pillow ai-edge-litert` (there is no tflite-runtime wheel
 for Python 3.12 or newer). Plain `pip install tflite-runtime` pulls numpy 2, which tflite-runtime 2.14 (built against
 numpy 1.x) cannot import: keep `"numpy<2"` with it. `reference_infer.py` and the on-board bench runner
-(`c3ae-edge bench --write-runner DIR` gives `onboard.py`) say in one line when the runtime and numpy do not fit, and
+(`c3ae-edge bench write-runner DIR` gives `onboard.py`) say in one line when the runtime and numpy do not fit, and
 report the runtime, version and delegate that really ran (`--delegate builtin` turns XNNPACK off in either).
 
 {measured}"""
