@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("C3AE_DATA", ROOT.parent / "shared" / "data"))
 UTK = DATA / "utkface"
 FGNET = DATA / "fgnet"
+HAVE_DATA = (UTK / "labels.csv").is_file()
+# Every command under test reads the same faces: the data set where there is one (C3AE_DATA set for them), else the
+# 800 embedded UTKFace chips (C3AE_DATA unset, so export and bench fall back to them): the fast tier needs no data set.
+FACES = UTK if HAVE_DATA else ROOT / "c3ae_edge" / "faces"
+if HAVE_DATA:
+    os.environ["C3AE_DATA"] = str(DATA)
+else:
+    os.environ.pop("C3AE_DATA", None)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools" / "aarch64"))
 import emulated  # noqa: E402
@@ -27,7 +27,7 @@ def board_dir(tmp_path_factory) -> Path:
     if not b:
         out = tmp_path_factory.mktemp("exports")
         r = subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "export", "--target", "rpi4", "--out", str(out)], capture_output=True,
-                           text=True, timeout=1800, env={**os.environ, "C3AE_DATA": str(DATA)})
+                           text=True, timeout=1800, env=dict(os.environ))
         assert r.returncode == 0, r.stderr[-2000:]
         b = next(p for p in out.iterdir() if (p / "manifest.json").is_file())
     return emulated.stage(Path(b), tmp_path_factory.mktemp("board"))

@@ -22,7 +22,7 @@ needs_tflite_runtime = pytest.mark.skipif(not TFLITE_RT.exists(), reason=f"no tf
 
 def cli(*args: str, cwd: Path = ROOT, py: str = sys.executable) -> subprocess.CompletedProcess:
     return subprocess.run([py, "-m", "c3ae_edge.cli", *args], capture_output=True, text=True, timeout=900, cwd=cwd,
-                          env={**os.environ, "C3AE_DATA": str(DATA)})
+                          env=dict(os.environ))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from conftest import DATA, ROOT
 from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY
 
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]
-ENV = {**os.environ, "C3AE_DATA": str(DATA)}
+ENV = dict(os.environ)  # C3AE_DATA as tests/conftest.py set it
 
 
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import ROOT
 from release_servers import REGISTRY_BIN, Registry, StaticServer
 
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]
-ENV = {**os.environ, "C3AE_DATA": str(DATA), "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
+ENV = {**os.environ, "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
 MINISIGN = shutil.which("minisign")
 needs_minisign = pytest.mark.skipif(MINISIGN is None, reason="minisign not installed (apt-get install minisign; .ci/run does)")
 needs_registry = pytest.mark.skipif(REGISTRY_BIN is None, reason="docker-registry not installed (apt-get install docker-registry; .ci/run does)")

@@ -89,11 +89,14 @@ def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.nda
     from c3ae_edge.data import load_dataset
     from c3ae_edge.data.crops import spec_for
     from c3ae_edge.data.facedata import FaceData
+    from c3ae_edge.export import default_faces
     from c3ae_edge.export.calibration import data_root, stratified_pick
 
     root = data_root(data) / "utkface"
     if not (root / "labels.csv").is_file():
-        raise DataError(f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA")
+        if data is not None or os.environ.get("C3AE_DATA") or not default_faces.available():
+            raise DataError(f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA")
+        root = default_faces.folder()  # no data set here: the 800 embedded UTKFace chips, as export does
     samples = load_dataset(f"utkface:{root}")
     n = N_TIMING_FACES + N_CALIBRATION_FACES
     picked = [samples[i] for i in stratified_pick(np.array([s.age for s in samples]), n, seed)]

@@ -12,14 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Result, run_main  # noqa: F401 - the one in-process runner (tests/conftest.py)
+from conftest import DATA, FGNET, HAVE_DATA, Result, run_main  # noqa: F401 - the one in-process runner (tests/conftest.py)
+from conftest import FACES as UTK  # the data set's UTKFace, else the embedded chips (same layout)
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("C3AE_DATA", ROOT.parent / "shared" / "data"))
-HAVE_DATA = (DATA / "utkface" / "labels.csv").is_file()
-# Without the data set (the fast tier, anywhere) the 800 embedded UTKFace chips stand in: real faces, same layout.
-UTK = DATA / "utkface" if HAVE_DATA else ROOT / "c3ae_edge" / "faces"
-FGNET = DATA / "fgnet"
 TINY_TARGET = 'name = "tiny"\ndescription = "adverse suite"\narch = "any"\nbackend = "onnx"\nprecisions = ["fp32"]\n'
 
 
@@ -71,16 +67,11 @@ def run_case(case: Case, tmp: Path, capsys, env: dict) -> Result:
 
 @pytest.fixture
 def env(monkeypatch, tmp_path) -> dict:
-    data_env(monkeypatch.setenv, monkeypatch.delenv)
-    return {"data": DATA}
-
-
-def data_env(setenv=os.environ.__setitem__, delenv=os.environ.pop) -> None:
-    """C3AE_DATA for a command: the data set where there is one, else unset so that export takes the embedded faces."""
-    if HAVE_DATA:
-        setenv("C3AE_DATA", str(DATA))
+    if HAVE_DATA:  # as tests/conftest.py set it, restored after each case
+        monkeypatch.setenv("C3AE_DATA", str(DATA))
     else:
-        delenv("C3AE_DATA", None)
+        monkeypatch.delenv("C3AE_DATA", raising=False)
+    return {"data": DATA}
 
 
 # ------------------------------------------------------------------ real inputs

@@ -88,6 +88,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.id.startswith("fgnet") else [])
+                                  for c in CASES])  # the FG-NET cases spoil a copy of a real FG-NET photo
 def test_bad_labels(case, tmp_path, capsys, env):
     run_case(case, tmp_path, capsys, env)
