@@ -77,7 +77,25 @@ class CoarseFineHaarDetector:
         return [Detection(box, float(n)) for box, n in coarse_fine(self.cascade, img, self.params)]
 
 
-DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector}
+def _blazeface(model: str):
+    def make():
+        from c3ae_edge.data.blazeface_detector import BlazeFaceDetector
+
+        return BlazeFaceDetector(model)
+    return make
+
+
+def resolve_detector(name: str) -> str:
+    """``auto`` -> ``blazeface`` where a TFLite runtime imports, else ``haar-fast``; other names unchanged."""
+    if name != "auto":
+        return name
+    from c3ae_edge.data.blazeface_detector import runtime_available
+
+    return "blazeface" if runtime_available() else "haar-fast"
+
+
+DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector, "blazeface": _blazeface("short"), "blazeface-full": _blazeface("full"),
+             "auto": lambda: DETECTORS[resolve_detector("auto")]()}
 DEFAULT_DETECTOR = "haar-fast"
 
 
@@ -87,6 +105,11 @@ def detector_record(name: str = DEFAULT_DETECTOR) -> dict:
 
     from c3ae_edge import facefind
 
+    name = resolve_detector(name)
+    if name.startswith("blazeface"):
+        from c3ae_edge.data.blazeface_detector import record
+
+        return record(name)
     cascade = f"OpenCV {facefind.CASCADE} (ships in opencv-python-headless 4.x)"
     if name == "haar-fast":
         return {"name": name, "convention": "haar", "cascade": cascade, "implementation": "c3ae_edge/facefind.py coarse_fine (numpy + OpenCV)",
