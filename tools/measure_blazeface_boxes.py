@@ -21,15 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from c3ae_edge.bench import e2e  # noqa: E402
 from c3ae_edge.board import blazeface as bf  # noqa: E402
 from c3ae_edge.crops import landmark_box  # noqa: E402
+from c3ae_edge.data.blazeface_detector import BlazeFaceDetector  # noqa: E402
 from c3ae_edge.data.datasets import load_pts  # noqa: E402
-from c3ae_edge.detect import BlazeFaceDetector, HaarDetector  # noqa: E402
+from c3ae_edge.detect import HaarDetector  # noqa: E402
 from c3ae_edge.imageio import load_rgb  # noqa: E402
 
 
 def basis(face: bf.Face, kind: str) -> tuple[float, float, float]:
     """(origin x, origin y, unit) of a detection, as HaarMapping reads it."""
-    m = bf.HaarMapping(kind, 1.0, 0.0, 0.0).apply(face)
-    return m
+    return bf.HaarMapping(kind, 1.0, 0.0, 0.0).apply(face)
 
 
 def fit(origins: np.ndarray, refs: np.ndarray) -> dict:

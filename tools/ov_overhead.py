@@ -4,7 +4,9 @@
 
 Without --ir, c3ae_plain (shipped weights) is exported to fp32 and int8 IRs in a temporary folder, int8 calibrated
 on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 1 thread, sync API, f32 inference
-precision, static shape, ``--runs`` iterations; its median is the C++ request's own ``latency``), then in a fresh
+precision, static shape, ``--runs`` iterations, ``-ip f32``: the float input the bench feeds; its median is the C++
+request's own ``latency``), benchmark_app with its default input (a 3-channel NCHW input counts as an image: u8, random
+bytes; the int8 IR then runs a different first layer), then in a fresh
 process that imports only numpy, OpenVINO and c3ae_edge/bench/forward.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
 (c3ae_edge/bench/forward.py), timed with ``perf_counter_ns`` around each call as the bench does, the bare
 ``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
@@ -27,19 +29,57 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from c3ae_edge.bench import onboard  # noqa: E402  (numpy + stdlib only)
 
 
-def benchmark_app(ir: Path, runs: int, shape: list[int], workdir: Path) -> float:
-    """benchmark_app's median latency in seconds (its report: 10 us resolution)."""
+def benchmark_app(ir: Path, runs: int, shape: list[int], workdir: Path, input_precision: str | None = "f32") -> tuple[float, dict]:
+    """benchmark_app's median latency in seconds (its report: 10 us resolution) and what it printed about the compiled
+    model (step 8's properties, step 6's input). ``input_precision`` None: its default, which makes a 3-channel NCHW
+    input u8 (an image) and fills it with random bytes; "f32": the float input our bench (and a user's crops) feed."""
     rep = workdir / f"rep-{time.monotonic_ns()}"
     rep.mkdir()
     cmd = [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.argv[0] = 'benchmark_app'; main()",
            "-m", str(ir), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", "1", "-niter", str(runs), "-api", "sync",
            "-infer_precision", "f32", "-shape", str(shape).replace(" ", ""), "-report_type", "no_counters", "-report_folder", str(rep)]
+    cmd += ["-ip", input_precision] if input_precision else []
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode:
         raise SystemExit(f"benchmark_app failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
     with open(rep / "benchmark_report.csv", newline="") as f:
         rows = {r[0]: r[1] for r in csv.reader(f, delimiter=";") if len(r) >= 2}
-    return float(rows["latency (ms)"]) / 1e3
+    return float(rows["latency (ms)"]) / 1e3, printed_config(r.stdout)
+
+
+def printed_config(out: str) -> dict:
+    """benchmark_app's step 8 (compiled model properties, KEY: VALUE) and step 6's model input line."""
+    cfg: dict = {}
+    step, section = "", ""
+    for line in out.splitlines():
+        if line.startswith("[Step "):
+            step = line.split("/")[0][6:]
+            continue
+        body = line.removeprefix("[ INFO ]").strip()
+        if body.startswith("Model"):
+            section = body
+        elif step == "8" and ":" in body:
+            k, _, v = body.partition(":")
+            cfg[k.strip()] = v.strip()
+        elif step == "6" and section == "Model inputs:" and "(node:" in body:
+            cfg["input"] = body
+    return cfg
+
+
+OUR_PROPERTIES = ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "EXECUTION_MODE_HINT",
+                  "ENABLE_CPU_PINNING", "ENABLE_CPU_RESERVATION", "SCHEDULING_CORE_TYPE", "ENABLE_HYPER_THREADING",
+                  "CPU_DENORMALS_OPTIMIZATION", "TBB_PARTITIONER", "DYNAMIC_QUANTIZATION_GROUP_SIZE")
+
+
+def our_config(ir: Path, x: np.ndarray) -> dict:
+    """The compiled properties and input of the bench's OpenVINO forward (same compile call as forward.py)."""
+    import openvino as ov
+
+    from c3ae_edge.bench.forward import openvino_compile
+
+    c = openvino_compile(ir, 1, "int8" if "int8" in ir.name else "fp32", x.shape[0])
+    return {**{k: str(c.get_property(k)) for k in OUR_PROPERTIES},
+            "input": f"{c.inputs[0].get_element_type().get_type_name()} {list(c.inputs[0].get_shape())}", "openvino": ov.__version__}
 
 
 def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
@@ -86,19 +126,23 @@ def export_plain(tmp: Path) -> list[Path]:
     return [harness._export(be, model, x[:1], cal, p, tmp, head_weights(model)) for p in ("fp32", "int8")]
 
 
-def child(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
-    """in_process() in a fresh interpreter (no torch, no nncf loaded), like benchmark_app's own process."""
+def child(ir: Path, runs: int, x: np.ndarray, config: bool = False):
+    """in_process() in a fresh interpreter (no torch, no nncf loaded), like benchmark_app's own process
+    (``config``: our_config() there instead, as JSON text)."""
     with tempfile.TemporaryDirectory(prefix="c3ae-ov-x-") as td:
         np.save(Path(td) / "x.npy", x)
-        r = subprocess.run([sys.executable, __file__, "--child", str(ir), str(Path(td) / "x.npy"), str(runs)], capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, __file__, "--config" if config else "--child", str(ir), str(Path(td) / "x.npy"), str(runs)],
+                           capture_output=True, text=True, timeout=600)
     if r.returncode:
         raise SystemExit(f"in-process timing failed: {r.stderr.strip().splitlines()[-1:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    last = r.stdout.strip().splitlines()[-1]
+    return last if config else json.loads(last)
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        print(json.dumps(in_process(Path(sys.argv[2]), int(sys.argv[4]), np.load(sys.argv[3]))))
+    if len(sys.argv) == 5 and sys.argv[1] in ("--child", "--config"):
+        ir, x = Path(sys.argv[2]), np.load(sys.argv[3])
+        print(json.dumps(our_config(ir, x) if sys.argv[1] == "--config" else in_process(ir, int(sys.argv[4]), x)))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ir", action="append", type=Path, default=[])
@@ -114,11 +158,16 @@ def main() -> None:
         res: dict = {ir.name: {"rounds": []} for ir in irs}
         for r in range(a.rounds):
             for ir in irs:
-                row = {"benchmark_app": benchmark_app(ir, a.runs, list(x.shape), Path(tmp)), **child(ir, a.runs, x)}
+                lat, cfg = benchmark_app(ir, a.runs, list(x.shape), Path(tmp))
+                lat_u8, cfg_u8 = benchmark_app(ir, a.runs, list(x.shape), Path(tmp), None)
+                res[ir.name].setdefault("config", {"benchmark_app -ip f32": cfg, "benchmark_app default": cfg_u8,
+                                                   "bench (forward.py)": json.loads(child(ir, 0, x, config=True))})
+                row = {"benchmark_app": lat, **child(ir, a.runs, x), "benchmark_app default (u8 input, random bytes)": lat_u8}
                 res[ir.name]["rounds"].append(row)
                 print(f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()), file=sys.stderr)
     for name, d in res.items():
         keys = d["rounds"][0].keys()
+        print(f"{name} config: " + json.dumps(d["config"]), file=sys.stderr)
         d["median_of_rounds_s"] = {k: float(np.median([rr[k] for rr in d["rounds"]])) for k in keys}
         m = d["median_of_rounds_s"]
         d["ratio_to_benchmark_app"] = {k: m[k] / m["benchmark_app"] for k in keys}

@@ -58,13 +58,7 @@ def openvino_forward(path: Path, threads: int, precision: str = "fp32", batch: i
     ``ov.Tensor`` set on every call (the plugin re-binds the input each time) + ``infer()``."""
     import openvino as ov
 
-    core = ov.Core()
-    m = core.read_model(str(path))
-    shape = m.inputs[0].get_partial_shape()
-    m.reshape([batch] + [d.get_length() for d in list(shape)[1:]])
-    cfg = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": int(threads),
-           "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
-    compiled = core.compile_model(m, "CPU", cfg)
+    compiled = openvino_compile(path, threads, precision, batch)
     req = compiled.create_infer_request()
     n_out = len(compiled.outputs)
     if call == "wrap":
@@ -86,6 +80,19 @@ def openvino_forward(path: Path, threads: int, precision: str = "fp32", batch: i
         return outs
 
     return lean
+
+
+def openvino_compile(path: Path, threads: int, precision: str = "fp32", batch: int = 1):
+    """The IR reshaped to a static ``batch`` and compiled with RUNTIME_OPTIONS["openvino"]."""
+    import openvino as ov
+
+    core = ov.Core()
+    m = core.read_model(str(path))
+    shape = m.inputs[0].get_partial_shape()
+    m.reshape([batch] + [d.get_length() for d in list(shape)[1:]])
+    cfg = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": int(threads),
+           "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    return core.compile_model(m, "CPU", cfg)
 
 
 def tflite_forward(path: Path, threads: int) -> Forward:

@@ -229,7 +229,7 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                        "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
                                  f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
                        "photo_to_age": (f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, centred, edges "
-                                        f"replicated, JPEG q90); per image: decode (Pillow, from bytes), detect ({cfg.detector}), crop (CropSpec), age network per "
+                                        f"replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), detect ({cfg.detector}), crop (CropSpec), age network per "
                                         "artifact (batch 1, one call per face); decode/detect/crop once per image, every artifact timed on those faces")
                        if cfg.e2e else None,
                        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "wall_time_s": round(time.time() - t_start, 1)},

@@ -31,15 +31,15 @@ def sha256(path: Path) -> str:
 
 def runtime_available() -> bool:
     """Whether a TFLite interpreter imports (ai-edge-litert, or tflite_runtime on a board)."""
-    import importlib.util
+    import importlib
 
     from c3ae_edge.board import blazeface as bf
 
     for mod in bf.RUNTIMES:
         try:
-            if importlib.util.find_spec(mod) is not None:
-                return True
-        except ImportError:  # the parent package is missing
+            importlib.import_module(mod)
+            return True
+        except ImportError:
             continue
     return False
 
