@@ -68,8 +68,10 @@ class HaarMapping:
 
 
 # Measured on FG-NET against OpenCV's full-resolution frontal cascade (tools/measure_blazeface_boxes.py,
-# bench/results/blazeface_boxes.json): median side ratio and centre offset, in units of the basis.
-MAPPINGS = {"short": HaarMapping(), "full": HaarMapping()}
+# bench/results/blazeface_boxes.json): median side ratio and centre offset, in units of the basis, over the 961 (short)
+# and 910 (full) photos both found. IoU with the cascade's box after mapping, fitted on half, scored on the other half:
+# short, eyes: median 0.906, 10th percentile 0.803 (box basis: 0.848, 0.720); full, eyes: 0.877, 0.735.
+MAPPINGS = {"short": HaarMapping("eyes", 2.4261, 0.0047, 0.2839), "full": HaarMapping("eyes", 2.4596, 0.0010, 0.2797)}
 
 
 def anchor_centres(spec: ModelSpec) -> np.ndarray:
