@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         remote: str = typer.Option(None, "--remote", help="user@host: copy the on-board runner and --bundle over ssh, run it there, collect the JSON"),
         bundle: str = typer.Option(None, "--bundle", help="with --remote: the bundle folder to run on the board"),
         e2e: int = typer.Option(60, "--e2e", help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and 1280x720 frames (0: none)"),
-        detector: str = typer.Option("haar-fast", "--detector", help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"),
+        detector: str = typer.Option("auto", "--detector", help="face detector of the photo-to-age rows (auto, blazeface, blazeface-full, haar-fast, haar, module:Class)"),
         write_runner: str = typer.Option(None, "--write-runner", help="copy the standalone on-board runner (onboard.py) into this folder and exit"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     ) -> None:

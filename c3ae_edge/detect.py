@@ -1,4 +1,6 @@
-"""Offline face detection. Default: OpenCV's frontal Haar cascade, which ships inside the opencv wheel.
+"""Offline face detection. Default (``auto``): BlazeFace short range (c3ae_edge/data/blazeface_detector.py) where a
+TFLite runtime imports, else OpenCV's frontal Haar cascade on a shrunk frame (``haar-fast``), which ships inside the
+opencv wheel.
 
 Replaceable: any class with ``detect(img) -> list[Detection]`` can be named as ``module:Class``. Our face-box
 convention *is* this cascade's box, so a replacement detector should map its boxes onto it (see crops.py).
@@ -96,10 +98,11 @@ def resolve_detector(name: str) -> str:
 
 DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector, "blazeface": _blazeface("short"), "blazeface-full": _blazeface("full"),
              "auto": lambda: DETECTORS[resolve_detector("auto")]()}
-DEFAULT_DETECTOR = "haar-fast"
+DEFAULT_DETECTOR = "auto"
+BUNDLE_DETECTOR = "haar-fast"  # what a bundle's on-board runner detects with (facefind.py), so what its manifest names
 
 
-def detector_record(name: str = DEFAULT_DETECTOR) -> dict:
+def detector_record(name: str = BUNDLE_DETECTOR) -> dict:
     """What a bundle's manifest says about the detector its boxes come from (face_box.detector)."""
     from dataclasses import asdict
 
@@ -119,7 +122,9 @@ def detector_record(name: str = DEFAULT_DETECTOR) -> dict:
 
 
 def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
-    """``haar-fast`` (default), ``haar`` (the full-resolution search) or ``package.module:Class`` (constructed with no arguments)."""
+    """``auto`` (default: ``blazeface`` where a TFLite runtime imports, else ``haar-fast``), ``blazeface``,
+    ``blazeface-full``, ``haar-fast``, ``haar`` (the full-resolution search) or ``package.module:Class`` (constructed
+    with no arguments)."""
     if name in DETECTORS:
         return DETECTORS[name]()
     mod, _, cls = name.partition(":")

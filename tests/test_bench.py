@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from c3ae_edge.bench.onboard import SCHEMA, latency_stats
+from c3ae_edge.detect import resolve_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def test_photo_to_age_rows(short_run):
     assert {(r["backend"], r["precision"], r["input"]) for r in e2e} == {
         (b, p, i) for b, p in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")) for i in ("FG-NET photos", "640x480 frames", "1280x720 frames")}
     for r in e2e:
-        assert r["detector"] == "haar-fast" and r["images"] == 4 and r["model"] == "c3ae_plain" and r["threads"] == 1
+        assert r["detector"] == resolve_detector("auto") and r["images"] == 4 and r["model"] == "c3ae_plain" and r["threads"] == 1
         assert r["frame"] in (None, [640, 480], [1280, 720])
         assert r["faces_found"] >= 3 and r["annotated_face_found"] >= 3  # real faces, found and in the right place
         st = r["stages"]
@@ -86,7 +87,7 @@ def test_photo_to_age_rows(short_run):
         by_input.setdefault(r["input"], []).append(r)
     assert all(len({r["stages"]["detect"]["p50"] for r in rs}) == 1 for rs in by_input.values())
     md = (out / "b.md").read_text()
-    assert "## Photo to age (end to end)" in md and "640x480 frames" in md and "1280x720 frames" in md and "haar-fast" in md
+    assert "## Photo to age (end to end)" in md and "640x480 frames" in md and "1280x720 frames" in md and resolve_detector("auto") in md
     assert "4 FG-NET photos" in doc["config"]["photo_to_age"]
 
 

@@ -33,7 +33,7 @@ class BenchConfig:
     seed: int = 0
     command: str = ""
     e2e: int = 60  # FG-NET photos for the photo-to-age rows (0: none); models with shipped weights only
-    detector: str = "haar-fast"
+    detector: str = "auto"
 
     def check(self) -> None:
         from c3ae_edge.models import list_models
@@ -311,7 +311,7 @@ def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dic
     import torch
 
     from c3ae_edge.bench import e2e
-    from c3ae_edge.detect import get_detector
+    from c3ae_edge.detect import get_detector, resolve_detector
     from c3ae_edge.weights import load_model
 
     prog.step(f"{common['model']}: photo to age ({cfg.e2e} photos, {cfg.detector})")
@@ -321,7 +321,7 @@ def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dic
     cv2.setNumThreads(cfg.threads[0])
     torch.set_num_threads(cfg.threads[0])
     spec = load_model(None, common["model"])[1]
-    rows = e2e.bench_rows(common, live, _E2E_SETS[key], get_detector(cfg.detector), cfg.detector, spec)
+    rows = e2e.bench_rows(common, live, _E2E_SETS[key], get_detector(cfg.detector), resolve_detector(cfg.detector), spec)
     for r in rows:
         st = r["stages"]
         prog.log(f"{r['model']:22s} {r['backend']:8s} {r['precision']:5s} {r['input']:16s}: " + " + ".join(f"{k} {st[k]['p50'] * 1e3:.2f}" for k in e2e.STAGES)
