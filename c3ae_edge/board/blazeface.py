@@ -109,10 +109,11 @@ def resize_bilinear(img: np.ndarray, ow: int, oh: int) -> np.ndarray:
     return (t + (b - t) * fy[:, None]).reshape(oh, ow, c)
 
 
-def letterbox(rgb: np.ndarray, size: int, resize=None) -> tuple[np.ndarray, float, float, float]:
+def letterbox(rgb: np.ndarray, size: int, resize=None, out: np.ndarray | None = None) -> tuple[np.ndarray, float, float, float]:
     """Frame -> (1, size, size, 3) float32 in [-1, 1], aspect kept and centred, zero (mid-grey) borders;
     plus (scale, pad_x, pad_y) to map tensor pixels back: source = (tensor - pad) / scale.
-    ``resize(img, w, h)`` may replace the numpy bilinear resize (e.g. OpenCV's)."""
+    ``resize(img, w, h)`` may replace the numpy bilinear resize (e.g. OpenCV's); ``out``: write there (the
+    interpreter's own input buffer) instead of a new array."""
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     h, w = rgb.shape[:2]
@@ -120,8 +121,11 @@ def letterbox(rgb: np.ndarray, size: int, resize=None) -> tuple[np.ndarray, floa
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
     small = (resize or resize_bilinear)(rgb, nw, nh)
     px, py = (size - nw) // 2, (size - nh) // 2
-    x = np.zeros((1, size, size, 3), np.float32)
-    x[0, py:py + nh, px:px + nw] = np.asarray(small, np.float32) * (2 / 255) - 1
+    x = np.zeros((1, size, size, 3), np.float32) if out is None else out
+    if out is not None and (nw < size or nh < size):
+        x.fill(0)
+    np.multiply(small, np.float32(2 / 255), out=x[0, py:py + nh, px:px + nw], casting="unsafe")
+    x[0, py:py + nh, px:px + nw] -= 1
     return x, s, float(px), float(py)
 
 
@@ -195,8 +199,7 @@ class BlazeFace:
             raise ValueError(f"{model_path}: {outs[0]['shape'][1]} boxes, the anchor grid has {len(self.anchors)}")
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        x, s, px, py = letterbox(rgb, self.spec.size, self.resize)
-        self.it.set_tensor(self.input_index, x)
+        s, px, py = letterbox(rgb, self.spec.size, self.resize, self.it.tensor(self.input_index)())[1:]  # in place; no view kept
         self.it.invoke()
         scores, coords = decode(self.it.get_tensor(self.box_index)[0].copy(), self.it.get_tensor(self.score_index)[0, :, 0],
                                 self.anchors, self.spec)
