@@ -7,7 +7,7 @@ on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 
 precision, static shape, ``--runs`` iterations, ``-ip f32``: the float input the bench feeds; its median is the C++
 request's own ``latency``), benchmark_app with its default input (a 3-channel NCHW input counts as an image: u8, random
 bytes; the int8 IR then runs a different first layer), then in a fresh
-process that imports only numpy, OpenVINO and c3ae_edge/bench/forward.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``wrap`` forward
+process that imports only numpy, OpenVINO and c3ae_edge/bench/forward.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``async`` and ``wrap`` forwards
 (c3ae_edge/bench/forward.py), timed with ``perf_counter_ns`` around each call as the bench does, the bare
 ``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
 a pre-set tensor, reading ``request.latency``, the C++ side's duration).
@@ -89,7 +89,7 @@ def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
     from c3ae_edge.bench.forward import openvino_forward
 
     prec = "int8" if "int8" in ir.name else "fp32"
-    fwd = {"lean": openvino_forward(ir, 1, prec, 1, call="lean"), "wrap": openvino_forward(ir, 1, prec, 1, call="wrap")}
+    fwd = {c: openvino_forward(ir, 1, prec, 1, call=c) for c in ("lean", "async", "wrap")}
     core = ov.Core()
     m = core.read_model(str(ir))
     m.reshape(list(x.shape))
@@ -110,6 +110,13 @@ def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
             req.infer()
             ns["benchmark_app loop (request.latency)"].append(req.latency * 1e6)  # ms -> ns
     out = {k: float(np.median(v)) / 1e9 for k, v in ns.items()}
+    for k in ("lean", "async"):  # which thread computes: the caller's CPU time per call holds the inference, or not
+        cpu = []
+        for _ in range(200):
+            c0 = time.thread_time_ns()
+            fwd[k](x)
+            cpu.append(time.thread_time_ns() - c0)
+        out[f"{k}: calling thread's CPU time"] = float(np.median(cpu)) / 1e9
     # the quietest block's median per variant: on a shared machine, closer to what each call costs by itself
     out.update({f"{k} [quietest block]": float(min(np.median(v[i:i + 100]) for i in range(0, len(v), 100))) / 1e9 for k, v in ns.items()})
     return out
