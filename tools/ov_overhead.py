@@ -1,12 +1,14 @@
 """The bench's OpenVINO call against OpenVINO's own benchmark_app, on the same IR, in alternating rounds:
 
     python tools/ov_overhead.py [--ir model.xml ...] [--rounds 5] [--runs 2000] [--json out.json]
+    python tools/ov_overhead.py --probe --ir model.xml [--ir ...] [--json out.json]   # input precision / data probe
 
 Without --ir, c3ae_plain (shipped weights) is exported to fp32 and int8 IRs in a temporary folder, int8 calibrated
 on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 1 thread, sync API, f32 inference
 precision, static shape, ``--runs`` iterations, ``-ip f32``: the float input the bench feeds; its median is the C++
 request's own ``latency``), benchmark_app with its default input (a 3-channel NCHW input counts as an image: u8, random
-bytes; the int8 IR then runs a different first layer), then in a fresh
+bytes; the int8 IR then runs a different first layer), the bench's lean forward alone in a fresh process (one model,
+one call in a loop, as benchmark_app runs it), then in a fresh
 process that imports only numpy, OpenVINO and c3ae_edge/bench/forward.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``async`` and ``wrap`` forwards
 (c3ae_edge/bench/forward.py), timed with ``perf_counter_ns`` around each call as the bench does, the bare
 ``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
@@ -122,6 +124,49 @@ def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
     return out
 
 
+def lean_alone(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
+    """The bench's lean forward alone in its process (one compiled model, one call in a loop, as benchmark_app runs):
+    p50 wall seconds per call, timed as the bench times it."""
+    from c3ae_edge.bench.forward import openvino_forward
+
+    f = openvino_forward(ir, 1, "int8" if "int8" in ir.name else "fp32", 1, call="lean")
+    ns = onboard.time_runs(f, x, runs, 100, first=False)[0]
+    return {"lean, alone in its process": float(np.median(ns)) / 1e9}
+
+
+def input_probe(ir: Path, x: np.ndarray, blocks: int = 20) -> dict[str, float]:
+    """request.latency p50 (s) of one IR in one process, interleaved in blocks of 100: its f32 input with our face
+    crops, random floats, and (benchmark_app's default) a u8 input with random bytes or the faces as bytes."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    core = ov.Core()
+    reqs = {}
+    for ip in ("f32", "u8"):
+        m = core.read_model(str(ir))
+        m.reshape(list(x.shape))
+        if ip == "u8":
+            pp = PrePostProcessor(m)
+            pp.input(0).tensor().set_element_type(ov.Type.u8)
+            m = pp.build()
+        reqs[ip] = core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": 1,
+                                                 "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    rs = np.random.default_rng(0)
+    inputs = {"f32 face crops": ("f32", x.astype(np.float32)), "f32 random [0, 255]": ("f32", rs.uniform(0, 255, x.shape).astype(np.float32)),
+              "f32 random [-1, 1]": ("f32", rs.uniform(-1, 1, x.shape).astype(np.float32)),
+              "u8 random bytes (benchmark_app default)": ("u8", rs.integers(0, 256, x.shape).astype(np.uint8)),
+              "u8 face crops as bytes": ("u8", np.clip(x * 127.5 + 127.5, 0, 255).astype(np.uint8))}
+    lat: dict[str, list] = {k: [] for k in inputs}
+    for _ in range(blocks):
+        for k, (ip, data) in inputs.items():
+            req = reqs[ip]
+            req.set_input_tensor(ov.Tensor(data))
+            for _ in range(100):
+                req.infer()
+                lat[k].append(req.latency / 1e3)
+    return {k: float(np.median(v)) for k, v in lat.items()}
+
+
 def export_plain(tmp: Path) -> list[Path]:
     from c3ae_edge.bench import harness
     from c3ae_edge.export.backends.common import head_weights
@@ -133,12 +178,12 @@ def export_plain(tmp: Path) -> list[Path]:
     return [harness._export(be, model, x[:1], cal, p, tmp, head_weights(model)) for p in ("fp32", "int8")]
 
 
-def child(ir: Path, runs: int, x: np.ndarray, config: bool = False):
+def child(ir: Path, runs: int, x: np.ndarray, config: bool = False, mode: str = "--child"):
     """in_process() in a fresh interpreter (no torch, no nncf loaded), like benchmark_app's own process
-    (``config``: our_config() there instead, as JSON text)."""
+    (``config``: our_config() there instead, as JSON text; ``mode`` "--probe-child": input_probe())."""
     with tempfile.TemporaryDirectory(prefix="c3ae-ov-x-") as td:
         np.save(Path(td) / "x.npy", x)
-        r = subprocess.run([sys.executable, __file__, "--config" if config else "--child", str(ir), str(Path(td) / "x.npy"), str(runs)],
+        r = subprocess.run([sys.executable, __file__, "--config" if config else mode, str(ir), str(Path(td) / "x.npy"), str(runs)],
                            capture_output=True, text=True, timeout=600)
     if r.returncode:
         raise SystemExit(f"in-process timing failed: {r.stderr.strip().splitlines()[-1:]}")
@@ -147,19 +192,28 @@ def child(ir: Path, runs: int, x: np.ndarray, config: bool = False):
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] in ("--child", "--config"):
-        ir, x = Path(sys.argv[2]), np.load(sys.argv[3])
-        print(json.dumps(our_config(ir, x) if sys.argv[1] == "--config" else in_process(ir, int(sys.argv[4]), x)))
+    if len(sys.argv) == 5 and sys.argv[1] in ("--child", "--config", "--probe-child", "--alone-child"):
+        ir, x, n = Path(sys.argv[2]), np.load(sys.argv[3]), int(sys.argv[4])
+        run = {"--config": lambda: our_config(ir, x), "--probe-child": lambda: input_probe(ir, x), "--alone-child": lambda: lean_alone(ir, n, x),
+               "--child": lambda: in_process(ir, n, x)}[sys.argv[1]]
+        print(json.dumps(run()))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ir", action="append", type=Path, default=[])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=2000)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--probe", action="store_true", help="only the input probe (input_probe) on each --ir")
     a = ap.parse_args()
     from c3ae_edge.bench import harness
 
     x = harness.faces(1, None, 0)[0][:1].copy()
+    if a.probe:
+        doc = {"command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]), "environment": onboard.environment(1),
+               "input_probe_request_latency_p50_s": {ir.name: child(ir, 0, x, mode="--probe-child") for ir in a.ir}}
+        text = json.dumps(doc, indent=1) + "\n"
+        a.json.write_text(text) if a.json else print(text)
+        return
     with tempfile.TemporaryDirectory(prefix="c3ae-ov-") as tmp:
         irs = a.ir or export_plain(Path(tmp))
         res: dict = {ir.name: {"rounds": []} for ir in irs}
@@ -169,7 +223,8 @@ def main() -> None:
                 lat_u8, cfg_u8 = benchmark_app(ir, a.runs, list(x.shape), Path(tmp), None)
                 res[ir.name].setdefault("config", {"benchmark_app -ip f32": cfg, "benchmark_app default": cfg_u8,
                                                    "bench (forward.py)": json.loads(child(ir, 0, x, config=True))})
-                row = {"benchmark_app": lat, **child(ir, a.runs, x), "benchmark_app default (u8 input, random bytes)": lat_u8}
+                alone = child(ir, a.runs, x, mode="--alone-child")
+                row = {"benchmark_app": lat, **alone, **child(ir, a.runs, x), "benchmark_app default (u8 input, random bytes)": lat_u8}
                 res[ir.name]["rounds"].append(row)
                 print(f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()), file=sys.stderr)
     for name, d in res.items():
