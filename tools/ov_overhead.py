@@ -220,10 +220,10 @@ def main() -> None:
         for r in range(a.rounds):
             for ir in irs:
                 lat, cfg = benchmark_app(ir, a.runs, list(x.shape), Path(tmp))
+                alone = child(ir, a.runs, x, mode="--alone-child")  # right after benchmark_app: the closest pair
                 lat_u8, cfg_u8 = benchmark_app(ir, a.runs, list(x.shape), Path(tmp), None)
                 res[ir.name].setdefault("config", {"benchmark_app -ip f32": cfg, "benchmark_app default": cfg_u8,
                                                    "bench (forward.py)": json.loads(child(ir, 0, x, config=True))})
-                alone = child(ir, a.runs, x, mode="--alone-child")
                 row = {"benchmark_app": lat, **alone, **child(ir, a.runs, x), "benchmark_app default (u8 input, random bytes)": lat_u8}
                 res[ir.name]["rounds"].append(row)
                 print(f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()), file=sys.stderr)
