@@ -132,13 +132,13 @@ def letterbox(rgb: np.ndarray, size: int, resize=None, out: np.ndarray | None = 
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs (N, 16), (N,) logits -> (scores (M,), coords (M, 16)) above the score threshold, in [0, 1] input
     coordinates: cx, cy, w, h, then 6 keypoints (x, y)."""
-    scores = 1 / (1 + np.exp(-np.clip(raw_scores.astype(np.float64), -100, 100)))
-    keep = scores >= spec.min_score
+    keep = np.flatnonzero(raw_scores >= np.log(spec.min_score / (1 - spec.min_score)))  # sigmoid(logit) >= min_score
+    scores = 1 / (1 + np.exp(-np.clip(raw_scores[keep].astype(np.float64), -100, 100)))
     r, a = raw_boxes[keep] / spec.size, anchors[keep]
     r[:, 0::2] += a[:, :1]  # x offsets of the centre and keypoints (indices 2, 3 are w, h: put back below)
     r[:, 1::2] += a[:, 1:]
     r[:, 2:4] -= a
-    return scores[keep], r
+    return scores, r
 
 
 def weighted_nms(scores: np.ndarray, coords: np.ndarray, iou: float) -> list[tuple[float, np.ndarray]]:
@@ -153,8 +153,8 @@ def weighted_nms(scores: np.ndarray, coords: np.ndarray, iou: float) -> list[tup
     for i in range(len(scores)):
         if not left[i]:
             continue
-        iw = np.clip(np.minimum(x1[i], x1) - np.maximum(x0[i], x0), 0, None)
-        ih = np.clip(np.minimum(y1[i], y1) - np.maximum(y0[i], y0), 0, None)
+        iw = np.maximum(np.minimum(x1[i], x1) - np.maximum(x0[i], x0), 0)
+        ih = np.maximum(np.minimum(y1[i], y1) - np.maximum(y0[i], y0), 0)
         inter = iw * ih
         member = left & (inter / np.maximum(area[i] + area - inter, 1e-12) > iou)
         member[i] = True
@@ -201,7 +201,7 @@ class BlazeFace:
     def detect(self, rgb: np.ndarray) -> list[Face]:
         s, px, py = letterbox(rgb, self.spec.size, self.resize, self.it.tensor(self.input_index)())[1:]  # in place; no view kept
         self.it.invoke()
-        scores, coords = decode(self.it.get_tensor(self.box_index)[0].copy(), self.it.get_tensor(self.score_index)[0, :, 0],
+        scores, coords = decode(self.it.get_tensor(self.box_index)[0], self.it.get_tensor(self.score_index)[0, :, 0],
                                 self.anchors, self.spec)
         faces = []
         for score, c in weighted_nms(scores, coords, self.spec.nms_iou):
