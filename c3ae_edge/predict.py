@@ -61,7 +61,7 @@ def expand_each(inputs: list[str]) -> list[tuple[Path, str | None]]:
 class AgePredictor:
     """Python API mirroring ``c3ae-edge predict``."""
 
-    def __init__(self, weights: str | None = None, model: str | None = None, detector: str = "haar-fast"):
+    def __init__(self, weights: str | None = None, model: str | None = None, detector: str = "auto"):
         from c3ae_edge.weights import load_model
 
         self.model, self.spec, self.checkpoint = load_model(weights, model)

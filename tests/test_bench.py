@@ -12,6 +12,7 @@ from conftest import FGNET
 
 from c3ae_edge.bench.report import table_file
 from c3ae_edge.board.onboard import SCHEMA, latency_stats
+from c3ae_edge.data.detect import resolve_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def test_photo_to_age_rows(short_run, fgnet_dir):
     assert {(r["backend"], r["precision"], r["input"]) for r in e2e} == {
         (b, p, i) for b, p in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")) for i in ("FG-NET photos", "640x480 frames", "1280x720 frames")}
     for r in e2e:
-        assert r["detector"] == "haar-fast" and r["images"] == 4 and r["model"] == "c3ae_plain" and r["threads"] == 1
+        assert r["detector"] == resolve_detector("auto") and r["images"] == 4 and r["model"] == "c3ae_plain" and r["threads"] == 1
         assert r["frame"] in (None, [640, 480], [1280, 720])
         assert r["faces_found"] >= 3 and r["annotated_face_found"] >= 3  # real faces, found and in the right place
         st = r["stages"]
@@ -99,7 +100,7 @@ def test_photo_to_age_rows(short_run, fgnet_dir):
     md = (out / "b.md").read_text()
     section = md.split("## Photo to age (end to end)")[1].split("\n## ")[0]
     for r in e2e:  # each row's own computed total and faces, in its own line of the section
-        cells = f"| {r['input']} | haar-fast | {r['backend']} {r['precision']} | 1 | "
+        cells = f"| {r['input']} | {resolve_detector('auto')} | {r['backend']} {r['precision']} | 1 | "
         line = next(ln for ln in section.splitlines() if cells in ln)
         assert f"| {r['latency']['p50'] * 1e3:.2f} ({r['latency']['mean'] * 1e3:.2f}) |" in line, line
         assert f"| {r['faces_found']}/4 ({r['annotated_face_found']}) |" in line, line
@@ -309,8 +310,8 @@ def test_dwpool_rewrite_is_identical_in_float():
 
 
 def test_openvino_lean_forward_computes_each_new_input(tmp_path):
-    """The bench's OpenVINO call (copy into the request's input, async + wait, output views made once) returns the
-    former call's outputs for every new input, not the first input's."""
+    """The bench's OpenVINO call (copy into the request's input, infer() on the calling thread, output views made once)
+    and the async one return the former call's outputs for every new input, not the first input's."""
     pytest.importorskip("openvino")
     from c3ae_edge.bench.harness import build_model, faces
     from c3ae_edge.export.backends.openvino_backend import bench_forward as openvino_forward
@@ -319,10 +320,10 @@ def test_openvino_lean_forward_computes_each_new_input(tmp_path):
     x = faces(1, None, 0)[0][:3]
     model, _ = build_model("c3ae_plain", 0)
     ir = get_backend("openvino").export(model, x[:1], tmp_path, "fp32", None, {"stem": "p"})
-    lean, wrap = openvino_forward(ir, 1, call="lean"), openvino_forward(ir, 1, call="wrap")
+    lean, asyn, wrap = (openvino_forward(ir, 1, call=c) for c in ("lean", "async", "wrap"))
     ages = []
     for i in range(3):
-        a, b = [np.array(o) for o in lean(x[i:i + 1])], [np.array(o) for o in wrap(x[i:i + 1])]
-        assert all(np.allclose(p, q, atol=1e-5) for p, q in zip(a, b))
+        a, b, c = ([np.array(o) for o in f(x[i:i + 1])] for f in (lean, wrap, asyn))
+        assert all(np.allclose(p, q, atol=1e-5) and np.allclose(p, r, atol=1e-5) for p, q, r in zip(a, b, c))
         ages.append(a[0].ravel()[0])
     assert len(set(ages)) == 3

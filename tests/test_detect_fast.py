@@ -1,4 +1,4 @@
-"""The default face detector (haar-fast: OpenCV's frontal cascade on a shrunk frame) against the face-box convention
+"""The OpenCV face detector (haar-fast: the frontal cascade on a shrunk frame; the default without a TFLite runtime) against the face-box convention
 the crop spec expects: the full-resolution cascade's boxes, FG-NET landmark boxes, UTKFace aligned chips, and
 camera-sized frames made from real photos."""
 from __future__ import annotations
@@ -23,8 +23,8 @@ def fgnet_photos(fgnet_dir):
     return [(load_rgb(s.path), landmark_box(load_pts(s.points))) for s in fg[::42]]  # 24 photos, 24 people
 
 
-def test_default_detector_is_haar_fast_and_haar_stays_selectable():
-    assert isinstance(get_detector(), CoarseFineHaarDetector) and isinstance(get_detector("haar"), HaarDetector)
+def test_haar_fast_and_haar_stay_selectable():
+    assert isinstance(get_detector("haar-fast"), CoarseFineHaarDetector) and isinstance(get_detector("haar"), HaarDetector)
     with pytest.raises(UsageError, match="unknown detector"):
         get_detector("yolo")
     rec = json.loads(json.dumps(detector_record()))

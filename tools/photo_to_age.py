@@ -78,17 +78,20 @@ def quality(detectors: dict, samples, model, spec) -> dict:
     return out
 
 
-def timing(detectors: dict, forwards: dict, sets, spec, reps: int = 1) -> list[dict]:
-    """Every (set, detector, age forward) combination, interleaved image by image."""
+DECODERS = {"opencv": e2e.decode, "pillow": e2e.decode_pillow}
+
+
+def timing(detectors: dict, forwards: dict, sets, spec, reps: int = 1, decoders=("opencv",)) -> list[dict]:
+    """Every (set, decoder, detector, age forward) combination, interleaved image by image."""
     rows = []
     for st in sets:
-        times = {(d, f): [] for d in detectors for f in forwards}
+        times = {(c, d, f): [] for c in decoders for d in detectors for f in forwards}
         for _ in range(reps):
             for data, truth in zip(st.encoded, st.truth):
-                for (d, f), acc in times.items():
-                    acc.append(e2e.run_image(data, truth, detectors[d], spec, forwards[f]))
-        for (d, f), ts in times.items():
-            rows.append({"input": st.name, "frame": st.frame, "detector": d, "age_network": f, **e2e.stage_block(ts)})
+                for (c, d, f), acc in times.items():
+                    acc.append(e2e.run_image(data, truth, detectors[d], spec, forwards[f], DECODERS[c]))
+        for (c, d, f), ts in times.items():
+            rows.append({"input": st.name, "frame": st.frame, "decoder": c, "detector": d, "age_network": f, **e2e.stage_block(ts)})
     return rows
 
 
@@ -117,15 +120,15 @@ def markdown(doc: dict) -> str:
         L += ["", "## Stage times, ms per image (p50), 1 thread", "",
               "Wall time (`perf_counter_ns`, what a user waits) and, in brackets, the thread's CPU time (`thread_time_ns`: what is left "
               "once the waits for a core on a shared machine are taken out; an idle machine's wall time is close to it).", "",
-              "| input | detector | age network | decode | detect | crop | age network | total p50 | total mean | images/s | faces |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| input | decoder | detector | age network | decode | detect | crop | age network | total p50 | total mean | images/s | faces |",
+              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in doc["timing"]:
             st = r["stages"]
             c = r.get("thread_cpu_p50_s") or {}
 
             def cell(v, k, c=c):
                 return f"{v * 1e3:.2f}" + (f" ({c[k] * 1e3:.2f})" if k in c else "")
-            L.append(f"| {r['input']} | {r['detector']} | {r['age_network']} | " + " | ".join(cell(st[k]["p50"], k) for k in e2e.STAGES)
+            L.append(f"| {r['input']} | {r.get('decoder', 'pillow')} | {r['detector']} | {r['age_network']} | " + " | ".join(cell(st[k]["p50"], k) for k in e2e.STAGES)
                      + f" | {cell(r['latency']['p50'], 'total')} | {r['latency']['mean'] * 1e3:.2f} | {r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |")
     return "\n".join(L) + "\n"
 
@@ -133,7 +136,8 @@ def markdown(doc: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None)
-    ap.add_argument("--detectors", default="haar,haar-fast")
+    ap.add_argument("--detectors", default="haar,haar-fast,blazeface")
+    ap.add_argument("--decoders", default="opencv", help="JPEG decoders timed: opencv (the bench's), pillow, or both (comma-separated)")
     ap.add_argument("--timing", type=int, default=60, help="FG-NET photos timed (and made into frames)")
     ap.add_argument("--quality", default="all", help="FG-NET photos for face-found rate and MAE: all (1,002) or a number; 0 skips")
     ap.add_argument("--artifact", action="append", default=[], help="also time this artifact's age network (.onnx, .tflite, .xml)")
@@ -172,10 +176,10 @@ def main() -> None:
             backend = backend_for_path(p).spec.name
             forwards[f"{backend} {p.name}"] = artifact_forward(backend, p, 1, "int8" if "int8" in p.name else "fp32")
         sets = e2e.input_sets(e2e.fgnet_samples(a.data, a.timing))
-        doc["timing"] = timing(detectors, forwards, sets, spec)
+        doc["timing"] = timing(detectors, forwards, sets, spec, decoders=a.decoders.split(","))
         for r in doc["timing"]:
             st = r["stages"]
-            print(f"{r['input']:16s} {r['detector']:10s} {r['age_network']:32s} " + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
+            print(f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:32s} " + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
                   + f" (cpu total {r['thread_cpu_p50_s']['total'] * 1e3:.2f})"
                   + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces {r['faces_found']}/{r['images']}",
                   file=sys.stderr)

@@ -70,6 +70,15 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
 
 
 def decode(data: bytes) -> np.ndarray:
+    """JPEG/PNG bytes -> RGB uint8: JPEGs through OpenCV (c3ae_edge/data/jpeg_decode.py: Pillow's pixels, faster),
+    anything else as ``decode_pillow``."""
+    from c3ae_edge.data.jpeg_decode import decode_jpeg_rgb
+
+    img = decode_jpeg_rgb(data)
+    return decode_pillow(data) if img is None else img
+
+
+def decode_pillow(data: bytes) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8, as ``imageio.load_rgb`` decodes a file (EXIF rotation, any mode)."""
     from PIL import Image, ImageOps
 
@@ -123,11 +132,11 @@ class ImageTiming:
     cpu_ns: dict[str, int] | None = None  # this thread's CPU time per stage: what a shared machine's waits leave out
 
 
-def run_image(data: bytes, truth, detector, spec, forward: Callable[[np.ndarray], object] | None) -> ImageTiming:
+def run_image(data: bytes, truth, detector, spec, forward: Callable[[np.ndarray], object] | None, decoder=None) -> ImageTiming:
     """One image through the pipeline, each stage timed (perf_counter_ns); every face found gets an age."""
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     c0, t0 = cpu(), clock()
-    img = decode(data)
+    img = (decoder or decode)(data)
     t1, c1 = clock(), cpu()
     dets = detector.detect(img)
     t2, c2 = clock(), cpu()

@@ -32,7 +32,7 @@ class BenchConfig:
     seed: int = 0
     command: str = ""
     e2e: int = 60  # FG-NET photos for the photo-to-age rows (0: none); models with shipped weights only
-    detector: str = "haar-fast"
+    detector: str = "auto"
 
     def check(self) -> None:
         from c3ae_edge.models import list_models
@@ -251,7 +251,7 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                        "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
                                  f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
                        "photo_to_age": (f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, centred, edges "
-                                        f"replicated, JPEG q90); per image: decode (Pillow, from bytes), detect ({cfg.detector}), crop (CropSpec), age network per "
+                                        f"replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), detect ({cfg.detector}), crop (CropSpec), age network per "
                                         "artifact (batch 1, one call per face); decode/detect/crop once per image, every artifact timed on those faces")
                        if cfg.e2e else None,
                        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "wall_time_s": round(time.time() - t_start, 1)},
@@ -336,7 +336,7 @@ def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dic
     import torch
 
     from c3ae_edge.bench import e2e
-    from c3ae_edge.data.detect import get_detector
+    from c3ae_edge.data.detect import get_detector, resolve_detector
     from c3ae_edge.weights import load_model
 
     prog.step(f"{common['model']}: photo to age ({cfg.e2e} photos, {cfg.detector})")
@@ -346,7 +346,7 @@ def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dic
     cv2.setNumThreads(cfg.threads[0])
     torch.set_num_threads(cfg.threads[0])
     spec = load_model(None, common["model"])[1]
-    rows = e2e.bench_rows(common, live, _E2E_SETS[key], get_detector(cfg.detector), cfg.detector, spec)
+    rows = e2e.bench_rows(common, live, _E2E_SETS[key], get_detector(cfg.detector), resolve_detector(cfg.detector), spec)
     for r in rows:
         st = r["stages"]
         prog.log(f"{r['model']:22s} {r['backend']:8s} {r['precision']:5s} {r['input']:16s}: " + " + ".join(f"{k} {st[k]['p50'] * 1e3:.2f}" for k in e2e.STAGES)

@@ -166,7 +166,7 @@ def run_cmd(
                              help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"),
     e2e: int = typer.Option(60, "--e2e", help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and "
                                               "1280x720 frames (0: none)"),
-    detector: str = typer.Option("haar-fast", "--detector",
+    detector: str = typer.Option("auto", "--detector",
                                  help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"),
     json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
     accuracy: str = _accuracy_opt(),
@@ -229,7 +229,7 @@ def legacy_cmd(
     accuracy: str = typer.Option(None, "--accuracy"), merge: bool = typer.Option(False, "--merge"),
     from_json: str = typer.Option(None, "--from-json"), remote: str = typer.Option(None, "--remote"),
     bundle: str = typer.Option(None, "--bundle"), e2e: int = typer.Option(60, "--e2e"),
-    detector: str = typer.Option("haar-fast", "--detector"), write_runner: str = typer.Option(None, "--write-runner"),
+    detector: str = typer.Option("auto", "--detector"), write_runner: str = typer.Option(None, "--write-runner"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """``c3ae-edge bench [--merge|--from-json|--remote|--write-runner] ...``: the same work, then a deprecation line."""

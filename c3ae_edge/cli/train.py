@@ -125,7 +125,7 @@ def predict(
     aligned: bool = typer.Option(False, "--aligned", help="each image is an aligned face crop (UTKFace convention)"),
     weights: str = typer.Option("default"),
     model: str | None = typer.Option(None),
-    detector: str = typer.Option("haar-fast", help="haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), haar (full-resolution search, smaller faces, ~8x slower) or module:Class"),
+    detector: str = typer.Option("auto", help="auto (blazeface where a TFLite runtime is installed, else haar-fast), blazeface (BlazeFace short range, .tflite), blazeface-full, haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), haar (full-resolution search, smaller faces, ~8x slower) or module:Class"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per image on stdout"),
 ) -> None:
     """One age per face, with its box. A bad file gets an error entry; the batch goes on; exit 1 if any failed."""

@@ -1,4 +1,6 @@
-"""Offline face detection. Default: OpenCV's frontal Haar cascade, which ships inside the opencv wheel.
+"""Offline face detection. Default (``auto``): BlazeFace short range (c3ae_edge/data/blazeface_detector.py) where a
+TFLite runtime imports, else OpenCV's frontal Haar cascade on a shrunk frame (``haar-fast``), which ships inside the
+opencv wheel.
 
 Replaceable: any class with ``detect(img) -> list[Detection]`` can be named as ``module:Class``. Our face-box
 convention *is* this cascade's box, so a replacement detector should map its boxes onto it (see crops.py).
@@ -77,16 +79,40 @@ class CoarseFineHaarDetector:
         return [Detection(box, float(n)) for box, n in coarse_fine(self.cascade, img, self.params)]
 
 
-DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector}
-DEFAULT_DETECTOR = "haar-fast"
+def _blazeface(model: str):
+    def make():
+        from c3ae_edge.data.blazeface_detector import BlazeFaceDetector
+
+        return BlazeFaceDetector(model)
+    return make
 
 
-def detector_record(name: str = DEFAULT_DETECTOR) -> dict:
+def resolve_detector(name: str) -> str:
+    """``auto`` -> ``blazeface`` where a TFLite runtime imports, else ``haar-fast``; other names unchanged."""
+    if name != "auto":
+        return name
+    from c3ae_edge.data.blazeface_detector import runtime_available
+
+    return "blazeface" if runtime_available() else "haar-fast"
+
+
+DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector, "blazeface": _blazeface("short"), "blazeface-full": _blazeface("full"),
+             "auto": lambda: DETECTORS[resolve_detector("auto")]()}
+DEFAULT_DETECTOR = "auto"
+BUNDLE_DETECTOR = "haar-fast"  # what a bundle's on-board runner detects with (facefind.py), so what its manifest names
+
+
+def detector_record(name: str = BUNDLE_DETECTOR) -> dict:
     """What a bundle's manifest says about the detector its boxes come from (face_box.detector)."""
     from dataclasses import asdict
 
     from c3ae_edge.board import facefind
 
+    name = resolve_detector(name)
+    if name.startswith("blazeface"):
+        from c3ae_edge.data.blazeface_detector import record
+
+        return record(name)
     cascade = f"OpenCV {facefind.CASCADE} (ships in opencv-python-headless 4.x)"
     if name == "haar-fast":
         return {"name": name, "convention": "haar", "cascade": cascade, "implementation": "c3ae_edge/board/facefind.py coarse_fine (numpy + OpenCV)",
@@ -96,7 +122,9 @@ def detector_record(name: str = DEFAULT_DETECTOR) -> dict:
 
 
 def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
-    """``haar-fast`` (default), ``haar`` (the full-resolution search) or ``package.module:Class`` (constructed with no arguments)."""
+    """``auto`` (default: ``blazeface`` where a TFLite runtime imports, else ``haar-fast``), ``blazeface``,
+    ``blazeface-full``, ``haar-fast``, ``haar`` (the full-resolution search) or ``package.module:Class`` (constructed
+    with no arguments)."""
     if name in DETECTORS:
         return DETECTORS[name]()
     mod, _, cls = name.partition(":")

@@ -135,10 +135,11 @@ def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int 
 
     ``call`` is how each forward talks to the request (tools/ov_overhead.py times them against benchmark_app):
     ``lean`` (the bench's) copies x into the request's own input tensor, allocated once, as a camera loop that writes
-    each frame's crops there would (a 48 KB copy, a few us), then ``start_async()`` + ``wait()``: that skips
-    ``infer()``'s Python wrapper (input dispatch, a dict of copied outputs), the per-call part of the gap to
-    benchmark_app, which reports the C++ request's own ``latency``; ``wrap`` is the former call: a new zero-copy
-    ``ov.Tensor`` set on every call (the plugin re-binds the input each time) + ``infer()``."""
+    each frame's crops there would (a 48 KB copy, a few us), then a synchronous ``infer()`` with output views (no
+    copies): it runs on the calling thread, as benchmark_app's sync API does, so the thread's CPU time (photo-to-age
+    rows) includes the inference; ``async``, the call before: the same with ``start_async()`` + ``wait()``, which
+    hands the inference to the stream's worker thread (the caller's CPU time then holds ~50 us of it, measured);
+    ``wrap``, the call before that: a new zero-copy ``ov.Tensor`` set on every call + ``infer()`` (copied outputs)."""
     ov = require("openvino", "openvino")
     _, compiled = compile_ir(path, threads, "bf16" if precision == "bf16" else "f32", batch, latency=True)
     req = compiled.create_infer_request()
@@ -150,18 +151,23 @@ def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int 
             return [req.get_output_tensor(i).data for i in range(n_out)]
 
         return forward
-    if call != "lean":
+    if call not in ("lean", "async"):
         raise ValueError(f"unknown OpenVINO call {call!r}")
     inp = req.get_input_tensor().data
     outs = [req.get_output_tensor(i).data for i in range(n_out)]  # views of the request's output memory (static shape)
 
     def lean(x: np.ndarray):
         np.copyto(inp, x)
+        req.infer(share_outputs=True)
+        return outs
+
+    def in_worker(x: np.ndarray):
+        np.copyto(inp, x)
         req.start_async()
         req.wait()
         return outs
 
-    return lean
+    return lean if call == "lean" else in_worker
 
 
 def graph_report(path: Path, threads: int = 1) -> dict:
@@ -210,7 +216,7 @@ BENCH = BenchSupport(
     options={"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": "= threads",
              "INFERENCE_PRECISION_HINT": "f32 (bf16 only as precision 'bf16')",
              "shape": "reshaped to the row's static batch before compiling",
-             "infer": "x copied into the request's own input tensor (allocated once), start_async() + wait(), "
+             "infer": "x copied into the request's own input tensor (allocated once), infer() on the calling thread, "
                       "views of the output tensors"},
     forward=bench_forward, graph=graph_report,
     conversion_ops={"transpose": ("Transpose",), "quantize": ("FakeQuantize",), "dequantize": ()},
