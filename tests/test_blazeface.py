@@ -81,7 +81,7 @@ def test_numpy_resize_gives_the_same_boxes_as_opencv(fgnet_photos):
         assert e2e.iou(bf.MAPPINGS["short"].apply(a), bf.MAPPINGS["short"].apply(b)) > 0.95
 
 
-sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
+sys.path.insert(0, str(ROOT / "tools" / "aarch64"))
 from emulated import host_python  # noqa: E402
 
 TFLITE_RT = host_python("tflite-runtime")  # a Pi's runtime: tflite-runtime 2.14, numpy<2 (c3ae-edge runtimes prepare)
