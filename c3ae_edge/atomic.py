@@ -1,5 +1,6 @@
 """Whole-or-nothing file writes: a temporary file in the same folder renamed over the target, so a crash, Ctrl-C
 or a full disk leaves the old file (or none), never half a new one; a full disk is one line naming the file."""
+
 from __future__ import annotations
 
 import os

@@ -19,7 +19,9 @@ class MissingExtraError(C3AEError):
     """An optional backend is not installed."""
 
     def __init__(self, extra: str, module: str):
-        super().__init__(f"this needs the '{extra}' extra ({module} is not installed): pip install 'c3ae-edge[{extra}]'")
+        super().__init__(
+            f"this needs the '{extra}' extra ({module} is not installed): pip install 'c3ae-edge[{extra}]'"
+        )
 
 
 class VerificationError(C3AEError):

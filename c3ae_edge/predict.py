@@ -1,4 +1,5 @@
 """Ages for images: detect faces (or take aligned crops), apply the model's CropSpec, run the model."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,7 +29,17 @@ class ImageResult:
     def to_dict(self) -> dict:
         if self.error:
             return {"file": self.file, "error": self.error}
-        return {"file": self.file, "faces": [{"box": list(f.box), "age": round(f.age, 2), **({"score": round(f.score, 3)} if f.score is not None else {})} for f in self.faces]}
+        return {
+            "file": self.file,
+            "faces": [
+                {
+                    "box": list(f.box),
+                    "age": round(f.age, 2),
+                    **({"score": round(f.score, 3)} if f.score is not None else {}),
+                }
+                for f in self.faces
+            ],
+        }
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -96,10 +107,23 @@ class AgePredictor:
                 boxes, scores = [d.box for d in dets], [d.score for d in dets]
             ages = self.ages_for_boxes(img, boxes)
             if not np.isfinite(ages).all():
-                raise DataError(f"{path}: the model's age is not finite ({ages[0]}): the weights {self.checkpoint.path} overflow")
+                raise DataError(
+                    f"{path}: the model's age is not finite ({ages[0]}): the weights {self.checkpoint.path} overflow"
+                )
             for b, a, s in zip(boxes, ages, scores):
                 cx, cy, side = (v / k for v in b)  # source pixels, whatever size the image was decoded at
-                res.faces.append(FaceAge((int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(cx + side / 2)), int(round(cy + side / 2))), a, s))
+                res.faces.append(
+                    FaceAge(
+                        (
+                            int(round(cx - side / 2)),
+                            int(round(cy - side / 2)),
+                            int(round(cx + side / 2)),
+                            int(round(cy + side / 2)),
+                        ),
+                        a,
+                        s,
+                    )
+                )
         except C3AEError as e:
             res.error = str(e)
         return res

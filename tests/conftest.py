@@ -35,8 +35,17 @@ def fgnet_dir() -> Path:
 
 # The fast tier is `pytest -m "not slow"`: no data set, few subprocesses. A test joins the slow tier by its marker,
 # by a module listed here (each builds full bundles or trains), or by using the data set's fixtures.
-SLOW_MODULES = {"test_export.py", "test_mcu.py", "test_release.py", "test_board_runtimes.py", "test_runner.py",
-                "test_default_faces.py", "test_train.py", "test_weights_cli.py", "test_aarch64.py"}
+SLOW_MODULES = {
+    "test_export.py",
+    "test_mcu.py",
+    "test_release.py",
+    "test_board_runtimes.py",
+    "test_runner.py",
+    "test_default_faces.py",
+    "test_train.py",
+    "test_weights_cli.py",
+    "test_aarch64.py",
+}
 DATA_FIXTURES = {"utk_dir", "fgnet_dir", "small_rpi_bundle"}
 
 
@@ -108,8 +117,27 @@ def small_rpi_bundle(tmp_path_factory) -> Path:
     import sys
 
     out = tmp_path_factory.mktemp("small-rpi")
-    r = subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "export", "--target", "rpi4", "--out", str(out), "--calibration-count", "32",
-                        "--verify-count", "16", "--allow-degraded"], capture_output=True, text=True, timeout=900, cwd=ROOT,
-                       env={**os.environ, "C3AE_DATA": str(DATA)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "c3ae_edge.cli",
+            "export",
+            "--target",
+            "rpi4",
+            "--out",
+            str(out),
+            "--calibration-count",
+            "32",
+            "--verify-count",
+            "16",
+            "--allow-degraded",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env={**os.environ, "C3AE_DATA": str(DATA)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return next(p for p in out.iterdir() if (p / "manifest.json").is_file())

@@ -1,5 +1,6 @@
 """Real servers for the release tests, on 127.0.0.1 only: Debian's docker-registry (distribution 2.8) and a static
 HTTP server (http.server in a thread) whose handler can truncate or stall chosen files."""
+
 from __future__ import annotations
 
 import functools
@@ -126,7 +127,9 @@ def htpasswd_auth(root: Path, user: str, password: str) -> str:
         try:
             import crypt
 
-            hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))  # cost 4: the registry checks it per request
+            hashed = crypt.crypt(
+                password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)
+            )  # cost 4: the registry checks it per request
         except (ImportError, AttributeError, OSError):
             return ""
     if not hashed or not hashed.startswith("$2"):
@@ -153,9 +156,17 @@ class TokenServer:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "c3ae-test-token")])
         now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
-                .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
         (root / "token.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
         b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
@@ -167,8 +178,16 @@ class TokenServer:
             allowed = [a for a in actions.split(",") if a == "pull" or authorised]
             t = int(time.time())
             head = {"typ": "JWT", "alg": "ES256", "x5c": [x5c]}
-            claims = {"iss": "c3ae-test-issuer", "sub": user if authorised else "", "aud": "c3ae-test", "exp": t + 300, "nbf": t - 10,
-                      "iat": t, "jti": str(t), "access": [{"type": "repository", "name": repo, "actions": allowed}]}
+            claims = {
+                "iss": "c3ae-test-issuer",
+                "sub": user if authorised else "",
+                "aud": "c3ae-test",
+                "exp": t + 300,
+                "nbf": t - 10,
+                "iat": t,
+                "jti": str(t),
+                "access": [{"type": "repository", "name": repo, "actions": allowed}],
+            }
             signing = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(claims).encode())}"
             r, s = decode_dss_signature(key.sign(signing.encode(), ec.ECDSA(hashes.SHA256())))
             return f"{signing}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
@@ -200,8 +219,10 @@ class TokenServer:
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.config = (f"auth:\n  token:\n    realm: {self.url}\n    service: c3ae-test\n    issuer: c3ae-test-issuer\n"
-                       f"    rootcertbundle: {root / 'token.pem'}\n")
+        self.config = (
+            f"auth:\n  token:\n    realm: {self.url}\n    service: c3ae-test\n    issuer: c3ae-test-issuer\n"
+            f"    rootcertbundle: {root / 'token.pem'}\n"
+        )
 
     def stop(self) -> None:
         self.httpd.shutdown()

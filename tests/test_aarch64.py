@@ -1,5 +1,6 @@
 """Opt-in (-m aarch64 or C3AE_ARM64_ROOT): the rpi bundle's reference_infer.py and onboard.py in the emulated arm64 root
 (tools/aarch64/build_root.sh) under tflite-runtime 2.14 and ai-edge-litert, against the x86 runs of the same runtimes."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,20 @@ pytestmark = pytest.mark.aarch64
 def board_dir(tmp_path_factory) -> Path:
     """An rpi4 bundle (C3AE_ARM64_BUNDLE to reuse one, else a fresh export) staged with onboard.py, as on a Pi."""
     root = emulated.root_path()
-    assert emulated.root_ready(root), f"{root}: no complete arm64 root: run tools/aarch64/build_root.sh (about 25 minutes, once)"
+    assert emulated.root_ready(root), (
+        f"{root}: no complete arm64 root: run tools/aarch64/build_root.sh (about 25 minutes, once)"
+    )
     assert os.geteuid() == 0, "the emulated root needs root (unshare, mount, chroot)"
     b = os.environ.get("C3AE_ARM64_BUNDLE")
     if not b:
         out = tmp_path_factory.mktemp("exports")
-        r = subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "export", "--target", "rpi4", "--out", str(out)], capture_output=True,
-                           text=True, timeout=1800, env=dict(os.environ))
+        r = subprocess.run(
+            [sys.executable, "-m", "c3ae_edge.cli", "export", "--target", "rpi4", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            env=dict(os.environ),
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         b = next(p for p in out.iterdir() if (p / "manifest.json").is_file())
     return emulated.stage(Path(b), tmp_path_factory.mktemp("board"))
@@ -51,10 +59,18 @@ def test_emulated_pi4_matches_x86_runtime(board_dir: Path, runtime: str, record_
             assert r["delegate_aarch64"] == ("builtin" if runtime == "tflite-runtime" else "xnnpack")
         art = next(a for a in man["artifacts"] if a["file"] == r["artifact"])
         rid = f"{runtime}/{r['delegate_aarch64']}"
-        if runtime == "ai-edge-litert" or (art.get("runtimes") or {}).get(rid, {}).get("status") == "verified":  # the runtimes the export vouches for
+        if (
+            runtime == "ai-edge-litert" or (art.get("runtimes") or {}).get(rid, {}).get("status") == "verified"
+        ):  # the runtimes the export vouches for
             assert r["passed_aarch64"] and r["max_abs_age_diff_vs_pytorch_aarch64"] <= r["tolerance_years"], r
         assert r["max_abs_age_diff_aarch64_vs_x86"] <= r["tolerance_years"], r
     for g in guest.onboard:  # the board runner, emulated: runtime, delegate and the age check recorded per row
-        assert g["runtime"] == runtime and g["threads"] == 1 and g["parity"]["faces"] == len(man["parity_set"]["pytorch_age"])
-        assert g["delegate"]["name"] == next(r["delegate_aarch64"] for r in rows if r["artifact"] == g["artifact"]["file"])
+        assert (
+            g["runtime"] == runtime
+            and g["threads"] == 1
+            and g["parity"]["faces"] == len(man["parity_set"]["pytorch_age"])
+        )
+        assert g["delegate"]["name"] == next(
+            r["delegate_aarch64"] for r in rows if r["artifact"] == g["artifact"]["file"]
+        )
     assert len(guest.onboard) == len(rows)

@@ -5,6 +5,7 @@ int8 bar every target holds int8 to), its runner loads the file, the ages match 
 default faces: no data set needed) under every runtime of the backend that is usable here, and ``io()`` describes
 exactly the tensors ``raw()`` returns. Backends the host bench times also run their bench forward and graph report.
 """
+
 from __future__ import annotations
 
 import importlib.util

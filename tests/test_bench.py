@@ -1,4 +1,5 @@
 """``c3ae-edge bench``: a real (short) run on real faces and real runtimes, its JSON/markdown/PNG, the paper's data, errors."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ BOARD = ROOT / "docs" / "results" / "onboard_runner_x86_clean_venv.json"
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """The one bench run of this file, in its own process (a bench sets torch's process-wide thread pools)."""
-    return subprocess.run([sys.executable, "-m", "c3ae_edge.cli", "bench", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "c3ae_edge.cli", "bench", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,25 @@ def short_run(tmp_path_factory) -> tuple[dict, Path]:
     """torch + ONNX (fp32 and int8) for c3ae_plain, 30 runs: the whole pipeline at small cost."""
     out = tmp_path_factory.mktemp("bench")
     e2e = ["--e2e", "4"] if (FGNET / "labels.csv").is_file() else []  # photo-to-age rows need FG-NET's photos
-    r = run("run", "--models", "c3ae_plain", "--backends", "torch,onnx", "--precision", "fp32,int8", "--runs", "30",
-            "--warmup", "3", *e2e, "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "-q")
+    r = run(
+        "run",
+        "--models",
+        "c3ae_plain",
+        "--backends",
+        "torch,onnx",
+        "--precision",
+        "fp32,int8",
+        "--runs",
+        "30",
+        "--warmup",
+        "3",
+        *e2e,
+        "--json",
+        str(out / "b.json"),
+        "--markdown",
+        str(out / "b.md"),
+        "-q",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "deprecated" not in r.stderr, r.stderr[-3000:]
     return json.loads((out / "b.json").read_text()), out
@@ -63,8 +83,13 @@ def test_json_schema_and_rows(short_run):
         assert r["memory"]["peak_rss"] > 0 and r["load"]["time"] > 0 and r["first_inference"]["time"] > 0
         assert r["threads"] == 1 and r["batch"] == 1 and r["params"] == 36_377
         eff = r["efficiency"]  # a row can beat a peak measured while the machine was busy: then no figure, and why
-        assert (0 < eff["fraction_of_peak"] <= 1) if eff["fraction_of_peak"] is not None else (
-            eff["achieved_macs_per_s"] > eff["peak_macs_per_s"] and "faster than the measured peak" in eff["note"]), eff
+        assert (
+            (0 < eff["fraction_of_peak"] <= 1)
+            if eff["fraction_of_peak"] is not None
+            else (
+                eff["achieved_macs_per_s"] > eff["peak_macs_per_s"] and "faster than the measured peak" in eff["note"]
+            )
+        ), eff
     # MACC counted from the ONNX graph agrees with the module's count
     assert rows[("onnx", "fp32")]["macc"]["graph"] == rows[("onnx", "fp32")]["macc"]["model"]
     g = rows[("onnx", "int8")]["graph"]
@@ -73,7 +98,11 @@ def test_json_schema_and_rows(short_run):
     assert rows[("onnx", "fp32")]["parity"]["max_abs_age_diff_vs_pytorch"] < 0.01
     assert rows[("onnx", "int8")]["artifact"]["bytes"] < rows[("onnx", "fp32")]["artifact"]["bytes"]
     env = doc["environment"]
-    assert env["cpu"]["logical_cores"] >= 1 and env["versions"]["onnxruntime"] and env["peak"]["1"]["fp32"]["macs_per_s"] > 0
+    assert (
+        env["cpu"]["logical_cores"] >= 1
+        and env["versions"]["onnxruntime"]
+        and env["peak"]["1"]["fp32"]["macs_per_s"] > 0
+    )
     assert len(doc["config"]["timing_faces"]) == 32 and all(f.endswith(".jpg") for f in doc["config"]["timing_faces"])
 
 
@@ -82,15 +111,27 @@ def test_photo_to_age_rows(short_run, fgnet_dir):
     doc, out = short_run
     e2e = [r for r in doc["results"] if r.get("pipeline") == "photo-to-age"]
     assert {(r["backend"], r["precision"], r["input"]) for r in e2e} == {
-        (b, p, i) for b, p in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")) for i in ("FG-NET photos", "640x480 frames", "1280x720 frames")}
+        (b, p, i)
+        for b, p in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))
+        for i in ("FG-NET photos", "640x480 frames", "1280x720 frames")
+    }
     for r in e2e:
-        assert r["detector"] == resolve_detector("auto") and r["images"] == 4 and r["model"] == "c3ae_plain" and r["threads"] == 1
+        assert (
+            r["detector"] == resolve_detector("auto")
+            and r["images"] == 4
+            and r["model"] == "c3ae_plain"
+            and r["threads"] == 1
+        )
         assert r["frame"] in (None, [640, 480], [1280, 720])
         assert r["faces_found"] >= 3 and r["annotated_face_found"] >= 3  # real faces, found and in the right place
         st = r["stages"]
-        assert set(st) == {"decode", "detect", "crop", "age"} and all(s["count"] == 4 and s["p50"] > 0 for s in st.values())
+        assert set(st) == {"decode", "detect", "crop", "age"} and all(
+            s["count"] == 4 and s["p50"] > 0 for s in st.values()
+        )
         assert r["latency"]["count"] == 4 and r["thread_cpu_p50_s"]["total"] > 0
-        assert r["latency"]["mean"] == pytest.approx(sum(s["mean"] for s in st.values()))  # the total is the sum of its stages
+        assert r["latency"]["mean"] == pytest.approx(
+            sum(s["mean"] for s in st.values())
+        )  # the total is the sum of its stages
         assert r["throughput"] == {"unit": "images/s", "value": pytest.approx(1 / r["latency"]["mean"])}
     # frames of one photo share decode/detect/crop timings across artifacts; their age networks differ
     by_input = {}
@@ -128,8 +169,10 @@ def test_markdown_puts_paper_beside_ours(short_run):
     art = min((r for r in rows.values() if r["backend"] != "torch"), key=lambda r: r["latency"]["p50"])
     ratio = eager["latency"]["p50"] / art["latency"]["p50"]
     bar = md.split("## Performance bar")[1].split("\n## ")[0]
-    assert any("best backend vs PyTorch eager" in ln and f"| {ratio:.2f}x | {'yes' if ratio >= 5 else '**no**'} |" in ln
-               for ln in bar.splitlines()), bar
+    assert any(
+        "best backend vs PyTorch eager" in ln and f"| {ratio:.2f}x | {'yes' if ratio >= 5 else '**no**'} |" in ln
+        for ln in bar.splitlines()
+    ), bar
     graph = md.split("## Graph report per artifact")[1].split("\n## ")[0]
     q8 = rows[("onnx", "int8")]
     assert f"| {q8['artifact']['file']} | {q8['graph']['nodes']} |" in graph, graph
@@ -144,8 +187,16 @@ def test_merge_combines_documents(short_run, tmp_path, cli):
     doc, out = short_run
     gpu_like = dict(doc, config={**doc["config"], "device": "cuda"})  # a second document from "another" run
     (tmp_path / "g.json").write_text(json.dumps(gpu_like))
-    r = cli("bench", "merge", out / "b.json", tmp_path / "g.json", "--json", tmp_path / "m.json",
-            "--markdown", tmp_path / "m.md")
+    r = cli(
+        "bench",
+        "merge",
+        out / "b.json",
+        tmp_path / "g.json",
+        "--json",
+        tmp_path / "m.json",
+        "--markdown",
+        tmp_path / "m.md",
+    )
     assert r.code == 0 and "deprecated" not in r.err, r.err
     m = json.loads((tmp_path / "m.json").read_text())
     assert len(m["merged_from"]) == 2 and len(m["results"]) == 2 * len(doc["results"])
@@ -165,8 +216,11 @@ def test_rows_are_typed_and_round_trip_to_the_same_bytes(short_run):
     from c3ae_edge.bench.rows import BenchRow, E2ERow
 
     doc, _ = short_run
-    docs = [doc] + [load_doc(f) for f in sorted((ROOT / "docs" / "results").glob("*.json"))
-                    if json.loads(f.read_text()).get("schema") == SCHEMA]
+    docs = [doc] + [
+        load_doc(f)
+        for f in sorted((ROOT / "docs" / "results").glob("*.json"))
+        if json.loads(f.read_text()).get("schema") == SCHEMA
+    ]
     assert len(docs) >= 4
     for d in docs:
         for r in d["results"]:
@@ -184,10 +238,23 @@ def test_onboard_rows_parse_as_bench_rows():
     from c3ae_edge.board import onboard
 
     lat = latency_stats(np.arange(100_000, 120_000, 100))
-    r = onboard.row("c3ae_full", "tflite", "int8", 1, 1, lat, 0.002, 0.01, runtime="ai-edge-litert",
-                    runtime_version="1.2", runtime_id="ai-edge-litert/xnnpack", delegate={"name": "xnnpack"},
-                    artifact={"file": "a.tflite", "bytes": 1}, memory={"unit": "MB", "peak_rss": 50.0},
-                    source="onboard runner")
+    r = onboard.row(
+        "c3ae_full",
+        "tflite",
+        "int8",
+        1,
+        1,
+        lat,
+        0.002,
+        0.01,
+        runtime="ai-edge-litert",
+        runtime_version="1.2",
+        runtime_id="ai-edge-litert/xnnpack",
+        delegate={"name": "xnnpack"},
+        artifact={"file": "a.tflite", "bytes": 1},
+        memory={"unit": "MB", "peak_rss": 50.0},
+        source="onboard runner",
+    )
     row = BenchRow.from_json(json.loads(json.dumps(r)))
     assert row.runtime_id == "ai-edge-litert/xnnpack" and row.throughput["value"] == pytest.approx(1 / lat["p50"])
     assert row.label == "tflite [ai-edge-litert/xnnpack 1.2] int8"
@@ -207,12 +274,30 @@ def test_bad_input_is_one_line(tmp_path, cli):
     """Old and new spellings alike: exit 2 and one error line (no deprecation line on a refused command)."""
     (tmp_path / "x.json").write_text('{"not": "a bench"}')
     x, gone = str(tmp_path / "x.json"), str(tmp_path / "missing.json")
-    for args in (["--models", "nope"], ["--backends", "no-such-backend"], ["--precision", "int4"], ["--runs", "0"], ["--threads", "two"],
-                 ["--merge", x], ["--merge", gone], ["--merge"],
-                 ["run", "--models", "nope"], ["run", "--backends", "no-such-backend"], ["run", "--runs", "0"],
-                 ["run", "--batch", "0"], ["merge", x], ["merge", gone], ["merge"], ["render", gone], ["render"],
-                 ["remote", "pi@board"], ["write-runner"], ["merge", "--models", "c3ae_plain", x],
-                 ["render", "--merge", x], ["run", "--from-json", x]):
+    for args in (
+        ["--models", "nope"],
+        ["--backends", "no-such-backend"],
+        ["--precision", "int4"],
+        ["--runs", "0"],
+        ["--threads", "two"],
+        ["--merge", x],
+        ["--merge", gone],
+        ["--merge"],
+        ["run", "--models", "nope"],
+        ["run", "--backends", "no-such-backend"],
+        ["run", "--runs", "0"],
+        ["run", "--batch", "0"],
+        ["merge", x],
+        ["merge", gone],
+        ["merge"],
+        ["render", gone],
+        ["render"],
+        ["remote", "pi@board"],
+        ["write-runner"],
+        ["merge", "--models", "c3ae_plain", x],
+        ["render", "--merge", x],
+        ["run", "--from-json", x],
+    ):
         r = cli("bench", *args)
         assert r.code == 2, (args, r.err)
         assert r.err.count("\n") == 1 and r.err.startswith("c3ae-edge: error:"), (args, r.err)
@@ -224,8 +309,10 @@ def _deprecation(err: str) -> list[str]:
 
 def test_old_spellings_do_what_the_new_ones_do_and_say_so(tmp_path, cli):
     """Each old spelling writes the same files as its sub-command and adds one stderr line naming the new spelling."""
-    for old, new, word in ((["--merge", GOOD, BOARD], ["merge", GOOD, BOARD], "merge FILES"),
-                           (["--from-json", GOOD], ["render", GOOD], "render FILE")):
+    for old, new, word in (
+        (["--merge", GOOD, BOARD], ["merge", GOOD, BOARD], "merge FILES"),
+        (["--from-json", GOOD], ["render", GOOD], "render FILE"),
+    ):
         outs = []
         for i, args in enumerate((old, new)):
             d = tmp_path / f"{word.split()[0]}{i}"
@@ -247,9 +334,13 @@ def test_sub_commands_take_only_their_own_options(cli):
     r = cli("bench", "--help")
     assert r.code == 0 and all(c in r.out for c in ("run", "merge", "render", "remote", "write-runner")), r.out
     assert "legacy" not in r.out and "--models" not in r.out, r.out
-    for sub, has, lacks in (("run", "--models", "--merge"), ("merge", "--markdown", "--runs"),
-                            ("render", "--plot", "--models"), ("remote", "--bundle", "--models"),
-                            ("write-runner", "facefind.py", "--json")):
+    for sub, has, lacks in (
+        ("run", "--models", "--merge"),
+        ("merge", "--markdown", "--runs"),
+        ("render", "--plot", "--models"),
+        ("remote", "--bundle", "--models"),
+        ("write-runner", "facefind.py", "--json"),
+    ):
         r = cli("bench", sub, "--help")
         flat = " ".join(r.out.replace("│", " ").split())
         assert r.code == 0 and has in flat and lacks not in flat, (sub, flat)
@@ -323,7 +414,7 @@ def test_openvino_lean_forward_computes_each_new_input(tmp_path):
     lean, asyn, wrap = (openvino_forward(ir, 1, call=c) for c in ("lean", "async", "wrap"))
     ages = []
     for i in range(3):
-        a, b, c = ([np.array(o) for o in f(x[i:i + 1])] for f in (lean, wrap, asyn))
+        a, b, c = ([np.array(o) for o in f(x[i : i + 1])] for f in (lean, wrap, asyn))
         assert all(np.allclose(p, q, atol=1e-5) and np.allclose(p, r, atol=1e-5) for p, q, r in zip(a, b, c))
         ages.append(a[0].ravel()[0])
     assert len(set(ages)) == 3

@@ -1,6 +1,7 @@
 """The BlazeFace detector (MediaPipe's short-range .tflite, shipped as package data, decoded by our numpy code in
 c3ae_edge/board/blazeface.py): real FG-NET faces through the real TFLite runtime, boxes on the Haar convention, the
 shipped files against their provenance record, the decoder standalone, and a missing runtime."""
+
 from __future__ import annotations
 
 import ast
@@ -34,7 +35,9 @@ MEDIAN_IOU_VS_HAAR, IOU_FLOOR, SHARE_ABOVE_FLOOR = 0.85, 0.75, 0.8
 
 @pytest.fixture(scope="module")
 def fgnet_photos(fgnet_dir):
-    return [(load_rgb(s.path), landmark_box(load_pts(s.points))) for s in read_fgnet(fgnet_dir)[::42]]  # 24 photos, 24 people
+    return [
+        (load_rgb(s.path), landmark_box(load_pts(s.points))) for s in read_fgnet(fgnet_dir)[::42]
+    ]  # 24 photos, 24 people
 
 
 def test_shipped_models_match_their_provenance():
@@ -60,7 +63,9 @@ def test_finds_fgnet_faces_with_boxes_on_the_haar_convention(fgnet_photos):
             ious.append(e2e.iou(b[0].box, h[0].box))
     assert found == matched == len(fgnet_photos)  # the annotated face, on every photo (the cascade misses some)
     assert len(ious) >= 20
-    assert np.median(ious) >= MEDIAN_IOU_VS_HAAR and np.mean(np.array(ious) >= IOU_FLOOR) >= SHARE_ABOVE_FLOOR, np.round(ious, 3)
+    assert np.median(ious) >= MEDIAN_IOU_VS_HAAR and np.mean(np.array(ious) >= IOU_FLOOR) >= SHARE_ABOVE_FLOOR, (
+        np.round(ious, 3)
+    )
 
 
 def test_faces_found_in_camera_frames(fgnet_dir):
@@ -68,7 +73,10 @@ def test_faces_found_in_camera_frames(fgnet_dir):
     sets = e2e.input_sets(e2e.fgnet_samples(str(fgnet_dir.parent), 8, seed=2))
     blaze = get_detector("blazeface")
     for st in sets[1:]:
-        hits = sum(bool(d) and e2e.iou(d[0].box, t) >= e2e.MATCH_IOU for d, t in ((blaze.detect(e2e.decode(x)), t) for x, t in zip(st.encoded, st.truth)))
+        hits = sum(
+            bool(d) and e2e.iou(d[0].box, t) >= e2e.MATCH_IOU
+            for d, t in ((blaze.detect(e2e.decode(x)), t) for x, t in zip(st.encoded, st.truth))
+        )
         assert hits == len(st.encoded), (st.name, hits)
 
 
@@ -87,8 +95,19 @@ from emulated import host_python  # noqa: E402
 TFLITE_RT = host_python("tflite-runtime")  # a Pi's runtime: tflite-runtime 2.14, numpy<2 (c3ae-edge runtimes prepare)
 
 
-@pytest.mark.parametrize("python", [sys.executable, pytest.param(str(TFLITE_RT), marks=pytest.mark.skipif(
-    not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}"))], ids=["ai-edge-litert", "tflite-runtime-2.14"])
+@pytest.mark.parametrize(
+    "python",
+    [
+        sys.executable,
+        pytest.param(
+            str(TFLITE_RT),
+            marks=pytest.mark.skipif(
+                not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}"
+            ),
+        ),
+    ],
+    ids=["ai-edge-litert", "tflite-runtime-2.14"],
+)
 def test_decoder_is_numpy_only(tmp_path, fgnet_photos, python):
     """The file imports numpy and the standard library only (a runtime lazily), and runs as a lone file in a process
     where OpenCV, Pillow, torch and c3ae_edge cannot be imported: with ai-edge-litert, and with a board's
@@ -129,7 +148,9 @@ BLOCK_RUNTIMES = "import sys; sys.modules['ai_edge_litert'] = sys.modules['tflit
 def test_missing_runtime_is_one_line_and_auto_falls_back():
     """Without ai_edge_litert and tflite_runtime: naming blazeface is one MissingExtraError line (the CLI prints it as
     is, exit 2) naming the extra; ``auto`` falls back to haar-fast and says so in its record."""
-    code = BLOCK_RUNTIMES + """
+    code = (
+        BLOCK_RUNTIMES
+        + """
 from c3ae_edge.data.detect import get_detector, detector_record
 from c3ae_edge.errors import C3AEError
 try:
@@ -138,6 +159,7 @@ except C3AEError as e:
     print(type(e).__name__, repr(str(e)))
 print(type(get_detector('auto')).__name__, detector_record('auto')['name'])
 """
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     err, auto = r.stdout.strip().splitlines()[-2:]

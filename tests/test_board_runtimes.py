@@ -1,6 +1,7 @@
 """What a Pi user runs, on this machine: the rpi bundle under tflite-runtime 2.14 (its own numpy<2 venv) and ai-edge-litert,
 the runtime/delegate each really used, one-line errors when numpy and the runtime do not fit, `verify` without
 ai_edge_litert, and the merged board rows of the bench report."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,15 @@ from emulated import host_python  # noqa: E402
 
 TFLITE_RT = host_python("tflite-runtime")  # prepared once: c3ae-edge runtimes prepare (or tools/aarch64/README.md)
 FACE = DATA / "utkface" / "images" / "100_0_0_20170112213500903.jpg.chip.jpg"
-needs_tflite_runtime = pytest.mark.skipif(not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}")
+needs_tflite_runtime = pytest.mark.skipif(
+    not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}"
+)
 
 
 def cli(*args: str, cwd: Path = ROOT, py: str = sys.executable) -> subprocess.CompletedProcess:
-    return subprocess.run([py, "-m", "c3ae_edge.cli", *args], capture_output=True, text=True, timeout=900, cwd=cwd,
-                          env=dict(os.environ))
+    return subprocess.run(
+        [py, "-m", "c3ae_edge.cli", *args], capture_output=True, text=True, timeout=900, cwd=cwd, env=dict(os.environ)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +35,14 @@ def bundle(small_rpi_bundle: Path) -> Path:
 
 
 def site_of(py: Path) -> Path:
-    return Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
-                               check=True).stdout.strip())
+    return Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
 
 
 def venv_with(tmp: Path, links: dict[str, Path]) -> Path:
@@ -48,14 +58,23 @@ def venv_with(tmp: Path, links: dict[str, Path]) -> Path:
 
 
 def run(py, *args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(py), *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd, env={"PATH": os.environ["PATH"]})
+    return subprocess.run(
+        [str(py), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"]},
+    )
 
 
 def self_test(py, bundle: Path, *extra: str) -> list[dict]:
     r = run(py, bundle / "reference_infer.py", "--self-test", *extra, cwd=bundle)
     assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr[-2000:]
     rows = [json.loads(line)["self_test"] for line in r.stdout.splitlines()]
-    assert len([x for x in r.stderr.splitlines() if not x.startswith("INFO: ")]) == len(rows)  # one summary line per artifact (+ the runtime's INFO)
+    assert len([x for x in r.stderr.splitlines() if not x.startswith("INFO: ")]) == len(
+        rows
+    )  # one summary line per artifact (+ the runtime's INFO)
     return rows
 
 
@@ -88,22 +107,28 @@ def test_verify_runs_with_only_tflite_runtime(bundle: Path, tmp_path: Path):
     for name in ("tflite_runtime", "numpy", "numpy.libs"):
         if (rt_site / name).exists():
             (shadow / name).symlink_to(rt_site / name)
-    code = ("import sys, importlib.abc\n"
-            "class Block(importlib.abc.MetaPathFinder):\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] == 'ai_edge_litert': raise ModuleNotFoundError(name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            f"sys.path.insert(0, {str(shadow)!r})\n"
-            "from c3ae_edge.cli import main\n"
-            "sys.argv = ['c3ae-edge', 'verify', sys.argv[1]]\n"
-            "try:\n    main()\n"
-            "finally:\n"
-            "    import numpy, tflite_runtime\n"
-            "    print('RUNTIME', numpy.__version__, 'ai_edge_litert' in sys.modules, file=sys.stderr)\n")
-    r = subprocess.run([sys.executable, "-c", code, str(bundle)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ai_edge_litert': raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.path.insert(0, {str(shadow)!r})\n"
+        "from c3ae_edge.cli import main\n"
+        "sys.argv = ['c3ae-edge', 'verify', sys.argv[1]]\n"
+        "try:\n    main()\n"
+        "finally:\n"
+        "    import numpy, tflite_runtime\n"
+        "    print('RUNTIME', numpy.__version__, 'ai_edge_litert' in sys.modules, file=sys.stderr)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(bundle)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "checksums OK" in r.stdout and "internal error" not in r.stderr, r.stderr[-800:]
-    assert r.stderr.splitlines()[-1].startswith("RUNTIME 1.") and r.stderr.splitlines()[-1].endswith(" False"), r.stderr[-800:]  # numpy<2, no ai_edge_litert
+    assert r.stderr.splitlines()[-1].startswith("RUNTIME 1.") and r.stderr.splitlines()[-1].endswith(" False"), (
+        r.stderr[-800:]
+    )  # numpy<2, no ai_edge_litert
 
 
 @needs_tflite_runtime
@@ -126,16 +151,25 @@ def test_each_runtime_names_itself_and_the_delegate_that_ran(bundle: Path, tmp_p
         if verified:
             assert row["passed"], row
     lit, tfl = got[("ai-edge-litert/builtin", int8["file"])], got[("tflite-runtime/builtin", int8["file"])]
-    print(f"int8, {int8['file']}: ai-edge-litert builtin vs tflite-runtime 2.14 raw outputs identical: {lit['output_sha256'] == tfl['output_sha256']}; "
-          f"max |age diff| {max(abs(a - b) for a, b in zip(lit['ages'], tfl['ages'])):.4f}")
+    print(
+        f"int8, {int8['file']}: ai-edge-litert builtin vs tflite-runtime 2.14 raw outputs identical: {lit['output_sha256'] == tfl['output_sha256']}; "
+        f"max |age diff| {max(abs(a - b) for a, b in zip(lit['ages'], tfl['ages'])):.4f}"
+    )
 
     from c3ae_edge.board import onboard
 
     r = run(TFLITE_RT, onboard.__file__, bundle, "--runs", "20", "--warmup", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(r.stdout)["results"]
-    assert {(x["runtime"], x["delegate"]["name"], x["threads"]) for x in rows if x["precision"] == "int8"} == {("tflite-runtime", "builtin", 1)}
-    assert all(x["runtime_version"] == "2.14.0" and x["parity"]["faces"] == row["faces"] and x["parity"]["within_tolerance"] is not None for x in rows)
+    assert {(x["runtime"], x["delegate"]["name"], x["threads"]) for x in rows if x["precision"] == "int8"} == {
+        ("tflite-runtime", "builtin", 1)
+    }
+    assert all(
+        x["runtime_version"] == "2.14.0"
+        and x["parity"]["faces"] == row["faces"]
+        and x["parity"]["within_tolerance"] is not None
+        for x in rows
+    )
 
 
 @needs_tflite_runtime
@@ -147,21 +181,34 @@ def test_one_line_when_numpy_and_runtime_do_not_fit(bundle: Path, tmp_path: Path
 
     from c3ae_edge.board import onboard
 
-    npy, pil = Path(numpy.__file__).parents[1], Path(PIL.__file__).parents[1]  # where this venv's numpy 2 and Pillow live
+    npy, pil = (
+        Path(numpy.__file__).parents[1],
+        Path(PIL.__file__).parents[1],
+    )  # where this venv's numpy 2 and Pillow live
     assert int(numpy.__version__.split(".")[0]) >= 2
     ours = {"numpy": npy, "numpy.libs": npy, "PIL": pil, "pillow": pil, "pillow.libs": pil}
     cases = {
-        "numpy2": ({**ours, "tflite_runtime": rt_site, "tflite-runtime": rt_site}, f"tflite-runtime 2.14.0 needs numpy<2 but numpy {numpy.__version__} is installed"),
+        "numpy2": (
+            {**ours, "tflite_runtime": rt_site, "tflite-runtime": rt_site},
+            f"tflite-runtime 2.14.0 needs numpy<2 but numpy {numpy.__version__} is installed",
+        ),
         "noruntime": (ours, "no TFLite runtime is installed"),
         "nonumpy": ({}, "numpy' is not installed"),
     }
     for name, (links, words) in cases.items():
         py = venv_with(tmp_path / name, links)
-        for script, args, code in ((bundle / "reference_infer.py", [FACE], (1, 2)), (Path(onboard.__file__), [bundle, "--runs", "5"], (1,))):
+        for script, args, code in (
+            (bundle / "reference_infer.py", [FACE], (1, 2)),
+            (Path(onboard.__file__), [bundle, "--runs", "5"], (1,)),
+        ):
             r = run(py, script, *args, cwd=tmp_path)
             words = "numpy is not installed" if name == "nonumpy" and script.name == "onboard.py" else words
             assert r.returncode in code and r.stdout == "", (name, script.name, r.returncode, r.stdout[-500:])
-            assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr and words in r.stderr, (name, script.name, r.stderr[-1500:])
+            assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr and words in r.stderr, (
+                name,
+                script.name,
+                r.stderr[-1500:],
+            )
 
 
 @needs_tflite_runtime
@@ -175,7 +222,9 @@ def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(bundle: Path,
         r = run(py, onboard.__file__, bundle, "--runs", "20", "--warmup", "2", "--json", out, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         docs.append(out)
-    r = cli("bench", "--merge", *map(str, docs), "--markdown", str(tmp_path / "m.md"), "--json", str(tmp_path / "m.json"))
+    r = cli(
+        "bench", "--merge", *map(str, docs), "--markdown", str(tmp_path / "m.md"), "--json", str(tmp_path / "m.json")
+    )
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "m.md").read_text()
     t3 = md.split("## Table 3")[1].split("\n## ")[0]
@@ -183,7 +232,9 @@ def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(bundle: Path,
     board = [line for line in t3.splitlines() if "[on-board runner]" in line]
     labels = sorted(x.split(" | ")[6].split("] ")[1] for x in board)
     assert len(board) == 2 and labels[0].startswith("ai-edge-litert ") and labels[1] == "tflite-runtime 2.14.0", t3
-    assert all(x.split(" | ")[8].endswith(" ms") for x in board), t3  # best CPU p50: the 1-thread rows are there, not "-"
+    assert all(x.split(" | ")[8].endswith(" ms") for x in board), (
+        t3
+    )  # best CPU p50: the 1-thread rows are there, not "-"
     rows = [line.split(" | ") for line in every.splitlines() if "[on-board runner]" in line]
     assert len(rows) == 4  # 2 runtimes x (int8, fp32)
     for cells in rows:
@@ -217,7 +268,9 @@ def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Pat
         r = run(sys.executable, b / "reference_infer.py", "--self-test", "--artifact", art["file"], cwd=b)
         return r.returncode, json.loads(r.stdout)["self_test"]
 
-    assert art["golden"]["ai-edge-litert/xnnpack"]["logits"]["values"] == raw.tolist()  # what the export recorded, as it runs here
+    assert (
+        art["golden"]["ai-edge-litert/xnnpack"]["logits"]["values"] == raw.tolist()
+    )  # what the export recorded, as it runs here
     entry = {"logits": {"dtype": "int8", "shape": list(raw.shape), "values": raw.tolist()}}
     rc, res = check({"ai-edge-litert/xnnpack": entry})
     assert rc == 0 and res["bit_exact"] and res["values_differing"] == 0
@@ -227,10 +280,18 @@ def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Pat
     assert rc == 1 and not res["bit_exact"] and res["values_differing"] == 1 and res["max_abs_diff"] == 1.0
     off[0, 0] += 2 if off[0, 0] < 126 else -2
     rc, res = check({"tflite-runtime/builtin": {"logits": {**entry["logits"], "values": off.tolist()}}})
-    assert rc == 0 and res["golden"] == "none for ai-edge-litert/xnnpack" and res["closest"] == "tflite-runtime/builtin" and res["max_abs_diff"] == 2.0
+    assert (
+        rc == 0
+        and res["golden"] == "none for ai-edge-litert/xnnpack"
+        and res["closest"] == "tflite-runtime/builtin"
+        and res["max_abs_diff"] == 2.0
+    )
 
 
 def test_bundle_readme_says_what_to_install(bundle: Path):
     text = (bundle / "README.md").read_text()
-    assert 'pip install "numpy<2" Pillow tflite-runtime==2.14.0' in text and "pip install numpy Pillow ai-edge-litert" in text
+    assert (
+        'pip install "numpy<2" Pillow tflite-runtime==2.14.0' in text
+        and "pip install numpy Pillow ai-edge-litert" in text
+    )
     assert "**Trixie** (Debian 13, Python 3.13)" in text and "reference_infer.py --self-test" in text

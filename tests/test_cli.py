@@ -1,4 +1,5 @@
 """The command line: fast help with no heavy imports, models table/JSON, one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -7,14 +8,18 @@ import sys
 
 
 def test_help_imports_no_torch_nor_backends():
-    code = ("import sys; sys.argv=['c3ae-edge','--help']\nimport c3ae_edge.cli as c\ntry:\n    c.main()\nexcept SystemExit:\n    pass\n"
-            "heavy=[m for m in ('torch','onnx','onnxruntime','openvino','nncf','litert_torch','ai_edge_litert','cv2') if m in sys.modules]\n"
-            "print('HEAVY', heavy)")
+    code = (
+        "import sys; sys.argv=['c3ae-edge','--help']\nimport c3ae_edge.cli as c\ntry:\n    c.main()\nexcept SystemExit:\n    pass\n"
+        "heavy=[m for m in ('torch','onnx','onnxruntime','openvino','nncf','litert_torch','ai_edge_litert','cv2') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
     for cmd in ("models", "train", "evaluate", "predict"):
         assert cmd in r.stdout
-    flat = " ".join(r.stdout.replace("│", " ").split())  # the help names each backend's pip extra (rich ate "[onnx]" once)
+    flat = " ".join(
+        r.stdout.replace("│", " ").split()
+    )  # the help names each backend's pip extra (rich ate "[onnx]" once)
     for extra in ("onnx", "tflite", "openvino"):
         assert f"pip extra '{extra}'" in flat, flat
 
@@ -25,7 +30,14 @@ def test_models_json_reports_computed_numbers(cli):
     rows = {m["name"]: m for m in json.loads(r.out)}
     assert rows["c3ae_plain"]["params"] == 36_377 and rows["c3ae_plain"]["conv_macc"] == 12_562_816
     assert abs(rows["c3ae_full"]["params"] - 39_700) / 39_700 <= 0.03
-    for n in ("c3ae_plain", "ssr_net", "mobilenet_v2_050_6", "mobilenet_v2_075_6", "shufflenet_v2_050_1", "shufflenet_v2_075_1"):
+    for n in (
+        "c3ae_plain",
+        "ssr_net",
+        "mobilenet_v2_050_6",
+        "mobilenet_v2_075_6",
+        "shufflenet_v2_050_1",
+        "shufflenet_v2_075_1",
+    ):
         assert rows[n]["paper"]["cpu_s"] is not None and rows[n]["paper"]["macc_m"] is not None
         assert rows[n]["fp32_bytes"] == 4 * rows[n]["params"]  # fp32 state dict: params + BN running stats
     assert rows["ssr_net"]["paper_params_delta_pct"] == 0.0
@@ -39,8 +51,13 @@ def test_models_table_labels_paper_values(cli):
 
 
 def test_bad_input_is_one_line_nonzero(cli):
-    for args, code in ((("models", "--filter", "zzz"), 2), (("models", "--bogus"), 2), (("nosuchcommand",), 2),
-                       (("bench", "nosuchsub"), 2), (("weights", "soup"), 2)):
+    for args, code in (
+        (("models", "--filter", "zzz"), 2),
+        (("models", "--bogus"), 2),
+        (("nosuchcommand",), 2),
+        (("bench", "nosuchsub"), 2),
+        (("weights", "soup"), 2),
+    ):
         r = cli(*args)
         assert r.code == code, (args, r.code, r.err)
         assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err

@@ -1,11 +1,21 @@
 """Datasets, splits, crop spec, image decoding of awkward files."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from c3ae_edge.data import load_dataset, load_split, read_csv, read_fgnet, read_imdb_wiki, read_utkface, save_split, stratified_split
+from c3ae_edge.data import (
+    load_dataset,
+    load_split,
+    read_csv,
+    read_fgnet,
+    read_imdb_wiki,
+    read_utkface,
+    save_split,
+    stratified_split,
+)
 from c3ae_edge.data.crops import CropSpec, aligned_box, landmark_box
 from c3ae_edge.data.datasets import load_pts
 from c3ae_edge.data.imageio import load_rgb
@@ -48,13 +58,16 @@ def test_generic_csv_with_and_without_box(tmp_path):
     assert s[1].kind == "aligned" and s[1].age == 4
 
 
-@pytest.mark.parametrize("content,msg", [
-    ("file\nx.jpg\n", "missing column"),
-    ("file,age\nx.jpg,-3\n", "out of range"),
-    ("file,age\nx.jpg,abc\n", "not a number"),
-    ("file,age\n", "no rows"),
-    ("file,age,x0,y0,x1,y1\nx.jpg,3,10,10,5,5\n", "empty face box"),
-])
+@pytest.mark.parametrize(
+    "content,msg",
+    [
+        ("file\nx.jpg\n", "missing column"),
+        ("file,age\nx.jpg,-3\n", "out of range"),
+        ("file,age\nx.jpg,abc\n", "not a number"),
+        ("file,age\n", "no rows"),
+        ("file,age,x0,y0,x1,y1\nx.jpg,3,10,10,5,5\n", "empty face box"),
+    ],
+)
 def test_bad_csv_is_one_clear_error(tmp_path, content, msg):
     (tmp_path / "b.csv").write_text(content)
     with pytest.raises(DataError, match=msg):
@@ -65,7 +78,12 @@ def test_imdb_wiki_mat(tmp_path):
     from scipy.io import savemat
 
     n = 4
-    rec = np.zeros((1, 1), dtype=[(k, "O") for k in ("dob", "photo_taken", "full_path", "face_score", "second_face_score", "face_location")])
+    rec = np.zeros(
+        (1, 1),
+        dtype=[
+            (k, "O") for k in ("dob", "photo_taken", "full_path", "face_score", "second_face_score", "face_location")
+        ],
+    )
     # datenum of 1 Jan 1980 and 1990 (MATLAB: days since year 0)
     dob = np.array([[723181.0, 726834.0, 723181.0, 723181.0]])
     rec[0, 0]["dob"] = dob
@@ -136,6 +154,7 @@ def test_aligned_and_landmark_boxes_agree_on_faces(fgnet_dir, utk_dir):
 def _iou(a, b):
     def r(x):
         return x[0] - x[2] / 2, x[1] - x[2] / 2, x[0] + x[2] / 2, x[1] + x[2] / 2
+
     (a0, a1, a2, a3), (b0, b1, b2, b3) = r(a), r(b)
     iw, ih = max(0, min(a2, b2) - max(a0, b0)), max(0, min(a3, b3) - max(a1, b1))
     inter = iw * ih
@@ -150,7 +169,7 @@ def test_awkward_images_decode_to_rgb(tmp_path, utk_dir, fgnet_dir):
     face = _face(utk_dir)
     face.convert("L").save(tmp_path / "gray.png")
     face.convert("CMYK").save(tmp_path / "cmyk.jpg")
-    arr16 = (np.asarray(face.convert("L"), np.uint16) * 257)
+    arr16 = np.asarray(face.convert("L"), np.uint16) * 257
     Image.fromarray(arr16).save(tmp_path / "g16.png")
     face.convert("RGBA").save(tmp_path / "rgba.png")
     face.convert("P").save(tmp_path / "pal.gif")
@@ -163,10 +182,13 @@ def test_awkward_images_decode_to_rgb(tmp_path, utk_dir, fgnet_dir):
     assert load_rgb(gray_fgnet.path).shape[2] == 3
 
 
-@pytest.mark.parametrize("name,payload,msg", [
-    ("empty.jpg", b"", "empty file"),
-    ("text.jpg", b"hello, not an image", "not an image"),
-])
+@pytest.mark.parametrize(
+    "name,payload,msg",
+    [
+        ("empty.jpg", b"", "empty file"),
+        ("text.jpg", b"hello, not an image", "not an image"),
+    ],
+)
 def test_bad_images_raise_one_clear_error(tmp_path, name, payload, msg):
     (tmp_path / name).write_bytes(payload)
     with pytest.raises(DataError, match=msg):

@@ -1,6 +1,7 @@
 """The OpenCV face detector (haar-fast: the frontal cascade on a shrunk frame; the default without a TFLite runtime) against the face-box convention
 the crop spec expects: the full-resolution cascade's boxes, FG-NET landmark boxes, UTKFace aligned chips, and
 camera-sized frames made from real photos."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ def fgnet_photos(fgnet_dir):
 
 
 def test_haar_fast_and_haar_stay_selectable():
-    assert isinstance(get_detector("haar-fast"), CoarseFineHaarDetector) and isinstance(get_detector("haar"), HaarDetector)
+    assert isinstance(get_detector("haar-fast"), CoarseFineHaarDetector) and isinstance(
+        get_detector("haar"), HaarDetector
+    )
     with pytest.raises(UsageError, match="unknown detector"):
         get_detector("yolo")
     rec = json.loads(json.dumps(detector_record()))
@@ -46,7 +49,9 @@ def test_boxes_are_the_cascade_convention_on_fgnet(fgnet_photos):
     assert np.median(ious) > 0.9 and np.mean(np.array(ious) > 0.6) >= 0.9
     assert abs(np.median([a[2] / b[2] for a, b, _ in pairs]) - 1) < 0.03
     assert abs(np.median([(a[1] - b[1]) / b[2] for a, b, _ in pairs])) < 0.03
-    assert np.median([e2e.iou(a, lm) for a, _, lm in pairs]) > 0.8  # the landmark mapping (crops.LANDMARK_*) still holds
+    assert (
+        np.median([e2e.iou(a, lm) for a, _, lm in pairs]) > 0.8
+    )  # the landmark mapping (crops.LANDMARK_*) still holds
 
 
 def test_boxes_match_the_aligned_chip_convention_on_utkface(utk_dir):

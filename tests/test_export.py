@@ -1,4 +1,5 @@
 """End-to-end export of the shipped default model for the Raspberry Pi, checked with real runtimes and real faces."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,14 @@ def rpi_bundle(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("fresh")
     r = run_cli("export", "--target", "rpi", cwd=cwd, env={**ENV, "SOURCE_DATE_EPOCH": "1700000000"})
     assert r.returncode == 0, r.stderr[-2000:]
-    noise = ("Warning", "training mode", "torchvision", "torchao", "pre-processing", "Traceback")  # issue 10: quiet by default
+    noise = (
+        "Warning",
+        "training mode",
+        "torchvision",
+        "torchao",
+        "pre-processing",
+        "Traceback",
+    )  # issue 10: quiet by default
     # ours only: the faces line, then per artifact (int8, fp32) one line and one per runtime (litert, tflite-runtime)
     assert not any(n in r.stderr for n in noise) and len(r.stderr.splitlines()) <= 1 + 2 * (1 + 2), r.stderr[-3000:]
     bundle = cwd / "exports" / "c3ae_full-0.1.0-rpi4"
@@ -49,18 +57,36 @@ def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
     from c3ae_edge.weights import load_model, sha256_file
 
     names = sorted(p.name for p in rpi_bundle.iterdir())
-    assert names == sorted(["README.md", "SHA256SUMS", "c3ae_full_fp32.tflite", "c3ae_full_int8.tflite", "c3ae_model.h", "calibration_files.txt",
-                            "manifest.json", "parity_crops.npy", "reference_infer.py"])
+    assert names == sorted(
+        [
+            "README.md",
+            "SHA256SUMS",
+            "c3ae_full_fp32.tflite",
+            "c3ae_full_int8.tflite",
+            "c3ae_model.h",
+            "calibration_files.txt",
+            "manifest.json",
+            "parity_crops.npy",
+            "reference_infer.py",
+        ]
+    )
     m = manifest(rpi_bundle)
     assert m["schema"] == "c3ae-edge-bundle/1" and m["primary"] == "c3ae_full_int8.tflite"
     assert m["model"]["weights_sha256"] == sha256_file(load_model()[2].path)
     assert m["build"]["time"] == "2023-11-14T22:13:20Z" and m["build"]["from_source_date_epoch"]
     int8, fp32 = m["artifacts"]
     assert (rpi_bundle / int8["file"]).stat().st_size == int8["bytes"] <= 64 * 1024
-    assert int8["input"]["dtype"] == "int8" and int8["input"]["layout"] == "NSHWC" and int8["input"]["shape"] == [1, 3, 64, 64, 3]
+    assert (
+        int8["input"]["dtype"] == "int8"
+        and int8["input"]["layout"] == "NSHWC"
+        and int8["input"]["shape"] == [1, 3, 64, 64, 3]
+    )
     assert 0.0075 < int8["input"]["scale"] < 0.0082  # about 2/255: the normalised pixel range [-1, 1] over int8
     assert fp32["verification"]["max_abs_diff_vs_pytorch"] <= 0.01 and fp32["verification"]["passed"]
-    assert int8["verification"]["faces"] == m["verification"]["faces"] == 500 and int8["verification"]["mae_delta_vs_fp32"] <= 0.15
+    assert (
+        int8["verification"]["faces"] == m["verification"]["faces"] == 500
+        and int8["verification"]["mae_delta_vs_fp32"] <= 0.15
+    )
     # the target's int8 rewrite: the pools are depthwise int8 convolutions, so XNNPACK takes the whole graph
     assert int8["rewrites"] == ["dwpool"] and "rewrites" not in fp32
     from c3ae_edge.export.backends.tflite_backend import interpreter_class
@@ -92,13 +118,15 @@ def test_manifest_is_typed_round_trips_and_names_a_bad_field(rpi_bundle: Path):
         assert {"file", "input", "outputs"} <= set(a) and a["input"]["layout"].endswith("HWC")
     assert {"cx", "cy", "side"} == set(man.face_box["aligned_chip"]) and {"w2", "b2"} <= set(man.output["decode"])
     assert {"scales", "size", "mean", "std"} <= set(man.crop) and len(man.parity_set["pytorch_age"]) == 8
-    edits = {"'model' missing or not dict": lambda d: d.pop("model"),
-             "target: 'name' missing": lambda d: d["target"].pop("name"),
-             "artifacts\\[1\\]: precision 'int4'": lambda d: d["artifacts"][1].update(precision="int4"),
-             "'primary' 'x.tflite' names no artifact": lambda d: d.update(primary="x.tflite"),
-             "build: 'time' missing": lambda d: d["build"].update(time=1700000000),
-             "pytorch_age must be": lambda d: d["parity_set"].update(pytorch_age=[]),
-             "not a c3ae-edge-bundle/1 manifest": lambda d: d.update(schema="c3ae-edge-bundle/2")}
+    edits = {
+        "'model' missing or not dict": lambda d: d.pop("model"),
+        "target: 'name' missing": lambda d: d["target"].pop("name"),
+        "artifacts\\[1\\]: precision 'int4'": lambda d: d["artifacts"][1].update(precision="int4"),
+        "'primary' 'x.tflite' names no artifact": lambda d: d.update(primary="x.tflite"),
+        "build: 'time' missing": lambda d: d["build"].update(time=1700000000),
+        "pytorch_age must be": lambda d: d["parity_set"].update(pytorch_age=[]),
+        "not a c3ae-edge-bundle/1 manifest": lambda d: d.update(schema="c3ae-edge-bundle/2"),
+    }
     for msg, edit in edits.items():
         d = json.loads(text)
         edit(d)
@@ -128,9 +156,13 @@ def test_header_compiles_and_matches_manifest(rpi_bundle: Path, tmp_path: Path):
     if cc is None:
         pytest.fail("no C compiler to check c3ae_model.h")
     src = tmp_path / "t.c"
-    src.write_text('#include <stdio.h>\n#include "c3ae_model.h"\nint main(void){float a=C3AE_B2;for(int i=0;i<C3AE_NUM_BINS;i++)a+=C3AE_W2[i];'
-                   'printf("%d %d %.6f %d %.4f\\n",C3AE_NUM_CROPS,C3AE_INPUT_ZERO_POINT,C3AE_INPUT_SCALE,C3AE_HEAD_IS_INT8,a);return 0;}\n')
-    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-I", str(rpi_bundle), str(src), "-o", str(tmp_path / "t")], check=True)
+    src.write_text(
+        '#include <stdio.h>\n#include "c3ae_model.h"\nint main(void){float a=C3AE_B2;for(int i=0;i<C3AE_NUM_BINS;i++)a+=C3AE_W2[i];'
+        'printf("%d %d %.6f %d %.4f\\n",C3AE_NUM_CROPS,C3AE_INPUT_ZERO_POINT,C3AE_INPUT_SCALE,C3AE_HEAD_IS_INT8,a);return 0;}\n'
+    )
+    subprocess.run(
+        [cc, "-std=c99", "-Wall", "-Werror", "-I", str(rpi_bundle), str(src), "-o", str(tmp_path / "t")], check=True
+    )
     got = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True, check=True).stdout.split()
     dec = m["output"]["decode"]
     assert got[:2] == ["3", str(m["input"]["zero_point"])]
@@ -147,7 +179,9 @@ def test_reference_script_alone_reproduces_pytorch_on_real_faces(rpi_bundle: Pat
     from c3ae_edge.weights import load_model, shipped_path, split_file_for
 
     src = (rpi_bundle / "reference_infer.py").read_text()
-    assert "c3ae_edge" not in src and "import cv2" not in src and not re.search(r"^\s*(import|from)\s+torch\b", src, re.M)  # reads manifest "pytorch_age"
+    assert (
+        "c3ae_edge" not in src and "import cv2" not in src and not re.search(r"^\s*(import|from)\s+torch\b", src, re.M)
+    )  # reads manifest "pytorch_age"
     alone = tmp_path / "bundle"
     shutil.copytree(rpi_bundle, alone)
     samples = load_dataset(f"utkface:{DATA / 'utkface'}")
@@ -159,8 +193,21 @@ def test_reference_script_alone_reproduces_pytorch_on_real_faces(rpi_bundle: Pat
         want = model(x).numpy()
     m = manifest(rpi_bundle)
     for art in m["artifacts"]:
-        r = subprocess.run([sys.executable, "-I", str(alone / "reference_infer.py"), "--artifact", art["file"], *[s.path for s in picked]],
-                           capture_output=True, text=True, cwd=tmp_path, env={"PATH": os.environ["PATH"]}, timeout=120)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                str(alone / "reference_infer.py"),
+                "--artifact",
+                art["file"],
+                *[s.path for s in picked],
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"]},
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr[-1500:]
         got = np.array([json.loads(line)["age"] for line in r.stdout.splitlines()])
         assert len(got) == len(picked)
@@ -179,7 +226,10 @@ def test_verify_passes_then_catches_tampering(rpi_bundle: Path, tmp_path: Path):
     (bad / "c3ae_full_int8.tflite").write_bytes(bytes(blob))
     r = run_cli("verify", str(bad))
     assert r.returncode == 3
-    assert r.stderr.strip() == f"c3ae-edge: error: {bad}: checksum mismatch for c3ae_full_int8.tflite (tampered or corrupt)"
+    assert (
+        r.stderr.strip()
+        == f"c3ae-edge: error: {bad}: checksum mismatch for c3ae_full_int8.tflite (tampered or corrupt)"
+    )
     assert "Traceback" not in r.stderr
 
 
@@ -199,8 +249,13 @@ def test_archive_is_deterministic(rpi_bundle: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, files", [("x86", ["c3ae_full_int8.xml", "c3ae_full_int8.bin", "c3ae_full_fp32.xml", "c3ae_full_fp32.bin"]),
-                                           ("gpu", ["c3ae_full_fp32.onnx", "c3ae_full_fp16.onnx", "c3ae_full_int8.onnx"])])
+@pytest.mark.parametrize(
+    "target, files",
+    [
+        ("x86", ["c3ae_full_int8.xml", "c3ae_full_int8.bin", "c3ae_full_fp32.xml", "c3ae_full_fp32.bin"]),
+        ("gpu", ["c3ae_full_fp32.onnx", "c3ae_full_fp16.onnx", "c3ae_full_int8.onnx"]),
+    ],
+)
 def test_x86_and_gpu_bundles(tmp_path: Path, target: str, files: list[str]):
     r = run_cli("export", "--target", target, "--out", str(tmp_path), "--verify-count", "200", "--archive", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -212,12 +267,17 @@ def test_x86_and_gpu_bundles(tmp_path: Path, target: str, files: list[str]):
         v = art["verification"]
         if art["precision"] == "int8":
             assert v["mae_delta_vs_fp32"] <= 0.15 and v["passed"]
-            assert v["p99_abs_diff_vs_pytorch"] <= m["verification"]["max_int8_face_p99"] and v["max_abs_diff_vs_pytorch"] <= m["verification"]["max_int8_face_max"]
+            assert (
+                v["p99_abs_diff_vs_pytorch"] <= m["verification"]["max_int8_face_p99"]
+                and v["max_abs_diff_vs_pytorch"] <= m["verification"]["max_int8_face_max"]
+            )
         else:
             assert v["max_abs_diff_vs_pytorch"] <= (FP32_PARITY if art["precision"] == "fp32" else FP16_PARITY)
         status = {rid: r["status"] for rid, r in art["runtimes"].items()}
         if target == "gpu":  # no GPU in CI: recorded as not verified, never silently skipped
-            assert status["onnxruntime/cpu"] == "verified" and status["onnxruntime-gpu/cuda"].startswith("not verified: ")
+            assert status["onnxruntime/cpu"] == "verified" and status["onnxruntime-gpu/cuda"].startswith(
+                "not verified: "
+            )
         else:
             assert status == {"openvino/cpu": "verified"}
     if target == "x86":  # OpenVINO keeps the metadata in rt_info
@@ -260,18 +320,42 @@ def test_rpi_int8_is_verified_under_each_runtime_with_golden_outputs(rpi_bundle:
 
     m = manifest(rpi_bundle)
     t = load_target("rpi4")
-    assert t.runtimes == ("ai-edge-litert/xnnpack", "tflite-runtime/builtin") and m["verification"]["runtimes"] == list(t.runtimes)
-    assert m["verification"]["max_int8_face_p99"] == t.max_int8_face_p99 and m["verification"]["max_int8_face_max"] == t.max_int8_face_max
-    assert m["verification"]["cpu"]["int8_isa"] in ("avx2", "avx512", "avx512-vnni", "avx-vnni", "amx", "neon", "neon-dotprod", "neon-i8mm")
+    assert t.runtimes == ("ai-edge-litert/xnnpack", "tflite-runtime/builtin") and m["verification"]["runtimes"] == list(
+        t.runtimes
+    )
+    assert (
+        m["verification"]["max_int8_face_p99"] == t.max_int8_face_p99
+        and m["verification"]["max_int8_face_max"] == t.max_int8_face_max
+    )
+    assert m["verification"]["cpu"]["int8_isa"] in (
+        "avx2",
+        "avx512",
+        "avx512-vnni",
+        "avx-vnni",
+        "amx",
+        "neon",
+        "neon-dotprod",
+        "neon-i8mm",
+    )
     for art in m["artifacts"]:
         rows = art["runtimes"]
         assert list(rows) == list(t.runtimes)
         for rid, row in rows.items():
-            assert row["status"] == "verified", (rid, row["status"])  # run `c3ae-edge runtimes prepare tflite-runtime` first
+            assert row["status"] == "verified", (
+                rid,
+                row["status"],
+            )  # run `c3ae-edge runtimes prepare tflite-runtime` first
             v = row["verification"]
-            assert v["faces"] == 500 and v["passed"] and v["p50_abs_diff_vs_pytorch"] <= v["p99_abs_diff_vs_pytorch"] <= v["max_abs_diff_vs_pytorch"]
+            assert (
+                v["faces"] == 500
+                and v["passed"]
+                and v["p50_abs_diff_vs_pytorch"] <= v["p99_abs_diff_vs_pytorch"] <= v["max_abs_diff_vs_pytorch"]
+            )
             if art["precision"] == "int8":
-                assert v["p99_abs_diff_vs_pytorch"] <= t.max_int8_face_p99 and v["max_abs_diff_vs_pytorch"] <= t.max_int8_face_max
+                assert (
+                    v["p99_abs_diff_vs_pytorch"] <= t.max_int8_face_p99
+                    and v["max_abs_diff_vs_pytorch"] <= t.max_int8_face_max
+                )
             g = art["golden"][rid]
             out = "logits" if art["precision"] == "int8" else "age"
             assert g[out]["shape"][0] == 8 and g[out]["dtype"] == ("int8" if art["precision"] == "int8" else "float32")
@@ -290,13 +374,19 @@ def test_a_runtime_that_is_not_prepared_is_recorded_not_skipped_silently(tmp_pat
     """Without the tflite-runtime venv the export still verifies under ai-edge-litert, says so in one line, and the
     manifest records "not verified" for the missing runtime."""
     toml = tmp_path / "pi-fp32.toml"
-    toml.write_text('name = "pi-fp32"\ndescription = "Pi, fp32 only"\narch = "aarch64"\nbackend = "tflite"\nprecisions = ["fp32"]\n'
-                    'runtimes = ["ai-edge-litert/xnnpack", "tflite-runtime/builtin"]\n')
+    toml.write_text(
+        'name = "pi-fp32"\ndescription = "Pi, fp32 only"\narch = "aarch64"\nbackend = "tflite"\nprecisions = ["fp32"]\n'
+        'runtimes = ["ai-edge-litert/xnnpack", "tflite-runtime/builtin"]\n'
+    )
     env = {**ENV, "C3AE_RUNTIMES": str(tmp_path / "none")}
     r = run_cli("export", "--target", str(toml), "--out", str(tmp_path / "out"), "--verify-count", "20", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     said = [line for line in r.stderr.splitlines() if "not verified under" in line]
-    assert said == ["not verified under tflite-runtime/builtin: tflite-runtime is not prepared "
-                    "(run `c3ae-edge runtimes prepare tflite-runtime`, once, online)"]
+    assert said == [
+        "not verified under tflite-runtime/builtin: tflite-runtime is not prepared "
+        "(run `c3ae-edge runtimes prepare tflite-runtime`, once, online)"
+    ]
     rows = manifest(tmp_path / "out" / "c3ae_full-0.1.0-pi-fp32")["artifacts"][0]["runtimes"]
-    assert rows["ai-edge-litert/xnnpack"]["status"] == "verified" and rows["tflite-runtime/builtin"]["status"].startswith("not verified: ")
+    assert rows["ai-edge-litert/xnnpack"]["status"] == "verified" and rows["tflite-runtime/builtin"][
+        "status"
+    ].startswith("not verified: ")

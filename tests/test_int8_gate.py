@@ -1,4 +1,5 @@
 """The int8 gate judges every face, not only the MAE, and no recorded tolerance is loose enough to pass any port."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ def test_one_face_eight_years_off_fails_although_the_mae_barely_moves():
     int8[17] = fp32[17] + 8.09  # the OpenVINO c3ae_plain outlier measured on an AVX2 EPYC
     m = measure(int8, fp32, labels)
     assert m["mae_delta_vs_fp32"] <= MAX_INT8_DELTA  # the old MAE-only gate let this through
-    with pytest.raises(VerificationError, match=r"under openvino/cpu: int8 max \|int8 - fp32\| per face 8\.\d+ years > 4\.0"):
+    with pytest.raises(
+        VerificationError, match=r"under openvino/cpu: int8 max \|int8 - fp32\| per face 8\.\d+ years > 4\.0"
+    ):
         judge("int8", m, BARS, allow_degraded=False, where="m_int8.xml under openvino/cpu")
     assert judge("int8", m, BARS, allow_degraded=True)["degraded_allowed"]
 

@@ -1,5 +1,6 @@
 """The package's shape: stages import each other in one direction only, and the scripts that ship in bundles
 (c3ae_edge/board/) import nothing of ours beyond each other: numpy, Pillow, OpenCV and the runtimes."""
+
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,17 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "c3ae_edge"
-BOARD_ALLOWED = {"numpy", "PIL", "cv2", "tflite_runtime", "ai_edge_litert", "onnxruntime", "openvino", "tflite_micro", "psutil"}
+BOARD_ALLOWED = {
+    "numpy",
+    "PIL",
+    "cv2",
+    "tflite_runtime",
+    "ai_edge_litert",
+    "onnxruntime",
+    "openvino",
+    "tflite_micro",
+    "psutil",
+}
 
 
 def imports(path: Path) -> set[str]:
@@ -55,7 +66,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state and (found := visit(m)):
                 return found
         state[n] = 2
@@ -94,4 +105,4 @@ def test_package_data_is_read_through_importlib_resources():
     tables = resources.files("c3ae_edge.bench") / "tables"
     assert (tables / "paper_table3.json").is_file() and (tables / "peers_recipe.json").is_file()
     src = "\n".join(p.read_text() for p in PKG.rglob("*.py"))
-    assert "parents[2] / \"bench\"" not in src and "REPO_BENCH" not in src  # nothing reaches back into a checkout
+    assert 'parents[2] / "bench"' not in src and "REPO_BENCH" not in src  # nothing reaches back into a checkout

@@ -1,5 +1,6 @@
 """The TFLite Micro target: one export (measured arena, golden outputs, C sources), the C library run on this host
 against the numpy/PyTorch pipeline on real faces, and the sources cross-compiled for Cortex-M4/M7 (-Werror)."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,10 @@ from tests.conftest import DATA
 
 pytest.importorskip("tflite_micro", reason="tflite-micro not installed (pip extra 'mcu'): TFLM target not tested")
 
-ARENA_BAR, FLASH_BAR = 170_000, 64_000  # issue 12: measured arena <= 170 KB, model flash <= 64 KB (decimal KB: the stricter)
+ARENA_BAR, FLASH_BAR = (
+    170_000,
+    64_000,
+)  # issue 12: measured arena <= 170 KB, model flash <= 64 KB (decimal KB: the stricter)
 
 DRIVER = r"""
 #include <stdio.h>
@@ -66,25 +70,40 @@ def manifest(b: Path) -> dict:
 def test_cortex_m_bundle_measured_and_verified(bundle: Path):
     m = manifest(bundle)
     art = m["artifacts"][0]
-    assert m["primary"] == "c3ae_full_int8.tflite" and art["backend"] == "tflm" and art["files"] == ["c3ae_full_int8.tflite", "c3ae_full_int8.head.json"]
-    assert art["input"]["shape"] == [1, 64, 64, 3] and art["input"]["dtype"] == "int8" and art["outputs"][0]["dtype"] == "int8"
+    assert (
+        m["primary"] == "c3ae_full_int8.tflite"
+        and art["backend"] == "tflm"
+        and art["files"] == ["c3ae_full_int8.tflite", "c3ae_full_int8.head.json"]
+    )
+    assert (
+        art["input"]["shape"] == [1, 64, 64, 3]
+        and art["input"]["dtype"] == "int8"
+        and art["outputs"][0]["dtype"] == "int8"
+    )
     row = art["runtimes"]["tflite-micro/reference"]
     assert row["status"] == "verified" and row["verification"]["passed"] and row["verification"]["faces"] == 60
     golden = art["golden"]["tflite-micro/reference"]["features"]
     assert golden["dtype"] == "int8" and golden["shape"] == [8, 3, 2, 2, 32]
     mcu = m["mcu"]
     assert mcu["arena"]["bytes"] <= ARENA_BAR and mcu["arena"]["bytes"] == mcu["arena"]["allocations"]["total"]
-    assert mcu["flash"]["model_bytes"] <= FLASH_BAR and mcu["flash"]["flatbuffer_bytes"] == art["bytes"] - (bundle / art["files"][1]).stat().st_size
+    assert (
+        mcu["flash"]["model_bytes"] <= FLASH_BAR
+        and mcu["flash"]["flatbuffer_bytes"] == art["bytes"] - (bundle / art["files"][1]).stat().st_size
+    )
     assert "TRANSPOSE" not in mcu["ops"] or mcu["ops"]["TRANSPOSE"] < 8
     hdr = (bundle / "c3ae_model.h").read_text()
-    assert f"#define C3AE_TFLM_ARENA_BYTES {mcu['arena']['bytes']} " in hdr and hdr.rstrip().endswith("#endif /* C3AE_MODEL_H */")
+    assert f"#define C3AE_TFLM_ARENA_BYTES {mcu['arena']['bytes']} " in hdr and hdr.rstrip().endswith(
+        "#endif /* C3AE_MODEL_H */"
+    )
     ops = (bundle / "c3ae_ops.h").read_text()
     assert f"#define C3AE_NUM_OPS {len(mcu['ops'])}" in ops and ops.count("if (r.Add") == len(mcu["ops"])
     data = (bundle / "c3ae_mcu_model.c").read_text()
     assert "const uint8_t c3ae_trunk_tflite[C3AE_MCU_MODEL_BYTES] C3AE_ALIGN16" in data and "aligned(16)" in data
     from c3ae_edge.export.mcu import op_names
 
-    assert op_names((bundle / art["file"]).read_bytes()) and len(op_names((bundle / art["file"]).read_bytes())) == len(mcu["ops"])
+    assert op_names((bundle / art["file"]).read_bytes()) and len(op_names((bundle / art["file"]).read_bytes())) == len(
+        mcu["ops"]
+    )
 
 
 def test_tflm_rerun_matches_golden(bundle: Path):
@@ -97,7 +116,10 @@ def test_tflm_rerun_matches_golden(bundle: Path):
     x = CropSpec.from_dict(m["crop"]).normalize(np.load(bundle / "parity_crops.npy"))
     r = TFLMRunner(bundle / m["primary"])
     assert compare_golden(r.raw(x), m["artifacts"][0]["golden"]["tflite-micro/reference"])["exact"]
-    assert np.abs(r.run(x)["age"] - np.asarray(m["parity_set"]["pytorch_age"])).max() <= m["artifacts"][0]["tolerance_years"]
+    assert (
+        np.abs(r.run(x)["age"] - np.asarray(m["parity_set"]["pytorch_age"])).max()
+        <= m["artifacts"][0]["tolerance_years"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +130,26 @@ def host_driver(bundle: Path, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cdrv")
     (d / "driver.c").write_text(DRIVER)
     exe = d / "driver"
-    r = subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", f"-I{bundle}", str(d / "driver.c"),
-                        str(bundle / "c3ae_mcu.c"), str(bundle / "c3ae_mcu_model.c"), "-lm", "-o", str(exe)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            gcc,
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-ffp-contract=off",
+            f"-I{bundle}",
+            str(d / "driver.c"),
+            str(bundle / "c3ae_mcu.c"),
+            str(bundle / "c3ae_mcu_model.c"),
+            "-lm",
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     return exe
 
@@ -118,7 +158,10 @@ def _faces(n: int):
     import csv
 
     rows = list(csv.DictReader((DATA / "utkface" / "labels.csv").open()))
-    return [DATA / "utkface" / r[next(k for k in r if k in ("file", "path", "image"))] for r in rows[:: max(1, len(rows) // n)][:n]]
+    return [
+        DATA / "utkface" / r[next(k for k in r if k in ("file", "path", "image"))]
+        for r in rows[:: max(1, len(rows) // n)][:n]
+    ]
 
 
 def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_driver: Path):
@@ -141,16 +184,30 @@ def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_drive
         img = load_rgb(str(path))
         h, w = img.shape[:2]
         cx, cy, side = ref.aligned_box(w, h, m["face_box"]["aligned_chip"])
-        for box in ((cx, cy, side), (8.3, h - 5.6, side), (cx, cy, 40.0)):  # aligned; mostly outside (edge padding); enlarged
-            r = subprocess.run([str(host_driver)], input=f"crop {w} {h} {box[0]!r} {box[1]!r} {box[2]!r}\n".encode() + img.tobytes(), capture_output=True)
+        for box in (
+            (cx, cy, side),
+            (8.3, h - 5.6, side),
+            (cx, cy, 40.0),
+        ):  # aligned; mostly outside (edge padding); enlarged
+            r = subprocess.run(
+                [str(host_driver)],
+                input=f"crop {w} {h} {box[0]!r} {box[1]!r} {box[2]!r}\n".encode() + img.tobytes(),
+                capture_output=True,
+            )
             assert r.returncode == 0, r.stderr
             k = len(spec.scales) * spec.size * spec.size * 3
             crops = np.frombuffer(r.stdout[:k], np.uint8).reshape(len(spec.scales), spec.size, spec.size, 3)
             q = np.frombuffer(r.stdout[k:], np.int8).reshape(crops.shape)
-            want = np.stack([ref.resize(ref.cut(img, int(round(box[0] - n / 2)), int(round(box[1] - n / 2)), n), spec.size)
-                             for n in (max(2, int(round(box[2] * s))) for s in spec.scales)])
+            want = np.stack(
+                [
+                    ref.resize(ref.cut(img, int(round(box[0] - n / 2)), int(round(box[1] - n / 2)), n), spec.size)
+                    for n in (max(2, int(round(box[2] * s))) for s in spec.scales)
+                ]
+            )
             worst_crop = max(worst_crop, int(np.abs(crops.astype(int) - want).max()))
-            worst_cv2 = max(worst_cv2, int(np.abs(crops.astype(int) - spec.crop(img, box)).max()))  # OpenCV: what training used
+            worst_cv2 = max(
+                worst_cv2, int(np.abs(crops.astype(int) - spec.crop(img, box)).max())
+            )  # OpenCV: what training used
             scale, zp = runner._q(runner.inp)
             qc = np.clip(np.round(spec.normalize(crops).transpose(0, 2, 3, 1) / np.float32(scale)) + zp, -128, 127)
             worst_q = max(worst_q, int(np.abs(q.astype(int) - qc).max()))
@@ -180,7 +237,11 @@ def test_c_pipeline_age_vs_pytorch(bundle: Path, host_driver: Path):
         img = load_rgb(str(path))
         h, w = img.shape[:2]
         box = (0.495 * w, 0.44 * h, 0.84 * min(w, h))
-        r = subprocess.run([str(host_driver)], input=f"crop {w} {h} {box[0]!r} {box[1]!r} {box[2]!r}\n".encode() + img.tobytes(), capture_output=True)
+        r = subprocess.run(
+            [str(host_driver)],
+            input=f"crop {w} {h} {box[0]!r} {box[1]!r} {box[2]!r}\n".encode() + img.tobytes(),
+            capture_output=True,
+        )
         k = len(spec.scales) * spec.size * spec.size * 3
         q = np.frombuffer(r.stdout[k:], np.int8).reshape(len(spec.scales), spec.size, spec.size, 3)
         feats = []
@@ -201,12 +262,20 @@ def test_cross_compiles_for_cortex_m(bundle: Path, core: str, tmp_path: Path):
 
     gcc = shutil.which("arm-none-eabi-gcc")
     if not gcc:
-        pytest.skip("arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi): cross-compile not tested")
+        pytest.skip(
+            "arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi): cross-compile not tested"
+        )
     for src in C_SOURCES:
-        r = subprocess.run([gcc, *CFLAGS, *CPUS[core], "-c", str(bundle / src), "-o", str(tmp_path / (src + ".o"))], capture_output=True, text=True)
+        r = subprocess.run(
+            [gcc, *CFLAGS, *CPUS[core], "-c", str(bundle / src), "-o", str(tmp_path / (src + ".o"))],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
     sizes = manifest(bundle)["mcu"]["cross_compile"]["cores"][core]["total"]
-    assert sizes["rodata"] + sizes["text"] >= manifest(bundle)["mcu"]["flash"]["flatbuffer_bytes"] and sizes["data"] == 0
+    assert (
+        sizes["rodata"] + sizes["text"] >= manifest(bundle)["mcu"]["flash"]["flatbuffer_bytes"] and sizes["data"] == 0
+    )
 
 
 def test_verify_cli_reruns_tflm_golden(bundle: Path):

@@ -1,4 +1,5 @@
 """The model family: registry, exact Table 1 numbers, declared metadata recomputed, shapes and gradients."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,14 @@ from c3ae_edge.errors import UsageError
 from c3ae_edge.models import create_model, get_model_cfg, list_models
 from c3ae_edge.models.profile import count_params, profile_model
 
-TABLE3 = ["c3ae_plain", "ssr_net", "mobilenet_v2_050_6", "mobilenet_v2_075_6", "shufflenet_v2_050_1", "shufflenet_v2_075_1"]
+TABLE3 = [
+    "c3ae_plain",
+    "ssr_net",
+    "mobilenet_v2_050_6",
+    "mobilenet_v2_075_6",
+    "shufflenet_v2_050_1",
+    "shufflenet_v2_075_1",
+]
 
 
 def test_registry_has_paper_models():
@@ -30,7 +38,12 @@ def test_declared_metadata_matches_module(name):
     prof = profile_model(model)
     cfg = get_model_cfg(name)
     assert (prof.params, prof.trainable_params, prof.macc, prof.conv_macc, prof.fp32_bytes) == (
-        cfg.params, cfg.trainable_params, cfg.macc, cfg.conv_macc, cfg.fp32_bytes)
+        cfg.params,
+        cfg.trainable_params,
+        cfg.macc,
+        cfg.conv_macc,
+        cfg.fp32_bytes,
+    )
     assert prof.trainable_params == sum(p.numel() for p in model.parameters())
 
 

@@ -1,4 +1,5 @@
 """The shipped default model on real faces: predict (detector and aligned paths), evaluate, FG-NET protocol, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -113,7 +114,19 @@ def test_fgnet_paper_protocol_fast_setting(fgnet_dir, tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(lines[:241]) + "\n")
     for sub in ("images", "points"):
         (tmp_path / sub).symlink_to(fgnet_dir / sub)
-    r = cli("evaluate", "--data", f"fgnet:{tmp_path}", "--protocol", "fgnet-paper", "--repeats", "2", "--epochs", "1", "--json", "-")
+    r = cli(
+        "evaluate",
+        "--data",
+        f"fgnet:{tmp_path}",
+        "--protocol",
+        "fgnet-paper",
+        "--repeats",
+        "2",
+        "--epochs",
+        "1",
+        "--json",
+        "-",
+    )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["folds"] == 2 and rep["test_size"] == 30 and len(rep["fold_mae"]) == 2

@@ -1,5 +1,6 @@
 """Signed releases end to end with real components: one real `export --target rpi --sign`, minisign (Debian) for
 interoperability, Debian's docker-registry and a static HTTP server on 127.0.0.1, and pull.sh with no Python on PATH."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,12 +20,20 @@ from release_servers import REGISTRY_BIN, Registry, StaticServer
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]
 ENV = {**os.environ, "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
 MINISIGN = shutil.which("minisign")
-needs_minisign = pytest.mark.skipif(MINISIGN is None, reason="minisign not installed (apt-get install minisign; .ci/run does)")
-needs_registry = pytest.mark.skipif(REGISTRY_BIN is None, reason="docker-registry not installed (apt-get install docker-registry; .ci/run does)")
+needs_minisign = pytest.mark.skipif(
+    MINISIGN is None, reason="minisign not installed (apt-get install minisign; .ci/run does)"
+)
+needs_registry = pytest.mark.skipif(
+    REGISTRY_BIN is None, reason="docker-registry not installed (apt-get install docker-registry; .ci/run does)"
+)
 
 
-def cli(*args: str, env: dict | None = None, input: str | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT, env=env or ENV, input=input, timeout=timeout)
+def cli(
+    *args: str, env: dict | None = None, input: str | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=ROOT, env=env or ENV, input=input, timeout=timeout
+    )
 
 
 def ok(r: subprocess.CompletedProcess) -> str:
@@ -49,15 +58,30 @@ def keys(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("keys")
     for name in ("release", "other"):
         ok(cli("keygen", str(d / name), "--unencrypted"))
-    return {"key": d / "release.key", "pub": d / "release.pub", "other_key": d / "other.key", "other_pub": d / "other.pub"}
+    return {
+        "key": d / "release.key",
+        "pub": d / "release.pub",
+        "other_key": d / "other.key",
+        "other_pub": d / "other.pub",
+    }
 
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory, keys) -> Path:
     """`c3ae-edge export --target rpi --sign KEY` once per session (300 calibration faces, 100 verification faces)."""
     out = tmp_path_factory.mktemp("export")
-    r = cli("export", "--target", "rpi", "--out", str(out), "--sign", str(keys["key"]), "--verify-count", "100",
-            env={**ENV, "SOURCE_DATE_EPOCH": "1700000000"})
+    r = cli(
+        "export",
+        "--target",
+        "rpi",
+        "--out",
+        str(out),
+        "--sign",
+        str(keys["key"]),
+        "--verify-count",
+        "100",
+        env={**ENV, "SOURCE_DATE_EPOCH": "1700000000"},
+    )
     ok(r)
     b = out / "c3ae_full-0.1.0-rpi4"
     assert (b / "SHA256SUMS.minisig").is_file()
@@ -96,10 +120,13 @@ def assert_clean(out: Path) -> None:
 
 
 def sums_of(folder: Path) -> dict[str, str]:
-    return {line.partition("  ")[2]: line.partition("  ")[0] for line in (folder / "SHA256SUMS").read_text().splitlines()}
+    return {
+        line.partition("  ")[2]: line.partition("  ")[0] for line in (folder / "SHA256SUMS").read_text().splitlines()
+    }
 
 
 # --- signing -------------------------------------------------------------------------------------------------------
+
 
 @needs_minisign
 def test_unencrypted_keys_interoperate_with_minisign(tmp_path: Path, keys):
@@ -112,14 +139,39 @@ def test_unencrypted_keys_interoperate_with_minisign(tmp_path: Path, keys):
     r = subprocess.run([MINISIGN, "-V", "-p", str(keys["pub"]), "-m", str(msg)], capture_output=True, text=True)
     assert r.returncode == 0 and "Trusted comment: model:x\tversion:1" in r.stdout, r.stderr
     # minisign signs with our (unencrypted, -W) secret key; we check its signature, and one of its own keys
-    subprocess.run([MINISIGN, "-S", "-W", "-s", str(keys["key"]), "-m", str(msg), "-x", str(tmp_path / "m.sig"), "-t", "from minisign"], check=True,
-                   capture_output=True)
-    assert check(PublicKey.load(keys["pub"]), msg.read_bytes(), (tmp_path / "m.sig").read_text(), "m.sig").trusted_comment == "from minisign"
-    subprocess.run([MINISIGN, "-G", "-W", "-p", str(tmp_path / "ms.pub"), "-s", str(tmp_path / "ms.key")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            MINISIGN,
+            "-S",
+            "-W",
+            "-s",
+            str(keys["key"]),
+            "-m",
+            str(msg),
+            "-x",
+            str(tmp_path / "m.sig"),
+            "-t",
+            "from minisign",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert (
+        check(PublicKey.load(keys["pub"]), msg.read_bytes(), (tmp_path / "m.sig").read_text(), "m.sig").trusted_comment
+        == "from minisign"
+    )
+    subprocess.run(
+        [MINISIGN, "-G", "-W", "-p", str(tmp_path / "ms.pub"), "-s", str(tmp_path / "ms.key")],
+        check=True,
+        capture_output=True,
+    )
     theirs = SecretKey.load(tmp_path / "ms.key")
     assert theirs.public.pk == PublicKey.load(tmp_path / "ms.pub").pk
     (tmp_path / "f.txt.minisig").write_text(theirs.sign(msg.read_bytes(), "ours").text("t"))
-    assert subprocess.run([MINISIGN, "-V", "-p", str(tmp_path / "ms.pub"), "-m", str(msg)], capture_output=True).returncode == 0
+    assert (
+        subprocess.run([MINISIGN, "-V", "-p", str(tmp_path / "ms.pub"), "-m", str(msg)], capture_output=True).returncode
+        == 0
+    )
     # the other key, a changed byte, a changed trusted comment: minisign and we both refuse
     r = subprocess.run([MINISIGN, "-V", "-p", str(keys["other_pub"]), "-m", str(msg)], capture_output=True, text=True)
     assert r.returncode != 0
@@ -143,9 +195,19 @@ def test_encrypted_key_scrypt_matches_minisign(tmp_path: Path):
     refused(cli("keygen", str(tmp_path / "enc"), env=env), "exists")
     msg = tmp_path / "m.txt"
     msg.write_text("hello\n")
-    r = subprocess.run([MINISIGN, "-S", "-s", str(key), "-m", str(msg), "-t", "by minisign"], input="correct horse\n", capture_output=True, text=True)
+    r = subprocess.run(
+        [MINISIGN, "-S", "-s", str(key), "-m", str(msg), "-t", "by minisign"],
+        input="correct horse\n",
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr + r.stdout
-    assert subprocess.run([MINISIGN, "-V", "-p", str(tmp_path / "enc.pub"), "-m", str(msg)], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [MINISIGN, "-V", "-p", str(tmp_path / "enc.pub"), "-m", str(msg)], capture_output=True
+        ).returncode
+        == 0
+    )
     from c3ae_edge.errors import UsageError
     from c3ae_edge.release.sign import SecretKey
 
@@ -158,13 +220,19 @@ def test_export_sign_and_verify_key(bundle: Path, keys, tmp_path: Path):
 
     sig = (bundle / SIG_NAME).read_text().splitlines()
     man = json.loads((bundle / "manifest.json").read_text())
-    assert sig[2] == ("trusted comment: model:c3ae_full\tversion:0.1.0\ttarget:rpi4\tweights_sha256:"
-                      f"{man['model']['weights_sha256']}\tbuild_time:2023-11-14T22:13:20Z\tfile:SHA256SUMS")
+    assert sig[2] == (
+        "trusted comment: model:c3ae_full\tversion:0.1.0\ttarget:rpi4\tweights_sha256:"
+        f"{man['model']['weights_sha256']}\tbuild_time:2023-11-14T22:13:20Z\tfile:SHA256SUMS"
+    )
     assert SIG_NAME not in sums_of(bundle)
     out = ok(cli("verify", str(bundle), "--key", str(keys["pub"])))
-    assert out.splitlines()[0].startswith(f"{bundle}: signature OK, trusted comment: model:c3ae_full version:0.1.0 target:rpi4")
+    assert out.splitlines()[0].startswith(
+        f"{bundle}: signature OK, trusted comment: model:c3ae_full version:0.1.0 target:rpi4"
+    )
     if MINISIGN:  # the Debian tool agrees
-        r = subprocess.run([MINISIGN, "-V", "-p", str(keys["pub"]), "-m", str(bundle / "SHA256SUMS")], capture_output=True, text=True)
+        r = subprocess.run(
+            [MINISIGN, "-V", "-p", str(keys["pub"]), "-m", str(bundle / "SHA256SUMS")], capture_output=True, text=True
+        )
         assert r.returncode == 0 and "target:rpi4" in r.stdout
     print("\nverify --key, good bundle:", out.splitlines()[0])
     # another key
@@ -176,7 +244,9 @@ def test_export_sign_and_verify_key(bundle: Path, keys, tmp_path: Path):
     shutil.copytree(bundle, b)
     flip(b / "c3ae_full_int8.tflite", 2000)
     _sums(b)
-    print("regenerated SHA256SUMS:", refused(cli("verify", str(b), "--key", str(keys["pub"])), "signature does not match"))
+    print(
+        "regenerated SHA256SUMS:", refused(cli("verify", str(b), "--key", str(keys["pub"])), "signature does not match")
+    )
     # no signature
     shutil.rmtree(b)
     shutil.copytree(bundle, b)
@@ -191,6 +261,7 @@ def test_export_sign_and_verify_key(bundle: Path, keys, tmp_path: Path):
 
 
 # --- static index ----------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def static_store(tmp_path_factory, bundle: Path, keys):
@@ -220,7 +291,9 @@ def test_static_publish_layout_and_list(static_store, bundle: Path, keys):
     doc = json.loads((store / "index.json").read_text())
     rel = next(e for e in doc["releases"] if e["version"] == "0.1.0")
     assert {f["name"]: f["sha256"] for f in rel["files"] if f["name"] in sums_of(bundle)} == sums_of(bundle)
-    assert rel["signature"]["trusted_comment"] == (bundle / "SHA256SUMS.minisig").read_text().splitlines()[2].removeprefix("trusted comment: ")
+    assert rel["signature"]["trusted_comment"] == (bundle / "SHA256SUMS.minisig").read_text().splitlines()[
+        2
+    ].removeprefix("trusted comment: ")
     assert doc["pull_sh"]["sha256"] == hashlib.sha256((store / "pull.sh").read_bytes()).hexdigest()
     # the archive is deterministic: publishing again elsewhere gives the same bytes
     again = store.parent / "again"
@@ -268,15 +341,24 @@ def _copy_store(static_store, tmp_path: Path) -> tuple[Path, StaticServer]:
     return store, StaticServer(store)
 
 
-@pytest.mark.parametrize("case", ["blob", "index", "wrong_key", "no_index_sig", "no_bundle_sig", "sums_swapped", "truncated", "short"])
+@pytest.mark.parametrize(
+    "case", ["blob", "index", "wrong_key", "no_index_sig", "no_bundle_sig", "sums_swapped", "truncated", "short"]
+)
 def test_static_tamper_cases_land_nothing(static_store, keys, tmp_path: Path, case: str):
     store, srv = _copy_store(static_store, tmp_path)
     out = tmp_path / "fw"
     pub = keys["pub"]
     b = store / "c3ae_full-0.2.0-rpi4"
-    want = {"blob": "is not the listed", "index": "signature does not match", "wrong_key": "not by the trusted key",
-            "no_index_sig": "unsigned index", "no_bundle_sig": "SHA256SUMS.minisig: missing from the store", "sums_swapped": "is not the listed",
-            "truncated": "truncated (", "short": "truncated ("}[case]
+    want = {
+        "blob": "is not the listed",
+        "index": "signature does not match",
+        "wrong_key": "not by the trusted key",
+        "no_index_sig": "unsigned index",
+        "no_bundle_sig": "SHA256SUMS.minisig: missing from the store",
+        "sums_swapped": "is not the listed",
+        "truncated": "truncated (",
+        "short": "truncated (",
+    }[case]
     if case == "blob":  # a flipped byte in the stored model file
         flip(b / "c3ae_full_int8.tflite")
     elif case == "index":  # index.json edited (a digest swapped for the tampered file's) without the key
@@ -315,7 +397,19 @@ def test_interrupted_pull_leaves_nothing(static_store, keys, tmp_path: Path):
     """SIGTERM (a CI timeout) mid-download: nothing in --out; SIGKILL: only a stale temp folder, removed by the next pull."""
     store, srv = _copy_store(static_store, tmp_path)
     out = tmp_path / "fw"
-    args = [*CLI, "pull", "c3ae_full", "--target", "rpi4", "--from", srv.url, "--key", str(keys["pub"]), "--out", str(out)]
+    args = [
+        *CLI,
+        "pull",
+        "c3ae_full",
+        "--target",
+        "rpi4",
+        "--from",
+        srv.url,
+        "--key",
+        str(keys["pub"]),
+        "--out",
+        str(out),
+    ]
     srv.httpd.stall.append("c3ae_full_int8.tflite")
     try:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -328,8 +422,13 @@ def test_interrupted_pull_leaves_nothing(static_store, keys, tmp_path: Path):
             _, err = p.communicate(timeout=60)
             srv.httpd.release.set()
             if sig == signal.SIGTERM:
-                assert p.returncode == 130 and err.strip().splitlines()[-1] == f"c3ae-edge: pull interrupted: nothing was installed in {out}", err
-                print(f"\nSIGTERM mid-download: exit {p.returncode}, {err.strip().splitlines()[-1]!r}, --out holds {tree(out)}")
+                assert (
+                    p.returncode == 130
+                    and err.strip().splitlines()[-1] == f"c3ae-edge: pull interrupted: nothing was installed in {out}"
+                ), err
+                print(
+                    f"\nSIGTERM mid-download: exit {p.returncode}, {err.strip().splitlines()[-1]!r}, --out holds {tree(out)}"
+                )
                 assert_clean(out)
             else:
                 assert not (out / "c3ae_full-rpi4").exists()
@@ -347,8 +446,23 @@ def test_concurrent_pulls_into_one_folder(static_store, keys, tmp_path: Path):
 
     out = tmp_path / "fw"
     _, srv = static_store
-    args = [*CLI, "pull", "c3ae_full", "--target", "rpi4", "--from", srv.url, "--key", str(keys["pub"]), "--out", str(out)]
-    procs = [subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    args = [
+        *CLI,
+        "pull",
+        "c3ae_full",
+        "--target",
+        "rpi4",
+        "--from",
+        srv.url,
+        "--key",
+        str(keys["pub"]),
+        "--out",
+        str(out),
+    ]
+    procs = [
+        subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     res = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [r[1][-500:] for r in res]
     print("\nthree concurrent pulls:", [r[0].strip() for r in res])
@@ -357,6 +471,7 @@ def test_concurrent_pulls_into_one_folder(static_store, keys, tmp_path: Path):
 
 
 # --- OCI registry ----------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
@@ -396,7 +511,10 @@ def test_oci_manifest_is_one_layer_per_file(oci_repo: str, registry, bundle: Pat
     assert [m["artifactType"] for m in index["manifests"]] == [SIG_TYPE]
     sig_art = store.manifest(index["manifests"][0]["digest"])
     assert sig_art["subject"]["digest"] == digest
-    assert sig_art["layers"][0]["digest"] == f"sha256:{hashlib.sha256((bundle / 'SHA256SUMS.minisig').read_bytes()).hexdigest()}"
+    assert (
+        sig_art["layers"][0]["digest"]
+        == f"sha256:{hashlib.sha256((bundle / 'SHA256SUMS.minisig').read_bytes()).hexdigest()}"
+    )
     assert man["artifactType"] == ARTIFACT_TYPE and man["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
     layers = {lay["annotations"]["org.opencontainers.image.title"]: lay for lay in man["layers"]}
     assert sorted(layers) == sorted([*sums_of(bundle), "SHA256SUMS", "SHA256SUMS.minisig"])
@@ -405,7 +523,11 @@ def test_oci_manifest_is_one_layer_per_file(oci_repo: str, registry, bundle: Pat
     assert layers["c3ae_full_int8.tflite"]["mediaType"] == "application/vnd.c3ae-edge.model.tflite.v1"
     assert layers["SHA256SUMS.minisig"]["mediaType"] == "application/vnd.c3ae-edge.signature.minisign.v1"
     ann = man["annotations"]
-    assert (ann["dev.c3ae-edge.model"], ann["org.opencontainers.image.version"], ann["dev.c3ae-edge.target"]) == ("c3ae_full", "0.1.0", "rpi4")
+    assert (ann["dev.c3ae-edge.model"], ann["org.opencontainers.image.version"], ann["dev.c3ae-edge.target"]) == (
+        "c3ae_full",
+        "0.1.0",
+        "rpi4",
+    )
     assert ann["dev.c3ae-edge.signature.trusted_comment"].startswith("model:c3ae_full\tversion:0.1.0\ttarget:rpi4\t")
     lines = ok(cli("releases", "--from", oci_repo, "--key", str(keys["pub"]))).splitlines()
     assert [ln.split()[:3] for ln in lines] == [["c3ae_full", "0.1.0", "rpi4"], ["c3ae_full", "0.2.0", "rpi4"]]
@@ -424,7 +546,9 @@ def test_oci_pull_versions_and_downgrade(oci_repo: str, keys, tmp_path: Path):
     out = tmp_path / "fw"
 
     def pull(spec: str, *extra: str) -> subprocess.CompletedProcess:
-        return cli("pull", spec, "--target", "rpi4", "--from", oci_repo, "--key", str(keys["pub"]), "--out", str(out), *extra)
+        return cli(
+            "pull", spec, "--target", "rpi4", "--from", oci_repo, "--key", str(keys["pub"]), "--out", str(out), *extra
+        )
 
     t0 = time.perf_counter()
     line = ok(pull("c3ae_full:0.1.0"))
@@ -461,7 +585,11 @@ def test_oci_tamper_cases_land_nothing(oci_repo: str, registry, bundle: Path, ke
     man = store.manifest("0.1.0-rpi4")
     pub, want = keys["pub"], None
     if case == "blob":  # a flipped byte in the registry's stored blob
-        digest = next(lay["digest"] for lay in man["layers"] if lay["annotations"]["org.opencontainers.image.title"] == "c3ae_full_int8.tflite")
+        digest = next(
+            lay["digest"]
+            for lay in man["layers"]
+            if lay["annotations"]["org.opencontainers.image.title"] == "c3ae_full_int8.tflite"
+        )
         flip(registry.blob_file(digest))
         want = "is not the listed"
     elif case == "manifest":  # the stored manifest edited in place (its tag still names the old digest)
@@ -472,7 +600,9 @@ def test_oci_tamper_cases_land_nothing(oci_repo: str, registry, bundle: Path, ke
     elif case == "wrong_key":
         pub, want = keys["other_pub"], "not by the trusted key"
     elif case == "no_sig":  # a manifest without the signature layer
-        man["layers"] = [lay for lay in man["layers"] if lay["annotations"]["org.opencontainers.image.title"] != "SHA256SUMS.minisig"]
+        man["layers"] = [
+            lay for lay in man["layers"] if lay["annotations"]["org.opencontainers.image.title"] != "SHA256SUMS.minisig"
+        ]
         man["annotations"]["org.opencontainers.image.version"] = "0.1.1"
         _push_raw(store, man, "0.1.1-rpi4")
         want = "unsigned bundle"
@@ -519,8 +649,14 @@ def test_pull_sh_without_python(static_store, keys, tmp_path: Path):
     out = tmp_path / "fw"
 
     def run(spec: str, pub: Path = keys["pub"], **extra) -> subprocess.CompletedProcess:
-        r = subprocess.run(["sh", str(script), srv.url, spec, "rpi4", str(pub), str(out)], env={**env, **extra}, capture_output=True, text=True,
-                           timeout=120, executable=str(bindir / "sh"))
+        r = subprocess.run(
+            ["sh", str(script), srv.url, spec, "rpi4", str(pub), str(out)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            executable=str(bindir / "sh"),
+        )
         r.args = spec
         return r
 
@@ -537,9 +673,13 @@ def test_pull_sh_without_python(static_store, keys, tmp_path: Path):
         print(f"pull.sh downgrade: {r.stderr.strip()}")
         assert run("c3ae_full:0.1.0", ALLOW_DOWNGRADE="1").returncode == 0
         cmd = ["sh", str(script), srv.url, "c3ae_full:0.1.5", "rpi4", str(keys["pub"]), str(out)]
-        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+        ]
         assert [p.wait(120) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
-        assert sorted(os.listdir(out)) == ["c3ae_full-rpi4"] and sums_of(final) == sums_of(tstore / "c3ae_full-0.1.5-rpi4")
+        assert sorted(os.listdir(out)) == ["c3ae_full-rpi4"] and sums_of(final) == sums_of(
+            tstore / "c3ae_full-0.1.5-rpi4"
+        )
         assert run("c3ae_full:0.1.0", ALLOW_DOWNGRADE="1").returncode == 0
         r = run("c3ae_full", pub=keys["other_pub"])
         assert r.returncode != 0 and "signature check failed" in r.stderr
@@ -555,8 +695,10 @@ def test_pull_sh_without_python(static_store, keys, tmp_path: Path):
 
 
 def test_help_imports_neither_torch_nor_cryptography():
-    code = ("import sys; sys.argv = ['c3ae-edge', '--help']\nfrom c3ae_edge import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'cryptography', 'packaging') if m in sys.modules))")
+    code = (
+        "import sys; sys.argv = ['c3ae-edge', '--help']\nfrom c3ae_edge import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'cryptography', 'packaging') if m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", r.stdout[-500:] + r.stderr
     for cmd in ("keygen", "sign", "publish", "releases", "pull"):
@@ -581,10 +723,24 @@ def test_oci_registry_with_authentication(kind: str, bundle: Path, keys, tmp_pat
         print(f"\n{kind}, anonymous push: {refused(cli('publish', str(bundle), '--to', repo), 'C3AE_OCI_USERNAME')}")
         refused(cli("publish", str(bundle), "--to", repo, env={**creds, "C3AE_OCI_PASSWORD": "wrong"}), "HTTP 401")
         ok(cli("publish", str(bundle), "--to", repo, env=creds))
-        pull = ["pull", "c3ae_full:0.1.0", "--target", "rpi4", "--from", repo, "--key", str(keys["pub"]), "--out", str(tmp_path / "fw")]
+        pull = [
+            "pull",
+            "c3ae_full:0.1.0",
+            "--target",
+            "rpi4",
+            "--from",
+            repo,
+            "--key",
+            str(keys["pub"]),
+            "--out",
+            str(tmp_path / "fw"),
+        ]
         if token:  # the realm hands anonymous callers pull rights
             ok(cli(*pull))
-            assert {r["scope"] for r in token.requests} == {"repository:acme/c3ae_full:pull,push", "repository:acme/c3ae_full:pull"}
+            assert {r["scope"] for r in token.requests} == {
+                "repository:acme/c3ae_full:pull,push",
+                "repository:acme/c3ae_full:pull",
+            }
         else:
             refused(cli(*pull), "C3AE_OCI_USERNAME")
             ok(cli(*pull, env=creds))

@@ -1,5 +1,6 @@
 """The standalone on-board runner: runs a real bundle in a virtual environment that holds only numpy and the runtimes,
 writes the bench JSON schema, and merges with a ``c3ae-edge bench`` document."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,7 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER_DEPS = ("numpy", "numpy.libs", "ai_edge_litert", "onnxruntime")  # the runner's whole world (importable names + their metadata)
+RUNNER_DEPS = (
+    "numpy",
+    "numpy.libs",
+    "ai_edge_litert",
+    "onnxruntime",
+)  # the runner's whole world (importable names + their metadata)
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +33,23 @@ def board_python(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("boardvenv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(d / "venv")], check=True, timeout=120)
     py = d / "venv" / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
-                               check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     for name in RUNNER_DEPS:
-        spec = importlib.util.find_spec(name.split(".")[0])  # where it really lives (a worktree venv may see another venv's packages)
-        ours = Path(spec.submodule_search_locations[0]).parent if spec and spec.submodule_search_locations else Path(sysconfig.get_paths()["purelib"])
+        spec = importlib.util.find_spec(
+            name.split(".")[0]
+        )  # where it really lives (a worktree venv may see another venv's packages)
+        ours = (
+            Path(spec.submodule_search_locations[0]).parent
+            if spec and spec.submodule_search_locations
+            else Path(sysconfig.get_paths()["purelib"])
+        )
         for p in [ours / name, *ours.glob(f"{name}-*.dist-info")]:
             if p.exists():
                 (site / p.name).symlink_to(p)
@@ -49,16 +67,27 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
     r = cli("bench", "write-runner", tmp_path)
     assert r.code == 0 and runner.is_file(), r.err
     out = tmp_path / "board.json"
-    r = subprocess.run([str(board_python), str(runner), str(bundle), "--runs", "40", "--warmup", "5", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [str(board_python), str(runner), str(bundle), "--runs", "40", "--warmup", "5", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert doc["schema"] == SCHEMA and doc["config"]["runner"] == "onboard.py"
     man = json.loads((bundle / "manifest.json").read_text())
     assert {r["artifact"]["file"] for r in doc["results"]} == {a["file"] for a in man["artifacts"]}
     for row in doc["results"]:
-        assert row["latency"]["count"] == 40 and row["latency"]["p50"] > 0 and row["threads"] == 1  # Table 3 compares 1-thread rows
-        assert row["model"] == man["model"]["name"] and row["runtime"] == "ai-edge-litert" and row["delegate"]["name"] == "xnnpack"
+        assert (
+            row["latency"]["count"] == 40 and row["latency"]["p50"] > 0 and row["threads"] == 1
+        )  # Table 3 compares 1-thread rows
+        assert (
+            row["model"] == man["model"]["name"]
+            and row["runtime"] == "ai-edge-litert"
+            and row["delegate"]["name"] == "xnnpack"
+        )
         assert row["parity"]["faces"] == len(man["parity_set"]["pytorch_age"]) and row["parity"]["within_tolerance"]
     assert doc["environment"]["versions"]["numpy"] and "torch" not in doc["environment"]["versions"]
     from c3ae_edge.bench.rows import BenchRow
@@ -68,14 +97,33 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
     assert all(t.timed and t.runtime == "ai-edge-litert" for t in typed)
 
     # one table across "machines": the harness document + the runner's
-    r = cli("bench", "--models", "c3ae_full", "--backends", "torch", "--precision", "fp32", "--runs", "20", "--warmup", "2", "-q", "--e2e", "0",
-            "--json", tmp_path / "host.json")  # the old spelling (bench = bench run) still runs, for one release
+    r = cli(
+        "bench",
+        "--models",
+        "c3ae_full",
+        "--backends",
+        "torch",
+        "--precision",
+        "fp32",
+        "--runs",
+        "20",
+        "--warmup",
+        "2",
+        "-q",
+        "--e2e",
+        "0",
+        "--json",
+        tmp_path / "host.json",
+    )  # the old spelling (bench = bench run) still runs, for one release
     assert r.code == 0 and "use `c3ae-edge bench run`" in r.lines[-1], r.err[-2000:]
-    r = cli("bench", "merge", tmp_path / "host.json", out, "--markdown", tmp_path / "m.md",
-            "--json", tmp_path / "m.json")
+    r = cli(
+        "bench", "merge", tmp_path / "host.json", out, "--markdown", tmp_path / "m.md", "--json", tmp_path / "m.json"
+    )
     assert r.code == 0, r.err
     merged = json.loads((tmp_path / "m.json").read_text())
-    assert any("[on-board runner]" in r["machine"] for r in merged["results"]) and any(r["backend"] == "torch" for r in merged["results"])
+    assert any("[on-board runner]" in r["machine"] for r in merged["results"]) and any(
+        r["backend"] == "torch" for r in merged["results"]
+    )
     md = (tmp_path / "m.md").read_text()
     assert "[on-board runner]" in md and "tflite" in md
 
@@ -83,7 +131,9 @@ def test_runner_is_standalone_and_writes_the_schema(bundle, board_python, tmp_pa
 def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
     runner = ROOT / "c3ae_edge" / "board" / "onboard.py"
     shutil.copy(runner, tmp_path / "onboard.py")
-    r = subprocess.run([sys.executable, str(tmp_path / "onboard.py"), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "onboard.py"), str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a c3ae-edge bundle" in r.stderr
 
 
@@ -98,13 +148,32 @@ def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path, cli):
     for p in sorted((fgnet_dir / "images").iterdir())[:40:10]:
         shutil.copy(p, photos / p.name)
     out = tmp_path / "board.json"
-    r = subprocess.run([sys.executable, str(tmp_path / "onboard.py"), str(bundle), "--runs", "5", "--warmup", "1", "--photos", str(photos),
-                        "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "onboard.py"),
+            str(bundle),
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+            "--photos",
+            str(photos),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [x for x in json.loads(out.read_text())["results"] if x.get("pipeline") == "photo-to-age"]
     man = json.loads((bundle / "manifest.json").read_text())
     assert man["face_box"]["detector"]["name"] == "haar-fast"
-    assert {(x["artifact"]["file"], x["input"]) for x in rows} == {(a["file"], i) for a in man["artifacts"] for i in ("photos", "640x480 frames", "1280x720 frames")}
+    assert {(x["artifact"]["file"], x["input"]) for x in rows} == {
+        (a["file"], i) for a in man["artifacts"] for i in ("photos", "640x480 frames", "1280x720 frames")
+    }
     from c3ae_edge.bench.rows import BenchRow, E2ERow
 
     assert all(isinstance(BenchRow.from_json(x), E2ERow) and BenchRow.from_json(x).to_json() == x for x in rows)

@@ -1,4 +1,5 @@
 """``c3ae-edge weights soup|release``: a real soup of real checkpoints, its files, bad input, the model card's text."""
+
 from __future__ import annotations
 
 import json
@@ -50,14 +51,16 @@ def test_soup_and_release_refuse_bad_input_in_one_line(tmp_path, cli):
     shutil.copy(shipped_path("c3ae_full"), tmp_path / "full" / "best.pt")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "best.pt").write_bytes(b"a good soup from before")
-    cases = [(["weights", "soup", tmp_path / "o1", a, tmp_path / "gone.pt"], "gone.pt"),
-             (["weights", "soup", tmp_path / "o2", a, tmp_path / "full" / "best.pt"], "different models"),
-             (["weights", "soup", tmp_path / "o3", a, a], "two different"),
-             (["weights", "soup", tmp_path / "taken", a, b], "not empty"),
-             (["weights", "soup", tmp_path / "o4", a, b, "--data", f"utkface:{tmp_path / 'nodata'}"], "nodata"),
-             (["weights", "release", tmp_path / "norun", "--model", "c3ae_plain"], "norun"),
-             (["weights", "release", tmp_path / "a", "--model", "c3ae_full"], "not --model c3ae_full"),
-             (["weights", "release"], "--model")]
+    cases = [
+        (["weights", "soup", tmp_path / "o1", a, tmp_path / "gone.pt"], "gone.pt"),
+        (["weights", "soup", tmp_path / "o2", a, tmp_path / "full" / "best.pt"], "different models"),
+        (["weights", "soup", tmp_path / "o3", a, a], "two different"),
+        (["weights", "soup", tmp_path / "taken", a, b], "not empty"),
+        (["weights", "soup", tmp_path / "o4", a, b, "--data", f"utkface:{tmp_path / 'nodata'}"], "nodata"),
+        (["weights", "release", tmp_path / "norun", "--model", "c3ae_plain"], "norun"),
+        (["weights", "release", tmp_path / "a", "--model", "c3ae_full"], "not --model c3ae_full"),
+        (["weights", "release"], "--model"),
+    ]
     for args, needle in cases:
         r = cli(*args)
         assert r.code == 2 and len(r.lines) == 1 and needle in r.lines[0], (args, r.err)

@@ -8,6 +8,7 @@ and centre offset on the photos both found, and reports the IoU after mapping: f
 scored on odd-numbered ones (held out), and fitted on all (the constants to put in c3ae_edge/board/blazeface.py's
 MAPPINGS), with the IoU of the mapped box against the FG-NET landmark box beside haar's own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,11 @@ def basis(face: bf.Face, kind: str) -> tuple[float, float, float]:
 
 def fit(origins: np.ndarray, refs: np.ndarray) -> dict:
     unit = origins[:, 2]
-    return {"scale": float(np.median(refs[:, 2] / unit)), "dx": float(np.median((refs[:, 0] - origins[:, 0]) / unit)),
-            "dy": float(np.median((refs[:, 1] - origins[:, 1]) / unit))}
+    return {
+        "scale": float(np.median(refs[:, 2] / unit)),
+        "dx": float(np.median((refs[:, 0] - origins[:, 0]) / unit)),
+        "dy": float(np.median((refs[:, 1] - origins[:, 1]) / unit)),
+    }
 
 
 def mapped(origins: np.ndarray, p: dict) -> np.ndarray:
@@ -45,7 +49,12 @@ def mapped(origins: np.ndarray, p: dict) -> np.ndarray:
 
 def ious(a: np.ndarray, b: np.ndarray) -> dict:
     v = np.array([e2e.iou(x, y) for x, y in zip(a, b)])
-    return {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)), "mean": float(v.mean()), "below_0.5": int((v < 0.5).sum())}
+    return {
+        "median": float(np.median(v)),
+        "p10": float(np.percentile(v, 10)),
+        "mean": float(v.mean()),
+        "below_0.5": int((v < 0.5).sum()),
+    }
 
 
 def main() -> None:
@@ -63,22 +72,40 @@ def main() -> None:
     for s in samples:
         img = load_rgb(s.path)
         h = haar.detect(img)
-        rows.append((h[0].box if h else None, landmark_box(load_pts(s.points)), {k: (d.faces(img) or [None])[0] for k, d in models.items()}))
-    out = {"photos": len(samples), "reference": "haar (OpenCV frontal cascade, full resolution, c3ae_edge/data/detect.py HaarDetector)",
-           "haar_found": sum(r[0] is not None for r in rows), "models": {}}
+        rows.append(
+            (
+                h[0].box if h else None,
+                landmark_box(load_pts(s.points)),
+                {k: (d.faces(img) or [None])[0] for k, d in models.items()},
+            )
+        )
+    out = {
+        "photos": len(samples),
+        "reference": "haar (OpenCV frontal cascade, full resolution, c3ae_edge/data/detect.py HaarDetector)",
+        "haar_found": sum(r[0] is not None for r in rows),
+        "models": {},
+    }
     for k in models:
         both = [i for i, r in enumerate(rows) if r[0] is not None and r[2][k] is not None]
         ref, lm = np.array([rows[i][0] for i in both]), np.array([rows[i][1] for i in both])
-        res = {"found": sum(r[2][k] is not None for r in rows), "both_found": len(both),
-               "haar_vs_landmark_iou": ious(ref, lm), "bases": {}}
+        res = {
+            "found": sum(r[2][k] is not None for r in rows),
+            "both_found": len(both),
+            "haar_vs_landmark_iou": ious(ref, lm),
+            "bases": {},
+        }
         for kind in ("eyes", "box"):
             org = np.array([basis(rows[i][2][k], kind) for i in both])
             even, odd = np.arange(len(both)) % 2 == 0, np.arange(len(both)) % 2 == 1
             held = fit(org[even], ref[even])
             p = fit(org, ref)
-            res["bases"][kind] = {"fit_all": p, "iou_vs_haar_all": ious(mapped(org, p), ref),
-                                  "fit_even": held, "iou_vs_haar_odd_held_out": ious(mapped(org[odd], held), ref[odd]),
-                                  "iou_vs_landmark_all": ious(mapped(org, p), lm)}
+            res["bases"][kind] = {
+                "fit_all": p,
+                "iou_vs_haar_all": ious(mapped(org, p), ref),
+                "fit_even": held,
+                "iou_vs_haar_odd_held_out": ious(mapped(org[odd], held), ref[odd]),
+                "iou_vs_landmark_all": ious(mapped(org, p), lm),
+            }
         out["models"][k] = res
     text = json.dumps(out, indent=1) + "\n"
     if a.json:

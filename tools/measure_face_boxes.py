@@ -4,6 +4,7 @@
 Prints the median cascade box on UTKFace chips (ALIGNED_BOX) and its relation to FG-NET landmark boxes
 (LANDMARK_SIDE, LANDMARK_DY), with how many faces each median is over.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--detector", default="haar", help="haar (the full search the conventions were measured with) or haar-fast")
+    ap.add_argument(
+        "--detector", default="haar", help="haar (the full search the conventions were measured with) or haar-fast"
+    )
     a = ap.parse_args()
     det = HaarDetector(min_face_frac=0.2) if a.detector == "haar" else get_detector(a.detector)
     rng = np.random.default_rng(0)
@@ -38,7 +41,7 @@ def main() -> None:
     print(f"ALIGNED_BOX (cx/W, cy/H, side/W) median over {len(rows)} chips: {np.round(np.median(rows, 0), 3).tolist()}")
     fg = read_fgnet(Path(a.data) / "fgnet")
     rel = []
-    for s in fg[:a.n]:
+    for s in fg[: a.n]:
         img = load_rgb(s.path)
         d = det.detect(img)
         if d:

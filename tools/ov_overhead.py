@@ -14,6 +14,7 @@ process that imports only numpy, OpenVINO and c3ae_edge/export/backends/openvino
 ``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
 a pre-set tensor, reading ``request.latency``, the C++ side's duration).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from c3ae_edge.board import onboard  # noqa: E402  (numpy + stdlib only)
 
 
-def benchmark_app(ir: Path, runs: int, shape: list[int], workdir: Path, input_precision: str | None = "f32") -> tuple[float, dict]:
+def benchmark_app(
+    ir: Path, runs: int, shape: list[int], workdir: Path, input_precision: str | None = "f32"
+) -> tuple[float, dict]:
     """benchmark_app's median latency in seconds (its report: 10 us resolution) and what it printed about the compiled
     model (step 8's properties, step 6's input). ``input_precision`` None: its default, which makes a 3-channel NCHW
     input u8 (an image) and fills it with random bytes; "f32": the float input our bench (and a user's crops) feed."""
     rep = workdir / f"rep-{time.monotonic_ns()}"
     rep.mkdir()
-    cmd = [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.argv[0] = 'benchmark_app'; main()",
-           "-m", str(ir), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", "1", "-niter", str(runs), "-api", "sync",
-           "-infer_precision", "f32", "-shape", str(shape).replace(" ", ""), "-report_type", "no_counters", "-report_folder", str(rep)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from openvino.tools.benchmark.main import main; sys.argv[0] = 'benchmark_app'; main()",
+        "-m",
+        str(ir),
+        "-d",
+        "CPU",
+        "-hint",
+        "none",
+        "-nstreams",
+        "1",
+        "-nthreads",
+        "1",
+        "-niter",
+        str(runs),
+        "-api",
+        "sync",
+        "-infer_precision",
+        "f32",
+        "-shape",
+        str(shape).replace(" ", ""),
+        "-report_type",
+        "no_counters",
+        "-report_folder",
+        str(rep),
+    ]
     cmd += ["-ip", input_precision] if input_precision else []
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode:
@@ -68,9 +95,20 @@ def printed_config(out: str) -> dict:
     return cfg
 
 
-OUR_PROPERTIES = ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "EXECUTION_MODE_HINT",
-                  "ENABLE_CPU_PINNING", "ENABLE_CPU_RESERVATION", "SCHEDULING_CORE_TYPE", "ENABLE_HYPER_THREADING",
-                  "CPU_DENORMALS_OPTIMIZATION", "TBB_PARTITIONER", "DYNAMIC_QUANTIZATION_GROUP_SIZE")
+OUR_PROPERTIES = (
+    "NUM_STREAMS",
+    "INFERENCE_NUM_THREADS",
+    "INFERENCE_PRECISION_HINT",
+    "PERFORMANCE_HINT",
+    "EXECUTION_MODE_HINT",
+    "ENABLE_CPU_PINNING",
+    "ENABLE_CPU_RESERVATION",
+    "SCHEDULING_CORE_TYPE",
+    "ENABLE_HYPER_THREADING",
+    "CPU_DENORMALS_OPTIMIZATION",
+    "TBB_PARTITIONER",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE",
+)
 
 
 def our_config(ir: Path, x: np.ndarray) -> dict:
@@ -80,8 +118,11 @@ def our_config(ir: Path, x: np.ndarray) -> dict:
     from c3ae_edge.export.backends.openvino_backend import compile_ir
 
     c = compile_ir(ir, 1, "f32", batch=x.shape[0], latency=True)[1]
-    return {**{k: str(c.get_property(k)) for k in OUR_PROPERTIES},
-            "input": f"{c.inputs[0].get_element_type().get_type_name()} {list(c.inputs[0].get_shape())}", "openvino": ov.__version__}
+    return {
+        **{k: str(c.get_property(k)) for k in OUR_PROPERTIES},
+        "input": f"{c.inputs[0].get_element_type().get_type_name()} {list(c.inputs[0].get_shape())}",
+        "openvino": ov.__version__,
+    }
 
 
 def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
@@ -117,7 +158,12 @@ def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
             cpu.append(time.thread_time_ns() - c0)
         out[f"{k}: calling thread's CPU time"] = float(np.median(cpu)) / 1e9
     # the quietest block's median per variant: on a shared machine, closer to what each call costs by itself
-    out.update({f"{k} [quietest block]": float(min(np.median(v[i:i + 100]) for i in range(0, len(v), 100))) / 1e9 for k, v in ns.items()})
+    out.update(
+        {
+            f"{k} [quietest block]": float(min(np.median(v[i : i + 100]) for i in range(0, len(v), 100))) / 1e9
+            for k, v in ns.items()
+        }
+    )
     return out
 
 
@@ -146,13 +192,24 @@ def input_probe(ir: Path, x: np.ndarray, blocks: int = 20) -> dict[str, float]:
             pp = PrePostProcessor(m)
             pp.input(0).tensor().set_element_type(ov.Type.u8)
             m = pp.build()
-        reqs[ip] = core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": 1,
-                                                 "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+        reqs[ip] = core.compile_model(
+            m,
+            "CPU",
+            {
+                "PERFORMANCE_HINT": "LATENCY",
+                "NUM_STREAMS": 1,
+                "INFERENCE_NUM_THREADS": 1,
+                "INFERENCE_PRECISION_HINT": "f32",
+            },
+        ).create_infer_request()
     rs = np.random.default_rng(0)
-    inputs = {"f32 face crops": ("f32", x.astype(np.float32)), "f32 random [0, 255]": ("f32", rs.uniform(0, 255, x.shape).astype(np.float32)),
-              "f32 random [-1, 1]": ("f32", rs.uniform(-1, 1, x.shape).astype(np.float32)),
-              "u8 random bytes (benchmark_app default)": ("u8", rs.integers(0, 256, x.shape).astype(np.uint8)),
-              "u8 face crops as bytes": ("u8", np.clip(x * 127.5 + 127.5, 0, 255).astype(np.uint8))}
+    inputs = {
+        "f32 face crops": ("f32", x.astype(np.float32)),
+        "f32 random [0, 255]": ("f32", rs.uniform(0, 255, x.shape).astype(np.float32)),
+        "f32 random [-1, 1]": ("f32", rs.uniform(-1, 1, x.shape).astype(np.float32)),
+        "u8 random bytes (benchmark_app default)": ("u8", rs.integers(0, 256, x.shape).astype(np.uint8)),
+        "u8 face crops as bytes": ("u8", np.clip(x * 127.5 + 127.5, 0, 255).astype(np.uint8)),
+    }
     lat: dict[str, list] = {k: [] for k in inputs}
     for _ in range(blocks):
         for k, (ip, data) in inputs.items():
@@ -180,8 +237,12 @@ def child(ir: Path, runs: int, x: np.ndarray, config: bool = False, mode: str = 
     (``config``: our_config() there instead, as JSON text; ``mode`` "--probe-child": input_probe())."""
     with tempfile.TemporaryDirectory(prefix="c3ae-ov-x-") as td:
         np.save(Path(td) / "x.npy", x)
-        r = subprocess.run([sys.executable, __file__, "--config" if config else mode, str(ir), str(Path(td) / "x.npy"), str(runs)],
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [sys.executable, __file__, "--config" if config else mode, str(ir), str(Path(td) / "x.npy"), str(runs)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if r.returncode:
         raise SystemExit(f"in-process timing failed: {r.stderr.strip().splitlines()[-1:]}")
     last = r.stdout.strip().splitlines()[-1]
@@ -191,8 +252,12 @@ def child(ir: Path, runs: int, x: np.ndarray, config: bool = False, mode: str = 
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] in ("--child", "--config", "--probe-child", "--alone-child"):
         ir, x, n = Path(sys.argv[2]), np.load(sys.argv[3]), int(sys.argv[4])
-        run = {"--config": lambda: our_config(ir, x), "--probe-child": lambda: input_probe(ir, x), "--alone-child": lambda: lean_alone(ir, n, x),
-               "--child": lambda: in_process(ir, n, x)}[sys.argv[1]]
+        run = {
+            "--config": lambda: our_config(ir, x),
+            "--probe-child": lambda: input_probe(ir, x),
+            "--alone-child": lambda: lean_alone(ir, n, x),
+            "--child": lambda: in_process(ir, n, x),
+        }[sys.argv[1]]
         print(json.dumps(run()))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -206,8 +271,11 @@ def main() -> None:
 
     x = harness.faces(1, None, 0)[0][:1].copy()
     if a.probe:
-        doc = {"command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]), "environment": onboard.environment(1),
-               "input_probe_request_latency_p50_s": {ir.name: child(ir, 0, x, mode="--probe-child") for ir in a.ir}}
+        doc = {
+            "command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]),
+            "environment": onboard.environment(1),
+            "input_probe_request_latency_p50_s": {ir.name: child(ir, 0, x, mode="--probe-child") for ir in a.ir},
+        }
         text = json.dumps(doc, indent=1) + "\n"
         a.json.write_text(text) if a.json else print(text)
         return
@@ -219,19 +287,40 @@ def main() -> None:
                 lat, cfg = benchmark_app(ir, a.runs, list(x.shape), Path(tmp))
                 alone = child(ir, a.runs, x, mode="--alone-child")  # right after benchmark_app: the closest pair
                 lat_u8, cfg_u8 = benchmark_app(ir, a.runs, list(x.shape), Path(tmp), None)
-                res[ir.name].setdefault("config", {"benchmark_app -ip f32": cfg, "benchmark_app default": cfg_u8,
-                                                   "bench (forward.py)": json.loads(child(ir, 0, x, config=True))})
-                row = {"benchmark_app": lat, **alone, **child(ir, a.runs, x), "benchmark_app default (u8 input, random bytes)": lat_u8}
+                res[ir.name].setdefault(
+                    "config",
+                    {
+                        "benchmark_app -ip f32": cfg,
+                        "benchmark_app default": cfg_u8,
+                        "bench (forward.py)": json.loads(child(ir, 0, x, config=True)),
+                    },
+                )
+                row = {
+                    "benchmark_app": lat,
+                    **alone,
+                    **child(ir, a.runs, x),
+                    "benchmark_app default (u8 input, random bytes)": lat_u8,
+                }
                 res[ir.name]["rounds"].append(row)
-                print(f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()), file=sys.stderr)
+                print(
+                    f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()),
+                    file=sys.stderr,
+                )
     for name, d in res.items():
         keys = d["rounds"][0].keys()
         print(f"{name} config: " + json.dumps(d["config"]), file=sys.stderr)
         d["median_of_rounds_s"] = {k: float(np.median([rr[k] for rr in d["rounds"]])) for k in keys}
         m = d["median_of_rounds_s"]
         d["ratio_to_benchmark_app"] = {k: m[k] / m["benchmark_app"] for k in keys}
-        print(f"{name}: " + ", ".join(f"{k} {m[k] * 1e6:.0f} us ({d['ratio_to_benchmark_app'][k]:.3f}x)" for k in keys), file=sys.stderr)
-    doc = {"command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]), "environment": onboard.environment(1), "results": res}
+        print(
+            f"{name}: " + ", ".join(f"{k} {m[k] * 1e6:.0f} us ({d['ratio_to_benchmark_app'][k]:.3f}x)" for k in keys),
+            file=sys.stderr,
+        )
+    doc = {
+        "command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]),
+        "environment": onboard.environment(1),
+        "results": res,
+    }
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -9,6 +9,7 @@
 - FG-NET MAE of the shipped model with the detector's largest box (no fine-tuning), with landmark boxes for reference,
   and the box mapping between detectors (median side ratio, centre offset).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def quality(detectors: dict, samples, model, spec) -> dict:
             return np.zeros(0)
         x = np.stack([spec.model_input(img, b) for img, b in pairs])
         with torch.inference_mode():
-            return np.concatenate([model(torch.from_numpy(x[i:i + 256])).numpy().reshape(-1) for i in range(0, len(x), 256)])
+            return np.concatenate(
+                [model(torch.from_numpy(x[i : i + 256])).numpy().reshape(-1) for i in range(0, len(x), 256)]
+            )
 
     lm_pred = predict([(img, lm) for img, lm, _ in imgs_x])
     out = {"photos": len(samples), "mae_landmark_boxes": float(np.abs(lm_pred - ages).mean()), "detectors": {}}
@@ -60,21 +63,29 @@ def quality(detectors: dict, samples, model, spec) -> dict:
         pred = predict([(imgs_x[i][0], boxes[k][i]) for i in found])
         err = np.abs(pred - ages[found])
         on_both = np.isin(found, both)
-        out["detectors"][k] = {"face_found": len(found), "face_found_rate": len(found) / len(samples),
-                               "annotated_face_found": len(matched), "annotated_face_rate": len(matched) / len(samples),
-                               "mae_detector_boxes": float(err.mean()) if len(err) else None,
-                               "mae_on_photos_all_detectors_found": float(err[on_both].mean()) if on_both.any() else None,
-                               "mae_landmark_boxes_same_photos": float(np.abs(lm_pred[found] - ages[found]).mean()) if found else None,
-                               "median_iou_vs_landmark_box": float(np.median([e2e.iou(boxes[k][i], truth[i]) for i in found])) if found else None}
+        out["detectors"][k] = {
+            "face_found": len(found),
+            "face_found_rate": len(found) / len(samples),
+            "annotated_face_found": len(matched),
+            "annotated_face_rate": len(matched) / len(samples),
+            "mae_detector_boxes": float(err.mean()) if len(err) else None,
+            "mae_on_photos_all_detectors_found": float(err[on_both].mean()) if on_both.any() else None,
+            "mae_landmark_boxes_same_photos": float(np.abs(lm_pred[found] - ages[found]).mean()) if found else None,
+            "median_iou_vs_landmark_box": float(np.median([e2e.iou(boxes[k][i], truth[i]) for i in found]))
+            if found
+            else None,
+        }
     ref = next(iter(detectors))
     for k in list(detectors)[1:]:
         pairs = [(boxes[ref][i], boxes[k][i]) for i in both]
         out["detectors"][k]["vs_" + ref] = {
-            "photos": len(pairs), "median_iou": float(np.median([e2e.iou(a, b) for a, b in pairs])),
+            "photos": len(pairs),
+            "median_iou": float(np.median([e2e.iou(a, b) for a, b in pairs])),
             "min_iou": float(np.min([e2e.iou(a, b) for a, b in pairs])),
             "median_side_ratio": float(np.median([b[2] / a[2] for a, b in pairs])),
             "median_dx_per_side": float(np.median([(b[0] - a[0]) / a[2] for a, b in pairs])),
-            "median_dy_per_side": float(np.median([(b[1] - a[1]) / a[2] for a, b in pairs]))}
+            "median_dy_per_side": float(np.median([(b[1] - a[1]) / a[2] for a, b in pairs])),
+        }
     return out
 
 
@@ -91,45 +102,77 @@ def timing(detectors: dict, forwards: dict, sets, spec, reps: int = 1, decoders=
                 for (c, d, f), acc in times.items():
                     acc.append(e2e.run_image(data, truth, detectors[d], spec, forwards[f], DECODERS[c]))
         for (c, d, f), ts in times.items():
-            rows.append({"input": st.name, "frame": st.frame, "decoder": c, "detector": d, "age_network": f, **e2e.stage_block(ts)})
+            rows.append(
+                {
+                    "input": st.name,
+                    "frame": st.frame,
+                    "decoder": c,
+                    "detector": d,
+                    "age_network": f,
+                    **e2e.stage_block(ts),
+                }
+            )
     return rows
 
 
 def markdown(doc: dict) -> str:
     """The before/after tables of one run."""
     env = doc["environment"]
-    L = ["# Photo to age: detectors side by side", "", f"Command: `{doc['command']}` ({doc.get('wall_time_s')} s wall). CPU: {env['cpu']['model']}, "
-         f"{env['cpu']['logical_cores']} logical cores, 1 thread (OpenCV, PyTorch and each runtime), load average "
-         f"{env['load_average']} at the start, {env['load_average_end']} at the end (a shared machine: absolute times are inflated; "
-         "the detectors and age networks are interleaved image by image, so ratios within the run hold).", ""]
+    L = [
+        "# Photo to age: detectors side by side",
+        "",
+        f"Command: `{doc['command']}` ({doc.get('wall_time_s')} s wall). CPU: {env['cpu']['model']}, "
+        f"{env['cpu']['logical_cores']} logical cores, 1 thread (OpenCV, PyTorch and each runtime), load average "
+        f"{env['load_average']} at the start, {env['load_average_end']} at the end (a shared machine: absolute times are inflated; "
+        "the detectors and age networks are interleaved image by image, so ratios within the run hold).",
+        "",
+    ]
     q = doc.get("quality")
     if q:
-        L += [f"## FG-NET, {q['photos']} photos (shipped model, no fine-tuning)", "",
-              f"MAE with the landmark boxes (all photos): {q['mae_landmark_boxes']:.3f}.", "",
-              "| detector | face found | annotated face found (IoU >= 0.4) | MAE, detector's largest box | MAE, photos every detector found | MAE with landmark boxes, same photos | median IoU vs landmark box |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+        L += [
+            f"## FG-NET, {q['photos']} photos (shipped model, no fine-tuning)",
+            "",
+            f"MAE with the landmark boxes (all photos): {q['mae_landmark_boxes']:.3f}.",
+            "",
+            "| detector | face found | annotated face found (IoU >= 0.4) | MAE, detector's largest box | MAE, photos every detector found | MAE with landmark boxes, same photos | median IoU vs landmark box |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for k, d in q["detectors"].items():
-            L.append(f"| {k} | {d['face_found']} ({100 * d['face_found_rate']:.1f}%) | {d['annotated_face_found']} ({100 * d['annotated_face_rate']:.1f}%) | "
-                     f"{d['mae_detector_boxes']:.3f} | {d['mae_on_photos_all_detectors_found']:.3f} | {d['mae_landmark_boxes_same_photos']:.3f} | "
-                     f"{d['median_iou_vs_landmark_box']:.3f} |")
+            L.append(
+                f"| {k} | {d['face_found']} ({100 * d['face_found_rate']:.1f}%) | {d['annotated_face_found']} ({100 * d['annotated_face_rate']:.1f}%) | "
+                f"{d['mae_detector_boxes']:.3f} | {d['mae_on_photos_all_detectors_found']:.3f} | {d['mae_landmark_boxes_same_photos']:.3f} | "
+                f"{d['median_iou_vs_landmark_box']:.3f} |"
+            )
         for k, d in q["detectors"].items():
             for ref, m in ((r[3:], v) for r, v in d.items() if r.startswith("vs_")):
-                L += ["", f"{k} boxes vs {ref} boxes on the {m['photos']} photos both found: median IoU {m['median_iou']:.3f}, median side ratio "
-                      f"{m['median_side_ratio']:.3f}, median centre offset ({m['median_dx_per_side']:+.4f}, {m['median_dy_per_side']:+.4f}) x side."]
+                L += [
+                    "",
+                    f"{k} boxes vs {ref} boxes on the {m['photos']} photos both found: median IoU {m['median_iou']:.3f}, median side ratio "
+                    f"{m['median_side_ratio']:.3f}, median centre offset ({m['median_dx_per_side']:+.4f}, {m['median_dy_per_side']:+.4f}) x side.",
+                ]
     if doc.get("timing"):
-        L += ["", "## Stage times, ms per image (p50), 1 thread", "",
-              "Wall time (`perf_counter_ns`, what a user waits) and, in brackets, the thread's CPU time (`thread_time_ns`: what is left "
-              "once the waits for a core on a shared machine are taken out; an idle machine's wall time is close to it).", "",
-              "| input | decoder | detector | age network | decode | detect | crop | age network | total p50 | total mean | images/s | faces |",
-              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        L += [
+            "",
+            "## Stage times, ms per image (p50), 1 thread",
+            "",
+            "Wall time (`perf_counter_ns`, what a user waits) and, in brackets, the thread's CPU time (`thread_time_ns`: what is left "
+            "once the waits for a core on a shared machine are taken out; an idle machine's wall time is close to it).",
+            "",
+            "| input | decoder | detector | age network | decode | detect | crop | age network | total p50 | total mean | images/s | faces |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in doc["timing"]:
             st = r["stages"]
             c = r.get("thread_cpu_p50_s") or {}
 
             def cell(v, k, c=c):
                 return f"{v * 1e3:.2f}" + (f" ({c[k] * 1e3:.2f})" if k in c else "")
-            L.append(f"| {r['input']} | {r.get('decoder', 'pillow')} | {r['detector']} | {r['age_network']} | " + " | ".join(cell(st[k]["p50"], k) for k in e2e.STAGES)
-                     + f" | {cell(r['latency']['p50'], 'total')} | {r['latency']['mean'] * 1e3:.2f} | {r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |")
+
+            L.append(
+                f"| {r['input']} | {r.get('decoder', 'pillow')} | {r['detector']} | {r['age_network']} | "
+                + " | ".join(cell(st[k]["p50"], k) for k in e2e.STAGES)
+                + f" | {cell(r['latency']['p50'], 'total')} | {r['latency']['mean'] * 1e3:.2f} | {r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |"
+            )
     return "\n".join(L) + "\n"
 
 
@@ -137,10 +180,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None)
     ap.add_argument("--detectors", default="haar,haar-fast,blazeface")
-    ap.add_argument("--decoders", default="opencv", help="JPEG decoders timed: opencv (the bench's), pillow, or both (comma-separated)")
+    ap.add_argument(
+        "--decoders",
+        default="opencv",
+        help="JPEG decoders timed: opencv (the bench's), pillow, or both (comma-separated)",
+    )
     ap.add_argument("--timing", type=int, default=60, help="FG-NET photos timed (and made into frames)")
-    ap.add_argument("--quality", default="all", help="FG-NET photos for face-found rate and MAE: all (1,002) or a number; 0 skips")
-    ap.add_argument("--artifact", action="append", default=[], help="also time this artifact's age network (.onnx, .tflite, .xml)")
+    ap.add_argument(
+        "--quality", default="all", help="FG-NET photos for face-found rate and MAE: all (1,002) or a number; 0 skips"
+    )
+    ap.add_argument(
+        "--artifact", action="append", default=[], help="also time this artifact's age network (.onnx, .tflite, .xml)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--from-json", type=Path, default=None, help="only render --markdown from an earlier run's JSON")
@@ -163,8 +214,11 @@ def main() -> None:
     model, spec, _ = load_model(None, None)
     model.eval()
     detectors = {n: get_detector(n) for n in a.detectors.split(",")}
-    doc = {"command": "python tools/photo_to_age.py " + " ".join(sys.argv[1:]), "threads": 1,
-           "environment": onboard.environment(1)}
+    doc = {
+        "command": "python tools/photo_to_age.py " + " ".join(sys.argv[1:]),
+        "threads": 1,
+        "environment": onboard.environment(1),
+    }
     if a.quality != "0":
         samples = e2e.fgnet_samples(a.data, None if a.quality == "all" else int(a.quality))
         doc["quality"] = quality(detectors, samples, model, spec)
@@ -179,10 +233,13 @@ def main() -> None:
         doc["timing"] = timing(detectors, forwards, sets, spec, decoders=a.decoders.split(","))
         for r in doc["timing"]:
             st = r["stages"]
-            print(f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:32s} " + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
-                  + f" (cpu total {r['thread_cpu_p50_s']['total'] * 1e3:.2f})"
-                  + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces {r['faces_found']}/{r['images']}",
-                  file=sys.stderr)
+            print(
+                f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:32s} "
+                + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
+                + f" (cpu total {r['thread_cpu_p50_s']['total'] * 1e3:.2f})"
+                + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces {r['faces_found']}/{r['images']}",
+                file=sys.stderr,
+            )
     doc["wall_time_s"] = round(time.time() - t0, 1)
     doc["environment"]["load_average_end"] = onboard.environment(1)["load_average"]
     text = json.dumps(doc, indent=1) + "\n"

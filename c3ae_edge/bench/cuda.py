@@ -1,4 +1,5 @@
 """``--device cuda``: PyTorch eager, CUDA Graphs replay, fp16/bf16 and channels-last, single image and large batches."""
+
 from __future__ import annotations
 
 import time
@@ -74,20 +75,46 @@ def bench_model(model, x_all: np.ndarray, cfg, log=print) -> list[dict]:
                     if graph:
                         fn = _graphed(m, x)
                     else:
+
                         def fn(m=m, x=x):
                             return m(x)
+
                     load_s = (time.perf_counter_ns() - t) / 1e9
                     lat, first = _timed(fn, cfg.runs, cfg.warmup)
             except RuntimeError as e:  # e.g. out of memory at a large batch
-                rows.append({"backend": f"torch-cuda {mode}", "precision": prec, "batch": b, "device": "cuda", "error": str(e).splitlines()[0]})
+                rows.append(
+                    {
+                        "backend": f"torch-cuda {mode}",
+                        "precision": prec,
+                        "batch": b,
+                        "device": "cuda",
+                        "error": str(e).splitlines()[0],
+                    }
+                )
                 continue
-            r = onboard.row(model.cfg.name, f"torch-cuda {mode}", prec, None, b, lat, first, load_s, device="cuda",
-                            gpu={"name": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
-                                 "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
-                            memory={"unit": "MB", "gpu_peak_allocated": torch.cuda.max_memory_allocated() / 2**20},
-                            artifact={"file": None, "bytes": model.cfg.fp32_bytes})
+            r = onboard.row(
+                model.cfg.name,
+                f"torch-cuda {mode}",
+                prec,
+                None,
+                b,
+                lat,
+                first,
+                load_s,
+                device="cuda",
+                gpu={
+                    "name": torch.cuda.get_device_name(),
+                    "capability": list(torch.cuda.get_device_capability()),
+                    "cuda": torch.version.cuda,
+                    "cudnn": torch.backends.cudnn.version(),
+                },
+                memory={"unit": "MB", "gpu_peak_allocated": torch.cuda.max_memory_allocated() / 2**20},
+                artifact={"file": None, "bytes": model.cfg.fp32_bytes},
+            )
             rows.append(r)
-            log(f"{model.cfg.name:22s} cuda {mode:26s} {prec} b{b}: p50 {lat['p50'] * 1e6:.1f} us, {r['throughput']['value']:.0f} img/s")
+            log(
+                f"{model.cfg.name:22s} cuda {mode:26s} {prec} b{b}: p50 {lat['p50'] * 1e6:.1f} us, {r['throughput']['value']:.0f} img/s"
+            )
         del m
         torch.cuda.empty_cache()
     return rows

@@ -3,6 +3,7 @@
 
 Used by ``c3ae-edge bench`` (end-to-end rows) and ``tools/photo_to_age.py`` (detectors side by side: stage times,
 face-found rate on FG-NET, FG-NET MAE with detector boxes)."""
+
 from __future__ import annotations
 
 import io
@@ -39,7 +40,9 @@ def fgnet_samples(data: str | None, n: int | None, seed: int = 0):
 
     root = data_root(data) / "fgnet"
     if not (root / "labels.csv").is_file():
-        raise DataError(f"{root}: no FG-NET data (labels.csv); pass --data DIR (the folder holding fgnet/) or set C3AE_DATA")
+        raise DataError(
+            f"{root}: no FG-NET data (labels.csv); pass --data DIR (the folder holding fgnet/) or set C3AE_DATA"
+        )
     fg = read_fgnet(root)
     if n is None or n >= len(fg):
         return fg
@@ -132,7 +135,9 @@ class ImageTiming:
     cpu_ns: dict[str, int] | None = None  # this thread's CPU time per stage: what a shared machine's waits leave out
 
 
-def run_image(data: bytes, truth, detector, spec, forward: Callable[[np.ndarray], object] | None, decoder=None) -> ImageTiming:
+def run_image(
+    data: bytes, truth, detector, spec, forward: Callable[[np.ndarray], object] | None, decoder=None
+) -> ImageTiming:
     """One image through the pipeline, each stage timed (perf_counter_ns); every face found gets an age."""
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     c0, t0 = cpu(), clock()
@@ -144,26 +149,40 @@ def run_image(data: bytes, truth, detector, spec, forward: Callable[[np.ndarray]
     t3, c3 = clock(), cpu()
     if x is not None and forward is not None:
         for i in range(len(x)):  # one face per call: the artifacts are batch-1 graphs
-            forward(x[i:i + 1])
+            forward(x[i : i + 1])
     t4, c4 = clock(), cpu()
     matched = bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU
-    return ImageTiming({"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": t4 - t3}, len(dets), matched,
-                       {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": c4 - c3})
+    return ImageTiming(
+        {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": t4 - t3},
+        len(dets),
+        matched,
+        {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": c4 - c3},
+    )
 
 
 def stage_block(times: list[ImageTiming]) -> dict:
     """Per-stage and total latency distributions over the images (schema latency blocks), images/s, faces found."""
     stages = {k: onboard.latency_stats([t.ns[k] for t in times]) for k in STAGES}
     total = onboard.latency_stats([sum(t.ns.values()) for t in times])
-    out = {"stages": stages, "latency": total, "throughput": {"unit": "images/s", "value": 1.0 / total["mean"]},
-           "images": len(times), "faces_found": sum(1 for t in times if t.faces), "annotated_face_found": sum(1 for t in times if t.matched)}
+    out = {
+        "stages": stages,
+        "latency": total,
+        "throughput": {"unit": "images/s", "value": 1.0 / total["mean"]},
+        "images": len(times),
+        "faces_found": sum(1 for t in times if t.faces),
+        "annotated_face_found": sum(1 for t in times if t.matched),
+    }
     if all(t.cpu_ns for t in times):
-        out["thread_cpu_p50_s"] = {**{k: float(np.median([t.cpu_ns[k] for t in times])) / 1e9 for k in STAGES},
-                                   "total": float(np.median([sum(t.cpu_ns.values()) for t in times])) / 1e9}
+        out["thread_cpu_p50_s"] = {
+            **{k: float(np.median([t.cpu_ns[k] for t in times])) / 1e9 for k in STAGES},
+            "total": float(np.median([sum(t.cpu_ns.values()) for t in times])) / 1e9,
+        }
     return out
 
 
-def bench_rows(common: dict, live: list[tuple[dict, Callable]], sets: list[InputSet], detector, detector_name: str, spec) -> list[dict]:
+def bench_rows(
+    common: dict, live: list[tuple[dict, Callable]], sets: list[InputSet], detector, detector_name: str, spec
+) -> list[dict]:
     """End-to-end rows for ``c3ae-edge bench``: per input set and per timed artifact (``live``: (row, batch-1 forward)).
     Decode, detect and crop run once per image (they do not depend on the backend); each artifact's age network is
     timed right after on that image's faces, all artifacts image by image, so background load hits them alike."""
@@ -180,17 +199,39 @@ def bench_rows(common: dict, live: list[tuple[dict, Callable]], sets: list[Input
             t2, c2 = clock(), cpu()
             x = [spec.model_input(img, d.box)[None] for d in dets]
             t3, c3 = clock(), cpu()
-            shared.append(ImageTiming({"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": 0}, len(dets),
-                                      bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU, {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": 0}))
+            shared.append(
+                ImageTiming(
+                    {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": 0},
+                    len(dets),
+                    bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU,
+                    {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": 0},
+                )
+            )
             for i, (_, fwd) in enumerate(live):
                 c0, t0 = cpu(), clock()
                 for xi in x:
                     fwd(xi)
                 ages[i].append((clock() - t0, cpu() - c0))
         for (row, _), ns in zip(live, ages):
-            times = [ImageTiming({**t.ns, "age": a}, t.faces, t.matched, {**t.cpu_ns, "age": c}) for t, (a, c) in zip(shared, ns)]
-            rows.append({**common, "backend": row["backend"], "precision": row["precision"], **({"variant": row["variant"]} if row.get("variant") else {}),
-                         "threads": row["threads"], "batch": 1, "device": "cpu", "pipeline": "photo-to-age", "input": st.name,
-                         "frame": list(st.frame) if st.frame else None, "detector": detector_name,
-                         "artifact": row.get("artifact"), **stage_block(times)})
+            times = [
+                ImageTiming({**t.ns, "age": a}, t.faces, t.matched, {**t.cpu_ns, "age": c})
+                for t, (a, c) in zip(shared, ns)
+            ]
+            rows.append(
+                {
+                    **common,
+                    "backend": row["backend"],
+                    "precision": row["precision"],
+                    **({"variant": row["variant"]} if row.get("variant") else {}),
+                    "threads": row["threads"],
+                    "batch": 1,
+                    "device": "cpu",
+                    "pipeline": "photo-to-age",
+                    "input": st.name,
+                    "frame": list(st.frame) if st.frame else None,
+                    "detector": detector_name,
+                    "artifact": row.get("artifact"),
+                    **stage_block(times),
+                }
+            )
     return rows

@@ -1,6 +1,7 @@
 """The timed call per backend: ``forward(x)`` takes the same float32 crops (the model's NCHW / NSCHW layout) for every
 backend and does whatever the artifact needs (layout move, input quantisation) inside the timed call. Torch is the
 reference here; every artifact backend brings its own forward and options (``Backend.bench``, its module)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """Graph report per artifact: op counts, the layout/quantisation ops a conversion added, MACC counted from the
 graph, and where each op ran (TFLite delegate vs CPU kernels, OpenVINO runtime precision, ORT's fused graph).
 Each backend reads its own format (``Backend.bench.graph``, in its module); this module adds what is common."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -15,8 +16,18 @@ def source_transposes(model, example) -> int:
 
     from c3ae_edge.export.deploy import DeployModule
 
-    kinds = {torch.permute, torch.Tensor.permute, torch.transpose, torch.Tensor.transpose, torch.t, torch.Tensor.t,
-             torch.swapaxes, torch.Tensor.swapaxes, torch.Tensor.mT.__get__, torch.Tensor.T.__get__}
+    kinds = {
+        torch.permute,
+        torch.Tensor.permute,
+        torch.transpose,
+        torch.Tensor.transpose,
+        torch.t,
+        torch.Tensor.t,
+        torch.swapaxes,
+        torch.Tensor.swapaxes,
+        torch.Tensor.mT.__get__,
+        torch.Tensor.T.__get__,
+    }
     count = [0]
 
     class Count(TorchFunctionMode):

@@ -1,4 +1,5 @@
 """``c3ae-edge bench``: every model x backend x precision x threads x batch, timed the same way, one JSON document."""
+
 from __future__ import annotations
 
 import os
@@ -80,8 +81,9 @@ def installed_backends() -> list[str]:
 
     from c3ae_edge.export.registry import get_backend
 
-    return ["torch"] + [b for b in all_backends()[1:]
-                        if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)]
+    return ["torch"] + [
+        b for b in all_backends()[1:] if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)
+    ]
 
 
 def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -95,7 +97,9 @@ def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.nda
     root = data_root(data) / "utkface"
     if not (root / "labels.csv").is_file():
         if data is not None or os.environ.get("C3AE_DATA") or not default_faces.available():
-            raise DataError(f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA")
+            raise DataError(
+                f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA"
+            )
         root = default_faces.folder()  # no data set here: the 800 embedded UTKFace chips, as export does
     samples = load_dataset(f"utkface:{root}")
     n = N_TIMING_FACES + N_CALIBRATION_FACES
@@ -105,7 +109,12 @@ def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.nda
     picked = [picked[i] for i in order]
     x, ages = FaceData(picked, spec_for(n_crops), threads=2).batch(range(len(picked)))
     x = x.numpy()
-    return x[:N_TIMING_FACES], ages.numpy()[:N_TIMING_FACES], x[N_TIMING_FACES:], [Path(s.path).name for s in picked[:N_TIMING_FACES]]
+    return (
+        x[:N_TIMING_FACES],
+        ages.numpy()[:N_TIMING_FACES],
+        x[N_TIMING_FACES:],
+        [Path(s.path).name for s in picked[:N_TIMING_FACES]],
+    )
 
 
 def batch_of(x: np.ndarray, b: int) -> np.ndarray:
@@ -136,8 +145,14 @@ class _Progress:
 
         self.console = Console(stderr=True)
         self.quiet = quiet
-        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                          disable=quiet or not self.console.is_terminal)
+        self.p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=quiet or not self.console.is_terminal,
+        )
         self.task = self.p.add_task("bench", total=total)
 
     def __enter__(self):
@@ -161,7 +176,12 @@ def _efficiency(macc: int, batch: int, p50: float, precision: str, peak: dict) -
     if not pk:
         return None
     achieved = macc * batch / p50
-    row = {"achieved_macs_per_s": achieved, "peak_macs_per_s": pk, "peak_kernel": peak[key]["kernel"], "fraction_of_peak": achieved / pk}
+    row = {
+        "achieved_macs_per_s": achieved,
+        "peak_macs_per_s": pk,
+        "peak_kernel": peak[key]["kernel"],
+        "fraction_of_peak": achieved / pk,
+    }
     if achieved > pk:  # the peak kernel was not this CPU's fastest: no fraction rather than one over 100%
         row.update(fraction_of_peak=None, note="row ran faster than the measured peak kernel: no efficiency figure")
     return row
@@ -169,7 +189,11 @@ def _efficiency(macc: int, batch: int, p50: float, precision: str, peak: dict) -
 
 def _parity(runner, x: np.ndarray, ref: np.ndarray) -> dict:
     ages = np.asarray(runner.run(x)["age"], np.float64).reshape(-1)
-    return {"faces": len(x), "max_abs_age_diff_vs_pytorch": float(np.max(np.abs(ages - ref))), "mean_abs_age_diff_vs_pytorch": float(np.mean(np.abs(ages - ref)))}
+    return {
+        "faces": len(x),
+        "max_abs_age_diff_vs_pytorch": float(np.max(np.abs(ages - ref))),
+        "mean_abs_age_diff_vs_pytorch": float(np.mean(np.abs(ages - ref))),
+    }
 
 
 def plan(cfg: BenchConfig) -> list[tuple[str, str]]:
@@ -210,7 +234,9 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                 print(why, file=sys.stderr)
     peaks = {t: measure_peak(t) for t in cfg.threads}
     pairs = plan(cfg) if cfg.device == "cpu" else []
-    total = len(cfg.models) * len(pairs) * len(cfg.threads) * len(cfg.batches) if cfg.device == "cpu" else len(cfg.models)
+    total = (
+        len(cfg.models) * len(pairs) * len(cfg.threads) * len(cfg.batches) if cfg.device == "cpu" else len(cfg.models)
+    )
     face_cache: dict[int, tuple] = {}
     files: list[str] = []
     with tempfile.TemporaryDirectory(prefix="c3ae-bench-") as tmp, _Progress(total, quiet) as prog:
@@ -225,7 +251,6 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
             extra = sum(1 for m in exported.values() for k in m if k[2]) * len(cfg.threads) * len(cfg.batches)
             prog.p.update(prog.task, total=total + extra)
         for name in cfg.models:
-
             mcfg = get_model_cfg(name)
             prog.step(f"{name}: loading faces and model")
             if mcfg.crops not in face_cache:
@@ -235,7 +260,13 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
             prof = profile_model(model)
             with torch.inference_mode():
                 ref = model(torch.from_numpy(x_all)).numpy().reshape(-1)
-            common = {"model": name, "weights": wnote, "params": prof.params, "macc": {"model": prof.macc}, "paper": paper.paper_ref(name)}
+            common = {
+                "model": name,
+                "weights": wnote,
+                "params": prof.params,
+                "macc": {"model": prof.macc},
+                "paper": paper.paper_ref(name),
+            }
             if cfg.device == "cuda":
                 rows = cuda.bench_model(model, x_all, cfg, log=prog.log)
                 results += [BenchRow.from_json({**common, **r}) for r in rows]
@@ -243,26 +274,45 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
                 continue
             rows = _bench_model(model, common, pairs, cfg, x_all, ref, peaks, exported.get(name, {}), prog)
             results += map(BenchRow.from_json, rows)
-    env = onboard.environment(cfg.threads[0] if len(cfg.threads) == 1 else cfg.threads,
-                              {"peak": {str(t): p for t, p in peaks.items()}, "torch_threads": {"intra_op": "= threads", "interop": torch.get_num_interop_threads()}})
-    return {"schema": onboard.SCHEMA,
-            "config": {**asdict(cfg), "input": f"{N_TIMING_FACES} real UTKFace crops (stratified by age, seed {cfg.seed}); batch b = the first b; "
-                                                f"int8 calibration on {N_CALIBRATION_FACES} other faces", "timing_faces": files,
-                       "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
-                                 f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
-                       "photo_to_age": (f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, centred, edges "
-                                        f"replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), detect ({cfg.detector}), crop (CropSpec), age network per "
-                                        "artifact (batch 1, one call per face); decode/detect/crop once per image, every artifact timed on those faces")
-                       if cfg.e2e else None,
-                       "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "wall_time_s": round(time.time() - t_start, 1)},
-            "environment": env, "paper": paper.document(),
-            "results": [r.to_json() for r in results], **({"skipped": skipped} if skipped else {})}
+    env = onboard.environment(
+        cfg.threads[0] if len(cfg.threads) == 1 else cfg.threads,
+        {
+            "peak": {str(t): p for t, p in peaks.items()},
+            "torch_threads": {"intra_op": "= threads", "interop": torch.get_num_interop_threads()},
+        },
+    )
+    return {
+        "schema": onboard.SCHEMA,
+        "config": {
+            **asdict(cfg),
+            "input": f"{N_TIMING_FACES} real UTKFace crops (stratified by age, seed {cfg.seed}); batch b = the first b; "
+            f"int8 calibration on {N_CALIBRATION_FACES} other faces",
+            "timing_faces": files,
+            "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
+            f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
+            "photo_to_age": (
+                f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, centred, edges "
+                f"replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), detect ({cfg.detector}), crop (CropSpec), age network per "
+                "artifact (batch 1, one call per face); decode/detect/crop once per image, every artifact timed on those faces"
+            )
+            if cfg.e2e
+            else None,
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
+            "wall_time_s": round(time.time() - t_start, 1),
+        },
+        "environment": env,
+        "paper": paper.document(),
+        "results": [r.to_json() for r in results],
+        **({"skipped": skipped} if skipped else {}),
+    }
 
 
 BLOCKS = 20  # round-robin blocks per model: each row runs runs/BLOCKS timed calls per block
 
 
-def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks: dict, exported: dict, prog) -> list[dict]:
+def _bench_model(
+    model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks: dict, exported: dict, prog
+) -> list[dict]:
     """Graph reports, then load each row (load time, first inference, warm-up, peak RSS), then time all rows interleaved."""
     from c3ae_edge.bench import graph
     from c3ae_edge.bench.forward import runtime_options
@@ -276,8 +326,9 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
     for backend, prec, variant in units:
         path, report, err, export_s = None, {}, None, None
         if backend != "torch":
-            path, err, export_s = exported.get((backend, _run_as(backend, prec), variant),
-                                               (None, "export failed: not exported", None))
+            path, err, export_s = exported.get(
+                (backend, _run_as(backend, prec), variant), (None, "export failed: not exported", None)
+            )
             if path is not None:
                 prog.step(f"{name}: graph report {backend} {prec}")
                 with _quiet_fds():
@@ -285,10 +336,17 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
         for threads in cfg.threads:
             for b in cfg.batches:
                 prog.step(f"{name}: load {backend} {prec}{' ' + variant if variant else ''} {threads}t b{b}")
-                row = {**common, "backend": backend, "precision": prec, **({"variant": variant} if variant else {}),
-                       "threads": threads, "batch": b, "device": "cpu",
-                       "runtime_options": runtime_options(backend),
-                       **({"export": {"unit": "s", "time": export_s}} if export_s else {})}
+                row = {
+                    **common,
+                    "backend": backend,
+                    "precision": prec,
+                    **({"variant": variant} if variant else {}),
+                    "threads": threads,
+                    "batch": b,
+                    "device": "cpu",
+                    "runtime_options": runtime_options(backend),
+                    **({"export": {"unit": "s", "time": export_s}} if export_s else {}),
+                }
                 if not err:
                     row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
                     if fwd is not None:
@@ -317,13 +375,28 @@ def _bench_model(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks
         if "error" in row:
             continue
         lat = onboard.latency_stats(ns)
-        row.update({"latency": lat, "throughput": {"unit": "samples/s", "value": row["batch"] / lat["p50"]},
-                    "efficiency": _efficiency(row["macc"]["model"], row["batch"], lat["p50"], row["precision"], peaks[row["threads"]])})
-        prog.log(f"{name:22s} {row['backend']:8s} {row['precision'] + (' ' + row['variant'] if row.get('variant') else ''):11s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
-                 f"[{lat['p50_ci95'][0] * 1e6:.1f}, {lat['p50_ci95'][1] * 1e6:.1f}]")
+        row.update(
+            {
+                "latency": lat,
+                "throughput": {"unit": "samples/s", "value": row["batch"] / lat["p50"]},
+                "efficiency": _efficiency(
+                    row["macc"]["model"], row["batch"], lat["p50"], row["precision"], peaks[row["threads"]]
+                ),
+            }
+        )
+        prog.log(
+            f"{name:22s} {row['backend']:8s} {row['precision'] + (' ' + row['variant'] if row.get('variant') else ''):11s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
+            f"[{lat['p50_ci95'][0] * 1e6:.1f}, {lat['p50_ci95'][1] * 1e6:.1f}]"
+        )
         prog.step(name, 1)
     if cfg.e2e and common.get("weights") == "shipped weights":
-        rows += _photo_to_age(model, common, [(r, f) for r, f, _, _ in live if r["batch"] == 1 and r["threads"] == cfg.threads[0] and "error" not in r], cfg, prog)
+        rows += _photo_to_age(
+            model,
+            common,
+            [(r, f) for r, f, _, _ in live if r["batch"] == 1 and r["threads"] == cfg.threads[0] and "error" not in r],
+            cfg,
+            prog,
+        )
     return rows
 
 
@@ -346,11 +419,16 @@ def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dic
     cv2.setNumThreads(cfg.threads[0])
     torch.set_num_threads(cfg.threads[0])
     spec = load_model(None, common["model"])[1]
-    rows = e2e.bench_rows(common, live, _E2E_SETS[key], get_detector(cfg.detector), resolve_detector(cfg.detector), spec)
+    rows = e2e.bench_rows(
+        common, live, _E2E_SETS[key], get_detector(cfg.detector), resolve_detector(cfg.detector), spec
+    )
     for r in rows:
         st = r["stages"]
-        prog.log(f"{r['model']:22s} {r['backend']:8s} {r['precision']:5s} {r['input']:16s}: " + " + ".join(f"{k} {st[k]['p50'] * 1e3:.2f}" for k in e2e.STAGES)
-                 + f" ms; p50 {r['latency']['p50'] * 1e3:.2f} ms, {r['throughput']['value']:.1f} images/s, faces {r['faces_found']}/{r['images']}")
+        prog.log(
+            f"{r['model']:22s} {r['backend']:8s} {r['precision']:5s} {r['input']:16s}: "
+            + " + ".join(f"{k} {st[k]['p50'] * 1e3:.2f}" for k in e2e.STAGES)
+            + f" ms; p50 {r['latency']['p50'] * 1e3:.2f} ms, {r['throughput']['value']:.1f} images/s, faces {r['faces_found']}/{r['images']}"
+        )
     return rows
 
 
@@ -431,10 +509,17 @@ def export_all(cfg: BenchConfig, pairs, face_cache: dict, root: Path, prog) -> d
         for name, backend, precs, variant in tasks:
             _, _, cal, _ = face_cache[get_model_cfg(name).crops]
             x1 = face_cache[get_model_cfg(name).crops][0][:1]
-            futs[ex.submit(_export_task, name, backend, precs, x1, cal, str(root / name), cfg.seed, variant)] = (name, backend, precs, variant)
+            futs[ex.submit(_export_task, name, backend, precs, x1, cal, str(root / name), cfg.seed, variant)] = (
+                name,
+                backend,
+                precs,
+                variant,
+            )
         for i, f in enumerate(as_completed(futs)):
             name, backend, precs, variant = futs[f]
-            prog.step(f"exported {i + 1}/{len(futs)}: {name} {backend} {'/'.join(precs)}{' ' + variant if variant else ''}")
+            prog.step(
+                f"exported {i + 1}/{len(futs)}: {name} {backend} {'/'.join(precs)}{' ' + variant if variant else ''}"
+            )
             try:
                 res = f.result()
             except Exception as e:  # a crashed worker is an error row per precision
@@ -444,8 +529,16 @@ def export_all(cfg: BenchConfig, pairs, face_cache: dict, root: Path, prog) -> d
     return out
 
 
-def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.ndarray, cal: np.ndarray, out: str, seed: int,
-                 variant: str | None = None) -> dict:
+def _export_task(
+    name: str,
+    backend_name: str,
+    precs: tuple[str, ...],
+    x1: np.ndarray,
+    cal: np.ndarray,
+    out: str,
+    seed: int,
+    variant: str | None = None,
+) -> dict:
     """Worker: build the model exactly as the main process does (plus the variant's rewrite) and export the precisions."""
     import torch
 
@@ -468,7 +561,16 @@ def _export_task(name: str, backend_name: str, precs: tuple[str, ...], x1: np.nd
     return res
 
 
-def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: Path, decode: dict | None, variant: str | None = None) -> Path:
+def _export(
+    backend,
+    model,
+    x_all: np.ndarray,
+    cal: np.ndarray,
+    prec: str,
+    out: Path,
+    decode: dict | None,
+    variant: str | None = None,
+) -> Path:
     """One artifact per (model, backend, precision) per run, in the run's temp dir; a bench-only precision
     (``bench.run_as``: OpenVINO's bf16) runs the artifact of the precision it names."""
     out.mkdir(parents=True, exist_ok=True)
@@ -489,10 +591,24 @@ def _export(backend, model, x_all: np.ndarray, cal: np.ndarray, prec: str, out: 
 
 def _size(backend, path: Path) -> int:
     side = backend.spec.options.get("sidecar")
-    return path.stat().st_size + (path.with_suffix(side).stat().st_size if side and path.with_suffix(side).exists() else 0)
+    return path.stat().st_size + (
+        path.with_suffix(side).stat().st_size if side and path.with_suffix(side).exists() else 0
+    )
 
 
-def _prepare(row: dict, backend: str, prec: str, model, path: Path | None, report: dict, x_all, ref, b: int, threads: int, cfg: BenchConfig):
+def _prepare(
+    row: dict,
+    backend: str,
+    prec: str,
+    model,
+    path: Path | None,
+    report: dict,
+    x_all,
+    ref,
+    b: int,
+    threads: int,
+    cfg: BenchConfig,
+):
     """Load, first inference, warm-up, memory and parity for one row -> (row, forward, input, before-block hook)."""
     import torch
 
@@ -513,11 +629,18 @@ def _prepare(row: dict, backend: str, prec: str, model, path: Path | None, repor
     except Exception as e:
         return {**row, "error": f"run failed: {type(e).__name__}: {_first_line(e)}"}, None, None, None
     out = {**row, "load": {"unit": "s", "time": load_s}, "first_inference": {"unit": "s", "time": first / 1e9}}
-    out["memory"] = {"unit": "MB", "peak_rss": onboard.peak_rss_mb(), "rss_before_load": rss0, "rss": onboard.rss_mb(),
-                     "peak_is_per_row": bool(Path("/proc/self/clear_refs").exists()), "note": "process peak RSS over load, first inference and warm-up"}
+    out["memory"] = {
+        "unit": "MB",
+        "peak_rss": onboard.peak_rss_mb(),
+        "rss_before_load": rss0,
+        "rss": onboard.rss_mb(),
+        "peak_is_per_row": bool(Path("/proc/self/clear_refs").exists()),
+        "note": "process peak RSS over load, first inference and warm-up",
+    }
     if backend == "torch":
         out["artifact"] = {"file": None, "bytes": model.cfg.fp32_bytes, "note": "state dict as float32"}
         out["parity"] = {"faces": len(ref), "max_abs_age_diff_vs_pytorch": 0.0}
+
         def hook() -> None:
             torch.set_num_threads(threads)
     else:

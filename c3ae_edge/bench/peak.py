@@ -2,6 +2,7 @@
 we can run (torch._int_mm; onnxruntime's MatMulInteger, whose u8 x s8 kernels use the CPU's int8 dot-product
 instructions: VPMADDUBSW on AVX2, VPDPBUSD on VNNI, AMX tiles). On an AVX2 EPYC torch._int_mm reached 0.73 GMAC/s,
 far below what the int8 models themselves ran at, so efficiencies read 844-1664%."""
+
 from __future__ import annotations
 
 import time
@@ -27,7 +28,13 @@ def measure_peak(threads: int, seconds: float = 1.0, n: int = 512) -> dict:
     try:
         g = torch.Generator().manual_seed(0)
         a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-        out = {"fp32": {"kernel": f"torch.matmul fp32 {n}x{n}x{n}", "threads": threads, "macs_per_s": n**3 / _best(lambda: a @ b, seconds)}}
+        out = {
+            "fp32": {
+                "kernel": f"torch.matmul fp32 {n}x{n}x{n}",
+                "threads": threads,
+                "macs_per_s": n**3 / _best(lambda: a @ b, seconds),
+            }
+        }
         out["int8"] = _best_int8([_torch_int8(g, n, seconds), _ort_int8(n, threads, seconds)], threads)
         return out
     finally:
@@ -52,7 +59,10 @@ def _torch_int8(g, n: int, seconds: float) -> dict | None:
     try:
         qa = torch.randint(-128, 127, (n, n), dtype=torch.int8, generator=g)
         qb = torch.randint(-128, 127, (n, n), dtype=torch.int8, generator=g)
-        return {"kernel": f"torch._int_mm int8->int32 {n}x{n}x{n}", "macs_per_s": n**3 / _best(lambda: torch._int_mm(qa, qb), seconds)}
+        return {
+            "kernel": f"torch._int_mm int8->int32 {n}x{n}x{n}",
+            "macs_per_s": n**3 / _best(lambda: torch._int_mm(qa, qb), seconds),
+        }
     except (RuntimeError, AttributeError):  # no int8 GEMM in this torch build
         return None
 
@@ -69,10 +79,17 @@ def _ort_int8(n: int, threads: int, seconds: float) -> dict | None:
         return None
     rng = np.random.default_rng(0)
     b = numpy_helper.from_array(rng.integers(-128, 127, (n, n), dtype=np.int8), "B")
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "peak",
-                              [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
-                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])], [b])
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
+        "peak",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])],
+        [b],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     sess = session(model.SerializeToString(), threads)
     a = {"A": rng.integers(0, 255, (n, n), dtype=np.uint8)}
-    return {"kernel": f"onnxruntime MatMulInteger u8xs8->int32 {n}x{n}x{n}", "macs_per_s": n**3 / _best(lambda: sess.run(None, a), seconds)}
+    return {
+        "kernel": f"onnxruntime MatMulInteger u8xs8->int32 {n}x{n}x{n}",
+        "macs_per_s": n**3 / _best(lambda: sess.run(None, a), seconds),
+    }

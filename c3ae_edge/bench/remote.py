@@ -1,4 +1,5 @@
 """``--remote user@host``: copy the on-board runner and a bundle over ssh, run it on the board, bring the JSON back."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,10 @@ def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, py
     try:
         from c3ae_edge.board import facefind
 
-        _run(["scp", *SSH_OPTS, "-q", "-r", onboard.__file__, facefind.__file__, str(bundle), f"{host}:{rdir}/"], f"copying runner and bundle to {host}")
+        _run(
+            ["scp", *SSH_OPTS, "-q", "-r", onboard.__file__, facefind.__file__, str(bundle), f"{host}:{rdir}/"],
+            f"copying runner and bundle to {host}",
+        )
         cmd = f"cd {rdir} && {python} onboard.py {bundle.name} --runs {int(runs)} --warmup {int(warmup)} --threads {int(threads)} --json out.json"
         _run(["ssh", *SSH_OPTS, host, cmd], f"running the bench on {host}")
         with tempfile.TemporaryDirectory() as td:

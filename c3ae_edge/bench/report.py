@@ -1,4 +1,5 @@
 """Bench documents -> markdown (Table 3 beside the paper's, the bar, every row, graph reports), a PNG, and --merge."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ def table_file(name: str) -> Path:
 
 
 # ---------------------------------------------------------------- inputs
+
 
 def load_accuracy(path: Path | None = None) -> dict | None:
     """MAE per model from the common recipe (c3ae_edge/bench/tables/peers_mae.json, written by tools/train_peers.py); None if not trained yet."""
@@ -40,7 +42,13 @@ def doc_label(doc: dict) -> str:
     label = machine_label(doc.get("environment", {}))
     if (doc.get("config") or {}).get("runner"):
         label += " [on-board runner]"
-        rts = sorted({f"{r['runtime']} {r.get('runtime_version', '')}".strip() for r in doc.get("results", []) if r.get("runtime_id")})
+        rts = sorted(
+            {
+                f"{r['runtime']} {r.get('runtime_version', '')}".strip()
+                for r in doc.get("results", [])
+                if r.get("runtime_id")
+            }
+        )
         label += (" " + ", ".join(rts)) if rts else ""  # one board, two runtimes: two Table 3 rows
     elif (doc.get("config") or {}).get("device") == "cuda":
         label += " [cuda]"
@@ -83,7 +91,9 @@ def merge(files: list[Path]) -> dict:
             rows += d["results"]
             continue
         label = doc_label(d)
-        sources.append({"file": str(f), "machine": label, "config": d.get("config"), "environment": d.get("environment")})
+        sources.append(
+            {"file": str(f), "machine": label, "config": d.get("config"), "environment": d.get("environment")}
+        )
         for r in rows_of(d):
             r.machine = r.machine or label
             rows.append(r.to_json())
@@ -92,12 +102,14 @@ def merge(files: list[Path]) -> dict:
 
 # ---------------------------------------------------------------- derived numbers
 
+
 def _machine(doc: dict, r: BenchRow) -> str:
     return r.machine or doc_label(doc)
 
 
 def best(rows: list[BenchRow], **want) -> BenchRow | None:
     """The timed row with the lowest p50 among ``rows`` matching every field in ``want`` (callables are predicates)."""
+
     def match(r: BenchRow) -> bool:
         return all(v(getattr(r, k)) if callable(v) else getattr(r, k) == v for k, v in want.items())
 
@@ -127,24 +139,55 @@ def _bar_checks(m: str, mr: list[BenchRow]) -> list[dict]:
     art = best(mr, backend=lambda b: b != "torch", **cpu)
     if eager and art:
         ratio = eager.p50 / art.p50
-        out.append(_check(m, "c3ae_plain, 1 thread, p50: best backend vs PyTorch eager (same run)", ">= 5x", ratio,
-                          ratio >= 5, f"{art.label} {_us(art)} vs torch eager {_us(eager)}"))
+        out.append(
+            _check(
+                m,
+                "c3ae_plain, 1 thread, p50: best backend vs PyTorch eager (same run)",
+                ">= 5x",
+                ratio,
+                ratio >= 5,
+                f"{art.label} {_us(art)} vs torch eager {_us(eager)}",
+            )
+        )
     if art and plain_cpu:
         ratio = plain_cpu / art.p50
-        out.append(_check(m, "c3ae_plain, 1 thread, p50: best backend vs the paper's CPU figure", ">= 50x", ratio,
-                          ratio >= 50,
-                          f"{art.label} {_us(art)} vs the paper's {plain_cpu * 1e3:.1f} ms (Keras, Xeon 2.1 GHz)"))
+        out.append(
+            _check(
+                m,
+                "c3ae_plain, 1 thread, p50: best backend vs the paper's CPU figure",
+                ">= 50x",
+                ratio,
+                ratio >= 50,
+                f"{art.label} {_us(art)} vs the paper's {plain_cpu * 1e3:.1f} ms (Keras, Xeon 2.1 GHz)",
+            )
+        )
     for model in sorted({r.model for r in mr if (r.device or "cpu") == "cpu"}):
         q = best(mr, model=model, precision="int8", backend=lambda b: b != "torch", threads=1, batch=1)
         f = best(mr, model=model, precision="fp32", backend=lambda b: b != "torch", threads=1, batch=1)
         if q and f:
             ratio = f.p50 / q.p50
-            out.append(_check(m, f"{model}, 1 thread, p50: best int8 artifact vs best fp32 artifact", ">= 1.5x", ratio,
-                              ratio >= 1.5, f"{q.label} {_us(q)} vs {f.label} {_us(f)}"))
+            out.append(
+                _check(
+                    m,
+                    f"{model}, 1 thread, p50: best int8 artifact vs best fp32 artifact",
+                    ">= 1.5x",
+                    ratio,
+                    ratio >= 1.5,
+                    f"{q.label} {_us(q)} vs {f.label} {_us(f)}",
+                )
+            )
     g = best(mr, model="c3ae_plain", batch=1, device="cuda", backend=lambda b: "cuda-graph" in str(b))
     if g:
-        out.append(_check(m, "c3ae_plain, GPU, CUDA Graphs, batch 1, p50", "<= 50 us", g.p50 * 1e6, g.p50 <= 50e-6,
-                          f"{g.label} {_us(g)}"))
+        out.append(
+            _check(
+                m,
+                "c3ae_plain, GPU, CUDA Graphs, batch 1, p50",
+                "<= 50 us",
+                g.p50 * 1e6,
+                g.p50 <= 50e-6,
+                f"{g.label} {_us(g)}",
+            )
+        )
     return out
 
 
@@ -165,6 +208,7 @@ def _lat(s: float) -> str:
 
 
 # ---------------------------------------------------------------- markdown, one function per section
+
 
 def markdown(doc: dict, png_name: str | None = None) -> str:
     """The whole report: sources, Table 3 beside the paper's, MAE and weights, the bar, every row, photo to age,
@@ -196,18 +240,26 @@ def sources_section(doc: dict) -> list[str]:
         L.append("")
     else:
         c = doc.get("config", {})
-        L = [f"Command: `{c.get('command') or 'c3ae-edge bench'}` ({c.get('wall_time_s', '?')} s wall time). "
-             f"Input: {c.get('input', '-')}.", ""]
-    return L + ["Every number below is measured by this run except the columns labelled **paper**, which are the "
-                f"paper's Table 3 ({PAPER_SETUP['framework']}, CPU: {PAPER_SETUP['cpu']}, GPU: {PAPER_SETUP['gpu']}). "
-                "Latency = seconds per forward, `time.perf_counter_ns` around each call, after warm-up; p50 with a "
-                "bootstrap 95% CI.", ""]
+        L = [
+            f"Command: `{c.get('command') or 'c3ae-edge bench'}` ({c.get('wall_time_s', '?')} s wall time). "
+            f"Input: {c.get('input', '-')}.",
+            "",
+        ]
+    return L + [
+        "Every number below is measured by this run except the columns labelled **paper**, which are the "
+        f"paper's Table 3 ({PAPER_SETUP['framework']}, CPU: {PAPER_SETUP['cpu']}, GPU: {PAPER_SETUP['gpu']}). "
+        "Latency = seconds per forward, `time.perf_counter_ns` around each call, after warm-up; p50 with a "
+        "bootstrap 95% CI.",
+        "",
+    ]
 
 
-TABLE3_HEAD = ["| model | params (paper) | params (ours) | MACC M (paper) | MACC M (ours) | CPU (paper) | machine "
-               "| PyTorch eager p50 | best CPU p50 | best backend | speed-up vs paper CPU | GPU (paper) "
-               "| GPU p50 (ours) | MAE UTKFace (common recipe) |",
-               "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]
+TABLE3_HEAD = [
+    "| model | params (paper) | params (ours) | MACC M (paper) | MACC M (ours) | CPU (paper) | machine "
+    "| PyTorch eager p50 | best CPU p50 | best backend | speed-up vs paper CPU | GPU (paper) "
+    "| GPU p50 (ours) | MAE UTKFace (common recipe) |",
+    "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|",
+]
 
 
 def table3_section(doc: dict, rows: list[BenchRow]) -> list[str]:
@@ -240,9 +292,11 @@ def _table3_line(model: str, m: str, mr: list[BenchRow], rows: list[BenchRow], m
         return f"| {model} | - | - | - | - | - | {m} | - | - | - | - | - | - | {mae_s} |"
     sp = f"{p['cpu_s'] / b.p50:.0f}x" if b and p.get("cpu_s") else "-"
     gpu = f"{_ms(g.p50)} ({g.backend.replace('torch-cuda ', '')} {g.precision})" if g else "not run"
-    return (f"| {model} | {_n(p.get('params'))} | {_n(any_r.params)} | {p.get('macc_m') or '-'} | "
-            f"{f'{macc / 1e6:.1f}' if macc else '-'} | {_ms(p.get('cpu_s'))} | {m} | {_ms(e.p50) if e else '-'} | "
-            f"{_ms(b.p50) if b else '-'} | {b.label if b else '-'} | {sp} | {_ms(p.get('gpu_s'))} | {gpu} | {mae_s} |")
+    return (
+        f"| {model} | {_n(p.get('params'))} | {_n(any_r.params)} | {p.get('macc_m') or '-'} | "
+        f"{f'{macc / 1e6:.1f}' if macc else '-'} | {_ms(p.get('cpu_s'))} | {m} | {_ms(e.p50) if e else '-'} | "
+        f"{_ms(b.p50) if b else '-'} | {b.label if b else '-'} | {sp} | {_ms(p.get('gpu_s'))} | {gpu} | {mae_s} |"
+    )
 
 
 def accuracy_lines(doc: dict, rows: list[BenchRow]) -> list[str]:
@@ -250,8 +304,11 @@ def accuracy_lines(doc: dict, rows: list[BenchRow]) -> list[str]:
     if (doc.get("accuracy") or {}).get("results", {}):
         L = ["", f"MAE: {doc['accuracy'].get('note', 'c3ae_edge/bench/tables/peers_mae.json')}."]
     else:
-        L = ["", "MAE: no model has been trained with the common recipe yet "
-                 "(`c3ae_edge/bench/tables/peers_recipe.json`, run `python tools/train_peers.py`)."]
+        L = [
+            "",
+            "MAE: no model has been trained with the common recipe yet "
+            "(`c3ae_edge/bench/tables/peers_recipe.json`, run `python tools/train_peers.py`).",
+        ]
     weights = sorted({(r.model, r.weights) for r in rows if r.weights})
     if weights:
         L += ["", "Weights: " + "; ".join(f"{m}: {w}" for m, w in weights) + "."]
@@ -263,8 +320,13 @@ def bar_section(doc: dict) -> list[str]:
     checks = bar(doc)
     if not checks:
         return []
-    L = ["", "## Performance bar (ratios within one run)", "", "| machine | check | target | measured | met | rows |",
-         "|---|---|---|---:|---|---|"]
+    L = [
+        "",
+        "## Performance bar (ratios within one run)",
+        "",
+        "| machine | check | target | measured | met | rows |",
+        "|---|---|---|---:|---|---|",
+    ]
     for c in checks:
         val = f"{c['value']:.1f} us" if "us" in c["target"] else f"{c['value']:.2f}x"
         met = "yes" if c["met"] else "**no**"
@@ -272,10 +334,12 @@ def bar_section(doc: dict) -> list[str]:
     return L
 
 
-ROWS_HEAD = ["| machine | model | backend | precision | threads | batch | size KiB | MACC M (model / graph) "
-             "| p50 us [95% CI] | mean | min | p90 | p99 | std | outliers | first ms | load ms | img/s "
-             "| peak RSS MB (+ this row) | of peak MAC/s | max age diff vs PyTorch |",
-             "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+ROWS_HEAD = [
+    "| machine | model | backend | precision | threads | batch | size KiB | MACC M (model / graph) "
+    "| p50 us [95% CI] | mean | min | p90 | p99 | std | outliers | first ms | load ms | img/s "
+    "| peak RSS MB (+ this row) | of peak MAC/s | max age diff vs PyTorch |",
+    "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+]
 
 
 def rows_section(doc: dict, rows: list[BenchRow]) -> list[str]:
@@ -298,17 +362,30 @@ def _row_cells(r: BenchRow) -> list[str]:
     pd = (r.parity or {}).get("max_abs_age_diff_vs_pytorch")
     ci = lat["p50_ci95"]
     model_m = f"{mc['model'] / 1e6:.2f}" if mc.get("model") else "-"
-    return [f"{(r.artifact or {}).get('bytes', 0) / 1024:.1f}", model_m + gm,
-            f"{_lat(lat['p50'])} [{_lat(ci[0])}, {_lat(ci[1])}]", _lat(lat["mean"]), _lat(lat["min"]),
-            _lat(lat["p90"]), _lat(lat["p99"]), _lat(lat["stdev"]), str(lat.get("outliers", "-")),
-            f"{r.first_inference['time'] * 1e3:.2f}", f"{r.load['time'] * 1e3:.1f}", f"{r.throughput['value']:,.0f}",
-            _mem(r.memory or {}), f"{100 * eff['fraction_of_peak']:.1f}%" if eff.get("fraction_of_peak") else "-",
-            f"{pd:.4f}" if isinstance(pd, float) else "-"]
+    return [
+        f"{(r.artifact or {}).get('bytes', 0) / 1024:.1f}",
+        model_m + gm,
+        f"{_lat(lat['p50'])} [{_lat(ci[0])}, {_lat(ci[1])}]",
+        _lat(lat["mean"]),
+        _lat(lat["min"]),
+        _lat(lat["p90"]),
+        _lat(lat["p99"]),
+        _lat(lat["stdev"]),
+        str(lat.get("outliers", "-")),
+        f"{r.first_inference['time'] * 1e3:.2f}",
+        f"{r.load['time'] * 1e3:.1f}",
+        f"{r.throughput['value']:,.0f}",
+        _mem(r.memory or {}),
+        f"{100 * eff['fraction_of_peak']:.1f}%" if eff.get("fraction_of_peak") else "-",
+        f"{pd:.4f}" if isinstance(pd, float) else "-",
+    ]
 
 
-GRAPH_INTRO = ("Ops in the artifact; ops the conversion added (Transpose beyond those in the PyTorch graph; "
-               "Quantize/Dequantize/FakeQuantize); where the ops ran (TFLite: XNNPACK delegate vs CPU kernels; "
-               "OpenVINO: executed layers by runtime precision; ONNX Runtime: the optimised graph it executes).")
+GRAPH_INTRO = (
+    "Ops in the artifact; ops the conversion added (Transpose beyond those in the PyTorch graph; "
+    "Quantize/Dequantize/FakeQuantize); where the ops ran (TFLite: XNNPACK delegate vs CPU kernels; "
+    "OpenVINO: executed layers by runtime precision; ONNX Runtime: the optimised graph it executes)."
+)
 
 
 def graph_section(rows: list[BenchRow]) -> list[str]:
@@ -317,9 +394,15 @@ def graph_section(rows: list[BenchRow]) -> list[str]:
     g = [r for r in rows if r.graph and r.threads == least and r.batch == 1]
     if not g:
         return []
-    L = ["", "## Graph report per artifact", "", GRAPH_INTRO, "",
-         "| artifact | nodes | ops | + Transpose | + Quantize | + Dequantize | where it ran |",
-         "|---|---:|---|---:|---:|---:|---|"]
+    L = [
+        "",
+        "## Graph report per artifact",
+        "",
+        GRAPH_INTRO,
+        "",
+        "| artifact | nodes | ops | + Transpose | + Quantize | + Dequantize | where it ran |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
     seen = set()
     for r in g:
         key = (r.machine, r.artifact["file"])
@@ -331,8 +414,10 @@ def graph_section(rows: list[BenchRow]) -> list[str]:
             L.append(f"| {r.artifact['file']} | - | {gr['error']} | | | | |")
             continue
         ad = gr.get("added_by_conversion", {})
-        L.append(f"| {r.artifact['file']} | {gr['nodes']} | {_ops(gr['ops'])} | {ad.get('transpose')} | "
-                 f"{ad.get('quantize')} | {ad.get('dequantize')} | {_where(gr.get('runtime', {}))} |")
+        L.append(
+            f"| {r.artifact['file']} | {gr['nodes']} | {_ops(gr['ops'])} | {ad.get('transpose')} | "
+            f"{ad.get('quantize')} | {ad.get('dequantize')} | {_where(gr.get('runtime', {}))} |"
+        )
     return L
 
 
@@ -348,22 +433,34 @@ def environment_section(doc: dict, rows: list[BenchRow]) -> list[str]:
         cpu = env.get("cpu", {})
         virt = "virtualised, " if env.get("virtualised") else ""
         flags = " ".join(cpu.get("flags", [])) or "-"
-        L += [f"**{label}**: CPU {cpu.get('model')}, {cpu.get('logical_cores')} logical cores, threads used "
-              f"{env.get('threads_used')}, affinity {env.get('affinity')}, governor {env.get('governor')}, {virt}"
-              f"load average at the end {env.get('load_average')}; {env.get('os')}; flags: {flags}; "
-              "versions: " + ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items()) + ".", ""]
+        L += [
+            f"**{label}**: CPU {cpu.get('model')}, {cpu.get('logical_cores')} logical cores, threads used "
+            f"{env.get('threads_used')}, affinity {env.get('affinity')}, governor {env.get('governor')}, {virt}"
+            f"load average at the end {env.get('load_average')}; {env.get('os')}; flags: {flags}; "
+            "versions: " + ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items()) + ".",
+            "",
+        ]
         for t, pk in (env.get("peak") or {}).items():
-            L.append(f"- peak, {t} thread(s): " + "; ".join(f"{k} {v['macs_per_s'] / 1e9:.1f} GMAC/s ({v['kernel']}"
-                                                             + (f", int8 ISA {v['isa']}" if v.get("isa") else "") + ")"
-                                                             for k, v in pk.items() if v and v.get("macs_per_s")))
+            L.append(
+                f"- peak, {t} thread(s): "
+                + "; ".join(
+                    f"{k} {v['macs_per_s'] / 1e9:.1f} GMAC/s ({v['kernel']}"
+                    + (f", int8 ISA {v['isa']}" if v.get("isa") else "")
+                    + ")"
+                    for k, v in pk.items()
+                    if v and v.get("macs_per_s")
+                )
+            )
         L.append("")
     return L
 
 
-PHOTO_INTRO = ("Stage columns: p50 ms per image; total: p50 (mean) of the per-image sums; images/s = 1 / mean total; "
-               "faces: images with a face found / images (with the annotated face: IoU >= 0.4 with its landmark box); "
-               "thread CPU: p50 of the per-image CPU time of the timing thread (on a shared machine, the wall time "
-               "less the waits for a core).")
+PHOTO_INTRO = (
+    "Stage columns: p50 ms per image; total: p50 (mean) of the per-image sums; images/s = 1 / mean total; "
+    "faces: images with a face found / images (with the annotated face: IoU >= 0.4 with its landmark box); "
+    "thread CPU: p50 of the per-image CPU time of the timing thread (on a shared machine, the wall time "
+    "less the waits for a core)."
+)
 
 
 def photo_to_age_section(doc: dict) -> list[str]:
@@ -372,18 +469,26 @@ def photo_to_age_section(doc: dict) -> list[str]:
     if not rows:
         return []
     how = (doc.get("config") or {}).get("photo_to_age") or "see each source's config"
-    L = ["", "## Photo to age (end to end)", "", f"{how}. {PHOTO_INTRO}", "",
-         "| machine | model | input | detector | age network | threads | decode | detect | crop | age network "
-         "| total p50 (mean) ms | thread CPU ms | images/s | faces (annotated) |",
-         "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    L = [
+        "",
+        "## Photo to age (end to end)",
+        "",
+        f"{how}. {PHOTO_INTRO}",
+        "",
+        "| machine | model | input | detector | age network | threads | decode | detect | crop | age network "
+        "| total p50 (mean) ms | thread CPU ms | images/s | faces (annotated) |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         st, lat = r.stages, r.latency
         found = "-" if r.annotated_face_found is None else r.annotated_face_found
-        L.append(f"| {_machine(doc, r)} | {r.model} | {r.input} | {r.detector} | {r.label} | {r.threads} | "
-                 + " | ".join(f"{st[k]['p50'] * 1e3:.2f}" for k in ("decode", "detect", "crop", "age"))
-                 + f" | {lat['p50'] * 1e3:.2f} ({lat['mean'] * 1e3:.2f}) | "
-                 f"{_ms_or_dash((r.thread_cpu_p50_s or {}).get('total'))} | "
-                 f"{r.throughput['value']:.1f} | {r.faces_found}/{r.images} ({found}) |")
+        L.append(
+            f"| {_machine(doc, r)} | {r.model} | {r.input} | {r.detector} | {r.label} | {r.threads} | "
+            + " | ".join(f"{st[k]['p50'] * 1e3:.2f}" for k in ("decode", "detect", "crop", "age"))
+            + f" | {lat['p50'] * 1e3:.2f} ({lat['mean'] * 1e3:.2f}) | "
+            f"{_ms_or_dash((r.thread_cpu_p50_s or {}).get('total'))} | "
+            f"{r.throughput['value']:.1f} | {r.faces_found}/{r.images} ({found}) |"
+        )
     return L
 
 
@@ -407,8 +512,10 @@ def _ops(ops: dict, n: int = 6) -> str:
 def _where(rt: dict) -> str:
     if "delegate_ops" in rt:
         cpu = rt.get("cpu_ops") or {}
-        return (f"{rt.get('delegate')}: {sum(rt['delegate_ops'].values())} ops in {rt.get('partitions')} partition(s); CPU kernels: "
-                + (_ops(cpu) if cpu else "none"))
+        return (
+            f"{rt.get('delegate')}: {sum(rt['delegate_ops'].values())} ops in {rt.get('partitions')} partition(s); CPU kernels: "
+            + (_ops(cpu) if cpu else "none")
+        )
     if "executed_layers_by_precision" in rt:
         return "OpenVINO CPU: " + _ops(rt["executed_layers_by_precision"], 8)
     if "optimised_ops" in rt:
@@ -417,6 +524,7 @@ def _where(rt: dict) -> str:
 
 
 # ---------------------------------------------------------------- plot
+
 
 def plot(doc: dict, path: Path) -> bool:
     """latency (p50) vs MAE and vs artifact size, one marker per backend/precision; False if matplotlib is absent."""
@@ -441,10 +549,21 @@ def plot(doc: dict, path: Path) -> bool:
         pts = [(maes[r.model], r.p50 * 1e3) for r in g if isinstance(maes[r.model], (int, float))]
         if pts:
             a1.scatter(*zip(*pts), marker=markers[i % len(markers)], label=f"{b} {p}")
-    a1.set(xlabel="MAE on UTKFace (years, common recipe)", ylabel="p50 latency (ms, batch 1)", yscale="log", title="latency vs MAE")
+    a1.set(
+        xlabel="MAE on UTKFace (years, common recipe)",
+        ylabel="p50 latency (ms, batch 1)",
+        yscale="log",
+        title="latency vs MAE",
+    )
     if not any(isinstance(v.get("mae"), (int, float)) for v in acc.values()):
         a1.text(0.5, 0.5, "no MAE yet:\nrun tools/train_peers.py", ha="center", va="center", transform=a1.transAxes)
-    a2.set(xlabel="artifact size (KiB)", ylabel="p50 latency (ms, batch 1)", xscale="log", yscale="log", title="latency vs size")
+    a2.set(
+        xlabel="artifact size (KiB)",
+        ylabel="p50 latency (ms, batch 1)",
+        xscale="log",
+        yscale="log",
+        title="latency vs size",
+    )
     for r in {r.model: r for r in rows if r.backend == "torch"}.values():
         a2.annotate(r.model, (r.artifact["bytes"] / 1024, r.p50 * 1e3), fontsize=7, alpha=0.7)
     for a in (a1, a2):

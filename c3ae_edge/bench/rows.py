@@ -5,6 +5,7 @@ document (schema ``c3ae-edge-bench/1``, written by the harness, the CUDA bench a
 same key order: a merged or re-written document has the same bytes as before. Nested blocks (latency, memory, graph,
 ...) stay JSON objects: their keys come from numpy-only code on the boards.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -65,8 +66,11 @@ class BenchRow:
             raise ValueError("a bench row's latency needs a numeric p50")
         kind = E2ERow if cls is BenchRow and d.get("pipeline") else cls
         known = set(kind.names())
-        return kind(**{k: v for k, v in d.items() if k in known}, extra={k: v for k, v in d.items() if k not in known},
-                    keys=tuple(d))
+        return kind(
+            **{k: v for k, v in d.items() if k in known},
+            extra={k: v for k, v in d.items() if k not in known},
+            keys=tuple(d),
+        )
 
     def to_json(self) -> dict:
         """The row as the schema writes it: the keys it was read with, in that order, then any set since."""

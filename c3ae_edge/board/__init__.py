@@ -1,6 +1,7 @@
 """Scripts that run on the board, copied into bundles or beside them as they are: numpy, Pillow and the runtimes only
 (a test checks their imports). ``reference_infer.py`` (bundle check), ``onboard.py`` (the on-board
 bench) and ``facefind.py`` (the photo pipeline's face detector)."""
+
 from __future__ import annotations
 
 from importlib import resources

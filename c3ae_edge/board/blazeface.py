@@ -10,6 +10,7 @@ letterboxed (aspect kept, centred) to the model's square size, RGB scaled to [-1
 ``HaarMapping`` maps a BlazeFace box onto the face-box convention the crop spec expects (OpenCV's frontal cascade's
 box): measured on FG-NET by tools/measure_blazeface_boxes.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ class ModelSpec:
     file: str
     size: int
     strides: tuple[int, ...]
-    interpolated_anchor: bool  # one extra anchor per cell (interpolated_scale_aspect_ratio 1.0) besides aspect ratio 1.0
+    interpolated_anchor: (
+        bool  # one extra anchor per cell (interpolated_scale_aspect_ratio 1.0) besides aspect ratio 1.0
+    )
     min_score: float
     nms_iou: float = 0.3
 
@@ -109,7 +112,9 @@ def resize_bilinear(img: np.ndarray, ow: int, oh: int) -> np.ndarray:
     return (t + (b - t) * fy[:, None]).reshape(oh, ow, c)
 
 
-def letterbox(rgb: np.ndarray, size: int, resize=None, out: np.ndarray | None = None) -> tuple[np.ndarray, float, float, float]:
+def letterbox(
+    rgb: np.ndarray, size: int, resize=None, out: np.ndarray | None = None
+) -> tuple[np.ndarray, float, float, float]:
     """Frame -> (1, size, size, 3) float32 in [-1, 1], aspect kept and centred, zero (mid-grey) borders;
     plus (scale, pad_x, pad_y) to map tensor pixels back: source = (tensor - pad) / scale.
     ``resize(img, w, h)`` may replace the numpy bilinear resize (e.g. OpenCV's); ``out``: write there (the
@@ -124,12 +129,14 @@ def letterbox(rgb: np.ndarray, size: int, resize=None, out: np.ndarray | None = 
     x = np.zeros((1, size, size, 3), np.float32) if out is None else out
     if out is not None and (nw < size or nh < size):
         x.fill(0)
-    np.multiply(small, np.float32(2 / 255), out=x[0, py:py + nh, px:px + nw], casting="unsafe")
-    x[0, py:py + nh, px:px + nw] -= 1
+    np.multiply(small, np.float32(2 / 255), out=x[0, py : py + nh, px : px + nw], casting="unsafe")
+    x[0, py : py + nh, px : px + nw] -= 1
     return x, s, float(px), float(py)
 
 
-def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+def decode(
+    raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs (N, 16), (N,) logits -> (scores (M,), coords (M, 16)) above the score threshold, in [0, 1] input
     coordinates: cx, cy, w, h, then 6 keypoints (x, y)."""
     keep = np.flatnonzero(raw_scores >= np.log(spec.min_score / (1 - spec.min_score)))  # sigmoid(logit) >= min_score
@@ -199,10 +206,16 @@ class BlazeFace:
             raise ValueError(f"{model_path}: {outs[0]['shape'][1]} boxes, the anchor grid has {len(self.anchors)}")
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        s, px, py = letterbox(rgb, self.spec.size, self.resize, self.it.tensor(self.input_index)())[1:]  # in place; no view kept
+        s, px, py = letterbox(rgb, self.spec.size, self.resize, self.it.tensor(self.input_index)())[
+            1:
+        ]  # in place; no view kept
         self.it.invoke()
-        scores, coords = decode(self.it.get_tensor(self.box_index)[0], self.it.get_tensor(self.score_index)[0, :, 0],
-                                self.anchors, self.spec)
+        scores, coords = decode(
+            self.it.get_tensor(self.box_index)[0],
+            self.it.get_tensor(self.score_index)[0, :, 0],
+            self.anchors,
+            self.spec,
+        )
         faces = []
         for score, c in weighted_nms(scores, coords, self.spec.nms_iou):
             c = c * self.spec.size

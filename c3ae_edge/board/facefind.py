@@ -8,6 +8,7 @@ scale steps in a small region around it; measured on FG-NET it did not improve b
 
 Standalone on purpose (numpy + OpenCV only): the on-board runner imports this file as it is.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ class CoarseFineParams:
     min_face_px: int = 40
     coarse_step: float = 1.1
     coarse_neighbours: int = 3
-    refine_px: int = 0  # > 0: refine each box with the face brought to at most this many pixels (off: no gain, measured)
+    refine_px: int = (
+        0  # > 0: refine each box with the face brought to at most this many pixels (off: no gain, measured)
+    )
     refine_step: float = 1.05
     refine_neighbours: int = 2
     margin: float = 0.3  # refine region: the coarse box grown by this fraction of its side on each edge
@@ -46,7 +49,9 @@ def _shrink(cv2, gray: np.ndarray, s: float) -> np.ndarray:
     return cv2.resize(gray, (max(WINDOW, round(w * s)), max(WINDOW, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def coarse_fine(cascade, rgb: np.ndarray, p: CoarseFineParams = CoarseFineParams()) -> list[tuple[tuple[float, float, float], int]]:
+def coarse_fine(
+    cascade, rgb: np.ndarray, p: CoarseFineParams = CoarseFineParams()
+) -> list[tuple[tuple[float, float, float], int]]:
     """HxWx3 RGB (or HxW grey) uint8 -> [(face box (cx, cy, side) in source pixels, coarse neighbour count)], largest first."""
     import cv2
 
@@ -56,9 +61,18 @@ def coarse_fine(cascade, rgb: np.ndarray, p: CoarseFineParams = CoarseFineParams
     s = min(1.0, WINDOW / min_face)
     small = cv2.equalizeHist(_shrink(cv2, gray, s))
     top = min(small.shape)
-    rects, counts = cascade.detectMultiScale2(small, p.coarse_step, p.coarse_neighbours, minSize=(WINDOW, WINDOW), maxSize=(top, top))
-    found = [(_refine(cv2, cascade, gray, ((x + bw / 2) / s, (y + bh / 2) / s, bw / s), p) if p.refine_px else ((x + bw / 2) / s, (y + bh / 2) / s, bw / s), int(n))
-             for (x, y, bw, bh), n in zip(rects, np.ravel(counts) if len(rects) else [])]
+    rects, counts = cascade.detectMultiScale2(
+        small, p.coarse_step, p.coarse_neighbours, minSize=(WINDOW, WINDOW), maxSize=(top, top)
+    )
+    found = [
+        (
+            _refine(cv2, cascade, gray, ((x + bw / 2) / s, (y + bh / 2) / s, bw / s), p)
+            if p.refine_px
+            else ((x + bw / 2) / s, (y + bh / 2) / s, bw / s),
+            int(n),
+        )
+        for (x, y, bw, bh), n in zip(rects, np.ravel(counts) if len(rects) else [])
+    ]
     return sorted(_suppress(found), key=lambda f: -f[0][2])
 
 
@@ -78,7 +92,9 @@ def _overlap(a, b) -> float:
     return iw * ih / (a[2] ** 2 + b[2] ** 2 - iw * ih)
 
 
-def _refine(cv2, cascade, gray: np.ndarray, box: tuple[float, float, float], p: CoarseFineParams) -> tuple[float, float, float]:
+def _refine(
+    cv2, cascade, gray: np.ndarray, box: tuple[float, float, float], p: CoarseFineParams
+) -> tuple[float, float, float]:
     """The cascade's box near a coarse one (fine scale step, narrow size range); the coarse box if none is found."""
     cx, cy, side = box
     h, w = gray.shape
@@ -93,5 +109,7 @@ def _refine(cv2, cascade, gray: np.ndarray, box: tuple[float, float, float], p: 
     rects = cascade.detectMultiScale(roi, p.refine_step, p.refine_neighbours, minSize=(lo, lo), maxSize=(hi, hi))
     if not len(rects):
         return box
-    x, y, bw, bh = min(rects, key=lambda r: abs(x0 + (r[0] + r[2] / 2) / sx - cx) + abs(y0 + (r[1] + r[3] / 2) / sy - cy))
+    x, y, bw, bh = min(
+        rects, key=lambda r: abs(x0 + (r[0] + r[2] / 2) / sx - cx) + abs(y0 + (r[1] + r[3] / 2) / sy - cy)
+    )
     return (x0 + (x + bw / 2) / sx, y0 + (y + bh / 2) / sy, bw / sx)

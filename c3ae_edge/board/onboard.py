@@ -12,6 +12,7 @@ imports the statistics and environment helpers from this file, so both write the
 Install (Pi OS Bookworm, Python 3.11): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert;
 (Trixie, Python 3.13): pip install ai-edge-litert (no tflite-runtime wheel exists for Python 3.12+).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,20 +24,55 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-INSTALL = ('on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert; '
-           "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert")
+INSTALL = (
+    'on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert; '
+    "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert"
+)
 try:
     import numpy as np
 except ImportError:  # one line, not a traceback
     sys.exit(f"onboard: error: numpy is not installed ({INSTALL})")
 
 SCHEMA = "c3ae-edge-bench/1"
-_FLAGS = ("neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
-          "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
-_RUNTIMES = ("numpy", "torch", "onnxruntime", "openvino", "ai-edge-litert", "tflite-runtime", "litert-torch", "nncf", "onnx", "c3ae-edge")
+_FLAGS = (
+    "neon",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "sve",
+    "sve2",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+_RUNTIMES = (
+    "numpy",
+    "torch",
+    "onnxruntime",
+    "openvino",
+    "ai-edge-litert",
+    "tflite-runtime",
+    "litert-torch",
+    "nncf",
+    "onnx",
+    "c3ae-edge",
+)
 
 
 # ---------------------------------------------------------------- statistics
+
 
 def latency_stats(ns, seed: int = 0, boot: int = 1000) -> dict:
     """Distribution of per-run latencies (ns in, seconds out): count, mean, stdev, min/max, p50 with a bootstrap 95% CI,
@@ -50,12 +86,25 @@ def latency_stats(ns, seed: int = 0, boot: int = 1000) -> dict:
     meds = np.empty(boot)
     for i in range(0, boot, 100):  # chunks keep memory flat for 2000 x 1000 resamples
         k = min(100, boot - i)
-        meds[i:i + k] = np.median(v[rng.integers(0, v.size, (k, v.size))], axis=1)
+        meds[i : i + k] = np.median(v[rng.integers(0, v.size, (k, v.size))], axis=1)
     p = np.percentile(v, [50, 90, 95, 99])
-    return {"unit": "s", "count": int(v.size), "total": float(v.sum()), "mean": float(v.mean()), "stdev": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "p50": float(p[0]), "p50_ci95": [float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))],
-            "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3]), "outliers": int(v.size - keep.size),
-            "mean_without_outliers": float(keep.mean()), "stdev_without_outliers": float(keep.std(ddof=1)) if keep.size > 1 else 0.0}
+    return {
+        "unit": "s",
+        "count": int(v.size),
+        "total": float(v.sum()),
+        "mean": float(v.mean()),
+        "stdev": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "p50": float(p[0]),
+        "p50_ci95": [float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))],
+        "p90": float(p[1]),
+        "p95": float(p[2]),
+        "p99": float(p[3]),
+        "outliers": int(v.size - keep.size),
+        "mean_without_outliers": float(keep.mean()),
+        "stdev_without_outliers": float(keep.std(ddof=1)) if keep.size > 1 else 0.0,
+    }
 
 
 def time_runs(fn, x, runs: int, warmup: int, first: bool = True) -> tuple[list[int], int]:
@@ -77,6 +126,7 @@ def time_runs(fn, x, runs: int, warmup: int, first: bool = True) -> tuple[list[i
 
 
 # ---------------------------------------------------------------- environment
+
 
 def _read(path: str) -> str | None:
     try:
@@ -100,8 +150,12 @@ def cpu_info() -> dict:
         part = next(line.split(":")[1].strip() for line in text.splitlines() if line.startswith("CPU part"))
         model = {"0xd03": "Cortex-A53", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76"}.get(part, f"ARM part {part}")
     dt = _read("/proc/device-tree/model")
-    return {"model": model or platform.processor() or platform.machine(), "board": dt.strip("\x00") if dt else None,
-            "flags": sorted(f for f in flags if f in _FLAGS), "logical_cores": os.cpu_count()}
+    return {
+        "model": model or platform.processor() or platform.machine(),
+        "board": dt.strip("\x00") if dt else None,
+        "flags": sorted(f for f in flags if f in _FLAGS),
+        "logical_cores": os.cpu_count(),
+    }
 
 
 def versions(names=_RUNTIMES) -> dict:
@@ -123,11 +177,21 @@ def environment(threads: int | None = None, extra: dict | None = None) -> dict:
     for line in (_read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
             mem = round(int(line.split()[1]) / 1024**2, 2)
-    env = {"cpu": cpu_info(), "threads_used": threads, "affinity": aff, "governor": gov or "not visible",
-           "max_freq_mhz": int(freq) // 1000 if freq and freq.isdigit() else None, "memory_gb": mem,
-           "os": platform.platform(), "kernel": platform.release(), "machine": platform.machine(), "hostname": platform.node(),
-           "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-           "virtualised": "hypervisor" in (_read("/proc/cpuinfo") or ""), "versions": versions()}
+    env = {
+        "cpu": cpu_info(),
+        "threads_used": threads,
+        "affinity": aff,
+        "governor": gov or "not visible",
+        "max_freq_mhz": int(freq) // 1000 if freq and freq.isdigit() else None,
+        "memory_gb": mem,
+        "os": platform.platform(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "virtualised": "hypervisor" in (_read("/proc/cpuinfo") or ""),
+        "versions": versions(),
+    }
     if extra:
         env.update(extra)
     return env
@@ -176,18 +240,40 @@ def peak_fp32_macs(threads: int = 1, seconds: float = 0.3) -> dict:
     return {"kernel": f"numpy fp32 matmul {n}x{n}x{n}", "macs_per_s": n**3 / best, "threads": "BLAS default"}
 
 
-def row(model: str, backend: str, precision: str, threads: int | None, batch: int, lat: dict, first_s: float, load_s: float, **kw) -> dict:
+def row(
+    model: str,
+    backend: str,
+    precision: str,
+    threads: int | None,
+    batch: int,
+    lat: dict,
+    first_s: float,
+    load_s: float,
+    **kw,
+) -> dict:
     """One result row of the schema (optimum-benchmark-like latency/throughput/memory blocks)."""
-    r = {"model": model, "backend": backend, "precision": precision, "threads": threads, "batch": batch, "device": kw.pop("device", "cpu"),
-         "latency": lat, "throughput": {"unit": "samples/s", "value": batch / lat["p50"]}, "load": {"unit": "s", "time": load_s},
-         "first_inference": {"unit": "s", "time": first_s}}
+    r = {
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "threads": threads,
+        "batch": batch,
+        "device": kw.pop("device", "cpu"),
+        "latency": lat,
+        "throughput": {"unit": "samples/s", "value": batch / lat["p50"]},
+        "load": {"unit": "s", "time": load_s},
+        "first_inference": {"unit": "s", "time": first_s},
+    }
     r.update(kw)
     return r
 
 
 # ---------------------------------------------------------------- the board runner
 
-_TFLITE = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}  # preference order
+_TFLITE = {
+    "ai-edge-litert": "ai_edge_litert.interpreter",
+    "tflite-runtime": "tflite_runtime.interpreter",
+}  # preference order
 
 
 def tflite_module(name: str = "auto"):
@@ -203,7 +289,9 @@ def tflite_module(name: str = "auto"):
             ver = None
         if dist == "tflite-runtime" and ver and int(np.__version__.split(".")[0]) >= 2:
             # built against numpy 1.x: importing it under numpy 2 prints a traceback and fails
-            problems.append(f'tflite-runtime {ver} needs numpy<2 but numpy {np.__version__} is installed (pip install "numpy<2")')
+            problems.append(
+                f'tflite-runtime {ver} needs numpy<2 but numpy {np.__version__} is installed (pip install "numpy<2")'
+            )
             continue
         try:
             return importlib.import_module(_TFLITE[dist]), dist, ver or "unknown"
@@ -211,7 +299,9 @@ def tflite_module(name: str = "auto"):
             if name != "auto":
                 problems.append(f"{dist} is not installed")
         except Exception as e:  # a broken wheel: say which, in one line
-            problems.append(f"{dist} {ver} fails to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+            problems.append(
+                f"{dist} {ver} fails to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            )
     raise ImportError("; ".join(problems) if problems else f"no TFLite runtime is installed ({INSTALL})")
 
 
@@ -235,7 +325,11 @@ def load_tflite(path: Path, threads: int, runtime: str = "auto", delegate: str =
     """-> (forward(x_nchw_float) -> outputs, loader name); the forward does the layout move and quantisation and
     carries ``forward.info`` (runtime, version, delegate) and ``forward.output_names``."""
     mod, name, ver = tflite_module(runtime)
-    kw = {"experimental_op_resolver_type": mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if delegate == "builtin" else {}
+    kw = (
+        {"experimental_op_resolver_type": mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+        if delegate == "builtin"
+        else {}
+    )
     it = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
     it.allocate_tensors()
     inp, outs = it.get_input_details()[0], it.get_output_details()
@@ -276,7 +370,12 @@ def load_onnx(path: Path, threads: int):
     def forward(x):
         return s.run(None, {name: x})
 
-    forward.info = {"runtime": "onnxruntime", "version": ort.__version__, "delegate": {"name": "cpu"}, "runtime_id": "onnxruntime/cpu"}
+    forward.info = {
+        "runtime": "onnxruntime",
+        "version": ort.__version__,
+        "delegate": {"name": "cpu"},
+        "runtime_id": "onnxruntime/cpu",
+    }
     forward.output_names = [o.name for o in s.get_outputs()]
     forward.quantization = [None] * len(forward.output_names)
     return forward, "onnxruntime"
@@ -325,12 +424,25 @@ def age_check(fwd, x: np.ndarray, man: dict, art: dict) -> dict:
     """The bundle's parity faces through this runtime against PyTorch's ages and the artifact's tolerance."""
     d = np.abs(parity_ages(fwd, x, man, art) - np.asarray(man["parity_set"]["pytorch_age"], np.float64))
     tol = art.get("tolerance_years")
-    return {"faces": int(d.size), "max_abs_age_diff_vs_pytorch": round(float(d.max()), 6), "mean_abs_age_diff_vs_pytorch": round(float(d.mean()), 6),
-            "tolerance_years": tol, "within_tolerance": bool(d.max() <= tol) if tol is not None else None}
+    return {
+        "faces": int(d.size),
+        "max_abs_age_diff_vs_pytorch": round(float(d.max()), 6),
+        "mean_abs_age_diff_vs_pytorch": round(float(d.mean()), 6),
+        "tolerance_years": tol,
+        "within_tolerance": bool(d.max() <= tol) if tol is not None else None,
+    }
 
 
-def run_bundle(bundle: Path, runs: int, warmup: int, threads, only: str | None = None, log=print, runtime: str = "auto",
-               delegate: str = "default") -> dict:
+def run_bundle(
+    bundle: Path,
+    runs: int,
+    warmup: int,
+    threads,
+    only: str | None = None,
+    log=print,
+    runtime: str = "auto",
+    delegate: str = "default",
+) -> dict:
     """Time every artifact the runtimes here can load, at each thread count (an int or a list); rows carry the
     runtime, version and delegate that ran, and the age check on the stored faces. ``skipped`` says why others did not run
     (not logged: the caller prints them, or one line when nothing ran)."""
@@ -360,21 +472,51 @@ def run_bundle(bundle: Path, runs: int, warmup: int, threads, only: str | None =
             ns, first = time_runs(fwd, x, runs, warmup)
             lat = latency_stats(ns)
             info = fwd.info
-            log(f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: p50 {lat['p50'] * 1e6:.1f} us "
-                f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {th} thread(s)")
+            log(
+                f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: p50 {lat['p50'] * 1e6:.1f} us "
+                f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {th} thread(s)"
+            )
             parity = age_check(fwd, faces, man, art)
-            results.append(row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[kind], art["precision"], th, 1, lat, first / 1e9, load_s,
-                               runtime=rt, runtime_version=info["version"], delegate=info["delegate"], runtime_id=info["runtime_id"],
-                               artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
-                               params=man["model"].get("params"), memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
-                               parity=parity, source="onboard runner"))
+            results.append(
+                row(
+                    man["model"]["name"],
+                    {".tflite": "tflite", ".onnx": "onnx"}[kind],
+                    art["precision"],
+                    th,
+                    1,
+                    lat,
+                    first / 1e9,
+                    load_s,
+                    runtime=rt,
+                    runtime_version=info["version"],
+                    delegate=info["delegate"],
+                    runtime_id=info["runtime_id"],
+                    artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
+                    params=man["model"].get("params"),
+                    memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
+                    parity=parity,
+                    source="onboard runner",
+                )
+            )
     peak = {th: peak_fp32_macs(th) for th in tlist}
     for r in results:
         r["peak"] = {"fp32": peak[r["threads"]]}
-    return {"schema": SCHEMA, "config": {"runner": "onboard.py", "bundle": bundle.name, "runs": runs, "warmup": warmup,
-                                         "threads": tlist[0] if len(tlist) == 1 else tlist, "runtime": runtime, "delegate": delegate,
-                                         "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1; age check on all of them"},
-            "environment": environment(tlist[0] if len(tlist) == 1 else tlist), "results": results, "skipped": skipped}
+    return {
+        "schema": SCHEMA,
+        "config": {
+            "runner": "onboard.py",
+            "bundle": bundle.name,
+            "runs": runs,
+            "warmup": warmup,
+            "threads": tlist[0] if len(tlist) == 1 else tlist,
+            "runtime": runtime,
+            "delegate": delegate,
+            "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1; age check on all of them",
+        },
+        "environment": environment(tlist[0] if len(tlist) == 1 else tlist),
+        "results": results,
+        "skipped": skipped,
+    }
 
 
 def _threads(text: str) -> list[int] | None:
@@ -386,6 +528,7 @@ def _threads(text: str) -> list[int] | None:
 
 
 # ---------------------------------------------------------------- photo to age (end to end)
+
 
 def _facefind():
     """The detector (c3ae_edge/board/facefind.py: numpy + OpenCV), from the package or copied next to this file; None without OpenCV."""
@@ -422,7 +565,9 @@ def _photo_frames(paths: list[Path], sizes=((640, 480), (1280, 720))) -> list[tu
     return sets
 
 
-def run_photo_to_age(bundle: Path, photos: Path, n: int, threads: int, only: str | None = None, log=print) -> list[dict]:
+def run_photo_to_age(
+    bundle: Path, photos: Path, n: int, threads: int, only: str | None = None, log=print
+) -> list[dict]:
     """Photo-to-age rows: decode (Pillow), detect (the manifest's face_box.detector), crop (the bundle's
     reference_infer.preprocess), each artifact's age network; per image and stage, perf_counter_ns."""
     import importlib.util
@@ -434,10 +579,15 @@ def run_photo_to_age(bundle: Path, photos: Path, n: int, threads: int, only: str
         log("photo to age: skipped: decoding photos needs Pillow (pip install pillow); the other rows ran")
         return []
     man = json.loads((bundle / "manifest.json").read_text())
-    det = (man.get("face_box") or {}).get("detector") or {"name": "haar-fast", "params": {}}  # older bundles: the same cascade convention
+    det = (man.get("face_box") or {}).get("detector") or {
+        "name": "haar-fast",
+        "params": {},
+    }  # older bundles: the same cascade convention
     ff = _facefind()
     if ff is None:
-        log("photo to age: skipped: the face detector needs OpenCV (pip install opencv-python-headless); the other rows ran")
+        log(
+            "photo to age: skipped: the face detector needs OpenCV (pip install opencv-python-headless); the other rows ran"
+        )
         return []
     spec = importlib.util.spec_from_file_location("bundle_reference_infer", bundle / "reference_infer.py")
     ref = importlib.util.module_from_spec(spec)
@@ -446,7 +596,9 @@ def run_photo_to_age(bundle: Path, photos: Path, n: int, threads: int, only: str
 
     cv2.setNumThreads(threads)
     cascade = ff.load_cascade()
-    params = ff.CoarseFineParams(**{k: v for k, v in det.get("params", {}).items() if k in ff.CoarseFineParams.__dataclass_fields__})
+    params = ff.CoarseFineParams(
+        **{k: v for k, v in det.get("params", {}).items() if k in ff.CoarseFineParams.__dataclass_fields__}
+    )
     files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
     if not files:
         log(f"photo to age: skipped: no .jpg/.png photos in {photos}")
@@ -483,13 +635,34 @@ def run_photo_to_age(bundle: Path, photos: Path, n: int, threads: int, only: str
         for (art, _), a in zip(fwds, ages):
             tot = [sum(v) for v in zip(stage["decode"], stage["detect"], stage["crop"], a)]
             lat = latency_stats(tot)
-            rows.append({**row(man["model"]["name"], {".tflite": "tflite", ".onnx": "onnx"}[Path(art["file"]).suffix], art["precision"], threads, 1,
-                               lat, 0.0, 0.0, source="onboard runner", artifact={"file": art["file"]}),
-                         "pipeline": "photo-to-age", "input": name, "detector": det.get("name"), "images": len(encoded), "faces_found": found,
-                         "stages": {**{k: latency_stats(v) for k, v in stage.items()}, "age": latency_stats(a)},
-                         "throughput": {"unit": "images/s", "value": 1.0 / lat["mean"]}})
-            log(f"photo to age, {name}, {art['file']}: p50 {lat['p50'] * 1e3:.2f} ms ("
-                + ", ".join(f"{k} {np.median(v) / 1e6:.2f}" for k, v in (*stage.items(), ("age", a))) + f" ms), faces {found}/{len(encoded)}")
+            rows.append(
+                {
+                    **row(
+                        man["model"]["name"],
+                        {".tflite": "tflite", ".onnx": "onnx"}[Path(art["file"]).suffix],
+                        art["precision"],
+                        threads,
+                        1,
+                        lat,
+                        0.0,
+                        0.0,
+                        source="onboard runner",
+                        artifact={"file": art["file"]},
+                    ),
+                    "pipeline": "photo-to-age",
+                    "input": name,
+                    "detector": det.get("name"),
+                    "images": len(encoded),
+                    "faces_found": found,
+                    "stages": {**{k: latency_stats(v) for k, v in stage.items()}, "age": latency_stats(a)},
+                    "throughput": {"unit": "images/s", "value": 1.0 / lat["mean"]},
+                }
+            )
+            log(
+                f"photo to age, {name}, {art['file']}: p50 {lat['p50'] * 1e3:.2f} ms ("
+                + ", ".join(f"{k} {np.median(v) / 1e6:.2f}" for k, v in (*stage.items(), ("age", a)))
+                + f" ms), faces {found}/{len(encoded)}"
+            )
     return rows
 
 
@@ -498,13 +671,31 @@ def main(argv=None) -> int:
     ap.add_argument("bundle", type=Path, help="bundle folder (manifest.json, artifacts, parity_crops.npy)")
     ap.add_argument("--runs", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--threads", default="1", help="threads, comma-separated for several rows (default 1: the merged Table 3 compares 1-thread rows)")
-    ap.add_argument("--runtime", choices=["auto", *_TFLITE], default="auto", help=".tflite runtime (default: ai-edge-litert if installed, else tflite-runtime)")
-    ap.add_argument("--delegate", choices=["default", "builtin"], default="default",
-                    help="builtin: the runtime's built-in kernels without its default delegate (XNNPACK)")
+    ap.add_argument(
+        "--threads",
+        default="1",
+        help="threads, comma-separated for several rows (default 1: the merged Table 3 compares 1-thread rows)",
+    )
+    ap.add_argument(
+        "--runtime",
+        choices=["auto", *_TFLITE],
+        default="auto",
+        help=".tflite runtime (default: ai-edge-litert if installed, else tflite-runtime)",
+    )
+    ap.add_argument(
+        "--delegate",
+        choices=["default", "builtin"],
+        default="default",
+        help="builtin: the runtime's built-in kernels without its default delegate (XNNPACK)",
+    )
     ap.add_argument("--artifact", default=None, help="time only this artifact file")
     ap.add_argument("--json", type=Path, default=None, help="write the results here (default: stdout)")
-    ap.add_argument("--photos", type=Path, default=None, help="photo-to-age rows on the photos in this folder (needs OpenCV for the detector)")
+    ap.add_argument(
+        "--photos",
+        type=Path,
+        default=None,
+        help="photo-to-age rows on the photos in this folder (needs OpenCV for the detector)",
+    )
     ap.add_argument("--photo-count", type=int, default=60, help="with --photos: how many (sorted by name)")
     a = ap.parse_args(argv)
     if not (a.bundle / "manifest.json").is_file():
@@ -512,15 +703,29 @@ def main(argv=None) -> int:
         return 2
     threads = _threads(a.threads)
     if a.runs < 1 or a.warmup < 0 or threads is None:
-        print("onboard: error: --runs must be >= 1, --warmup >= 0, --threads positive integers (e.g. 1 or 1,4)", file=sys.stderr)
+        print(
+            "onboard: error: --runs must be >= 1, --warmup >= 0, --threads positive integers (e.g. 1 or 1,4)",
+            file=sys.stderr,
+        )
         return 2
     if a.photos is not None and not a.photos.is_dir():
         print(f"onboard: error: --photos {a.photos}: not a folder", file=sys.stderr)
         return 2
     try:
-        res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=lambda m: print(m, file=sys.stderr), runtime=a.runtime, delegate=a.delegate)
+        res = run_bundle(
+            a.bundle,
+            a.runs,
+            a.warmup,
+            threads,
+            a.artifact,
+            log=lambda m: print(m, file=sys.stderr),
+            runtime=a.runtime,
+            delegate=a.delegate,
+        )
         if a.photos is not None:
-            res["results"] += run_photo_to_age(a.bundle, a.photos, a.photo_count, threads[0], a.artifact, log=lambda m: print(m, file=sys.stderr))
+            res["results"] += run_photo_to_age(
+                a.bundle, a.photos, a.photo_count, threads[0], a.artifact, log=lambda m: print(m, file=sys.stderr)
+            )
     except BundleError as e:
         print(f"onboard: error: {e}", file=sys.stderr)
         return 2
@@ -537,6 +742,7 @@ def main(argv=None) -> int:
     else:
         print(text)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

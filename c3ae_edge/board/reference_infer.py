@@ -9,6 +9,7 @@ Without --box the image is taken as an aligned face chip (the manifest's ``face_
 Install (Raspberry Pi OS Bookworm, Python 3.11): pip install "numpy<2" Pillow tflite-runtime==2.14.0, or pip install
 ai-edge-litert Pillow; (Trixie, Python 3.13): pip install ai-edge-litert Pillow (no tflite-runtime wheel exists there).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-INSTALL = ('on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" Pillow tflite-runtime==2.14.0, or pip install ai-edge-litert Pillow; '
-           "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert Pillow")
+INSTALL = (
+    'on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" Pillow tflite-runtime==2.14.0, or pip install ai-edge-litert Pillow; '
+    "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert Pillow"
+)
 try:
     import numpy as np
     from PIL import Image, ImageOps
@@ -27,7 +30,10 @@ except ImportError as _e:  # one line, not a traceback
     sys.exit(f"reference_infer: error: Python package {_e.name!r} is not installed ({INSTALL})")
 
 HERE = Path(__file__).resolve().parent
-RUNTIMES = {"ai-edge-litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}  # preference order
+RUNTIMES = {
+    "ai-edge-litert": "ai_edge_litert.interpreter",
+    "tflite-runtime": "tflite_runtime.interpreter",
+}  # preference order
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -90,7 +96,9 @@ def resize(patch: np.ndarray, size: int) -> np.ndarray:
     if n < size:
         return enlarge(patch, size)
     w = area_weights(n, size)
-    rows = np.tensordot(w, patch.astype(np.float64), axes=(1, 0))  # (size, n, 3): two matrix products, not one n^2 x size^2 loop
+    rows = np.tensordot(
+        w, patch.astype(np.float64), axes=(1, 0)
+    )  # (size, n, 3): two matrix products, not one n^2 x size^2 loop
     out = np.einsum("ikc,lk->ilc", rows, w)
     return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
@@ -131,7 +139,9 @@ def runtime_module(name: str = "auto"):
         ver = _version(dist)
         if dist == "tflite-runtime" and ver and int(np.__version__.split(".")[0]) >= 2:
             # its extension is built against numpy 1.x: importing it under numpy 2 prints a traceback and fails
-            problems.append(f'tflite-runtime {ver} needs numpy<2 but numpy {np.__version__} is installed (pip install "numpy<2")')
+            problems.append(
+                f'tflite-runtime {ver} needs numpy<2 but numpy {np.__version__} is installed (pip install "numpy<2")'
+            )
             continue
         try:
             return importlib.import_module(RUNTIMES[dist]), dist, ver or "unknown"
@@ -139,7 +149,9 @@ def runtime_module(name: str = "auto"):
             if name != "auto":
                 problems.append(f"{dist} is not installed")
         except Exception as e:  # a broken wheel: say which, in one line
-            problems.append(f"{dist} {ver} fails to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+            problems.append(
+                f"{dist} {ver} fails to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            )
     raise RuntimeProblem("; ".join(problems) if problems else f"no TFLite runtime is installed ({INSTALL})")
 
 
@@ -218,6 +230,7 @@ def parity_inputs(bundle: Path, manifest: dict) -> np.ndarray:
 
 def compare_golden(mine: dict, golden: dict, runtime_id: str) -> dict:
     """This runtime's raw outputs vs the golden ones: bit for bit when the bundle has this runtime's, else the closest."""
+
     def diff(g):  # g: {output name: {"dtype", "shape", "values"}}, the raw tensors on the parity faces
         ds = []
         for name, t in g.items():
@@ -225,15 +238,29 @@ def compare_golden(mine: dict, golden: dict, runtime_id: str) -> dict:
             got = mine.get(name)
             if got is None or got.size != want.size:
                 return None
-            ds.append(np.abs(got.astype(np.float64).reshape(len(got), -1) - want.astype(np.float64).reshape(len(got), -1)).ravel())
+            ds.append(
+                np.abs(
+                    got.astype(np.float64).reshape(len(got), -1) - want.astype(np.float64).reshape(len(got), -1)
+                ).ravel()
+            )
         return np.concatenate(ds) if ds else None
+
     if not golden:
         return {"golden": "none in this bundle"}
     if runtime_id in golden:
         d = diff(golden[runtime_id])
         if d is None:
-            return {"golden": runtime_id, "bit_exact": False, "error": "output name or shape differs from the golden output"}
-        return {"golden": runtime_id, "bit_exact": bool((d == 0).all()), "max_abs_diff": float(d.max()), "values_differing": int((d > 0).sum())}
+            return {
+                "golden": runtime_id,
+                "bit_exact": False,
+                "error": "output name or shape differs from the golden output",
+            }
+        return {
+            "golden": runtime_id,
+            "bit_exact": bool((d == 0).all()),
+            "max_abs_diff": float(d.max()),
+            "values_differing": int((d > 0).sum()),
+        }
     near = {rid: float(d.max()) for rid, g in golden.items() if (d := diff(g)) is not None}
     rid = min(near, key=near.get) if near else None
     return {"golden": f"none for {runtime_id}", "closest": rid, "max_abs_diff": near.get(rid)}
@@ -246,32 +273,68 @@ def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path) -> dict:
     mine = {k: np.stack([r[k].reshape(-1) for r in raws]) for k in raws[0]}
     ages = np.array([decode(it, r, man)["age"] for r in raws])
     diff = np.abs(ages - np.asarray(manifest["parity_set"]["pytorch_age"], np.float64))
-    digest = hashlib.sha256(b"".join(k.encode() + np.ascontiguousarray(v).tobytes() for k, v in sorted(mine.items()))).hexdigest()
-    res = {"artifact": art["file"], **info, **compare_golden(mine, art.get("golden") or {}, info["runtime_id"]),
-           "faces": len(ages), "max_abs_age_diff_vs_pytorch": round(float(diff.max()), 6), "tolerance_years": art["tolerance_years"],
-           "ages": [round(float(v), 6) for v in ages], "output_sha256": digest}
+    digest = hashlib.sha256(
+        b"".join(k.encode() + np.ascontiguousarray(v).tobytes() for k, v in sorted(mine.items()))
+    ).hexdigest()
+    res = {
+        "artifact": art["file"],
+        **info,
+        **compare_golden(mine, art.get("golden") or {}, info["runtime_id"]),
+        "faces": len(ages),
+        "max_abs_age_diff_vs_pytorch": round(float(diff.max()), 6),
+        "tolerance_years": art["tolerance_years"],
+        "ages": [round(float(v), 6) for v in ages],
+        "output_sha256": digest,
+    }
     res["passed"] = bool(diff.max() <= art["tolerance_years"] and res.get("bit_exact", True))
     return res
 
 
 def _summary(r: dict) -> str:
-    g = ("bit-exact" if r["bit_exact"] else f"NOT bit-exact (max |diff| {r.get('max_abs_diff')}, {r.get('values_differing')} values)") \
-        if "bit_exact" in r else (f"{r['golden']}; closest {r['closest']} max |diff| {r['max_abs_diff']}" if r.get("closest") else r["golden"])
-    return (f"{r['artifact']} on {r['runtime']} {r['version']} ({r['delegate']}): golden {g}; "
-            f"max |age - PyTorch| {r['max_abs_age_diff_vs_pytorch']:.4f} years (tolerance {r['tolerance_years']}): {'PASS' if r['passed'] else 'FAIL'}")
+    g = (
+        (
+            "bit-exact"
+            if r["bit_exact"]
+            else f"NOT bit-exact (max |diff| {r.get('max_abs_diff')}, {r.get('values_differing')} values)"
+        )
+        if "bit_exact" in r
+        else (
+            f"{r['golden']}; closest {r['closest']} max |diff| {r['max_abs_diff']}" if r.get("closest") else r["golden"]
+        )
+    )
+    return (
+        f"{r['artifact']} on {r['runtime']} {r['version']} ({r['delegate']}): golden {g}; "
+        f"max |age - PyTorch| {r['max_abs_age_diff_vs_pytorch']:.4f} years (tolerance {r['tolerance_years']}): {'PASS' if r['passed'] else 'FAIL'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="*")
     ap.add_argument("--manifest", default=str(HERE / "manifest.json"))
-    ap.add_argument("--artifact", help="model file in the bundle (default: the manifest's primary .tflite; --self-test: every .tflite)")
+    ap.add_argument(
+        "--artifact",
+        help="model file in the bundle (default: the manifest's primary .tflite; --self-test: every .tflite)",
+    )
     ap.add_argument("--box", help="face box CX,CY,SIDE in pixels (default: aligned face chip)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--runtime", choices=["auto", *RUNTIMES], default="auto", help="default: ai-edge-litert if installed, else tflite-runtime")
-    ap.add_argument("--delegate", choices=["default", "builtin"], default="default",
-                    help="builtin: the runtime's built-in kernels without its default delegate (XNNPACK)")
-    ap.add_argument("--self-test", action="store_true", help="run the bundle's parity faces and compare with the golden outputs of this runtime")
+    ap.add_argument(
+        "--runtime",
+        choices=["auto", *RUNTIMES],
+        default="auto",
+        help="default: ai-edge-litert if installed, else tflite-runtime",
+    )
+    ap.add_argument(
+        "--delegate",
+        choices=["default", "builtin"],
+        default="default",
+        help="builtin: the runtime's built-in kernels without its default delegate (XNNPACK)",
+    )
+    ap.add_argument(
+        "--self-test",
+        action="store_true",
+        help="run the bundle's parity faces and compare with the golden outputs of this runtime",
+    )
     a = ap.parse_args(argv)
     if not a.images and not a.self_test:
         ap.error("give IMAGE(s) or --self-test")
@@ -293,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.self_test:
             ok = True
             for t in [art] if a.artifact else arts:
-                r = self_test(*open_interpreter(bundle / t["file"], a.threads, a.runtime, a.delegate), t, manifest, bundle)
+                r = self_test(
+                    *open_interpreter(bundle / t["file"], a.threads, a.runtime, a.delegate), t, manifest, bundle
+                )
                 print(json.dumps({"self_test": r}))
                 print(_summary(r), file=sys.stderr)
                 ok &= r["passed"]
@@ -306,10 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     rt = {k: info[k] for k in ("runtime_id", "version")}
     for path in a.images:
         img = load_rgb(path)
-        box = tuple(float(v) for v in a.box.split(",")) if a.box else aligned_box(img.shape[1], img.shape[0], manifest["face_box"]["aligned_chip"])
+        box = (
+            tuple(float(v) for v in a.box.split(","))
+            if a.box
+            else aligned_box(img.shape[1], img.shape[0], manifest["face_box"]["aligned_chip"])
+        )
         res = infer(it, preprocess(img, box, manifest["crop"]), man)
         print(json.dumps({"image": path, "artifact": art["file"], **res, "runtime": rt}))
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,5 @@
 """The ``c3ae-edge`` command line. Heavy imports (torch, backends) happen inside the commands."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,12 @@ import sys
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="C3AE compact age estimation for embedded boards: models, train, evaluate, predict, export, verify, bench.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="C3AE compact age estimation for embedded boards: models, train, evaluate, predict, export, verify, bench.",
+)
 
 
 def _console(stderr: bool = False):
@@ -42,14 +47,32 @@ def models(
     from rich.table import Table
 
     t = Table(title="c3ae-edge models (ours: computed from the module; paper: reference values from Tables 2/3/5)")
-    for col in ("model", "params", "MACC", "conv MACC", "fp32 size", "paper params", "Δ params", "paper MACC", "paper MAE (Morph II)"):
+    for col in (
+        "model",
+        "params",
+        "MACC",
+        "conv MACC",
+        "fp32 size",
+        "paper params",
+        "Δ params",
+        "paper MACC",
+        "paper MAE (Morph II)",
+    ):
         t.add_column(col, justify="left" if col == "model" else "right")
     for r in rows:
         p = r["paper"] or {}
         delta = f"{r['paper_params_delta_pct']:+.1f}%" if r.get("paper_params_delta_pct") is not None else "-"
-        t.add_row(r["name"], f"{r['params']:,}", f"{r['macc']:,}", f"{r['conv_macc']:,}", f"{r['fp32_bytes'] / 1024:.1f} KiB",
-                  f"{p['params']:,}" if p.get("params") else "-", delta, f"{p['macc_m']}M" if p.get("macc_m") else "-",
-                  f"{p['mae_morph']}" if p.get("mae_morph") else "-")
+        t.add_row(
+            r["name"],
+            f"{r['params']:,}",
+            f"{r['macc']:,}",
+            f"{r['conv_macc']:,}",
+            f"{r['fp32_bytes'] / 1024:.1f} KiB",
+            f"{p['params']:,}" if p.get("params") else "-",
+            delta,
+            f"{p['macc_m']}M" if p.get("macc_m") else "-",
+            f"{p['mae_morph']}" if p.get("mae_morph") else "-",
+        )
     _console().print(t)
 
 
@@ -57,8 +80,13 @@ def _register_command_modules() -> None:
     """Each command group lives in its own module (only typer imported at module level)."""
     import importlib
 
-    for mod in ("c3ae_edge.cli.train", "c3ae_edge.cli.export", "c3ae_edge.cli.bench", "c3ae_edge.cli.release",
-                "c3ae_edge.cli.weights"):
+    for mod in (
+        "c3ae_edge.cli.train",
+        "c3ae_edge.cli.export",
+        "c3ae_edge.cli.bench",
+        "c3ae_edge.cli.release",
+        "c3ae_edge.cli.weights",
+    ):
         try:
             importlib.import_module(mod).register(app)
         except ModuleNotFoundError as e:
@@ -100,7 +128,9 @@ def main() -> None:
             sys.exit(e.exit_code or 2)
         if os.environ.get("C3AE_DEBUG"):
             raise
-        print(f"c3ae-edge: internal error: {type(e).__name__}: {e} (set C3AE_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"c3ae-edge: internal error: {type(e).__name__}: {e} (set C3AE_DEBUG=1 for the traceback)", file=sys.stderr
+        )
         sys.exit(1)
     except SystemExit as e:
         # typer's usage errors (bad option) already printed one line; keep their code

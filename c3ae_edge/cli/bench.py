@@ -4,6 +4,7 @@ Today's single-command spellings (``bench --merge``, ``--from-json``, ``--remote
 with no sub-command = run) keep working for one release through a hidden ``legacy`` command that calls the same
 functions and prints one deprecation line naming the new spelling.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,10 +24,14 @@ class _BenchGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-bench_app = typer.Typer(cls=_BenchGroup, no_args_is_help=False, add_completion=False,
-                        help="Time models and exported artifacts the same way on this machine (Table 3 of the paper, "
-                             "and beyond), merge bench JSON files from several machines, re-render reports, run on a "
-                             "board.")
+bench_app = typer.Typer(
+    cls=_BenchGroup,
+    no_args_is_help=False,
+    add_completion=False,
+    help="Time models and exported artifacts the same way on this machine (Table 3 of the paper, "
+    "and beyond), merge bench JSON files from several machines, re-render reports, run on a "
+    "board.",
+)
 
 
 def _ints(value: str, opt: str) -> list[int]:
@@ -59,8 +64,11 @@ def _plot_opt():
 
 
 def _accuracy_opt():
-    return typer.Option(None, "--accuracy", help="MAE per model from the common recipe (default "
-                                                 "c3ae_edge/bench/tables/peers_mae.json if present)")
+    return typer.Option(
+        None,
+        "--accuracy",
+        help="MAE per model from the common recipe (default c3ae_edge/bench/tables/peers_mae.json if present)",
+    )
 
 
 def _runs_opt():
@@ -73,15 +81,38 @@ def _warmup_opt():
 
 # ---------------------------------------------------------------- the work of each sub-command
 
-def do_run(models: str | None, backends: str | None, precision: str, runs: int, warmup: int, threads: str, batch: str,
-           device: str, data: str | None, e2e: int, detector: str, quiet: bool) -> dict:
+
+def do_run(
+    models: str | None,
+    backends: str | None,
+    precision: str,
+    runs: int,
+    warmup: int,
+    threads: str,
+    batch: str,
+    device: str,
+    data: str | None,
+    e2e: int,
+    detector: str,
+    quiet: bool,
+) -> dict:
     from c3ae_edge.bench.harness import BenchConfig, command_line, installed_backends, run
     from c3ae_edge.bench.paper import DEFAULT_MODELS
 
-    cfg = BenchConfig(models=_names(models) or list(DEFAULT_MODELS), backends=_names(backends) or installed_backends(),
-                      precisions=_names(precision) or ["fp32"], runs=runs, warmup=warmup,
-                      threads=_ints(threads, "--threads"), batches=_ints(batch, "--batch"), device=device, data=data,
-                      command=command_line(), e2e=e2e if device == "cpu" else 0, detector=detector)
+    cfg = BenchConfig(
+        models=_names(models) or list(DEFAULT_MODELS),
+        backends=_names(backends) or installed_backends(),
+        precisions=_names(precision) or ["fp32"],
+        runs=runs,
+        warmup=warmup,
+        threads=_ints(threads, "--threads"),
+        batches=_ints(batch, "--batch"),
+        device=device,
+        data=data,
+        command=command_line(),
+        e2e=e2e if device == "cpu" else 0,
+        detector=detector,
+    )
     return run(cfg, quiet=quiet)
 
 
@@ -127,8 +158,9 @@ def do_write_runner(folder: str) -> None:
     typer.echo(f"wrote {dst} (and facefind.py beside it)")
 
 
-def _report(doc: dict, accuracy: str | None, json_file: str | None, markdown: str | None, plot: str | None,
-            sources: list[str]) -> None:
+def _report(
+    doc: dict, accuracy: str | None, json_file: str | None, markdown: str | None, plot: str | None, sources: list[str]
+) -> None:
     from pathlib import Path
 
     from c3ae_edge.bench import report
@@ -141,34 +173,47 @@ def _report(doc: dict, accuracy: str | None, json_file: str | None, markdown: st
 
 # ---------------------------------------------------------------- sub-commands
 
+
 def _bench_backends() -> list[str]:
     from c3ae_edge.export.registry import bench_backends  # backend modules import no heavy library
 
     return bench_backends()
 
 
-@bench_app.command("run", help="Time every model x backend x precision x threads x batch on this machine, "
-                               "the same way.")
+@bench_app.command(
+    "run", help="Time every model x backend x precision x threads x batch on this machine, the same way."
+)
 def run_cmd(
-    models: str = typer.Option(None, "--models",
-                               help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"),
-    backends: str = typer.Option(None, "--backends",
-                                 help=f"torch,{','.join(_bench_backends())} (default: torch + every installed backend)"),
-    precision: str = typer.Option("fp32,int8", "--precision",
-                                  help="fp32,int8 (also fp16; bf16 = OpenVINO's bf16 execution of the fp32 IR)"),
+    models: str = typer.Option(
+        None, "--models", help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"
+    ),
+    backends: str = typer.Option(
+        None, "--backends", help=f"torch,{','.join(_bench_backends())} (default: torch + every installed backend)"
+    ),
+    precision: str = typer.Option(
+        "fp32,int8", "--precision", help="fp32,int8 (also fp16; bf16 = OpenVINO's bf16 execution of the fp32 IR)"
+    ),
     runs: int = _runs_opt(),
     warmup: int = _warmup_opt(),
-    threads: str = typer.Option("1", "--threads",
-                                help="threads per runtime, comma-separated for several rows (e.g. 1,2)"),
+    threads: str = typer.Option(
+        "1", "--threads", help="threads per runtime, comma-separated for several rows (e.g. 1,2)"
+    ),
     batch: str = typer.Option("1", "--batch", help="batch sizes, comma-separated (1 = single-image forward)"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch CUDA eager, CUDA Graphs, fp16/bf16)"),
-    data: str = typer.Option(None, "--data",
-                             help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"),
-    e2e: int = typer.Option(60, "--e2e", help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and "
-                                              "1280x720 frames (0: none)"),
-    detector: str = typer.Option("auto", "--detector",
-                                 help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"),
-    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    data: str = typer.Option(
+        None, "--data", help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"
+    ),
+    e2e: int = typer.Option(
+        60,
+        "--e2e",
+        help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and 1280x720 frames (0: none)",
+    ),
+    detector: str = typer.Option(
+        "auto", "--detector", help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"
+    ),
+    json_file: str = _json_opt(),
+    markdown: str = _markdown_opt(),
+    plot: str = _plot_opt(),
     accuracy: str = _accuracy_opt(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
@@ -176,11 +221,15 @@ def run_cmd(
     _report(doc, accuracy, json_file, markdown, plot, [])
 
 
-@bench_app.command("merge", help="Combine bench JSON files from several machines (this one, a GPU, the on-board "
-                                 "runner) into one table.")
+@bench_app.command(
+    "merge",
+    help="Combine bench JSON files from several machines (this one, a GPU, the on-board runner) into one table.",
+)
 def merge_cmd(
     files: list[str] = typer.Argument(..., help="bench JSON files"),
-    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    json_file: str = _json_opt(),
+    markdown: str = _markdown_opt(),
+    plot: str = _plot_opt(),
     accuracy: str = _accuracy_opt(),
 ) -> None:
     _report(do_merge(files), accuracy, json_file, markdown, plot, files)
@@ -190,46 +239,65 @@ def merge_cmd(
 def render_cmd(
     file: str = typer.Argument(..., help="a bench JSON file"),
     json_file: str = typer.Option(None, "--json", help="write the document (with --accuracy folded in) here"),
-    markdown: str = _markdown_opt(), plot: str = _plot_opt(), accuracy: str = _accuracy_opt(),
+    markdown: str = _markdown_opt(),
+    plot: str = _plot_opt(),
+    accuracy: str = _accuracy_opt(),
 ) -> None:
     _report(do_render(file), accuracy, json_file, markdown, plot, [file])
 
 
-@bench_app.command("remote", help="Copy the on-board runner and a bundle to a board over ssh, run it there, "
-                                  "collect the JSON.")
+@bench_app.command(
+    "remote", help="Copy the on-board runner and a bundle to a board over ssh, run it there, collect the JSON."
+)
 def remote_cmd(
     host: str = typer.Argument(..., help="user@host of the board"),
-    bundle: str = typer.Option(..., "--bundle",
-                               help="the bundle folder (written by `c3ae-edge export`) to run on the board"),
-    runs: int = _runs_opt(), warmup: int = _warmup_opt(),
+    bundle: str = typer.Option(
+        ..., "--bundle", help="the bundle folder (written by `c3ae-edge export`) to run on the board"
+    ),
+    runs: int = _runs_opt(),
+    warmup: int = _warmup_opt(),
     threads: int = typer.Option(1, "--threads", min=1, help="threads of the board's runtime"),
-    json_file: str = _json_opt(), markdown: str = _markdown_opt(), plot: str = _plot_opt(),
+    json_file: str = _json_opt(),
+    markdown: str = _markdown_opt(),
+    plot: str = _plot_opt(),
     accuracy: str = _accuracy_opt(),
 ) -> None:
     _report(do_remote(host, bundle, runs, warmup, threads), accuracy, json_file, markdown, plot, [])
 
 
-@bench_app.command("write-runner",
-                   help="Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder.")
+@bench_app.command(
+    "write-runner", help="Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder."
+)
 def write_runner_cmd(folder: str = typer.Argument(..., help="folder to write onboard.py and facefind.py into")) -> None:
     do_write_runner(folder)
 
 
 # ---------------------------------------------------------------- the old spellings, for one release
 
+
 @bench_app.command(LEGACY, hidden=True)
 def legacy_cmd(
     files: list[str] = typer.Argument(None),
-    models: str = typer.Option(None, "--models"), backends: str = typer.Option(None, "--backends"),
-    precision: str = typer.Option("fp32,int8", "--precision"), runs: int = typer.Option(2000, "--runs"),
-    warmup: int = typer.Option(100, "--warmup"), threads: str = typer.Option("1", "--threads"),
-    batch: str = typer.Option("1", "--batch"), device: str = typer.Option("cpu", "--device"),
-    data: str = typer.Option(None, "--data"), json_file: str = typer.Option(None, "--json"),
-    markdown: str = typer.Option(None, "--markdown"), plot: str = typer.Option(None, "--plot"),
-    accuracy: str = typer.Option(None, "--accuracy"), merge: bool = typer.Option(False, "--merge"),
-    from_json: str = typer.Option(None, "--from-json"), remote: str = typer.Option(None, "--remote"),
-    bundle: str = typer.Option(None, "--bundle"), e2e: int = typer.Option(60, "--e2e"),
-    detector: str = typer.Option("auto", "--detector"), write_runner: str = typer.Option(None, "--write-runner"),
+    models: str = typer.Option(None, "--models"),
+    backends: str = typer.Option(None, "--backends"),
+    precision: str = typer.Option("fp32,int8", "--precision"),
+    runs: int = typer.Option(2000, "--runs"),
+    warmup: int = typer.Option(100, "--warmup"),
+    threads: str = typer.Option("1", "--threads"),
+    batch: str = typer.Option("1", "--batch"),
+    device: str = typer.Option("cpu", "--device"),
+    data: str = typer.Option(None, "--data"),
+    json_file: str = typer.Option(None, "--json"),
+    markdown: str = typer.Option(None, "--markdown"),
+    plot: str = typer.Option(None, "--plot"),
+    accuracy: str = typer.Option(None, "--accuracy"),
+    merge: bool = typer.Option(False, "--merge"),
+    from_json: str = typer.Option(None, "--from-json"),
+    remote: str = typer.Option(None, "--remote"),
+    bundle: str = typer.Option(None, "--bundle"),
+    e2e: int = typer.Option(60, "--e2e"),
+    detector: str = typer.Option("auto", "--detector"),
+    write_runner: str = typer.Option(None, "--write-runner"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """``c3ae-edge bench [--merge|--from-json|--remote|--write-runner] ...``: the same work, then a deprecation line."""
@@ -261,15 +329,19 @@ def legacy_cmd(
 
 def _deprecated(old: str, new: str) -> None:
     """One line on stderr, after the work succeeded (a refused command still prints only its one error line)."""
-    print(f"c3ae-edge: `c3ae-edge bench {old}` is deprecated and goes in the next release; "
-          f"use `c3ae-edge bench {new}`", file=sys.stderr)
+    print(
+        f"c3ae-edge: `c3ae-edge bench {old}` is deprecated and goes in the next release; use `c3ae-edge bench {new}`",
+        file=sys.stderr,
+    )
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
 
-def _write_reports(doc: dict, json_file: str | None, markdown: str | None, plot: str | None, sources: list[str]) -> None:
+def _write_reports(
+    doc: dict, json_file: str | None, markdown: str | None, plot: str | None, sources: list[str]
+) -> None:
     """Render first, then write every output by temp file + rename: a malformed document writes nothing."""
     import json
     import os
@@ -297,7 +369,9 @@ def _write_reports(doc: dict, json_file: str | None, markdown: str | None, plot:
         if json_file and not sources:  # a fresh run: keep its measurements even if the report cannot be drawn
             Path(json_file).parent.mkdir(parents=True, exist_ok=True)
             Path(json_file).write_text(outs[json_file])
-        raise DataError(f"{', '.join(sources) or 'bench results'}: malformed bench rows ({type(e).__name__}: {str(e)[:80]})") from None
+        raise DataError(
+            f"{', '.join(sources) or 'bench results'}: malformed bench rows ({type(e).__name__}: {str(e)[:80]})"
+        ) from None
     try:
         for dst, text in outs.items():
             Path(dst).parent.mkdir(parents=True, exist_ok=True)

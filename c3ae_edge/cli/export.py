@@ -1,4 +1,5 @@
 """``export``, ``verify`` and ``targets`` commands (typer only at import; the work happens in c3ae_edge.export)."""
+
 from __future__ import annotations
 
 import json
@@ -9,27 +10,46 @@ import typer
 def _backend_help() -> str:
     from c3ae_edge.export.registry import list_backends
 
-    return "; ".join(f"{s.name} ({s.suffix}: {'/'.join(s.precisions)}, runs on {'/'.join(s.runtimes)}, pip extra '{s.extra}')" for s in list_backends())
+    return "; ".join(
+        f"{s.name} ({s.suffix}: {'/'.join(s.precisions)}, runs on {'/'.join(s.runtimes)}, pip extra '{s.extra}')"
+        for s in list_backends()
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command(help="Export a verified artifact bundle for a board. Backends: " + _backend_help())
     def export(
-        target: str = typer.Option("rpi", "--target", "-t", help="target name (see `c3ae-edge targets`) or path to a board .toml"),
+        target: str = typer.Option(
+            "rpi", "--target", "-t", help="target name (see `c3ae-edge targets`) or path to a board .toml"
+        ),
         model: str = typer.Option(None, "--model", help="model name (default: the weights' model, c3ae_full)"),
         weights: str = typer.Option(None, "--weights", help="weights file (default: the shipped default weights)"),
-        out: str = typer.Option("exports", "--out", "-o", help="output folder; the bundle is OUT/<model>-<version>-<target>/"),
+        out: str = typer.Option(
+            "exports", "--out", "-o", help="output folder; the bundle is OUT/<model>-<version>-<target>/"
+        ),
         data: str = typer.Option(None, "--data", help="face data root (default $C3AE_DATA or ../shared/data)"),
-        calibration: str = typer.Option(None, "--calibration", help="your calibration faces: CSV, folder with labels.csv, or folder of chips"),
-        calibration_count: int = typer.Option(300, "--calibration-count", help="calibration faces (age-stratified, seeded)"),
+        calibration: str = typer.Option(
+            None, "--calibration", help="your calibration faces: CSV, folder with labels.csv, or folder of chips"
+        ),
+        calibration_count: int = typer.Option(
+            300, "--calibration-count", help="calibration faces (age-stratified, seeded)"
+        ),
         verify_count: int = typer.Option(500, "--verify-count", help="verification faces from the test split"),
         seed: int = typer.Option(0, "--seed"),
-        max_int8_delta: float = typer.Option(None, "--max-int8-delta", help="years of MAE int8 may lose vs fp32 (default: the target's, 0.15)"),
-        allow_degraded: bool = typer.Option(False, "--allow-degraded", help="write the bundle even if int8 loses more than allowed"),
+        max_int8_delta: float = typer.Option(
+            None, "--max-int8-delta", help="years of MAE int8 may lose vs fp32 (default: the target's, 0.15)"
+        ),
+        allow_degraded: bool = typer.Option(
+            False, "--allow-degraded", help="write the bundle even if int8 loses more than allowed"
+        ),
         archive: bool = typer.Option(False, "--archive", help="also write <bundle>.tar.gz"),
         json_out: bool = typer.Option(False, "--json", help="print the manifest's verification summary as JSON"),
-        sign: str = typer.Option(None, "--sign", help="minisign secret key (`c3ae-edge keygen`): sign SHA256SUMS (SHA256SUMS.minisig)"),
-        verbose: bool = typer.Option(False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"),
+        sign: str = typer.Option(
+            None, "--sign", help="minisign secret key (`c3ae-edge keygen`): sign SHA256SUMS (SHA256SUMS.minisig)"
+        ),
+        verbose: bool = typer.Option(
+            False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"
+        ),
     ) -> None:
         from c3ae_edge.errors import UsageError
         from c3ae_edge.export.bundle import ExportRequest, export_bundle
@@ -48,9 +68,22 @@ def register(app: typer.Typer) -> None:
             secret = SecretKey.load(sign)
             signer = lambda folder: sign_bundle(folder, secret)  # noqa: E731
         say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
-        req = ExportRequest(target, model=model, weights=weights, out=out, data=data, calibration=calibration,
-                            n_cal=calibration_count, n_verify=verify_count, seed=seed, max_delta=max_int8_delta,
-                            allow_degraded=allow_degraded, archive=archive, signer=signer, verbose=verbose)
+        req = ExportRequest(
+            target,
+            model=model,
+            weights=weights,
+            out=out,
+            data=data,
+            calibration=calibration,
+            n_cal=calibration_count,
+            n_verify=verify_count,
+            seed=seed,
+            max_delta=max_int8_delta,
+            allow_degraded=allow_degraded,
+            archive=archive,
+            signer=signer,
+            verbose=verbose,
+        )
         path = export_bundle(req, log=say)
         man = Manifest.read(path)
         if json_out:
@@ -63,7 +96,9 @@ def register(app: typer.Typer) -> None:
     def verify(
         bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
         json_out: bool = typer.Option(False, "--json"),
-        key: str = typer.Option(None, "--key", "-k", help="trusted public key: check SHA256SUMS.minisig before anything else"),
+        key: str = typer.Option(
+            None, "--key", "-k", help="trusted public key: check SHA256SUMS.minisig before anything else"
+        ),
     ) -> None:
         from pathlib import Path
 
@@ -85,11 +120,23 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{bundle}: {rep['files_checked']} checksums OK")
         for r in rep["artifacts"]:
             g = r.get("golden")
-            gold = "" if not g else ("; golden outputs bit-exact" if g["exact"] else f"; golden outputs differ by up to {g['max_diff']:g}")
-            typer.echo(f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= {r['tolerance_years']} years "
-                       f"on {r['faces']} faces: OK{gold}")
+            gold = (
+                ""
+                if not g
+                else (
+                    "; golden outputs bit-exact"
+                    if g["exact"]
+                    else f"; golden outputs differ by up to {g['max_diff']:g}"
+                )
+            )
+            typer.echo(
+                f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= {r['tolerance_years']} years "
+                f"on {r['faces']} faces: OK{gold}"
+            )
 
-    @app.command(help="Runtimes that exports are verified under: which are usable here; `prepare NAME` builds a runtime's own venv (online, once).")
+    @app.command(
+        help="Runtimes that exports are verified under: which are usable here; `prepare NAME` builds a runtime's own venv (online, once)."
+    )
     def runtimes(
         action: str = typer.Argument("list", help="list | prepare"),
         name: str = typer.Argument(None, help="with prepare: tflite-runtime"),
@@ -106,13 +153,25 @@ def register(app: typer.Typer) -> None:
             return
         if action != "list":
             raise UsageError(f"unknown action {action!r}: list or prepare")
-        rows = [{"id": rt.id, "backend": s.name, "delegate": rt.delegate, "usable": rt.missing() is None, "why_not": rt.missing(), "note": rt.note}
-                for s in list_backends() for rt in get_backend(s.name).runtimes]
+        rows = [
+            {
+                "id": rt.id,
+                "backend": s.name,
+                "delegate": rt.delegate,
+                "usable": rt.missing() is None,
+                "why_not": rt.missing(),
+                "note": rt.note,
+            }
+            for s in list_backends()
+            for rt in get_backend(s.name).runtimes
+        ]
         if json_out:
             typer.echo(json.dumps(rows, indent=1))
             return
         for r in rows:
-            typer.echo(f"{r['id']:24s} {r['backend']:9s} {'ready' if r['usable'] else 'NOT READY: ' + r['why_not']}\n    {r['note']}")
+            typer.echo(
+                f"{r['id']:24s} {r['backend']:9s} {'ready' if r['usable'] else 'NOT READY: ' + r['why_not']}\n    {r['note']}"
+            )
 
     @app.command(help="Target profiles and what each export produces.")
     def targets(json_out: bool = typer.Option(False, "--json")) -> None:
@@ -129,6 +188,9 @@ def register(app: typer.Typer) -> None:
             return
         for r in rows:
             alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
-            typer.echo(f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> {', '.join(r['produces'])}; "
-                       f"{r['runtime']}, {r['threads']} thread(s); verified under {', '.join(r['runtimes'])}"
-                       + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "") + f"; needs c3ae-edge[{r['extra']}]")
+            typer.echo(
+                f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> {', '.join(r['produces'])}; "
+                f"{r['runtime']}, {r['threads']} thread(s); verified under {', '.join(r['runtimes'])}"
+                + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "")
+                + f"; needs c3ae-edge[{r['extra']}]"
+            )

@@ -1,4 +1,5 @@
 """``keygen``, ``sign``, ``publish``, ``releases`` and ``pull``: signed releases (typer only at import)."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,14 @@ def load_key(path: str):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Make a minisign-compatible ed25519 key pair: STEM.key (secret, passphrase-encrypted with scrypt) and STEM.pub.")
+    @app.command(
+        help="Make a minisign-compatible ed25519 key pair: STEM.key (secret, passphrase-encrypted with scrypt) and STEM.pub."
+    )
     def keygen(
         stem: str = typer.Argument(..., help="writes STEM.key and STEM.pub"),
-        unencrypted: bool = typer.Option(False, "--unencrypted", help="do not encrypt the secret key (CI secrets stores); the file says so"),
+        unencrypted: bool = typer.Option(
+            False, "--unencrypted", help="do not encrypt the secret key (CI secrets stores); the file says so"
+        ),
         force: bool = typer.Option(False, "--force", help="overwrite an existing pair"),
     ) -> None:
         from c3ae_edge.release.sign import write_keypair
@@ -27,7 +32,9 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {sec} ({'UNENCRYPTED' if unencrypted else 'encrypted'}) and {pub}, key id {key.id}")
         typer.echo(f"minisign -V -P {pub.read_text().splitlines()[1]} -m SHA256SUMS", err=True)
 
-    @app.command(help="Sign a bundle's SHA256SUMS (writes SHA256SUMS.minisig; trusted comment: model, version, target, weights, build time).")
+    @app.command(
+        help="Sign a bundle's SHA256SUMS (writes SHA256SUMS.minisig; trusted comment: model, version, target, weights, build time)."
+    )
     def sign(
         bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
         key: str = typer.Option(..., "--key", "-k", help="secret key from `c3ae-edge keygen` or `minisign -G`"),
@@ -40,11 +47,20 @@ def register(app: typer.Typer) -> None:
         sig = sign_bundle(Path(bundle), SecretKey.load(key))
         typer.echo(f"signed {bundle}/SHA256SUMS: {sig.trusted_comment.replace(chr(9), ' ')}")
 
-    @app.command(help="Publish a signed bundle: --to DIR (static index: folder, .tar.gz, signed index.json) or --to oci://HOST[:PORT]/REPO[:TAG].")
+    @app.command(
+        help="Publish a signed bundle: --to DIR (static index: folder, .tar.gz, signed index.json) or --to oci://HOST[:PORT]/REPO[:TAG]."
+    )
     def publish(
         bundle: str = typer.Argument(..., help="signed bundle folder"),
-        to: str = typer.Option(..., "--to", help="a folder (served by any static web server) or oci://HOST[:PORT]/REPO[:TAG]"),
-        key: str = typer.Option(None, "--key", "-k", help="secret key (signs index.json; required for a folder) or public key (checks the bundle)"),
+        to: str = typer.Option(
+            ..., "--to", help="a folder (served by any static web server) or oci://HOST[:PORT]/REPO[:TAG]"
+        ),
+        key: str = typer.Option(
+            None,
+            "--key",
+            "-k",
+            help="secret key (signs index.json; required for a folder) or public key (checks the bundle)",
+        ),
         force: bool = typer.Option(False, "--force", help="replace a release that is already published"),
     ) -> None:
         import time
@@ -55,13 +71,19 @@ def register(app: typer.Typer) -> None:
         k = load_key(key) if key else None
         t0 = time.perf_counter()
         rel = store.publish(Path(bundle), k, force=force)
-        typer.echo(f"published {rel.name} to {to} ({len(rel.files)} files, {sum(f.size for f in rel.files):,} bytes, "
-                   f"ref {rel.ref}) in {time.perf_counter() - t0:.2f}s")
+        typer.echo(
+            f"published {rel.name} to {to} ({len(rel.files)} files, {sum(f.size for f in rel.files):,} bytes, "
+            f"ref {rel.ref}) in {time.perf_counter() - t0:.2f}s"
+        )
 
-    @app.command(help="List the releases in a store (a static index's signature is checked under --key; OCI manifests are digest-checked, "
-                      "their signatures at pull).")
+    @app.command(
+        help="List the releases in a store (a static index's signature is checked under --key; OCI manifests are digest-checked, "
+        "their signatures at pull)."
+    )
     def releases(
-        source: str = typer.Option(..., "--from", help="folder, http(s) URL of a static index, or oci://HOST[:PORT]/REPO"),
+        source: str = typer.Option(
+            ..., "--from", help="folder, http(s) URL of a static index, or oci://HOST[:PORT]/REPO"
+        ),
         key: str = typer.Option(..., "--key", "-k", help="trusted public key"),
         json_out: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -73,13 +95,21 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps([r.to_dict() for r in rels], indent=1))
             return
         for r in rels:
-            typer.echo(f"{r.model} {r.version} {r.target}  {len(r.files)} files, {sum(f.size for f in r.files):,} bytes  built {r.build_time}  key {r.key_id}  ({r.ref})")
+            typer.echo(
+                f"{r.model} {r.version} {r.target}  {len(r.files)} files, {sum(f.size for f in r.files):,} bytes  built {r.build_time}  key {r.key_id}  ({r.ref})"
+            )
 
-    @app.command(help="Pull a signed release into OUT/<model>-<target>/: every digest and the signature checked before anything lands.")
+    @app.command(
+        help="Pull a signed release into OUT/<model>-<target>/: every digest and the signature checked before anything lands."
+    )
     def pull(
-        spec: str = typer.Argument(..., help="MODEL[:VERSION]; VERSION: latest (default), 0.1.0, or a range like '>=0.1,<0.2'"),
+        spec: str = typer.Argument(
+            ..., help="MODEL[:VERSION]; VERSION: latest (default), 0.1.0, or a range like '>=0.1,<0.2'"
+        ),
         target: str = typer.Option(..., "--target", "-t", help="board target (rpi4, x86, ...)"),
-        source: str = typer.Option(..., "--from", help="folder, http(s) URL of a static index, or oci://HOST[:PORT]/REPO"),
+        source: str = typer.Option(
+            ..., "--from", help="folder, http(s) URL of a static index, or oci://HOST[:PORT]/REPO"
+        ),
         key: str = typer.Option(..., "--key", "-k", help="trusted public key (minisign format)"),
         out: str = typer.Option(..., "--out", "-o", help="folder; the bundle lands in OUT/<model>-<target>/"),
         allow_downgrade: bool = typer.Option(False, "--allow-downgrade", help="replace a newer installed version"),
@@ -94,8 +124,12 @@ def register(app: typer.Typer) -> None:
             p = do_pull(spec, target, source, key, out, allow_downgrade, log=lambda m: typer.echo(m, err=True))
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a CI timeout): the temporary folder is already gone
             typer.echo(f"c3ae-edge: pull interrupted: nothing was installed in {out}", err=True)
-            raise SystemExit(130) from None  # not typer.Exit(130): the entry point would add its generic "interrupted" line
+            raise SystemExit(
+                130
+            ) from None  # not typer.Exit(130): the entry point would add its generic "interrupted" line
         r = p.release
         was = "" if not p.previous else (f" (was {p.previous})" if p.changed else " (already there; re-checked)")
-        typer.echo(f"pulled {r.model} {r.version} {r.target} -> {p.path}{was}: signature by key {key_id_hex(p.signature.key_id)} and "
-                   f"{len(r.files)} digests OK in {time.perf_counter() - t0:.2f}s")
+        typer.echo(
+            f"pulled {r.model} {r.version} {r.target} -> {p.path}{was}: signature by key {key_id_hex(p.signature.key_id)} and "
+            f"{len(r.files)} digests OK in {time.perf_counter() - t0:.2f}s"
+        )

@@ -1,4 +1,5 @@
 """``train``, ``evaluate`` and ``predict`` commands."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,9 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    data: str = typer.Option("utkface:../shared/data/utkface", help="KIND:PATH, KIND in utkface, fgnet, csv, imdb, wiki"),
+    data: str = typer.Option(
+        "utkface:../shared/data/utkface", help="KIND:PATH, KIND in utkface, fgnet, csv, imdb, wiki"
+    ),
     model: str = typer.Option("c3ae_full", help="registered model name (c3ae-edge models)"),
     out: Path = typer.Option(Path("runs/train"), help="folder for checkpoints, split.json, history.json"),
     recipe: str = typer.Option("fast", help="fast (our measured default: AdamW, cosine, EMA) | paper | paper-ablation"),
@@ -33,7 +36,9 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt"),
     force: bool = typer.Option(False, "--force", help="replace the run already in a non-empty OUT"),
     init: Path | None = typer.Option(None, help="warm start from these weights (a new schedule cycle, e.g. a restart)"),
-    compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step (about 2x on CPU)"),
+    compile: bool = typer.Option(
+        True, "--compile/--no-compile", help="torch.compile the training step (about 2x on CPU)"
+    ),
     threads: int | None = typer.Option(None),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
@@ -51,9 +56,29 @@ def train(
         raise UsageError(f"--erase-p must be in [0, 1], got {erase_p}")
     if jitter is not None and not 0.0 <= jitter < 0.5:
         raise UsageError(f"--jitter must be in [0, 0.5), got {jitter}")
-    cfg = TrainConfig(model=model, data=data, out=str(out), seed=seed, alpha=alpha, limit=limit, max_steps=max_steps,
-                      split=str(split) if split else None, init=str(init) if init else None, compile=compile, threads=threads, device=device, **RECIPES[recipe])
-    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "erase_p": erase_p, "jitter": jitter}.items():
+    cfg = TrainConfig(
+        model=model,
+        data=data,
+        out=str(out),
+        seed=seed,
+        alpha=alpha,
+        limit=limit,
+        max_steps=max_steps,
+        split=str(split) if split else None,
+        init=str(init) if init else None,
+        compile=compile,
+        threads=threads,
+        device=device,
+        **RECIPES[recipe],
+    )
+    for k, v in {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "dropout": dropout,
+        "erase_p": erase_p,
+        "jitter": jitter,
+    }.items():
         if v is not None:
             setattr(cfg, k, v)
     res = run(cfg, resume=resume, force=force)
@@ -81,8 +106,16 @@ def evaluate(
     check_args(split, protocol, repeats, folds, epochs, limit, json_out)
 
     if protocol:
-        rep = fgnet_protocol(None if weights == "default" else weights, data, protocol, repeats=repeats, epochs=epochs,
-                             folds=folds, from_scratch=from_scratch, log=lambda m: typer.echo(m, err=True))
+        rep = fgnet_protocol(
+            None if weights == "default" else weights,
+            data,
+            protocol,
+            repeats=repeats,
+            epochs=epochs,
+            folds=folds,
+            from_scratch=from_scratch,
+            log=lambda m: typer.echo(m, err=True),
+        )
         summary = f"{protocol}: MAE {rep['mae_mean']:.2f} ± {rep['mae_std']:.2f} over {rep['folds']} folds (pooled {rep['mae_pooled']:.2f})"
     else:
         rep = run(weights, data, model, split, str(split_file) if split_file else None, limit)
@@ -99,7 +132,9 @@ def _print_report(rep: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{rep['model']} on {rep['data']} ({rep['split']}): MAE {rep['mae']:.3f} years over {rep['n']} faces")
+    t = Table(
+        title=f"{rep['model']} on {rep['data']} ({rep['split']}): MAE {rep['mae']:.3f} years over {rep['n']} faces"
+    )
     t.add_column("ages")
     t.add_column("faces", justify="right")
     t.add_column("MAE", justify="right")
@@ -125,7 +160,10 @@ def predict(
     aligned: bool = typer.Option(False, "--aligned", help="each image is an aligned face crop (UTKFace convention)"),
     weights: str = typer.Option("default"),
     model: str | None = typer.Option(None),
-    detector: str = typer.Option("auto", help="auto (blazeface where a TFLite runtime is installed, else haar-fast), blazeface (BlazeFace short range, .tflite), blazeface-full, haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), haar (full-resolution search, smaller faces, ~8x slower) or module:Class"),
+    detector: str = typer.Option(
+        "auto",
+        help="auto (blazeface where a TFLite runtime is installed, else haar-fast), blazeface (BlazeFace short range, .tflite), blazeface-full, haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), haar (full-resolution search, smaller faces, ~8x slower) or module:Class",
+    ),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per image on stdout"),
 ) -> None:
     """One age per face, with its box. A bad file gets an error entry; the batch goes on; exit 1 if any failed."""

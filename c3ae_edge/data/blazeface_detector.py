@@ -1,6 +1,7 @@
 """The BlazeFace detectors (``blazeface``: short range, 128x128; ``blazeface-full``: full range, 192x192) behind
 ``get_detector``: MediaPipe's .tflite models shipped in c3ae_edge/data/detectors (Apache-2.0, provenance.json),
 run by c3ae_edge/board/blazeface.py (numpy + a TFLite runtime), boxes mapped onto the Haar convention."""
+
 from __future__ import annotations
 
 import hashlib
@@ -82,12 +83,22 @@ def record(name: str) -> dict:
 
     model = NAMES[name]
     spec, prov = bf.MODELS[model], provenance()
-    return {"name": name, "convention": "haar", "model": {**asdict(spec), "sha256": prov["files"][spec.file]["sha256"],
-                                                          "source": f"{prov['wheel']} : {prov['files'][spec.file]['path_in_wheel']}",
-                                                          "license": prov["license"]},
-            "implementation": "c3ae_edge/board/blazeface.py (numpy + ai-edge-litert or tflite_runtime): anchors, decoding, weighted NMS",
-            "input": f"frame letterboxed to {spec.size}x{spec.size} (aspect kept, centred, mid-grey borders), RGB scaled to [-1, 1], bilinear resize",
-            "mapping": {**asdict(bf.MAPPINGS[model]), "measured_by": "tools/measure_blazeface_boxes.py (docs/results/blazeface_boxes.json)",
-                        "formula": "unit = eye-keypoint distance (basis eyes) or mean box size (basis box); side = scale * unit; "
-                                   "centre = origin + (dx, dy) * unit"},
-            "box": "square (cx, cy, side) = the mapped BlazeFace detection, in source pixels, on the Haar cascade's convention"}
+    return {
+        "name": name,
+        "convention": "haar",
+        "model": {
+            **asdict(spec),
+            "sha256": prov["files"][spec.file]["sha256"],
+            "source": f"{prov['wheel']} : {prov['files'][spec.file]['path_in_wheel']}",
+            "license": prov["license"],
+        },
+        "implementation": "c3ae_edge/board/blazeface.py (numpy + ai-edge-litert or tflite_runtime): anchors, decoding, weighted NMS",
+        "input": f"frame letterboxed to {spec.size}x{spec.size} (aspect kept, centred, mid-grey borders), RGB scaled to [-1, 1], bilinear resize",
+        "mapping": {
+            **asdict(bf.MAPPINGS[model]),
+            "measured_by": "tools/measure_blazeface_boxes.py (docs/results/blazeface_boxes.json)",
+            "formula": "unit = eye-keypoint distance (basis eyes) or mean box size (basis box); side = scale * unit; "
+            "centre = origin + (dx, dy) * unit",
+        },
+        "box": "square (cx, cy, side) = the mapped BlazeFace detection, in source pixels, on the Haar cascade's convention",
+    }

@@ -5,6 +5,7 @@ A face box (centre x, centre y, side, in source pixels, the convention of OpenCV
 coordinates), resized to ``size`` x ``size`` by area averaging, and normalised as (pixel/255 - mean) / std.
 Written in plain numpy plus one resize so that a firmware team can port it to C.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

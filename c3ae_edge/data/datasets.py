@@ -1,4 +1,5 @@
 """Readers for UTKFace-style folders, FG-NET, a generic CSV and IMDB-WIKI ``.mat`` metadata."""
+
 from __future__ import annotations
 
 import csv
@@ -49,7 +50,9 @@ def _rows(csv_path: Path, required: tuple[str, ...]) -> list[dict]:
             cols = reader.fieldnames or []
             missing = [c for c in required if c not in cols]
             if missing:
-                raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'none'})")
+                raise DataError(
+                    f"{csv_path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'none'})"
+                )
             rows = list(reader)
     except UnicodeDecodeError as e:
         raise DataError(f"{csv_path}: not UTF-8 text (byte {e.start})") from None
@@ -67,7 +70,9 @@ def _rows(csv_path: Path, required: tuple[str, ...]) -> list[dict]:
                 inside(r[c], f"{csv_path} line {i + 2}")
         key = Path(r["file"]).name
         if key in seen:
-            raise DataError(f"{csv_path} line {i + 2}: duplicate file {key!r} (also on line {seen[key]}); each face once")
+            raise DataError(
+                f"{csv_path} line {i + 2}: duplicate file {key!r} (also on line {seen[key]}); each face once"
+            )
         seen[key] = i + 2
     return rows
 
@@ -84,7 +89,10 @@ def read_utkface(root: str | Path) -> list[Sample]:
     """Any folder laid out like UTKFace: ``labels.csv`` (file,age,...) with files relative to the folder."""
     root = Path(root)
     rows = _rows(root / "labels.csv", ("file", "age"))
-    return [Sample(str(root / r["file"]), _check_age(r["age"], f"{root/'labels.csv'} line {i + 2}")) for i, r in enumerate(rows)]
+    return [
+        Sample(str(root / r["file"]), _check_age(r["age"], f"{root / 'labels.csv'} line {i + 2}"))
+        for i, r in enumerate(rows)
+    ]
 
 
 def read_fgnet(root: str | Path) -> list[Sample]:
@@ -92,8 +100,13 @@ def read_fgnet(root: str | Path) -> list[Sample]:
     root = Path(root)
     rows = _rows(root / "labels.csv", ("file", "age", "subject", "points"))
     return [
-        Sample(str(root / r["file"]), _check_age(r["age"], f"{root/'labels.csv'} line {i + 2}"), "landmarks",
-               points=str(root / r["points"]), subject=str(r["subject"]))
+        Sample(
+            str(root / r["file"]),
+            _check_age(r["age"], f"{root / 'labels.csv'} line {i + 2}"),
+            "landmarks",
+            points=str(root / r["points"]),
+            subject=str(r["subject"]),
+        )
         for i, r in enumerate(rows)
     ]
 
@@ -115,7 +128,9 @@ def read_csv(csv_path: str | Path) -> list[Sample]:
                 raise DataError(f"{where}: face box {rect} is not finite")
             if rect[2] <= rect[0] or rect[3] <= rect[1]:
                 raise DataError(f"{where}: empty face box {rect}")
-        out.append(Sample(str(csv_path.parent / r["file"]), _check_age(r["age"], where), "rect" if rect else "aligned", rect))
+        out.append(
+            Sample(str(csv_path.parent / r["file"]), _check_age(r["age"], where), "rect" if rect else "aligned", rect)
+        )
     return out
 
 
@@ -202,7 +217,13 @@ def load_pts(path: str | Path) -> np.ndarray:
     return pts
 
 
-_READERS = {"utkface": read_utkface, "fgnet": read_fgnet, "csv": read_csv, "imdb": read_imdb_wiki, "wiki": read_imdb_wiki}
+_READERS = {
+    "utkface": read_utkface,
+    "fgnet": read_fgnet,
+    "csv": read_csv,
+    "imdb": read_imdb_wiki,
+    "wiki": read_imdb_wiki,
+}
 
 
 def load_dataset(spec: str) -> list[Sample]:

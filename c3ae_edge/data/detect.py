@@ -5,6 +5,7 @@ opencv wheel.
 Replaceable: any class with ``detect(img) -> list[Detection]`` can be named as ``module:Class``. Our face-box
 convention *is* this cascade's box, so a replacement detector should map its boxes onto it (see crops.py).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -53,9 +54,13 @@ class HaarDetector:
             gray = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
         gray = cv2.equalizeHist(gray)
         min_side = max(20, int(self.min_face_frac * min(gray.shape)))
-        rects, _, weights = self.cascade.detectMultiScale3(gray, 1.1, self.neighbours, minSize=(min_side, min_side), outputRejectLevels=True)
-        dets = [Detection(((x + bw / 2) / scale, (y + bh / 2) / scale, max(bw, bh) / scale), float(s))
-                for (x, y, bw, bh), s in zip(rects, np.ravel(weights) if len(rects) else [])]
+        rects, _, weights = self.cascade.detectMultiScale3(
+            gray, 1.1, self.neighbours, minSize=(min_side, min_side), outputRejectLevels=True
+        )
+        dets = [
+            Detection(((x + bw / 2) / scale, (y + bh / 2) / scale, max(bw, bh) / scale), float(s))
+            for (x, y, bw, bh), s in zip(rects, np.ravel(weights) if len(rects) else [])
+        ]
         return sorted(dets, key=lambda d: -d.box[2])
 
 
@@ -84,6 +89,7 @@ def _blazeface(model: str):
         from c3ae_edge.data.blazeface_detector import BlazeFaceDetector
 
         return BlazeFaceDetector(model)
+
     return make
 
 
@@ -96,8 +102,13 @@ def resolve_detector(name: str) -> str:
     return "blazeface" if runtime_available() else "haar-fast"
 
 
-DETECTORS = {"haar-fast": CoarseFineHaarDetector, "haar": HaarDetector, "blazeface": _blazeface("short"), "blazeface-full": _blazeface("full"),
-             "auto": lambda: DETECTORS[resolve_detector("auto")]()}
+DETECTORS = {
+    "haar-fast": CoarseFineHaarDetector,
+    "haar": HaarDetector,
+    "blazeface": _blazeface("short"),
+    "blazeface-full": _blazeface("full"),
+    "auto": lambda: DETECTORS[resolve_detector("auto")](),
+}
 DEFAULT_DETECTOR = "auto"
 BUNDLE_DETECTOR = "haar-fast"  # what a bundle's on-board runner detects with (facefind.py), so what its manifest names
 
@@ -115,10 +126,22 @@ def detector_record(name: str = BUNDLE_DETECTOR) -> dict:
         return record(name)
     cascade = f"OpenCV {facefind.CASCADE} (ships in opencv-python-headless 4.x)"
     if name == "haar-fast":
-        return {"name": name, "convention": "haar", "cascade": cascade, "implementation": "c3ae_edge/board/facefind.py coarse_fine (numpy + OpenCV)",
-                "params": asdict(facefind.CoarseFineParams()), "box": "square (cx, cy, side) = the cascade's rectangle centre and width, in source pixels",
-                "alternatives": {"haar": "HaarDetector: the same cascade at full resolution, scale step 1.1, 5 neighbours, faces from 8% of the shorter side"}}
-    return {"name": name, "convention": "haar" if name == "haar" else "user detector, mapped onto the haar convention", "cascade": cascade}
+        return {
+            "name": name,
+            "convention": "haar",
+            "cascade": cascade,
+            "implementation": "c3ae_edge/board/facefind.py coarse_fine (numpy + OpenCV)",
+            "params": asdict(facefind.CoarseFineParams()),
+            "box": "square (cx, cy, side) = the cascade's rectangle centre and width, in source pixels",
+            "alternatives": {
+                "haar": "HaarDetector: the same cascade at full resolution, scale step 1.1, 5 neighbours, faces from 8% of the shorter side"
+            },
+        }
+    return {
+        "name": name,
+        "convention": "haar" if name == "haar" else "user detector, mapped onto the haar convention",
+        "cascade": cascade,
+    }
 
 
 def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:

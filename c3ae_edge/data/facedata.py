@@ -1,4 +1,5 @@
 """Decoded faces in memory and the batches built from them: the CropSpec, plus training augmentation."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,9 @@ class FaceData:
     def crops(self, i: int, box: FaceBox | None = None) -> np.ndarray:
         return self.spec.crop(self.images[i], box or self.boxes[i])
 
-    def batch(self, idx, aug: Augment | None = None, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, idx, aug: Augment | None = None, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, n_crops, 3, 64, 64) or (B, 3, 64, 64) float tensor and the ages."""
         out = []
         for i in idx:
@@ -76,5 +79,5 @@ class Augment:
                 ratio = np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
                 eh, ew = min(h, int(np.sqrt(area * ratio))), min(w, int(np.sqrt(area / ratio)))
                 y0, x0 = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
-                x[i, k, :, y0:y0 + eh, x0:x0 + ew] = rng.normal(0, 1, (3, eh, ew)).astype(np.float32)
+                x[i, k, :, y0 : y0 + eh, x0 : x0 + ew] = rng.normal(0, 1, (3, eh, ew)).astype(np.float32)
         return x

@@ -1,4 +1,5 @@
 """Decode any user image into HxWx3 uint8 RGB, or raise one clear DataError."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,7 +49,9 @@ def load_scaled(path: str | Path) -> tuple[np.ndarray, float]:
     except DataError:
         raise
     except UnidentifiedImageError:
-        raise DataError(f"{p}: not an image, or a format we cannot read (supported: {', '.join(sorted(SUPPORTED))})") from None
+        raise DataError(
+            f"{p}: not an image, or a format we cannot read (supported: {', '.join(sorted(SUPPORTED))})"
+        ) from None
     except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{p}: corrupt or truncated image ({e})") from None
 

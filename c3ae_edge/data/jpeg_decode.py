@@ -2,13 +2,16 @@
 Pillow's decode here (identical arrays on FG-NET photos and camera-sized frames, tests/test_blazeface.py) at a
 fraction of the cost (tools/photo_to_age.py --decoders). Anything else (PNG, CMYK/Adobe JPEGs, undecodable bytes)
 returns None and the caller decodes with Pillow."""
+
 from __future__ import annotations
 
 import numpy as np
 
 
 def decode_jpeg_rgb(data: bytes) -> np.ndarray | None:
-    if data[:3] != b"\xff\xd8\xff" or b"Adobe" in data[:4096]:  # not JPEG, or possibly CMYK/YCCK (Pillow converts those)
+    if (
+        data[:3] != b"\xff\xd8\xff" or b"Adobe" in data[:4096]
+    ):  # not JPEG, or possibly CMYK/YCCK (Pillow converts those)
         return None
     import cv2
 

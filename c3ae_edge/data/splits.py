@@ -1,4 +1,5 @@
 """Seeded, age-stratified splits, saved as JSON lists of file names next to a checkpoint."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,9 @@ import numpy as np
 from c3ae_edge.data.datasets import Sample
 
 
-def stratified_split(samples: list[Sample], fractions: dict[str, float], seed: int = 0, bin_width: int = 5) -> dict[str, list[int]]:
+def stratified_split(
+    samples: list[Sample], fractions: dict[str, float], seed: int = 0, bin_width: int = 5
+) -> dict[str, list[int]]:
     """Indices per split, each age bin shared out in the given fractions (the last split takes the rest)."""
     rng = np.random.default_rng(seed)
     names = list(fractions)
@@ -22,7 +25,7 @@ def stratified_split(samples: list[Sample], fractions: dict[str, float], seed: i
         start = 0
         for n in names[:-1]:
             k = int(round(fractions[n] * len(idx)))
-            out[n].extend(idx[start:start + k].tolist())
+            out[n].extend(idx[start : start + k].tolist())
             start += k
         out[names[-1]].extend(idx[start:].tolist())
     return {n: sorted(v) for n, v in out.items()}
@@ -51,8 +54,9 @@ def load_split(path: str | Path, samples: list[Sample]) -> dict[str, list[int]]:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{path}: not a split JSON file ({type(e).__name__})") from None
     splits = doc.get("splits") if isinstance(doc, dict) else None
-    if not isinstance(splits, dict) or not all(isinstance(n, str) and isinstance(v, list) and all(isinstance(k, str) for k in v)
-                                               for n, v in splits.items()):
+    if not isinstance(splits, dict) or not all(
+        isinstance(n, str) and isinstance(v, list) and all(isinstance(k, str) for k in v) for n, v in splits.items()
+    ):
         raise DataError(f"{path}: not a split file (needs 'splits': {{name: [file, ...]}})")
     owner: dict[str, str] = {}
     for n, keys in splits.items():

@@ -1,4 +1,5 @@
 """``export``: weights -> artifacts for a target -> verified, checksummed bundle, written atomically."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,9 @@ from c3ae_edge.export.quiet import quiet
 
 PARITY_FACES = 8
 _BOX_CONVENTION = "square (cx, cy, side) in source pixels, as OpenCV's frontal Haar cascade boxes a face"
-_DECODE_FORMULA = ("age = output 'age' if present, else sum_i bins[i] * w2[i] + b2 "
-                   "(bins dequantised: (q - zero_point) * scale)")
+_DECODE_FORMULA = (
+    "age = output 'age' if present, else sum_i bins[i] * w2[i] + b2 (bins dequantised: (q - zero_point) * scale)"
+)
 _REPRODUCIBLE = "same inputs + SOURCE_DATE_EPOCH give byte-identical files (ONNX, OpenVINO, TFLite checked in tests)"
 
 
@@ -81,8 +83,15 @@ def _embedded(model_name: str, w_sha: str, spec, decode: dict | None, target: st
     """Key metadata embedded in every artifact (ONNX metadata_props, OpenVINO rt_info, TFLite metadata)."""
     from c3ae_edge.data.crops import ALIGNED_BOX
 
-    d = {"schema": SCHEMA, "model": model_name, "weights_sha256": w_sha, "target": target, "crop": spec.to_dict(),
-         "aligned_chip_box": list(ALIGNED_BOX), "bins": {"count": 12, "width": 10}}
+    d = {
+        "schema": SCHEMA,
+        "model": model_name,
+        "weights_sha256": w_sha,
+        "target": target,
+        "crop": spec.to_dict(),
+        "aligned_chip_box": list(ALIGNED_BOX),
+        "bins": {"count": 12, "width": 10},
+    }
     if decode:
         d["decode"] = decode
     return d
@@ -202,12 +211,16 @@ def _faces(req: ExportRequest, target, model, spec, ck, log):
         which = "verification" if not len(ver.files) else "calibration"
         raise UsageError(f"no {which} faces selected; nothing converted")
     with torch.no_grad():
-        ref = np.concatenate([model(torch.from_numpy(ver.x[i:i + 128])).numpy() for i in range(0, len(ver.x), 128)])
+        ref = np.concatenate([model(torch.from_numpy(ver.x[i : i + 128])).numpy() for i in range(0, len(ver.x), 128)])
     if not np.isfinite(ref).all():
-        raise UsageError(f"{ck.path}: the model gives non-finite ages on the verification faces "
-                         "(the weights overflow); nothing converted")
-    log(f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} "
-        f"(data {calib.data_root(req.data)})")
+        raise UsageError(
+            f"{ck.path}: the model gives non-finite ages on the verification faces "
+            "(the weights overflow); nothing converted"
+        )
+    log(
+        f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} "
+        f"(data {calib.data_root(req.data)})"
+    )
     return cal, ver, ref
 
 
@@ -240,8 +253,10 @@ def _convert_all(job: _Job, tmp: Path, log) -> tuple[list, _Parity]:
     faces = Faces(ver.x, ver.ages, job.ref, parity_x[:, 0] if len(spec.scales) == 1 else parity_x)
     parity = _Parity(pidx, crops, faces, int8_bars(job.max_delta, t.max_int8_face_p99, t.max_int8_face_max))
     say_once = once(log)
-    arts = [_convert(job, tmp, prec, int8_model if prec == "int8" else job.model, rewrites, parity, say_once, log)
-            for prec in t.precisions]
+    arts = [
+        _convert(job, tmp, prec, int8_model if prec == "int8" else job.model, rewrites, parity, say_once, log)
+        for prec in t.precisions
+    ]
     return arts, parity
 
 
@@ -255,24 +270,48 @@ def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Pa
     t0 = time.perf_counter()
     with quiet(verbose):  # converter noise: shown with --verbose or when the step fails; stdout stays ours
         path = backend.export(model, job.ver.x[:1], tmp, prec, job.cal.x if prec == "int8" else None, opts)
-    v = verify_artifact(backend, job.target, path, prec, parity.faces, parity.bars, req.allow_degraded, say_once,
-                        hush=lambda: quiet(verbose))
+    v = verify_artifact(
+        backend,
+        job.target,
+        path,
+        prec,
+        parity.faces,
+        parity.bars,
+        req.allow_degraded,
+        say_once,
+        hush=lambda: quiet(verbose),
+    )
     m = v["verification"]
     sidecar = backend.spec.options.get("sidecar")
     files = [path.name] + ([path.with_suffix(sidecar).name] if sidecar else [])
-    art = {"file": path.name, "files": files, "backend": backend.spec.name, "precision": prec,
-           **({"rewrites": rewrites} if prec == "int8" else {}), "bytes": sum((tmp / f).stat().st_size for f in files),
-           "sha256": sha256(path), "input": v["io"]["input"], "outputs": v["io"]["outputs"],
-           "tolerance_years": v["tolerance_years"], "verification": m, "runtimes": v["runtimes"], "golden": v["golden"]}
-    log(f"{path.name}: {art['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "
+    art = {
+        "file": path.name,
+        "files": files,
+        "backend": backend.spec.name,
+        "precision": prec,
+        **({"rewrites": rewrites} if prec == "int8" else {}),
+        "bytes": sum((tmp / f).stat().st_size for f in files),
+        "sha256": sha256(path),
+        "input": v["io"]["input"],
+        "outputs": v["io"]["outputs"],
+        "tolerance_years": v["tolerance_years"],
+        "verification": m,
+        "runtimes": v["runtimes"],
+        "golden": v["golden"],
+    }
+    log(
+        f"{path.name}: {art['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "
         f"MAE {m['mae']:.3f} (PyTorch {m['pytorch_mae']:.3f}, delta {m['mae_delta_vs_fp32']:+.3f}) "
-        f"[{time.perf_counter() - t0:.1f}s]")
+        f"[{time.perf_counter() - t0:.1f}s]"
+    )
     for rid, row in v["runtimes"].items():
         if "verification" in row:
             r = row["verification"]
-            log(f"  under {rid}: |age - PyTorch| p50 {r['p50_abs_diff_vs_pytorch']:.3f} "
+            log(
+                f"  under {rid}: |age - PyTorch| p50 {r['p50_abs_diff_vs_pytorch']:.3f} "
                 f"p99 {r['p99_abs_diff_vs_pytorch']:.3f} max {r['max_abs_diff_vs_pytorch']:.3f} y, "
-                f"MAE delta {r['mae_delta_vs_fp32']:+.3f}")
+                f"MAE delta {r['mae_delta_vs_fp32']:+.3f}"
+            )
     return art
 
 
@@ -293,32 +332,55 @@ def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bo
 
     ck, cal, ver, ref, seed, pidx = job.ck, job.cal, job.ver, job.ref, job.req.seed, parity.pidx
     return Manifest(
-        model={"name": ck.model, "version": __version__, "weights_file": Path(ck.path).name,
-               "weights_sha256": job.w_sha, "params": int(sum(p.numel() for p in job.model.parameters())),
-               "trained_on": ck.meta.data},
+        model={
+            "name": ck.model,
+            "version": __version__,
+            "weights_file": Path(ck.path).name,
+            "weights_sha256": job.w_sha,
+            "params": int(sum(p.numel() for p in job.model.parameters())),
+            "trained_on": ck.meta.data,
+        },
         target={k: v for k, v in job.target.to_dict().items() if k != "source"},
         primary=arts[0]["file"],
         crop=job.spec.to_dict(),
         normalisation="x[c] = (pixel[c] / 255 - mean[c]) / std[c], RGB",
-        face_box={"convention": _BOX_CONVENTION, "aligned_chip": {"cx": ALIGNED_BOX[0], "cy": ALIGNED_BOX[1], "side": ALIGNED_BOX[2]},
-                  "detector": detector_record()},
+        face_box={
+            "convention": _BOX_CONVENTION,
+            "aligned_chip": {"cx": ALIGNED_BOX[0], "cy": ALIGNED_BOX[1], "side": ALIGNED_BOX[2]},
+            "detector": detector_record(),
+        },
         input=arts[0]["input"],
-        output={"names": [o["name"] for o in arts[0]["outputs"]],
-                "bins": {"count": int(len(BIN_CENTRES)), "width": BIN_WIDTH,
-                         "centres": [float(c) for c in BIN_CENTRES]},
-                "decode": {**(job.decode or {}), "formula": _DECODE_FORMULA}},
+        output={
+            "names": [o["name"] for o in arts[0]["outputs"]],
+            "bins": {"count": int(len(BIN_CENTRES)), "width": BIN_WIDTH, "centres": [float(c) for c in BIN_CENTRES]},
+            "decode": {**(job.decode or {}), "formula": _DECODE_FORMULA},
+        },
         artifacts=arts,
         calibration={**cal.identity(seed), "list": "calibration_files.txt"},
-        verification={**ver.identity(seed), "faces": len(ver.files),
-                      "pytorch_mae": round(float(np.abs(ref - ver.ages).mean()), 4),
-                      **parity.bars, "fp32_parity_years": 0.01, "cpu": cpu(),
-                      "runtimes": list(job.target.runtimes)},
-        parity_set={"file": "parity_crops.npy", "shape": list(parity.crops.shape), "dtype": "uint8",
-                    "layout": "N,S,H,W,C (RGB, before normalisation)",
-                    "images": [ver.files[i] for i in pidx], "pytorch_age": [round(float(ref[i]), 6) for i in pidx]},
+        verification={
+            **ver.identity(seed),
+            "faces": len(ver.files),
+            "pytorch_mae": round(float(np.abs(ref - ver.ages).mean()), 4),
+            **parity.bars,
+            "fp32_parity_years": 0.01,
+            "cpu": cpu(),
+            "runtimes": list(job.target.runtimes),
+        },
+        parity_set={
+            "file": "parity_crops.npy",
+            "shape": list(parity.crops.shape),
+            "dtype": "uint8",
+            "layout": "N,S,H,W,C (RGB, before normalisation)",
+            "images": [ver.files[i] for i in pidx],
+            "pytorch_age": [round(float(ref[i]), 6) for i in pidx],
+        },
         toolchain=toolchain(),
-        build={"time": iso, "from_source_date_epoch": reproducible, "host": f"{platform.system()}-{platform.machine()}",
-               "reproducible": _REPRODUCIBLE},
+        build={
+            "time": iso,
+            "from_source_date_epoch": reproducible,
+            "host": f"{platform.system()}-{platform.machine()}",
+            "reproducible": _REPRODUCIBLE,
+        },
     )
 
 
@@ -363,7 +425,9 @@ def ver_crops(ver, i: int, spec) -> np.ndarray:
 
 
 def _sums(folder: Path) -> None:
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in ("SHA256SUMS", "SHA256SUMS.minisig"))
+    names = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.name not in ("SHA256SUMS", "SHA256SUMS.minisig")
+    )
     (folder / "SHA256SUMS").write_text("".join(f"{sha256(folder / n)}  {n}\n" for n in names))
 
 
@@ -380,7 +444,9 @@ def _commit(tmp: Path, final: Path) -> None:
             os.replace(old, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        raise UsageError(f"{final}: another export wrote this bundle at the same time ({e.strerror}); this one was dropped, run it again") from None
+        raise UsageError(
+            f"{final}: another export wrote this bundle at the same time ({e.strerror}); this one was dropped, run it again"
+        ) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -395,7 +461,15 @@ def make_archive(bundle: Path, epoch: int) -> Path:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for p in sorted(bundle.iterdir()):
             info = tarfile.TarInfo(f"{bundle.name}/{p.name}")
-            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = p.stat().st_size, epoch, 0o644, 0, 0, "", ""
+            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+                p.stat().st_size,
+                epoch,
+                0o644,
+                0,
+                0,
+                "",
+                "",
+            )
             with open(p, "rb") as f:
                 tar.addfile(info, f)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")

@@ -1,5 +1,6 @@
 """What ``verify`` may trust in a bundle: nothing until checked. Streaming hashes, SHA256SUMS, a typed manifest,
 paths confined to the bundle, no stray files, tolerances capped by what the exporter itself allows, safe archives."""
+
 from __future__ import annotations
 
 import contextlib
@@ -81,8 +82,11 @@ def check_sums(bundle: Path) -> list[str]:
             raise VerificationError(f"{bundle}: {name} is listed in SHA256SUMS but missing")
         if sha256(p) != digest:
             raise VerificationError(f"{bundle}: checksum mismatch for {name} (tampered or corrupt)")
-    extra = sorted(p.name + ("/" if p.is_dir() else "") for p in bundle.iterdir()
-                   if p.name not in ("SHA256SUMS", "SHA256SUMS.minisig") and p.name not in listed)
+    extra = sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in bundle.iterdir()
+        if p.name not in ("SHA256SUMS", "SHA256SUMS.minisig") and p.name not in listed
+    )
     if extra:
         raise VerificationError(f"{bundle}: file(s) or folder(s) not in SHA256SUMS: {', '.join(extra)}")
     return sorted(listed)
@@ -132,10 +136,18 @@ def load_parity(bundle: Path, man: Manifest, scales: int) -> np.ndarray:
     except (OSError, ValueError, EOFError) as e:
         raise VerificationError(f"{p}: not a plain .npy array ({str(e).splitlines()[0]})") from None
     n = len(par["pytorch_age"])
-    if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8 or crops.ndim != 5 or crops.shape[0] != n \
-            or crops.shape[1] != scales or crops.shape[-1] != 3:
-        raise VerificationError(f"{p}: shape {getattr(crops, 'shape', None)} {getattr(crops, 'dtype', '')} is not "
-                                f"({n}, {scales}, H, W, 3) uint8 as manifest.json says")
+    if (
+        not isinstance(crops, np.ndarray)
+        or crops.dtype != np.uint8
+        or crops.ndim != 5
+        or crops.shape[0] != n
+        or crops.shape[1] != scales
+        or crops.shape[-1] != 3
+    ):
+        raise VerificationError(
+            f"{p}: shape {getattr(crops, 'shape', None)} {getattr(crops, 'dtype', '')} is not "
+            f"({n}, {scales}, H, W, 3) uint8 as manifest.json says"
+        )
     return crops
 
 
@@ -164,7 +176,9 @@ def _members(archive: Path, tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
             raise VerificationError(f"{archive}: more than {MAX_ARCHIVE_MEMBERS} members")
         parts = PurePosixPath(m.name).parts
         if not m.isfile():
-            raise VerificationError(f"{archive}: member {m.name!r} is not a regular file (links and folders are refused)")
+            raise VerificationError(
+                f"{archive}: member {m.name!r} is not a regular file (links and folders are refused)"
+            )
         if PurePosixPath(m.name).is_absolute() or ".." in parts or len(parts) != 2:
             raise VerificationError(f"{archive}: member {m.name!r} is not BUNDLE/FILE")
         total += m.size

@@ -1,4 +1,5 @@
 """Calibration and verification faces: real crops, age-stratified and seeded, never overlapping."""
+
 from __future__ import annotations
 
 import json
@@ -86,9 +87,16 @@ def _faces(samples: list, spec, source: str) -> FaceSet:
     return FaceSet(x.numpy(), ages.numpy(), [s.key for s in samples], source, samples)
 
 
-def select(spec, weights_path: str | Path, data: str | None = None, calibration: str | None = None,
-           n_cal: int = DEFAULT_CALIBRATION, n_verify: int = DEFAULT_VERIFY, seed: int = 0,
-           ck=None) -> tuple[FaceSet, FaceSet]:
+def select(
+    spec,
+    weights_path: str | Path,
+    data: str | None = None,
+    calibration: str | None = None,
+    n_cal: int = DEFAULT_CALIBRATION,
+    n_verify: int = DEFAULT_VERIFY,
+    seed: int = 0,
+    ck=None,
+) -> tuple[FaceSet, FaceSet]:
     """(calibration faces, verification faces). Calibration: the weights' train split (or the user's set);
     verification: the test split; a seeded stratified split of the data when the weights carry none."""
     from c3ae_edge.data import load_dataset
@@ -102,9 +110,13 @@ def select(spec, weights_path: str | Path, data: str | None = None, calibration:
 
         if data is None and not os.environ.get("C3AE_DATA") and default_faces.available():
             return _embedded(spec, calibration, n_cal, n_verify, seed)
-        raise DataError(f"{root}: no face data (labels.csv) for calibration and verification; pass --data or set C3AE_DATA")
+        raise DataError(
+            f"{root}: no face data (labels.csv) for calibration and verification; pass --data or set C3AE_DATA"
+        )
     samples = load_dataset(f"utkface:{root}")
-    split = split_for(weights_path, samples, ck) or stratified_split(samples, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=seed)
+    split = split_for(weights_path, samples, ck) or stratified_split(
+        samples, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=seed
+    )
     test = [samples[i] for i in split["test"]]
     ver = [test[i] for i in stratified_pick(np.array([s.age for s in test]), n_verify, seed)]
     held_out = {s.key for s in ver} | {samples[i].key for i in split["test"]}

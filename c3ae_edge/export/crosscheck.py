@@ -4,6 +4,7 @@ An int8 graph is only as good as the kernels that run it: the same file can be e
 off on another (int16 saturation on AVX2, other rounding in reference kernels). So each artifact is measured under
 each runtime a board may use, on the same faces, and every figure lands in the manifest beside the CPU it came from.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,17 @@ import numpy as np
 
 from c3ae_edge.export.verify import judge, measure, predict, tolerance
 
-INT8_ISAS = (("amx_int8", "amx"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"), ("avx512bw", "avx512"),
-             ("avx2", "avx2"), ("i8mm", "neon-i8mm"), ("asimddp", "neon-dotprod"), ("asimd", "neon"), ("neon", "neon"))
+INT8_ISAS = (
+    ("amx_int8", "amx"),
+    ("avx512_vnni", "avx512-vnni"),
+    ("avx_vnni", "avx-vnni"),
+    ("avx512bw", "avx512"),
+    ("avx2", "avx2"),
+    ("i8mm", "neon-i8mm"),
+    ("asimddp", "neon-dotprod"),
+    ("asimd", "neon"),
+    ("neon", "neon"),
+)
 
 
 def cpu() -> dict:
@@ -53,8 +63,17 @@ def runtimes_for(backend, target) -> list:
     return [by_id[i] for i in (target.runtimes or (backend.runtimes[0].id,))]
 
 
-def verify_artifact(backend, target, path: Path, precision: str, faces: Faces, bars: dict, allow_degraded: bool, log=print,
-                    hush=contextlib.nullcontext) -> dict:
+def verify_artifact(
+    backend,
+    target,
+    path: Path,
+    precision: str,
+    faces: Faces,
+    bars: dict,
+    allow_degraded: bool,
+    log=print,
+    hush=contextlib.nullcontext,
+) -> dict:
     """-> {"runtimes": {id: row}, "golden": {id: outputs}, "verification": primary row, "tolerance_years": float, "io"}.
     A runtime that is not usable here is recorded as "not verified: <why>" (one log line); at least one must run.
     ``hush()`` wraps opening and running a runtime (their native log lines)."""
@@ -63,7 +82,12 @@ def verify_artifact(backend, target, path: Path, precision: str, faces: Faces, b
     rows, golden, measured, io = {}, {}, [], None
     for rt in runtimes_for(backend, target):
         why = rt.missing()
-        row = {"package": rt.package, "version": None if why else _version(rt), "delegate": rt.delegate, "note": rt.note}
+        row = {
+            "package": rt.package,
+            "version": None if why else _version(rt),
+            "delegate": rt.delegate,
+            "note": rt.note,
+        }
         if why:
             log(f"not verified under {rt.id}: {why}")
             rows[rt.id] = {**row, "status": f"not verified: {why}"}
@@ -80,8 +104,13 @@ def verify_artifact(backend, target, path: Path, precision: str, faces: Faces, b
     if not measured:
         raise VerificationError(f"{path.name}: no runtime of target {target.name} is usable here ({', '.join(rows)})")
     primary = next(r for r in rows.values() if r["status"] == "verified")
-    return {"runtimes": rows, "golden": golden, "verification": primary["verification"], "io": io,
-            "tolerance_years": tolerance(precision, max(m["max_abs_diff_vs_pytorch"] for m in measured))}
+    return {
+        "runtimes": rows,
+        "golden": golden,
+        "verification": primary["verification"],
+        "io": io,
+        "tolerance_years": tolerance(precision, max(m["max_abs_diff_vs_pytorch"] for m in measured)),
+    }
 
 
 def golden_outputs(raw: dict[str, np.ndarray]) -> dict:
@@ -89,7 +118,11 @@ def golden_outputs(raw: dict[str, np.ndarray]) -> dict:
     out = {}
     for name, v in raw.items():
         v = np.asarray(v)
-        vals = v.astype(int).tolist() if np.issubdtype(v.dtype, np.integer) else [[float(f"{e:.9g}") for e in r] for r in v.reshape(len(v), -1)]
+        vals = (
+            v.astype(int).tolist()
+            if np.issubdtype(v.dtype, np.integer)
+            else [[float(f"{e:.9g}") for e in r] for r in v.reshape(len(v), -1)]
+        )
         out[name] = {"dtype": v.dtype.name, "shape": list(v.shape), "values": vals}
     return out
 
@@ -103,7 +136,11 @@ def compare_golden(raw: dict[str, np.ndarray], want: dict) -> dict:
         if got.shape != ref.shape:
             return {"exact": False, "max_diff": None, "note": f"{name}: shape {list(got.shape)} != {g['shape']}"}
         d = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-        exact &= bool((got == ref).all()) if np.issubdtype(ref.dtype, np.integer) else bool((got.astype(np.float32) == ref.astype(np.float32)).all())
+        exact &= (
+            bool((got == ref).all())
+            if np.issubdtype(ref.dtype, np.integer)
+            else bool((got.astype(np.float32) == ref.astype(np.float32)).all())
+        )
         worst = max(worst, float(d.max()) if d.size else 0.0)
     return {"exact": exact, "max_diff": worst}
 
@@ -116,4 +153,5 @@ def once(log):
         if msg not in seen:
             seen.add(msg)
             log(msg)
+
     return say

@@ -5,6 +5,7 @@ They are exactly the faces the default export picks from UTKFace (seed 0, 300 ca
 weights' train split, 500 verification faces from its test split), copied byte for byte: an export from the embedded
 set calibrates and verifies on the same crops as one from the full data set.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,9 +17,11 @@ from pathlib import Path
 from c3ae_edge.errors import DataError
 
 ROLES = ("calibration", "verification")
-TERMS = ("UTKFace (https://susanqq.github.io/UTKFace/) is published for non-commercial research purposes only; the "
-         "images were collected from the Internet and their copyright stays with the owners. These chips ship under "
-         "the same terms as the weights trained on them.")
+TERMS = (
+    "UTKFace (https://susanqq.github.io/UTKFace/) is published for non-commercial research purposes only; the "
+    "images were collected from the Internet and their copyright stays with the owners. These chips ship under "
+    "the same terms as the weights trained on them."
+)
 
 
 def folder() -> Path:
@@ -48,8 +51,16 @@ def build(out: Path, data: str | None = None, seed: int = 0, log=print) -> Path:
     from c3ae_edge.weights import load_model, sha256_file
 
     model, spec, ck = load_model()
-    cal, ver = calib.select(spec, ck.path, data or str(calib.data_root(None)), None, calib.DEFAULT_CALIBRATION,
-                            calib.DEFAULT_VERIFY, seed, ck=ck)
+    cal, ver = calib.select(
+        spec,
+        ck.path,
+        data or str(calib.data_root(None)),
+        None,
+        calib.DEFAULT_CALIBRATION,
+        calib.DEFAULT_VERIFY,
+        seed,
+        ck=ck,
+    )
     out = Path(out)
     shutil.rmtree(out / "images", ignore_errors=True)
     (out / "images").mkdir(parents=True)
@@ -62,12 +73,17 @@ def build(out: Path, data: str | None = None, seed: int = 0, log=print) -> Path:
         w = csv.DictWriter(f, ["file", "age", "role"], lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
-    meta = {"source": "UTKFace aligned chips (200x200 JPEG), copied unchanged", "terms": TERMS, "seed": seed,
-            "weights": Path(ck.path).name, "weights_sha256": sha256_file(ck.path),
-            "split_file": ck.meta.split_file,
-            "calibration": {"count": len(cal.files), "from": "the weights' train split", **cal.identity(seed)},
-            "verification": {"count": len(ver.files), "from": "the weights' test split", **ver.identity(seed)},
-            "disjoint": not set(cal.files) & set(ver.files)}
+    meta = {
+        "source": "UTKFace aligned chips (200x200 JPEG), copied unchanged",
+        "terms": TERMS,
+        "seed": seed,
+        "weights": Path(ck.path).name,
+        "weights_sha256": sha256_file(ck.path),
+        "split_file": ck.meta.split_file,
+        "calibration": {"count": len(cal.files), "from": "the weights' train split", **cal.identity(seed)},
+        "verification": {"count": len(ver.files), "from": "the weights' test split", **ver.identity(seed)},
+        "disjoint": not set(cal.files) & set(ver.files),
+    }
     (out / "faceset.json").write_text(json.dumps(meta, indent=1) + "\n")
     log(f"wrote {len(rows)} faces to {out}")
     return out

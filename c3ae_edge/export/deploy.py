@@ -1,4 +1,5 @@
 """Deploy wrappers: the exported graph returns named outputs ("age", "bins") and takes the model's input."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,14 @@ class DeployModule(nn.Module):
     quantiser recognises for fixed softmax qparams (``torch.softmax`` exports as ``aten.softmax.int``).
     """
 
-    def __init__(self, model: nn.Module, channels_last: bool = False, aten_softmax: bool = False, bins_only: bool = False,
-                 logits_only: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        channels_last: bool = False,
+        aten_softmax: bool = False,
+        bins_only: bool = False,
+        logits_only: bool = False,
+    ):
         super().__init__()
         self.bins_only, self.logits_only = bins_only, logits_only
         self.model = model.eval()

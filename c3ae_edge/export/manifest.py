@@ -1,5 +1,6 @@
 """The bundle manifest (``manifest.json``) as one typed record: written by export, read by verify, firmware and
 release code. The standalone scripts in c3ae_edge/board read the same JSON with numpy only."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,8 +89,11 @@ class Manifest:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Manifest) if f.name != "extras")
-_TYPES = {f.name: str if f.type == "str" else dict if f.type == "dict" else list for f in dataclasses.fields(Manifest)
-          if f.name not in ("extras", "schema")}
+_TYPES = {
+    f.name: str if f.type == "str" else dict if f.type == "dict" else list
+    for f in dataclasses.fields(Manifest)
+    if f.name not in ("extras", "schema")
+}
 
 
 def _no_constant(name: str):

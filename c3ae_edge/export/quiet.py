@@ -1,5 +1,6 @@
 """Converter noise (Python warnings, prints, logging, and native libraries writing to fd 1/2) kept out of the
 user's terminal: captured around each conversion step, shown with ``--verbose`` or when the step fails."""
+
 from __future__ import annotations
 
 import contextlib

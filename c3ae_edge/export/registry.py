@@ -1,4 +1,5 @@
 """The backend table: one module per backend, registered here by name (lazy: no heavy import until used)."""
+
 from __future__ import annotations
 
 import importlib

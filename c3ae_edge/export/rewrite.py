@@ -5,6 +5,7 @@ Identical in float; in int8 the pool then quantises into a depthwise int8 convol
 AvgPool at ~3x the cost of the fp32 one on this CPU; the TFLite XNNPACK delegate does not take int8 AVERAGE_POOL_2D,
 which splits the graph into several partitions with the pools on the reference kernels in between).
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,7 +30,11 @@ class PoolAsDepthwise(nn.Module):
 
 def _simple(pool: nn.AvgPool2d) -> int | None:
     """The kernel size if the pool is the plain k x k / stride k / no padding kind, else None."""
-    k = pool.kernel_size if isinstance(pool.kernel_size, int) else (pool.kernel_size[0] if pool.kernel_size[0] == pool.kernel_size[1] else None)
+    k = (
+        pool.kernel_size
+        if isinstance(pool.kernel_size, int)
+        else (pool.kernel_size[0] if pool.kernel_size[0] == pool.kernel_size[1] else None)
+    )
     s = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
     pad = pool.padding if isinstance(pool.padding, int) else max(pool.padding)
     return k if k and s == k and pad == 0 and not pool.ceil_mode else None
@@ -43,8 +48,11 @@ def pools_as_depthwise(model: nn.Module, example: np.ndarray) -> nn.Module:
     """A copy of ``model`` with each plain ``nn.AvgPool2d`` replaced (channel counts found by one forward)."""
     m = copy.deepcopy(model).eval()
     chans: dict[str, int] = {}
-    hooks = [mod.register_forward_hook(lambda mod, i, o, n=n: chans.__setitem__(n, i[0].shape[1]))
-             for n, mod in m.named_modules() if isinstance(mod, nn.AvgPool2d) and _simple(mod)]
+    hooks = [
+        mod.register_forward_hook(lambda mod, i, o, n=n: chans.__setitem__(n, i[0].shape[1]))
+        for n, mod in m.named_modules()
+        if isinstance(mod, nn.AvgPool2d) and _simple(mod)
+    ]
     with torch.inference_mode():
         m(torch.from_numpy(example[:1]))
     for h in hooks:

@@ -4,6 +4,7 @@ tflite-runtime 2.14 (what `pip install tflite-runtime` gives a Raspberry Pi OS B
 the converters need numpy 2. ``c3ae-edge runtimes prepare`` builds the venv; export and verify then use it and never
 download anything themselves.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,11 @@ class VenvRuntime:
 
 
 VENVS = {
-    "tflite-runtime": VenvRuntime("tflite-runtime-2.14", ("numpy<2", "tflite-runtime==2.14.0"),
-                                  "import tflite_runtime, tflite_runtime.interpreter; assert tflite_runtime.__version__ == '2.14.0'"),
+    "tflite-runtime": VenvRuntime(
+        "tflite-runtime-2.14",
+        ("numpy<2", "tflite-runtime==2.14.0"),
+        "import tflite_runtime, tflite_runtime.interpreter; assert tflite_runtime.__version__ == '2.14.0'",
+    ),
 }
 
 
@@ -57,9 +61,11 @@ def prepare(key: str, log=print) -> Path:
         log(f"{key}: ready at {folder}")
         return exe
     log(f"{key}: creating {folder}")
-    steps = [[sys.executable, "-m", "venv", "--clear", str(folder)],
-             [str(exe), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *v.requirements],
-             [str(exe), "-c", v.probe]]
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(folder)],
+        [str(exe), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *v.requirements],
+        [str(exe), "-c", v.probe],
+    ]
     for cmd in steps:
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:

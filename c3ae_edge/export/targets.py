@@ -1,4 +1,5 @@
 """Target profiles: one TOML per board in ``c3ae_edge/targets/`` (package ``c3ae_edge.targets``), or a user's own file."""
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,9 @@ class Target:
     max_int8_face_max: float = MAX_INT8_FACE_MAX
     runtimes: tuple[str, ...] = ()  # runtime ids of the backend (c3ae-edge runtimes) every artifact is verified under
     int8_rewrites: tuple[str, ...] = ()  # c3ae_edge.export.rewrite names, applied to the model before the int8 export
-    budget: dict = field(default_factory=dict)  # memory budget of the part in bytes, checked by backends that measure it
+    budget: dict = field(
+        default_factory=dict
+    )  # memory budget of the part in bytes, checked by backends that measure it
     source: str = ""
 
     @property
@@ -43,14 +46,32 @@ class Target:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["precisions"], d["aliases"], d["int8_rewrites"] = list(self.precisions), list(self.aliases), list(self.int8_rewrites)
+        d["precisions"], d["aliases"], d["int8_rewrites"] = (
+            list(self.precisions),
+            list(self.aliases),
+            list(self.int8_rewrites),
+        )
         d["runtimes"] = list(self.runtimes)
         return d
 
 
-_TYPES = {"name": str, "description": str, "arch": str, "backend": str, "precisions": list, "runtime": str, "delegate": str,
-          "threads": int, "aliases": list, "max_int8_mae_delta": (int, float), "int8_rewrites": list,
-          "max_int8_face_p99": (int, float), "max_int8_face_max": (int, float), "runtimes": list, "budget": dict}
+_TYPES = {
+    "name": str,
+    "description": str,
+    "arch": str,
+    "backend": str,
+    "precisions": list,
+    "runtime": str,
+    "delegate": str,
+    "threads": int,
+    "aliases": list,
+    "max_int8_mae_delta": (int, float),
+    "int8_rewrites": list,
+    "max_int8_face_p99": (int, float),
+    "max_int8_face_max": (int, float),
+    "runtimes": list,
+    "budget": dict,
+}
 _REQUIRED = ("name", "description", "arch", "backend", "precisions")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names become folder names: no '/', '.', '..' or spaces
 
@@ -77,13 +98,17 @@ def parse(text: str, where: str) -> Target:
             raise UsageError(f"{where}: field {k!r} must be a list of strings, got {d[k]!r}")
     bad = [n for n in [d["name"], *d.get("aliases", [])] if not SAFE_NAME.fullmatch(n)]
     if bad:
-        raise UsageError(f"{where}: target name or alias {bad[0]!r} must be 1-64 letters, digits, '_' or '-' (it names the bundle folder)")
+        raise UsageError(
+            f"{where}: target name or alias {bad[0]!r} must be 1-64 letters, digits, '_' or '-' (it names the bundle folder)"
+        )
     if d["backend"] not in backend_names():
         raise UsageError(f"{where}: backend {d['backend']!r} is not one of {', '.join(backend_names())}")
     allowed = get_backend(d["backend"]).spec.precisions
     bad = [p for p in d["precisions"] if p not in allowed]
     if bad or not d["precisions"] or len(set(d["precisions"])) != len(d["precisions"]):
-        raise UsageError(f"{where}: precisions {d['precisions']!r} must be distinct values of {', '.join(allowed)} for {d['backend']}")
+        raise UsageError(
+            f"{where}: precisions {d['precisions']!r} must be distinct values of {', '.join(allowed)} for {d['backend']}"
+        )
     if "threads" in d and d["threads"] < 1:
         raise UsageError(f"{where}: threads must be >= 1")
     if not 0 < float(d.get("max_int8_mae_delta", MAX_INT8_DELTA)) <= 10:
@@ -94,7 +119,9 @@ def parse(text: str, where: str) -> Target:
     known = [r.id for r in get_backend(d["backend"]).runtimes]
     bad = [r for r in d.get("runtimes", ()) if r not in known]
     if bad or len(set(d.get("runtimes", ()))) != len(d.get("runtimes", ())):
-        raise UsageError(f"{where}: runtimes {d['runtimes']!r} must be distinct values of {', '.join(known)} for {d['backend']}")
+        raise UsageError(
+            f"{where}: runtimes {d['runtimes']!r} must be distinct values of {', '.join(known)} for {d['backend']}"
+        )
     d["runtimes"] = tuple(d.get("runtimes") or known[:1])
     if any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in d.get("budget", {}).values()):
         raise UsageError(f"{where}: budget values must be positive integers (bytes), got {d['budget']!r}")

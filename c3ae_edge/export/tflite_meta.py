@@ -5,6 +5,7 @@ ai_edge_litert's ``flatbuffer_utils`` there. The schema fields read here (tensor
 ``Model.buffers`` (field 4), ``Model.metadata`` (field 6), ``Metadata{name: string, buffer: uint}``,
 ``Buffer{data: [ubyte], offset: ulong, size: ulong}`` (offset/size: data stored after the flatbuffer, for files > 2 GB).
 """
+
 from __future__ import annotations
 
 import struct
@@ -49,7 +50,7 @@ class _Reader:
         n, first = self.vector(pos)
         if first + n > len(self.d):
             raise ValueError("vector runs past the end of the file")
-        return self.d[first:first + n]
+        return self.d[first : first + n]
 
 
 def read_metadata_bytes(data: bytes, name: str) -> bytes | None:
@@ -73,7 +74,7 @@ def read_metadata_bytes(data: bytes, name: str) -> bytes | None:
         off = r._u("Q", opos) if opos is not None else 0
         size = r._u("Q", spos) if spos is not None else 0
         if off > 1 and off + size <= len(data):
-            return data[off:off + size]
+            return data[off : off + size]
         return b""
     return None
 

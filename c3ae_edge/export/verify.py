@@ -1,4 +1,5 @@
 """Verification of artifacts against PyTorch on real faces, and re-verification of a written bundle."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,9 @@ FP32_PARITY = 0.01  # years: max |artifact age - PyTorch age| an fp32 artifact m
 # years, fp16 weights and activations. Rounding in the trunk dominates (keeping the head in fp32 was tried: no
 # change); measured on 500 UTKFace faces, c3ae_full: mean 0.025, p99 0.11, max 0.21 years, MAE unchanged.
 FP16_PARITY = 0.5
-INT8_TOLERANCE_CAP = 6.0  # years: no recorded int8 tolerance is looser, whatever was measured (1.5 x the per-face max bar)
+INT8_TOLERANCE_CAP = (
+    6.0  # years: no recorded int8 tolerance is looser, whatever was measured (1.5 x the per-face max bar)
+)
 
 
 def int8_bars(max_delta: float, face_p99: float, face_max: float) -> dict:
@@ -21,7 +24,7 @@ def int8_bars(max_delta: float, face_p99: float, face_max: float) -> dict:
 
 
 def predict(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([runner.run(x[i:i + batch])["age"] for i in range(0, len(x), batch)])
+    return np.concatenate([runner.run(x[i : i + batch])["age"] for i in range(0, len(x), batch)])
 
 
 def measure(ages: np.ndarray, torch_ages: np.ndarray, labels: np.ndarray) -> dict:
@@ -30,9 +33,16 @@ def measure(ages: np.ndarray, torch_ages: np.ndarray, labels: np.ndarray) -> dic
     if not np.isfinite(d).all():
         raise VerificationError(f"{int((~np.isfinite(d)).sum())} of {len(d)} verification faces gave a non-finite age")
     mae, ref = float(np.abs(ages - labels).mean()), float(np.abs(torch_ages - labels).mean())
-    return {"faces": int(len(ages)), "max_abs_diff_vs_pytorch": round(float(d.max()), 6), "mean_abs_diff_vs_pytorch": round(float(d.mean()), 6),
-            "p50_abs_diff_vs_pytorch": round(float(np.median(d)), 6), "p99_abs_diff_vs_pytorch": round(float(np.quantile(d, 0.99)), 6),
-            "mae": round(mae, 4), "pytorch_mae": round(ref, 4), "mae_delta_vs_fp32": round(mae - ref, 4)}
+    return {
+        "faces": int(len(ages)),
+        "max_abs_diff_vs_pytorch": round(float(d.max()), 6),
+        "mean_abs_diff_vs_pytorch": round(float(d.mean()), 6),
+        "p50_abs_diff_vs_pytorch": round(float(np.median(d)), 6),
+        "p99_abs_diff_vs_pytorch": round(float(np.quantile(d, 0.99)), 6),
+        "mae": round(mae, 4),
+        "pytorch_mae": round(ref, 4),
+        "mae_delta_vs_fp32": round(mae - ref, 4),
+    }
 
 
 def tolerance(precision: str, max_diff: float) -> float:
@@ -54,16 +64,25 @@ def judge(precision: str, m: dict, bars: dict, allow_degraded: bool, where: str 
         ok = m["max_abs_diff_vs_pytorch"] <= limit
         res = {"check": f"max |age - PyTorch age| <= {limit} years", "passed": ok}
         if not ok:
-            raise VerificationError(f"{at}{precision} parity failed: max |age diff| {m['max_abs_diff_vs_pytorch']:.4f} > {limit} years")
+            raise VerificationError(
+                f"{at}{precision} parity failed: max |age diff| {m['max_abs_diff_vs_pytorch']:.4f} > {limit} years"
+            )
         return res
-    figures = (("MAE loss", m["mae_delta_vs_fp32"], bars["max_int8_mae_delta"], "max_int8_mae_delta"),
-               ("p99 |int8 - fp32| per face", m["p99_abs_diff_vs_pytorch"], bars["max_int8_face_p99"], "max_int8_face_p99"),
-               ("max |int8 - fp32| per face", m["max_abs_diff_vs_pytorch"], bars["max_int8_face_max"], "max_int8_face_max"))
+    figures = (
+        ("MAE loss", m["mae_delta_vs_fp32"], bars["max_int8_mae_delta"], "max_int8_mae_delta"),
+        ("p99 |int8 - fp32| per face", m["p99_abs_diff_vs_pytorch"], bars["max_int8_face_p99"], "max_int8_face_p99"),
+        ("max |int8 - fp32| per face", m["max_abs_diff_vs_pytorch"], bars["max_int8_face_max"], "max_int8_face_max"),
+    )
     failed = [f for f in figures if f[1] > f[2]]
-    res = {"check": "int8 " + ", ".join(f"{name} <= {bar}" for name, _, bar, _ in figures) + " years", "passed": not failed}
+    res = {
+        "check": "int8 " + ", ".join(f"{name} <= {bar}" for name, _, bar, _ in figures) + " years",
+        "passed": not failed,
+    }
     if failed and not allow_degraded:
         name, value, bar, key = failed[0]
-        raise VerificationError(f"{at}int8 {name} {value:.3f} years > {bar}; use --allow-degraded to export anyway, or raise {key}")
+        raise VerificationError(
+            f"{at}int8 {name} {value:.3f} years > {bar}; use --allow-degraded to export anyway, or raise {key}"
+        )
     res["degraded_allowed"] = bool(failed)
     return res
 
@@ -100,7 +119,9 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
             except (VerificationError, DataError):
                 raise
             except Exception as e:  # a file that passed every check but that its runtime cannot load or run
-                raise VerificationError(f"{art['file']} under {rt.id}: cannot be run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                raise VerificationError(
+                    f"{art['file']} under {rt.id}: cannot be run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                ) from None
     return {"bundle": str(b), "files_checked": len(files), "artifacts": rows, "passed": True}
 
 
@@ -119,11 +140,20 @@ def _recheck(path: Path, art: dict, rt, x: np.ndarray, want: np.ndarray, threads
     got = predict(runner, x)
     diff = float(np.abs(got - want).max())
     ok = diff <= art["tolerance_years"]
-    row = {"file": art["file"], "precision": art["precision"], "runtime": rt.id, "faces": len(x), "max_abs_diff_vs_pytorch": round(diff, 6),
-           "tolerance_years": art["tolerance_years"], "passed": ok}
+    row = {
+        "file": art["file"],
+        "precision": art["precision"],
+        "runtime": rt.id,
+        "faces": len(x),
+        "max_abs_diff_vs_pytorch": round(diff, 6),
+        "tolerance_years": art["tolerance_years"],
+        "passed": ok,
+    }
     golden = art.get("golden", {}).get(rt.id)
     if golden:
         row["golden"] = compare_golden(runner.raw(x), golden)
     if not ok:
-        raise VerificationError(f"{art['file']} under {rt.id}: max |age - PyTorch age| {diff:.4f} > {art['tolerance_years']} years on the bundle's parity faces")
+        raise VerificationError(
+            f"{art['file']} under {rt.id}: max |age - PyTorch age| {diff:.4f} > {art['tolerance_years']} years on the bundle's parity faces"
+        )
     return row

@@ -11,6 +11,7 @@ Param arithmetic (BatchNorm counted as 4 per channel, as the paper and Keras do)
   bottleneck to 2x2x32 = 128 features, concatenate the three crops (384) and map W1: 384 -> 12 = 4,620,
   W2: 12 -> 1 = 13.  c3ae_full = 30,208 + 4,288 + 4,620 + 13 = 39,129, 1.4% under the paper's 39.7K.
 """
+
 from __future__ import annotations
 
 import torch
@@ -103,33 +104,62 @@ class C3AEFull(nn.Module):
         return self.forward_dist(x)[0]
 
 
-_PLAIN_PAPER = PaperRef(TABLE3, params=36_345, macc_m=12.8, memory="197.8KB", mae_morph=3.13, cpu_s=0.0126, gpu_s=0.0029)
+_PLAIN_PAPER = PaperRef(
+    TABLE3, params=36_345, macc_m=12.8, memory="197.8KB", mae_morph=3.13, cpu_s=0.0126, gpu_s=0.0029
+)
 
 
-@register_model(ModelCfg(
-    name="c3ae_plain", family="c3ae", input_shape=(3, 64, 64),
-    params=36_377, trainable_params=36_121, macc=12_568_972, conv_macc=12_562_816, fp32_bytes=145_508,
-    paper=_PLAIN_PAPER, description="C3AE plain model, Table 1 exactly", weights="c3ae_plain.pt",
-))
+@register_model(
+    ModelCfg(
+        name="c3ae_plain",
+        family="c3ae",
+        input_shape=(3, 64, 64),
+        params=36_377,
+        trainable_params=36_121,
+        macc=12_568_972,
+        conv_macc=12_562_816,
+        fp32_bytes=145_508,
+        paper=_PLAIN_PAPER,
+        description="C3AE plain model, Table 1 exactly",
+        weights="c3ae_plain.pt",
+    )
+)
 def c3ae_plain(dropout: float = 0.2) -> C3AEPlain:
     return C3AEPlain(se=False, dropout=dropout)
 
 
-@register_model(ModelCfg(
-    name="c3ae_plain_se", family="c3ae", input_shape=(3, 64, 64),
-    params=40_665, trainable_params=40_409, macc=12_573_068, conv_macc=12_562_816, fp32_bytes=162_660,
-    paper=PaperRef("Table 4", mae_morph=3.11), description="C3AE plain model with SE blocks (squeeze 2), Table 4",
-))
+@register_model(
+    ModelCfg(
+        name="c3ae_plain_se",
+        family="c3ae",
+        input_shape=(3, 64, 64),
+        params=40_665,
+        trainable_params=40_409,
+        macc=12_573_068,
+        conv_macc=12_562_816,
+        fp32_bytes=162_660,
+        paper=PaperRef("Table 4", mae_morph=3.11),
+        description="C3AE plain model with SE blocks (squeeze 2), Table 4",
+    )
+)
 def c3ae_plain_se(dropout: float = 0.2) -> C3AEPlain:
     return C3AEPlain(se=True, dropout=dropout)
 
 
-@register_model(ModelCfg(
-    name="c3ae_full", family="c3ae", input_shape=(3, 3, 64, 64),
-    params=39_129, trainable_params=38_873, macc=37_705_356, conv_macc=37_688_448, fp32_bytes=156_516,
-    paper=PaperRef("Table 5", params=39_700, memory="0.25MB", mae_morph=2.78),
-    description="C3AE full: shared SE trunk over three context crops + two-point cascade head",
-    weights="c3ae_full.pt",
-))
+@register_model(
+    ModelCfg(
+        name="c3ae_full",
+        family="c3ae",
+        input_shape=(3, 3, 64, 64),
+        params=39_129,
+        trainable_params=38_873,
+        macc=37_705_356,
+        conv_macc=37_688_448,
+        fp32_bytes=156_516,
+        paper=PaperRef("Table 5", params=39_700, memory="0.25MB", mae_morph=2.78),
+        description="C3AE full: shared SE trunk over three context crops + two-point cascade head",
+        weights="c3ae_full.pt",
+    )
+)
 def c3ae_full(dropout: float = 0.2) -> C3AEFull:
     return C3AEFull(se=True, dropout=dropout)

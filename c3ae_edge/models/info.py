@@ -1,4 +1,5 @@
 """Rows of ``c3ae-edge models``: every number computed from the module, the paper's beside it."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -12,8 +13,14 @@ def model_row(name: str) -> dict:
     prof = profile_model(model)
     cfg = get_model_cfg(name)
     paper = asdict(cfg.paper) if cfg.paper else None
-    row = {"name": name, "family": cfg.family, "input_shape": list(cfg.input_shape), **prof.to_dict(), "paper": paper,
-           "description": cfg.description}
+    row = {
+        "name": name,
+        "family": cfg.family,
+        "input_shape": list(cfg.input_shape),
+        **prof.to_dict(),
+        "paper": paper,
+        "description": cfg.description,
+    }
     if paper and paper.get("params"):
         row["paper_params_delta_pct"] = round(100 * (prof.params - paper["params"]) / paper["params"], 2)
     return row

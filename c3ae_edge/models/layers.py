@@ -1,4 +1,5 @@
 """The few building blocks the model families share (written here: torchvision does not import beside torch 2.13)."""
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,9 @@ class SqueezeExcite(nn.Module):
 class ConvBNAct(nn.Sequential):
     """Conv2d (no bias) + BatchNorm + activation, the usual mobile block."""
 
-    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: type[nn.Module] | None = nn.ReLU6):
+    def __init__(
+        self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: type[nn.Module] | None = nn.ReLU6
+    ):
         layers: list[nn.Module] = [
             nn.Conv2d(cin, cout, k, stride, padding=k // 2, groups=groups, bias=False),
             nn.BatchNorm2d(cout),

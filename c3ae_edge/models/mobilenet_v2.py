@@ -1,6 +1,7 @@
 """MobileNet-V2 (Sandler et al., 2018) as in Keras applications, with the paper's (alpha_pw, alpha_exp):
 alpha_pw scales every pointwise width, alpha_exp replaces the expansion factor 6. 64x64 in, age out (Dense 1).
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,21 +49,39 @@ class MobileNetV2(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3))).squeeze(-1)
 
 
-@register_model(ModelCfg(
-    name="mobilenet_v2_050_6", family="mobilenet_v2", input_shape=(3, 64, 64),
-    params=707_505, trainable_params=688_961, macc=7_825_920, conv_macc=7_824_640, fp32_bytes=2_830_020,
-    paper=PaperRef.table23(518_857, 8.1, "2.5MB", 4.05, 0.0245, 0.0070), description="MobileNet-V2 (alpha_pw 0.5, alpha_exp 6)",
-    kwargs={"alpha_pw": 0.5, "alpha_exp": 6},
-))
+@register_model(
+    ModelCfg(
+        name="mobilenet_v2_050_6",
+        family="mobilenet_v2",
+        input_shape=(3, 64, 64),
+        params=707_505,
+        trainable_params=688_961,
+        macc=7_825_920,
+        conv_macc=7_824_640,
+        fp32_bytes=2_830_020,
+        paper=PaperRef.table23(518_857, 8.1, "2.5MB", 4.05, 0.0245, 0.0070),
+        description="MobileNet-V2 (alpha_pw 0.5, alpha_exp 6)",
+        kwargs={"alpha_pw": 0.5, "alpha_exp": 6},
+    )
+)
 def mobilenet_v2_050_6(**kw) -> MobileNetV2:
     return MobileNetV2(**kw)
 
 
-@register_model(ModelCfg(
-    name="mobilenet_v2_075_6", family="mobilenet_v2", input_shape=(3, 64, 64),
-    params=1_383_345, trainable_params=1_356_705, macc=16_963_712, conv_macc=16_962_432, fp32_bytes=5_533_380,
-    paper=PaperRef.table23(1_102_537, 17.7, "4.8MB", 4.10, 0.0394, 0.0080), description="MobileNet-V2 (alpha_pw 0.75, alpha_exp 6)",
-    kwargs={"alpha_pw": 0.75, "alpha_exp": 6},
-))
+@register_model(
+    ModelCfg(
+        name="mobilenet_v2_075_6",
+        family="mobilenet_v2",
+        input_shape=(3, 64, 64),
+        params=1_383_345,
+        trainable_params=1_356_705,
+        macc=16_963_712,
+        conv_macc=16_962_432,
+        fp32_bytes=5_533_380,
+        paper=PaperRef.table23(1_102_537, 17.7, "4.8MB", 4.10, 0.0394, 0.0080),
+        description="MobileNet-V2 (alpha_pw 0.75, alpha_exp 6)",
+        kwargs={"alpha_pw": 0.75, "alpha_exp": 6},
+    )
+)
 def mobilenet_v2_075_6(**kw) -> MobileNetV2:
     return MobileNetV2(**kw)

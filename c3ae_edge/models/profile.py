@@ -1,4 +1,5 @@
 """Params, MACC and memory counted from the module itself (forward hooks), per layer and in total."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

@@ -1,4 +1,5 @@
 """timm-style model registry: ``@register_model`` builders, ``create_model``, ``list_models``."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,7 +25,9 @@ class PaperRef:
     @classmethod
     def table23(cls, params: int, macc_m: float, memory: str, mae_morph: float, cpu_s: float, gpu_s: float) -> PaperRef:
         """A peer's row of Tables 2 and 3, in the tables' column order."""
-        return cls("Table 2/3", params=params, macc_m=macc_m, memory=memory, mae_morph=mae_morph, cpu_s=cpu_s, gpu_s=gpu_s)
+        return cls(
+            "Table 2/3", params=params, macc_m=macc_m, memory=memory, mae_morph=mae_morph, cpu_s=cpu_s, gpu_s=gpu_s
+        )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 alpha_ra is the bottleneck ratio of every unit's branch, alpha_fa scales the stage widths (24, 116, 232, 464).
 Stages repeat 3, 7, 3 units after a stride-2 unit; 1x1 conv to 1024; global pooling; Dense 1 for the age.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,9 +18,14 @@ def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
 
 def _branch(cin: int, cmid: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cmid, 1), nn.BatchNorm2d(cmid), nn.ReLU(inplace=True),
-        nn.Conv2d(cmid, cmid, 3, stride, 1, groups=cmid), nn.BatchNorm2d(cmid),
-        nn.Conv2d(cmid, cmid, 1), nn.BatchNorm2d(cmid), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cmid, 1),
+        nn.BatchNorm2d(cmid),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cmid, cmid, 3, stride, 1, groups=cmid),
+        nn.BatchNorm2d(cmid),
+        nn.Conv2d(cmid, cmid, 1),
+        nn.BatchNorm2d(cmid),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -34,8 +40,11 @@ class ShuffleUnit(nn.Module):
         else:
             self.branch = _branch(cin, mid, 2)
             self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cin, 3, 2, 1, groups=cin), nn.BatchNorm2d(cin),
-                nn.Conv2d(cin, mid, 1), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+                nn.Conv2d(cin, cin, 3, 2, 1, groups=cin),
+                nn.BatchNorm2d(cin),
+                nn.Conv2d(cin, mid, 1),
+                nn.BatchNorm2d(mid),
+                nn.ReLU(inplace=True),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,10 +57,14 @@ class ShuffleUnit(nn.Module):
 
 
 class ShuffleNetV2(nn.Module):
-    def __init__(self, alpha_ra: float = 1.0, alpha_fa: float = 1.0, repeats: tuple[int, ...] = (3, 7, 3), dropout: float = 0.2):
+    def __init__(
+        self, alpha_ra: float = 1.0, alpha_fa: float = 1.0, repeats: tuple[int, ...] = (3, 7, 3), dropout: float = 0.2
+    ):
         super().__init__()
         widths = [int(c * alpha_fa) for c in (24, 116, 232, 464)]
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+        )
         units: list[nn.Module] = []
         cin = widths[0]
         for out_c, n in zip(widths[1:], repeats):
@@ -70,21 +83,39 @@ class ShuffleNetV2(nn.Module):
         return self.head(x.amax(dim=(2, 3))).squeeze(-1)
 
 
-@register_model(ModelCfg(
-    name="shufflenet_v2_050_1", family="shufflenet_v2", input_shape=(3, 64, 64),
-    params=1_274_683, trainable_params=1_260_599, macc=11_746_656, conv_macc=11_745_632, fp32_bytes=5_098_732,
-    paper=PaperRef.table23(1_284_087, 12.7, "5.9MB", 3.83, 0.0228, 0.0080), description="ShuffleNet-V2 (alpha_ra 0.5, alpha_fa 1)",
-    kwargs={"alpha_ra": 0.5, "alpha_fa": 1.0},
-))
+@register_model(
+    ModelCfg(
+        name="shufflenet_v2_050_1",
+        family="shufflenet_v2",
+        input_shape=(3, 64, 64),
+        params=1_274_683,
+        trainable_params=1_260_599,
+        macc=11_746_656,
+        conv_macc=11_745_632,
+        fp32_bytes=5_098_732,
+        paper=PaperRef.table23(1_284_087, 12.7, "5.9MB", 3.83, 0.0228, 0.0080),
+        description="ShuffleNet-V2 (alpha_ra 0.5, alpha_fa 1)",
+        kwargs={"alpha_ra": 0.5, "alpha_fa": 1.0},
+    )
+)
 def shufflenet_v2_050_1(**kw) -> ShuffleNetV2:
     return ShuffleNetV2(**kw)
 
 
-@register_model(ModelCfg(
-    name="shufflenet_v2_075_1", family="shufflenet_v2", input_shape=(3, 64, 64),
-    params=2_463_045, trainable_params=2_441_943, macc=23_578_192, conv_macc=23_577_168, fp32_bytes=9_852_180,
-    paper=PaperRef.table23(2_473_043, 26.1, "10.7MB", 3.63, 0.0295, 0.0082), description="ShuffleNet-V2 (alpha_ra 0.75, alpha_fa 1)",
-    kwargs={"alpha_ra": 0.75, "alpha_fa": 1.0},
-))
+@register_model(
+    ModelCfg(
+        name="shufflenet_v2_075_1",
+        family="shufflenet_v2",
+        input_shape=(3, 64, 64),
+        params=2_463_045,
+        trainable_params=2_441_943,
+        macc=23_578_192,
+        conv_macc=23_577_168,
+        fp32_bytes=9_852_180,
+        paper=PaperRef.table23(2_473_043, 26.1, "10.7MB", 3.63, 0.0295, 0.0082),
+        description="ShuffleNet-V2 (alpha_ra 0.75, alpha_fa 1)",
+        kwargs={"alpha_ra": 0.75, "alpha_fa": 1.0},
+    )
+)
 def shufflenet_v2_075_1(**kw) -> ShuffleNetV2:
     return ShuffleNetV2(**kw)

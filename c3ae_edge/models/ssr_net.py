@@ -3,6 +3,7 @@
 Layer for layer the Keras reference (stage_num 3,3,3; lambda_local = lambda_d = 1; V = 101), which the
 paper counts at 40,915 params; this port counts the same 40,915 (BN as 4 per channel).
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,17 +49,26 @@ class _Stage(nn.Module):
 
 
 class SSRNet(nn.Module):
-    def __init__(self, stage_num: tuple[int, int, int] = (3, 3, 3), lambda_local: float = 1.0, lambda_d: float = 1.0, v: float = 101.0, dropout: float = 0.2):
+    def __init__(
+        self,
+        stage_num: tuple[int, int, int] = (3, 3, 3),
+        lambda_local: float = 1.0,
+        lambda_d: float = 1.0,
+        v: float = 101.0,
+        dropout: float = 0.2,
+    ):
         super().__init__()
         self.stage_num, self.lambda_local, self.lambda_d, self.v = stage_num, lambda_local, lambda_d, v
         self.xs = _stream(32, nn.ReLU, nn.AvgPool2d)
         self.ss = _stream(16, nn.Tanh, nn.MaxPool2d)
         # for a 64x64 input: stage1 reads 4x4 maps, stage2 14x14 pooled by 4, stage3 31x31 pooled by 8
-        self.stages = nn.ModuleList([
-            _Stage(32, 16, 1, 160, stage_num[0], dropout),
-            _Stage(32, 16, 4, 90, stage_num[1], dropout),
-            _Stage(32, 16, 8, 90, stage_num[2], dropout),
-        ])
+        self.stages = nn.ModuleList(
+            [
+                _Stage(32, 16, 1, 160, stage_num[0], dropout),
+                _Stage(32, 16, 4, 90, stage_num[1], dropout),
+                _Stage(32, 16, 8, 90, stage_num[2], dropout),
+            ]
+        )
         for i, k in enumerate(stage_num):  # constants, not state: float so quantisers never see an int64 arange
             self.register_buffer(f"idx{i}", torch.arange(k, dtype=torch.float32), persistent=False)
 
@@ -82,11 +92,21 @@ class SSRNet(nn.Module):
         return age * self.v
 
 
-@register_model(ModelCfg(
-    name="ssr_net", family="ssr_net", input_shape=(3, 64, 64),
-    params=40_915, trainable_params=40_531, macc=17_078_926, conv_macc=17_076_384, fp32_bytes=163_660,
-    paper=PaperRef("Table 2/3", params=40_915, macc_m=17.6, memory="326.4KB", mae_morph=3.16, cpu_s=0.0233, gpu_s=0.0050),
-    description="SSR-Net, two streams, 3x3x3 soft stagewise regression",
-))
+@register_model(
+    ModelCfg(
+        name="ssr_net",
+        family="ssr_net",
+        input_shape=(3, 64, 64),
+        params=40_915,
+        trainable_params=40_531,
+        macc=17_078_926,
+        conv_macc=17_076_384,
+        fp32_bytes=163_660,
+        paper=PaperRef(
+            "Table 2/3", params=40_915, macc_m=17.6, memory="326.4KB", mae_morph=3.16, cpu_s=0.0233, gpu_s=0.0050
+        ),
+        description="SSR-Net, two streams, 3x3x3 soft stagewise regression",
+    )
+)
 def ssr_net(dropout: float = 0.2) -> SSRNet:
     return SSRNet(dropout=dropout)

@@ -1,4 +1,5 @@
 """Two-point representation (Eq. 3 of the paper) and the cascade loss."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """The static store: bundle folders, deterministic ``.tar.gz`` files and a signed ``index.json`` (plus ``index.txt``
 for ``pull.sh``) in a folder that any static web server, object store or release page can serve."""
+
 from __future__ import annotations
 
 import fcntl
@@ -34,7 +35,9 @@ class StaticStore:
         self.location = location
         self.url = location.rstrip("/") + "/" if urlsplit(location).scheme in ("http", "https") else None
         if self.url is None and urlsplit(location).scheme not in ("", "file"):
-            raise UsageError(f"{location}: unknown store (a folder, an http(s):// URL of a static index, or oci://HOST/REPO[:TAG])")
+            raise UsageError(
+                f"{location}: unknown store (a folder, an http(s):// URL of a static index, or oci://HOST/REPO[:TAG])"
+            )
         self.root = None if self.url else Path(location.removeprefix("file://"))
 
     def _read(self, name: str) -> bytes:
@@ -89,7 +92,9 @@ class StaticStore:
                 except FileNotFoundError:
                     raise VerificationError(f"{src}: missing from the store") from None
 
-    def publish(self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None, force: bool = False) -> Release:
+    def publish(
+        self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None, force: bool = False
+    ) -> Release:
         """Copy the bundle in, write its ``.tar.gz`` and ``pull.sh``, re-sign the index. Atomic per file, locked."""
         from c3ae_edge.export.bundle import _commit, make_archive
 
@@ -102,9 +107,15 @@ class StaticStore:
         with open(self.root / ".publish.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             doc = self.index(key.public) if (self.root / INDEX).exists() else {"schema": SCHEMA, "releases": []}
-            old = [e for e in doc["releases"] if (e["model"], e["version"], e["target"]) != (rel.model, rel.version, rel.target)]
+            old = [
+                e
+                for e in doc["releases"]
+                if (e["model"], e["version"], e["target"]) != (rel.model, rel.version, rel.target)
+            ]
             if len(old) != len(doc["releases"]) and not force:
-                raise UsageError(f"{self.root}: {rel.name} is already published (releases are immutable; --force replaces it)")
+                raise UsageError(
+                    f"{self.root}: {rel.name} is already published (releases are immutable; --force replaces it)"
+                )
             tmp = self.root / f".{rel.name}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             try:
@@ -118,25 +129,43 @@ class StaticStore:
             arc = make_archive(self.root / rel.name, _epoch(rel.build_time))
             script = resources.files("c3ae_edge.release").joinpath("pull.sh").read_bytes()
             _atomic(self.root / "pull.sh", script, 0o755)
-            entry = {**rel.to_dict(), "path": rel.name + "/", "archive": {"file": arc.name, "bytes": arc.stat().st_size, "sha256": _sha(arc.read_bytes())}}
+            entry = {
+                **rel.to_dict(),
+                "path": rel.name + "/",
+                "archive": {"file": arc.name, "bytes": arc.stat().st_size, "sha256": _sha(arc.read_bytes())},
+            }
             doc["releases"] = sorted([*old, entry], key=lambda e: (e["model"], e["target"], version_key(e["version"])))
             doc["pull_sh"] = {"file": "pull.sh", "bytes": len(script), "sha256": _sha(script)}
             self._write_signed(INDEX, (json.dumps(doc, indent=1) + "\n").encode(), key)
-            lines = "".join(f"{e['model']} {e['version']} {e['target']} {e['path'].rstrip('/')} {_sums_sha(e)}\n" for e in doc["releases"])
+            lines = "".join(
+                f"{e['model']} {e['version']} {e['target']} {e['path'].rstrip('/')} {_sums_sha(e)}\n"
+                for e in doc["releases"]
+            )
             self._write_signed(INDEX_TXT, lines.encode(), key)
         return rel
 
     def _write_signed(self, name: str, data: bytes, key: SecretKey) -> None:
         sig = key.sign(data, f"c3ae-edge release index\tfile:{name}")
-        _atomic(self.root / (name + ".minisig"), sig.text(f"c3ae-edge index signature from key {key.public.id}").encode())
+        _atomic(
+            self.root / (name + ".minisig"), sig.text(f"c3ae-edge index signature from key {key.public.id}").encode()
+        )
         _atomic(self.root / name, data)
 
 
 def _from_entry(e: dict) -> Release:
     files = tuple(FileEntry(f["name"], int(f["bytes"]), f["sha256"]) for f in e["files"])
     s = e.get("signature", {})
-    return Release(e["model"], e["version"], e["target"], files, e["path"], e.get("weights_sha256", ""), e.get("build_time", ""),
-                   s.get("trusted_comment", ""), s.get("key_id", ""))
+    return Release(
+        e["model"],
+        e["version"],
+        e["target"],
+        files,
+        e["path"],
+        e.get("weights_sha256", ""),
+        e.get("build_time", ""),
+        s.get("trusted_comment", ""),
+        s.get("key_id", ""),
+    )
 
 
 def _sums_sha(e: dict) -> str:

@@ -1,5 +1,6 @@
 """The OCI store: a bundle as one OCI artifact (one layer per file, layer digest = the file's SHA256SUMS entry),
 spoken over the distribution HTTP API with urllib. Every manifest and blob is checked against its digest on pull."""
+
 from __future__ import annotations
 
 import base64
@@ -21,12 +22,24 @@ MANIFEST_MT = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.c3ae-edge.bundle.v1"
 SIG_TYPE = "application/vnd.c3ae-edge.signature.minisign.v1"
 INDEX_MT = "application/vnd.oci.image.index.v1+json"
-EMPTY = {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
-         "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}
+EMPTY = {
+    "mediaType": "application/vnd.oci.empty.v1+json",
+    "size": 2,
+    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+}
 A = "dev.c3ae-edge."  # our annotation namespace
 TITLE = "org.opencontainers.image.title"
-_MT = {".tflite": "model.tflite", ".onnx": "model.onnx", ".xml": "model.openvino.xml", ".bin": "model.openvino.bin", ".npy": "parity.npy",
-       ".h": "c.header", ".md": "readme", ".py": "reference.python", ".txt": "calibration.list"}
+_MT = {
+    ".tflite": "model.tflite",
+    ".onnx": "model.onnx",
+    ".xml": "model.openvino.xml",
+    ".bin": "model.openvino.bin",
+    ".npy": "parity.npy",
+    ".h": "c.header",
+    ".md": "readme",
+    ".py": "reference.python",
+    ".txt": "calibration.list",
+}
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -61,7 +74,9 @@ class OciStore:
         if ":" in path.rsplit("/", 1)[-1]:
             repo, _, tag = path.rpartition(":")
         if not host or not _REPO.match(repo) or (tag is not None and not _TAG.match(tag)):
-            raise UsageError(f"{spec}: expected oci://HOST[:PORT]/REPO[:TAG] (lower-case repository, tag [A-Za-z0-9._-])")
+            raise UsageError(
+                f"{spec}: expected oci://HOST[:PORT]/REPO[:TAG] (lower-case repository, tag [A-Za-z0-9._-])"
+            )
         hostname = urlsplit(f"//{host}").hostname or ""
         scheme = "http" if hostname in ("127.0.0.1", "localhost", "::1") else "https"
         return cls(spec, f"{scheme}://{host}/v2/", repo, tag)
@@ -86,7 +101,9 @@ class OciStore:
         scheme, _, params = challenge.partition(" ")
         if scheme.lower() == "basic":
             if basic is None:
-                raise UsageError(f"{self.location}: the registry wants credentials: set C3AE_OCI_USERNAME and C3AE_OCI_PASSWORD")
+                raise UsageError(
+                    f"{self.location}: the registry wants credentials: set C3AE_OCI_USERNAME and C3AE_OCI_PASSWORD"
+                )
             self.headers["Authorization"] = basic
             return
         p = dict(re.findall(r'(\w+)="([^"]*)"', params))
@@ -107,7 +124,9 @@ class OciStore:
     def _url(self, path: str) -> str:
         return f"{self.base}{self.repo}/{path}"
 
-    def _send(self, method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    def _send(
+        self, method: str, url: str, data: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, dict, bytes]:
         req = urllib.request.Request(url, data=data, method=method, headers={**self.headers, **(headers or {})})
         try:
             with opener(url).open(req, timeout=60) as r:
@@ -127,7 +146,9 @@ class OciStore:
         sep = "&" if "?" in loc else "?"
         self._send("PUT", f"{loc}{sep}digest={digest}", data, {"Content-Type": "application/octet-stream"})
 
-    def publish(self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None, force: bool = False) -> Release:
+    def publish(
+        self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None, force: bool = False
+    ) -> Release:
         """Push every file as a blob, then the manifest under TAG (default ``<version>-<target>``)."""
         pub = key.public if isinstance(key, SecretKey) else key
         rel, _ = release_of(bundle, pub)
@@ -140,10 +161,23 @@ class OciStore:
         layers = []
         for f in rel.files:
             self._push_blob((bundle / f.name).read_bytes(), f"sha256:{f.sha256}")
-            layers.append({"mediaType": media_type(f.name), "digest": f"sha256:{f.sha256}", "size": f.size, "annotations": {TITLE: f.name}})
+            layers.append(
+                {
+                    "mediaType": media_type(f.name),
+                    "digest": f"sha256:{f.sha256}",
+                    "size": f.size,
+                    "annotations": {TITLE: f.name},
+                }
+            )
         self._push_blob(b"{}", EMPTY["digest"])
-        man = {"schemaVersion": 2, "mediaType": MANIFEST_MT, "artifactType": ARTIFACT_TYPE, "config": EMPTY, "layers": layers,
-               "annotations": annotations(rel)}
+        man = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MT,
+            "artifactType": ARTIFACT_TYPE,
+            "config": EMPTY,
+            "layers": layers,
+            "annotations": annotations(rel),
+        }
         body = json.dumps(man, separators=(",", ":"), sort_keys=True).encode()
         self._send("PUT", self._url(f"manifests/{tag}"), body, {"Content-Type": MANIFEST_MT})
         self._push_signature_referrer(body, next(x for x in layers if x["annotations"][TITLE] == SIG_NAME))
@@ -153,14 +187,30 @@ class OciStore:
         """The signature also as its own artifact whose ``subject`` is the bundle, listed under the OCI 1.1 referrers
         tag schema (``sha256-<hex>``) for registries without the referrers API (distribution 2.8)."""
         digest = "sha256:" + hashlib.sha256(subject).hexdigest()
-        ref = {"schemaVersion": 2, "mediaType": MANIFEST_MT, "artifactType": SIG_TYPE, "config": EMPTY, "layers": [sig_layer],
-               "subject": {"mediaType": MANIFEST_MT, "digest": digest, "size": len(subject)}}
+        ref = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MT,
+            "artifactType": SIG_TYPE,
+            "config": EMPTY,
+            "layers": [sig_layer],
+            "subject": {"mediaType": MANIFEST_MT, "digest": digest, "size": len(subject)},
+        }
         body = json.dumps(ref, separators=(",", ":"), sort_keys=True).encode()
         ref_digest = "sha256:" + hashlib.sha256(body).hexdigest()
         self._send("PUT", self._url(f"manifests/{ref_digest}"), body, {"Content-Type": MANIFEST_MT})
-        index = {"schemaVersion": 2, "mediaType": INDEX_MT,
-                 "manifests": [{"mediaType": MANIFEST_MT, "digest": ref_digest, "size": len(body), "artifactType": SIG_TYPE}]}
-        self._send("PUT", self._url(f"manifests/{referrers_tag(digest)}"), json.dumps(index, separators=(",", ":")).encode(), {"Content-Type": INDEX_MT})
+        index = {
+            "schemaVersion": 2,
+            "mediaType": INDEX_MT,
+            "manifests": [
+                {"mediaType": MANIFEST_MT, "digest": ref_digest, "size": len(body), "artifactType": SIG_TYPE}
+            ],
+        }
+        self._send(
+            "PUT",
+            self._url(f"manifests/{referrers_tag(digest)}"),
+            json.dumps(index, separators=(",", ":")).encode(),
+            {"Content-Type": INDEX_MT},
+        )
 
     def tags(self) -> list[str]:
         self._authorize("pull")
@@ -179,7 +229,9 @@ class OciStore:
         got = "sha256:" + hashlib.sha256(body).hexdigest()
         want = ref if ref.startswith("sha256:") else hdrs.get("docker-content-digest", got)
         if got != want:
-            raise VerificationError(f"{self.location}: manifest {ref} hashes to {got[:19]}..., not {want[:19]}... (tampered)")
+            raise VerificationError(
+                f"{self.location}: manifest {ref} hashes to {got[:19]}..., not {want[:19]}... (tampered)"
+            )
         try:
             return json.loads(body)
         except ValueError as e:
@@ -187,7 +239,7 @@ class OciStore:
 
     def releases(self, pub: PublicKey) -> list[Release]:
         out = []
-        for tag in ([self.tag] if self.tag else [t for t in self.tags() if not t.startswith("sha256-")]):
+        for tag in [self.tag] if self.tag else [t for t in self.tags() if not t.startswith("sha256-")]:
             man = self.manifest(tag)
             if man.get("artifactType") == ARTIFACT_TYPE:
                 out.append(release_from_manifest(man, tag, self.location))
@@ -196,7 +248,13 @@ class OciStore:
     def fetch(self, rel: Release, dest: Path) -> None:
         self._authorize("pull")
         for f in rel.files:
-            fetch_url(self._url(f"blobs/sha256:{f.sha256}"), dest / check_entry(f.name, rel.name), f.size, f.sha256, self.headers)
+            fetch_url(
+                self._url(f"blobs/sha256:{f.sha256}"),
+                dest / check_entry(f.name, rel.name),
+                f.size,
+                f.sha256,
+                self.headers,
+            )
 
 
 def _reason(e: urllib.error.HTTPError) -> str:
@@ -214,19 +272,38 @@ def referrers_tag(digest: str) -> str:
 
 def annotations(rel: Release) -> dict:
     """What index.json says about a release, as manifest annotations."""
-    return {"org.opencontainers.image.title": rel.name, "org.opencontainers.image.version": rel.version,
-            "org.opencontainers.image.created": rel.build_time, A + "model": rel.model, A + "target": rel.target,
-            A + "weights_sha256": rel.weights_sha256, A + "signature.key_id": rel.key_id, A + "signature.trusted_comment": rel.trusted_comment,
-            A + "files": json.dumps({f.name: [f.size, f.sha256] for f in rel.files}, sort_keys=True, separators=(",", ":"))}
+    return {
+        "org.opencontainers.image.title": rel.name,
+        "org.opencontainers.image.version": rel.version,
+        "org.opencontainers.image.created": rel.build_time,
+        A + "model": rel.model,
+        A + "target": rel.target,
+        A + "weights_sha256": rel.weights_sha256,
+        A + "signature.key_id": rel.key_id,
+        A + "signature.trusted_comment": rel.trusted_comment,
+        A + "files": json.dumps({f.name: [f.size, f.sha256] for f in rel.files}, sort_keys=True, separators=(",", ":")),
+    }
 
 
 def release_from_manifest(man: dict, tag: str, where: str) -> Release:
     ann = man.get("annotations") or {}
     try:
-        files = tuple(FileEntry(lay["annotations"][TITLE], int(lay["size"]), lay["digest"].removeprefix("sha256:")) for lay in man["layers"])
+        files = tuple(
+            FileEntry(lay["annotations"][TITLE], int(lay["size"]), lay["digest"].removeprefix("sha256:"))
+            for lay in man["layers"]
+        )
         if not all(_HEX.match(f.sha256) for f in files):
             raise ValueError("a layer digest is not sha256:<64 hex>")
-        return Release(ann[A + "model"], ann["org.opencontainers.image.version"], ann[A + "target"], files, tag, ann.get(A + "weights_sha256", ""),
-                       ann.get("org.opencontainers.image.created", ""), ann.get(A + "signature.trusted_comment", ""), ann.get(A + "signature.key_id", ""))
+        return Release(
+            ann[A + "model"],
+            ann["org.opencontainers.image.version"],
+            ann[A + "target"],
+            files,
+            tag,
+            ann.get(A + "weights_sha256", ""),
+            ann.get("org.opencontainers.image.created", ""),
+            ann.get(A + "signature.trusted_comment", ""),
+            ann.get(A + "signature.key_id", ""),
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise VerificationError(f"{where}: manifest {tag} is not a c3ae-edge bundle ({e})") from None

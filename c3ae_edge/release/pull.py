@@ -1,5 +1,6 @@
 """``pull``: pick a release, download it into a temporary folder inside OUT, check every digest and the signature,
 then rename it into place, under a lock, refusing downgrades. Nothing lands in OUT unless all of it checked out."""
+
 from __future__ import annotations
 
 import contextlib
@@ -51,10 +52,14 @@ def choose(rels: list[Release], model: str, version: str | None, target: str, wh
     ok = []
     for r in mine:
         with contextlib.suppress(InvalidVersion):
-            if spec.contains(Version(r.version), prereleases=bool(version and not version.startswith(RANGE_OPS)) or None):
+            if spec.contains(
+                Version(r.version), prereleases=bool(version and not version.startswith(RANGE_OPS)) or None
+            ):
                 ok.append((Version(r.version), r))
     if not ok:
-        raise DataError(f"{where}: no {model} {version} for {target} (versions: {', '.join(sorted({r.version for r in mine}))})")
+        raise DataError(
+            f"{where}: no {model} {version} for {target} (versions: {', '.join(sorted({r.version for r in mine}))})"
+        )
     return max(ok, key=lambda t: t[0])[1]
 
 
@@ -108,7 +113,9 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def pull(spec: str, target: str, source: str, key: str | Path, out: str | Path, allow_downgrade: bool = False, log=print) -> Pulled:
+def pull(
+    spec: str, target: str, source: str, key: str | Path, out: str | Path, allow_downgrade: bool = False, log=print
+) -> Pulled:
     """Resolve, download, check, then atomically install ``OUT/<model>-<target>/``."""
     model, version = parse_spec(spec)
     target = resolve_target(target)
@@ -119,7 +126,9 @@ def pull(spec: str, target: str, source: str, key: str | Path, out: str | Path, 
     rel = choose(store.releases(pub), model, version, target, store.location)
     prev = _installed_version(final)
     if prev and _is_newer(prev, rel.version) and not allow_downgrade:
-        raise UsageError(f"{final} holds {model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)")
+        raise UsageError(
+            f"{final} holds {model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -140,8 +149,10 @@ def pull(spec: str, target: str, source: str, key: str | Path, out: str | Path, 
             raise VerificationError(str(e).replace(str(tmp), f"{store.location.rstrip('/')} {rel.name}")) from None
         f = sig.fields()
         if (f.get("model"), f.get("version"), f.get("target")) != (rel.model, rel.version, rel.target):
-            raise VerificationError(f"{store.location}: {rel.name} holds a bundle signed as {f.get('model')} {f.get('version')} {f.get('target')} "
-                                    "(a signed bundle re-labelled: refusing)")
+            raise VerificationError(
+                f"{store.location}: {rel.name} holds a bundle signed as {f.get('model')} {f.get('version')} {f.get('target')} "
+                "(a signed bundle re-labelled: refusing)"
+            )
         changed = _install(tmp, final, rel, allow_downgrade, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -159,6 +170,8 @@ def _install(tmp: Path, final: Path, rel: Release, allow_downgrade: bool, out: P
         same = _same(tmp, final)
         prev = _installed_version(final)
         if prev and _is_newer(prev, rel.version) and not allow_downgrade:
-            raise UsageError(f"{final} holds {rel.model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)")
+            raise UsageError(
+                f"{final} holds {rel.model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)"
+            )
         _commit(tmp, final)  # even when the same release is there: a locally damaged copy gets repaired
         return not same

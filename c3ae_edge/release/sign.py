@@ -5,6 +5,7 @@ Formats (https://jedisct1.github.io/minisign/): public key ``"Ed" + key id (8) +
 the bracket XOR-ed with libsodium's scrypt stream when encrypted; signature ``"ED" + key id + ed25519(blake2b-512(file))``,
 then a global signature over ``signature + trusted comment``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,7 +44,9 @@ def _unb64(text: str, size: int, what: Path | str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != size:
-        raise DataError(f"{what}: not a minisign {'key' if size in (42, 158) else 'signature'} file (bad base64 payload)")
+        raise DataError(
+            f"{what}: not a minisign {'key' if size in (42, 158) else 'signature'} file (bad base64 payload)"
+        )
     return raw
 
 
@@ -116,17 +119,29 @@ class Signature:
     @classmethod
     def parse(cls, text: str, where: str) -> Signature:
         lines = text.splitlines()
-        if len(lines) < 4 or not lines[0].startswith("untrusted comment: ") or not lines[2].startswith("trusted comment: "):
+        if (
+            len(lines) < 4
+            or not lines[0].startswith("untrusted comment: ")
+            or not lines[2].startswith("trusted comment: ")
+        ):
             raise VerificationError(f"{where}: not a minisign signature")
         raw = _unb64(lines[1], 74, where)
         if raw[:2] not in (b"Ed", b"ED"):
             raise VerificationError(f"{where}: unsupported signature algorithm {raw[:2]!r}")
-        return cls(raw[2:10], raw[:2] == b"ED", raw[10:], lines[2][len("trusted comment: "):].strip(), _unb64(lines[3], 64, where))
+        return cls(
+            raw[2:10],
+            raw[:2] == b"ED",
+            raw[10:],
+            lines[2][len("trusted comment: ") :].strip(),
+            _unb64(lines[3], 64, where),
+        )
 
     def text(self, untrusted: str) -> str:
         alg = b"ED" if self.prehashed else b"Ed"
-        return (f"untrusted comment: {untrusted}\n{_b64(alg + self.key_id + self.sig)}\n"
-                f"trusted comment: {self.trusted_comment}\n{_b64(self.global_sig)}\n")
+        return (
+            f"untrusted comment: {untrusted}\n{_b64(alg + self.key_id + self.sig)}\n"
+            f"trusted comment: {self.trusted_comment}\n{_b64(self.global_sig)}\n"
+        )
 
     def fields(self) -> dict[str, str]:
         """``key:value`` pairs of a tab-separated trusted comment."""
@@ -175,13 +190,23 @@ class SecretKey:
         body = raw[54:]
         if raw[2:4] == b"Sc":
             pw = password if password is not None else read_password(f"passphrase for {path}: ")
-            stream = _scrypt(pw.encode(), raw[6:38], int.from_bytes(raw[38:46], "little"), int.from_bytes(raw[46:54], "little"), len(body))
+            stream = _scrypt(
+                pw.encode(),
+                raw[6:38],
+                int.from_bytes(raw[38:46], "little"),
+                int.from_bytes(raw[46:54], "little"),
+                len(body),
+            )
             body = bytes(a ^ b for a, b in zip(body, stream))
         elif raw[2:4] != bytes(2):
             raise DataError(f"{path}: unsupported key derivation {raw[2:4]!r}")
         key = cls(body[:8], body[8:40], body[40:72])
         if body[72:] != key._chk() and (raw[2:4] == b"Sc" or any(body[72:])):
-            raise UsageError(f"{path}: wrong passphrase for this secret key" if raw[2:4] == b"Sc" else f"{path}: corrupt secret key (checksum)")
+            raise UsageError(
+                f"{path}: wrong passphrase for this secret key"
+                if raw[2:4] == b"Sc"
+                else f"{path}: corrupt secret key (checksum)"
+            )
         return key
 
     def sign(self, data: bytes, trusted_comment: str) -> Signature:
@@ -212,13 +237,17 @@ def check(pub: PublicKey, data: bytes, sig_text: str, where: str) -> Signature:
 
     sig = Signature.parse(sig_text, where)
     if sig.key_id != pub.key_id:
-        raise VerificationError(f"{where}: signed by key {key_id_hex(sig.key_id)}, not by the trusted key {pub.id} ({pub.source})")
+        raise VerificationError(
+            f"{where}: signed by key {key_id_hex(sig.key_id)}, not by the trusted key {pub.id} ({pub.source})"
+        )
     key = _crypto().Ed25519PublicKey.from_public_bytes(pub.pk)
     msg = hashlib.blake2b(data, digest_size=64).digest() if sig.prehashed else data
     try:
         key.verify(sig.sig, msg)
     except InvalidSignature:
-        raise VerificationError(f"{where}: signature does not match the signed file (tampered, or re-generated without the key)") from None
+        raise VerificationError(
+            f"{where}: signature does not match the signed file (tampered, or re-generated without the key)"
+        ) from None
     try:
         key.verify(sig.global_sig, sig.sig + sig.trusted_comment.encode())
     except InvalidSignature:
@@ -248,8 +277,17 @@ def write_keypair(stem: str | Path, unencrypted: bool, force: bool = False) -> t
 def trusted_comment(man: Manifest) -> str:
     """What the signature vouches for, tab-separated like minisign's own (``key:value``)."""
     m = man.model
-    return "\t".join(f"{k}:{v}" for k, v in (("model", m["name"]), ("version", m["version"]), ("target", man.target["name"]),
-                                            ("weights_sha256", m["weights_sha256"]), ("build_time", man.build["time"]), ("file", "SHA256SUMS")))
+    return "\t".join(
+        f"{k}:{v}"
+        for k, v in (
+            ("model", m["name"]),
+            ("version", m["version"]),
+            ("target", man.target["name"]),
+            ("weights_sha256", m["weights_sha256"]),
+            ("build_time", man.build["time"]),
+            ("file", "SHA256SUMS"),
+        )
+    )
 
 
 def sign_bundle(bundle: Path, key: SecretKey) -> Signature:
@@ -282,5 +320,7 @@ def verify_signed_bundle(bundle: Path, pub: PublicKey) -> Signature:
     except DataError as e:  # a signed bundle whose manifest does not hold: not what was signed
         raise VerificationError(str(e)) from None
     if sig.trusted_comment != want:
-        raise VerificationError(f"{sig_file}: trusted comment {sig.trusted_comment!r} does not describe this bundle ({want!r})")
+        raise VerificationError(
+            f"{sig_file}: trusted comment {sig.trusted_comment!r} does not describe this bundle ({want!r})"
+        )
     return sig

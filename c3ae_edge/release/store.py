@@ -1,4 +1,5 @@
 """What every release store offers (the ``Store`` protocol), the ``Release`` record, and checked downloads."""
+
 from __future__ import annotations
 
 import hashlib
@@ -49,9 +50,17 @@ class Release:
         return next(f for f in self.files if f.name == name)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "version": self.version, "target": self.target, "path": self.ref, "weights_sha256": self.weights_sha256,
-                "build_time": self.build_time, "files": [{"name": f.name, "bytes": f.size, "sha256": f.sha256} for f in self.files],
-                "signature": {"file": SIG_NAME, "key_id": self.key_id, "trusted_comment": self.trusted_comment}, **self.extra}
+        return {
+            "model": self.model,
+            "version": self.version,
+            "target": self.target,
+            "path": self.ref,
+            "weights_sha256": self.weights_sha256,
+            "build_time": self.build_time,
+            "files": [{"name": f.name, "bytes": f.size, "sha256": f.sha256} for f in self.files],
+            "signature": {"file": SIG_NAME, "key_id": self.key_id, "trusted_comment": self.trusted_comment},
+            **self.extra,
+        }
 
 
 class Store(Protocol):
@@ -79,14 +88,29 @@ def release_of(bundle: Path, pub: PublicKey | None) -> tuple[Release, Signature]
         from c3ae_edge.export.verify import check_sums
 
         check_sums(bundle)
-    sig = verify_signed_bundle(bundle, pub) if pub else Signature.parse((bundle / SIG_NAME).read_text(), str(bundle / SIG_NAME))
+    sig = (
+        verify_signed_bundle(bundle, pub)
+        if pub
+        else Signature.parse((bundle / SIG_NAME).read_text(), str(bundle / SIG_NAME))
+    )
     man = Manifest.read(bundle)
     listed = [line.partition("  ")[2] for line in (bundle / "SHA256SUMS").read_text().splitlines()]
-    files = tuple(FileEntry(n, (bundle / n).stat().st_size, hashlib.sha256((bundle / n).read_bytes()).hexdigest())
-                  for n in sorted([*listed, "SHA256SUMS", SIG_NAME]))
+    files = tuple(
+        FileEntry(n, (bundle / n).stat().st_size, hashlib.sha256((bundle / n).read_bytes()).hexdigest())
+        for n in sorted([*listed, "SHA256SUMS", SIG_NAME])
+    )
     m, target = man.model, man.target["name"]
-    rel = Release(m["name"], m["version"], target, files, f"{m['name']}-{m['version']}-{target}",
-                  m["weights_sha256"], man.build["time"], sig.trusted_comment, key_id_hex(sig.key_id))
+    rel = Release(
+        m["name"],
+        m["version"],
+        target,
+        files,
+        f"{m['name']}-{m['version']}-{target}",
+        m["weights_sha256"],
+        man.build["time"],
+        sig.trusted_comment,
+        key_id_hex(sig.key_id),
+    )
     return rel, sig
 
 
@@ -150,7 +174,9 @@ def copy_checked(src, dest: Path, size: int, sha256: str, where: str) -> None:
     if n < size:
         raise VerificationError(f"{where}: truncated ({n:,} of {size:,} bytes)")
     if h.hexdigest() != sha256:
-        raise VerificationError(f"{where}: sha256 {h.hexdigest()[:16]}... is not the listed {sha256[:16]}... (tampered or corrupt)")
+        raise VerificationError(
+            f"{where}: sha256 {h.hexdigest()[:16]}... is not the listed {sha256[:16]}... (tampered or corrupt)"
+        )
 
 
 def fetch_url(url: str, dest: Path, size: int, sha256: str, headers: dict | None = None) -> None:

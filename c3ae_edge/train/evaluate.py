@@ -1,4 +1,5 @@
 """MAE reports (overall and per decade) and the FG-NET protocols (paper: 30 random test faces x 10; LOPO)."""
+
 from __future__ import annotations
 
 import time
@@ -18,7 +19,7 @@ def predict_samples(model, spec, samples: list[Sample], chunk: int = 512) -> np.
     model.eval()
     with torch.no_grad():
         for s in range(0, len(samples), chunk):
-            data = FaceData(samples[s:s + chunk], spec)
+            data = FaceData(samples[s : s + chunk], spec)
             for b in range(0, len(data), 256):
                 x, _ = data.batch(list(range(b, min(b + 256, len(data)))))
                 out.append(model(x).numpy())
@@ -32,22 +33,39 @@ def mae_report(pred: np.ndarray, ages: np.ndarray) -> dict:
         m = (ages >= d) & (ages < d + 10)
         if m.any():
             decades[f"{d}-{d + 9}"] = {"n": int(m.sum()), "mae": round(float(err[m].mean()), 3)}
-    return {"n": int(len(err)), "mae": round(float(err.mean()), 3), "median_ae": round(float(np.median(err)), 3),
-            "cs5": round(float((err <= 5).mean()), 4), "per_decade": decades}
+    return {
+        "n": int(len(err)),
+        "mae": round(float(err.mean()), 3),
+        "median_ae": round(float(np.median(err)), 3),
+        "cs5": round(float((err <= 5).mean()), 4),
+        "per_decade": decades,
+    }
 
 
 PROTOCOLS = ("fgnet-paper", "lopo")
 SPLITS = ("all", "train", "val", "test")
 
 
-def check_args(split: str, protocol: str | None, repeats: int, folds: int | None, epochs: int, limit: int | None,
-               json_out: Path | None) -> None:
+def check_args(
+    split: str,
+    protocol: str | None,
+    repeats: int,
+    folds: int | None,
+    epochs: int,
+    limit: int | None,
+    json_out: Path | None,
+) -> None:
     """Every argument of ``evaluate`` checked before any face is read."""
     if split not in SPLITS:
         raise UsageError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
     if protocol is not None and protocol not in PROTOCOLS:
         raise UsageError(f"--protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
-    for name, v, lo in (("--repeats", repeats, 1), ("--folds", folds, 1), ("--epochs", epochs, 0), ("--limit", limit, 1)):
+    for name, v, lo in (
+        ("--repeats", repeats, 1),
+        ("--folds", folds, 1),
+        ("--epochs", epochs, 0),
+        ("--limit", limit, 1),
+    ):
         if v is not None and v < lo:
             raise UsageError(f"{name} {v} must be >= {lo}")
     if json_out is not None and str(json_out) != "-":
@@ -60,7 +78,9 @@ def check_args(split: str, protocol: str | None, repeats: int, folds: int | None
 def finite(pred: np.ndarray, weights: str) -> np.ndarray:
     """Ages must be numbers: NaN/Inf from overflowing weights is an error, not a report."""
     if not np.isfinite(pred).all():
-        raise DataError(f"{weights}: the model gives non-finite ages ({int((~np.isfinite(pred)).sum())} of {len(pred)} faces): the weights overflow")
+        raise DataError(
+            f"{weights}: the model gives non-finite ages ({int((~np.isfinite(pred)).sum())} of {len(pred)} faces): the weights overflow"
+        )
     return pred
 
 
@@ -79,7 +99,14 @@ def select_split(samples: list[Sample], split: str, split_file: str | Path | Non
     return [samples[i] for i in idx[split]]
 
 
-def evaluate(weights: str | None, data: str, model_name: str | None = None, split: str = "all", split_file: str | None = None, limit: int | None = None) -> dict:
+def evaluate(
+    weights: str | None,
+    data: str,
+    model_name: str | None = None,
+    split: str = "all",
+    split_file: str | None = None,
+    limit: int | None = None,
+) -> dict:
     from c3ae_edge.weights import load_model, sha256_file, split_file_for
 
     model, spec, ck = load_model(weights, model_name)
@@ -93,13 +120,32 @@ def evaluate(weights: str | None, data: str, model_name: str | None = None, spli
     pred = finite(predict_samples(model, spec, samples), ck.path)
     ages = np.array([s.age for s in samples], np.float32)
     rep = mae_report(pred, ages)
-    rep.update({"model": ck.model, "weights": ck.path, "weights_sha256": sha256_file(ck.path), "data": data,
-                "split": split, "seconds": round(time.time() - t0, 1)})
+    rep.update(
+        {
+            "model": ck.model,
+            "weights": ck.path,
+            "weights_sha256": sha256_file(ck.path),
+            "data": data,
+            "split": split,
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
     return rep
 
 
-def fgnet_protocol(weights: str | None, data: str, protocol: str = "fgnet-paper", repeats: int = 10, test_size: int = 30,
-                   epochs: int = 15, lr: float = 1e-3, seed: int = 0, folds: int | None = None, from_scratch: bool = False, log=print) -> dict:
+def fgnet_protocol(
+    weights: str | None,
+    data: str,
+    protocol: str = "fgnet-paper",
+    repeats: int = 10,
+    test_size: int = 30,
+    epochs: int = 15,
+    lr: float = 1e-3,
+    seed: int = 0,
+    folds: int | None = None,
+    from_scratch: bool = False,
+    log=print,
+) -> dict:
     """Fine-tune the given weights (or a fresh model) on FG-NET minus the test faces and report MAE on them.
 
     fgnet-paper: ``repeats`` x (``test_size`` random test images, the rest train), mean and std (Table 6).
@@ -119,7 +165,10 @@ def fgnet_protocol(weights: str | None, data: str, protocol: str = "fgnet-paper"
         subjects = sorted({s.subject for s in samples if s.subject is not None})
         if not subjects:
             raise DataError("lopo needs subject ids (FG-NET layout)")
-        splits = [np.array([i for i, s in enumerate(samples) if s.subject == subj]) for subj in subjects[: folds or len(subjects)]]
+        splits = [
+            np.array([i for i, s in enumerate(samples) if s.subject == subj])
+            for subj in subjects[: folds or len(subjects)]
+        ]
     else:
         raise UsageError(f"unknown protocol {protocol!r}; use fgnet-paper or lopo")
     maes, errs = [], []
@@ -138,7 +187,17 @@ def fgnet_protocol(weights: str | None, data: str, protocol: str = "fgnet-paper"
         maes.append(float(e.mean()))
         errs.append(e)
         log(f"{protocol} fold {k + 1}/{len(splits)}: MAE {maes[-1]:.2f} on {len(test)} faces")
-    return {"protocol": protocol, "folds": len(splits), "test_size": test_size if protocol == "fgnet-paper" else None,
-            "epochs": epochs, "from_scratch": from_scratch, "mae_mean": round(float(np.mean(maes)), 3),
-            "mae_std": round(float(np.std(maes)), 3), "mae_pooled": round(float(np.concatenate(errs).mean()), 3),
-            "fold_mae": [round(m, 3) for m in maes], "model": ck.model, "weights": ck.path, "seconds": round(time.time() - t0, 1)}
+    return {
+        "protocol": protocol,
+        "folds": len(splits),
+        "test_size": test_size if protocol == "fgnet-paper" else None,
+        "epochs": epochs,
+        "from_scratch": from_scratch,
+        "mae_mean": round(float(np.mean(maes)), 3),
+        "mae_std": round(float(np.std(maes)), 3),
+        "mae_pooled": round(float(np.concatenate(errs).mean()), 3),
+        "fold_mae": [round(m, 3) for m in maes],
+        "model": ck.model,
+        "weights": ck.path,
+        "seconds": round(time.time() - t0, 1),
+    }

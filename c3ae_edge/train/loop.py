@@ -1,4 +1,5 @@
 """Training: seeded, resumable, CPU or CUDA, single process or DistributedDataParallel under torchrun."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,30 @@ class TrainConfig:
 
 RECIPES = {
     # Sec. 4.2, final models: Adam, batch 50, lr 0.005, dropout 0.3, wd 1e-4, plateau (20, 5e-4), random erasing, 600 epochs
-    "paper": dict(epochs=600, batch_size=50, lr=0.005, dropout=0.3, weight_decay=1e-4, schedule="plateau", patience=20, min_delta=5e-4, ema=0.0, jitter=0.0),
-    "paper-ablation": dict(epochs=160, batch_size=50, lr=0.002, dropout=0.2, weight_decay=1e-4, schedule="plateau", patience=10, min_delta=1e-4, ema=0.0, jitter=0.0),
+    "paper": dict(
+        epochs=600,
+        batch_size=50,
+        lr=0.005,
+        dropout=0.3,
+        weight_decay=1e-4,
+        schedule="plateau",
+        patience=20,
+        min_delta=5e-4,
+        ema=0.0,
+        jitter=0.0,
+    ),
+    "paper-ablation": dict(
+        epochs=160,
+        batch_size=50,
+        lr=0.002,
+        dropout=0.2,
+        weight_decay=1e-4,
+        schedule="plateau",
+        patience=10,
+        min_delta=1e-4,
+        ema=0.0,
+        jitter=0.0,
+    ),
     "fast": {},
 }
 
@@ -82,11 +105,27 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _train_epoch(net, model, opt, data: FaceData, perm, batch_size: int, steps: int, aug, rng, dev, lr_at, step: int,
-                 alpha: float, l1_w1: float, ema=None, max_steps: int | None = None) -> tuple[dict, int, int]:
+def _train_epoch(
+    net,
+    model,
+    opt,
+    data: FaceData,
+    perm,
+    batch_size: int,
+    steps: int,
+    aug,
+    rng,
+    dev,
+    lr_at,
+    step: int,
+    alpha: float,
+    l1_w1: float,
+    ema=None,
+    max_steps: int | None = None,
+) -> tuple[dict, int, int]:
     """One pass over ``perm``: returns summed loss/MAE, the number of batches and the new global step."""
     w1 = getattr(getattr(model, "head", None), "w1", None)
-    batches = _prefetch(lambda b: data.batch(perm[b * batch_size:(b + 1) * batch_size], aug, rng), steps)
+    batches = _prefetch(lambda b: data.batch(perm[b * batch_size : (b + 1) * batch_size], aug, rng), steps)
     sums, n = {"loss": 0.0, "mae": 0.0}, 0
     for x, y in batches:
         x, y = x.to(dev, non_blocking=True), y.to(dev)
@@ -113,8 +152,17 @@ def _train_epoch(net, model, opt, data: FaceData, perm, batch_size: int, steps: 
     return sums, n, step
 
 
-def finetune(model: nn.Module, data: FaceData, idx, epochs: int = 20, lr: float = 1e-3, batch_size: int = 32,
-             seed: int = 0, alpha: float = 10.0, dev: torch.device | None = None) -> nn.Module:
+def finetune(
+    model: nn.Module,
+    data: FaceData,
+    idx,
+    epochs: int = 20,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    alpha: float = 10.0,
+    dev: torch.device | None = None,
+) -> nn.Module:
     """Short cosine-schedule training of ``model`` on ``data[idx]`` (used by the FG-NET protocols)."""
     dev = dev or next(model.parameters()).device
     rng = np.random.default_rng(seed)
@@ -127,8 +175,22 @@ def finetune(model: nn.Module, data: FaceData, idx, epochs: int = 20, lr: float 
     step = 0
     for _ in range(epochs):
         model.train()
-        _, _, step = _train_epoch(net, model, opt, data, rng.permutation(idx), batch_size, steps, Augment(), rng, dev,
-                                  lambda k: lr * 0.5 * (1 + math.cos(math.pi * k / total)), step, alpha, 0.0)
+        _, _, step = _train_epoch(
+            net,
+            model,
+            opt,
+            data,
+            rng.permutation(idx),
+            batch_size,
+            steps,
+            Augment(),
+            rng,
+            dev,
+            lambda k: lr * 0.5 * (1 + math.cos(math.pi * k / total)),
+            step,
+            alpha,
+            0.0,
+        )
     return model.eval()
 
 
@@ -164,7 +226,7 @@ def evaluate_mae(model: nn.Module, data: FaceData, idx: list[int], batch: int = 
     preds = []
     with torch.no_grad():
         for s in range(0, len(idx), batch):
-            x, _ = data.batch(idx[s:s + batch])
+            x, _ = data.batch(idx[s : s + batch])
             preds.append(model(x.to(dev)).float().cpu().numpy())
     p = np.concatenate(preds) if preds else np.zeros(0)
     return float(np.abs(p - data.ages[np.asarray(idx, dtype=int)]).mean()) if len(idx) else float("nan"), p
@@ -178,7 +240,9 @@ def refit_age_layer(model: nn.Module, data: FaceData, idx, steps: int = 3000, lr
     dev = next(model.parameters()).device
     idx = list(idx)
     with torch.no_grad():
-        probs = torch.cat([model.forward_dist(data.batch(idx[s:s + 256])[0].to(dev))[1] for s in range(0, len(idx), 256)])
+        probs = torch.cat(
+            [model.forward_dist(data.batch(idx[s : s + 256])[0].to(dev))[1] for s in range(0, len(idx), 256)]
+        )
     y = torch.as_tensor(data.ages[np.asarray(idx, dtype=int)], dtype=probs.dtype, device=dev)
     w2 = model.head.w2
     w, b = w2.weight.detach().clone().requires_grad_(True), w2.bias.detach().clone().requires_grad_(True)
@@ -212,16 +276,25 @@ def check_out(out: Path, resume: bool, force: bool, split: str | None = None) ->
     mine = {Path(split).resolve()} if split else set()
     found = sorted(p.name for p in out.iterdir() if p.resolve() not in mine) if out.is_dir() else []
     if found and not force:
-        raise UsageError(f"{out}: not empty ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}); "
-                         "use --resume to continue that run or --force to replace it")
+        raise UsageError(
+            f"{out}: not empty ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}); "
+            "use --resume to continue that run or --force to replace it"
+        )
 
 
 def check_config(cfg: TrainConfig) -> None:
     """Numbers that would waste a run (or crash late) are refused before any work."""
-    for name, ok in (("epochs", cfg.epochs >= 1), ("batch_size", cfg.batch_size >= 1), ("lr", cfg.lr > 0 and math.isfinite(cfg.lr)),
-                     ("dropout", 0 <= cfg.dropout < 1), ("alpha", cfg.alpha >= 0 and math.isfinite(cfg.alpha)),
-                     ("limit", cfg.limit is None or cfg.limit >= 1), ("max_steps", cfg.max_steps is None or cfg.max_steps >= 1),
-                     ("threads", cfg.threads is None or cfg.threads >= 1), ("weight_decay", cfg.weight_decay >= 0)):
+    for name, ok in (
+        ("epochs", cfg.epochs >= 1),
+        ("batch_size", cfg.batch_size >= 1),
+        ("lr", cfg.lr > 0 and math.isfinite(cfg.lr)),
+        ("dropout", 0 <= cfg.dropout < 1),
+        ("alpha", cfg.alpha >= 0 and math.isfinite(cfg.alpha)),
+        ("limit", cfg.limit is None or cfg.limit >= 1),
+        ("max_steps", cfg.max_steps is None or cfg.max_steps >= 1),
+        ("threads", cfg.threads is None or cfg.threads >= 1),
+        ("weight_decay", cfg.weight_decay >= 0),
+    ):
         if not ok:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r} is out of range")
     if cfg.device not in ("auto", "cpu", "cuda"):
@@ -231,7 +304,9 @@ def check_config(cfg: TrainConfig) -> None:
 def _check_split(split: dict, where: str) -> None:
     empty = [n for n in ("train", "val") if not split.get(n)]  # an empty test split only leaves test_mae out
     if empty:
-        raise DataError(f"{where}: the {'/'.join(empty)} split is empty ({', '.join(f'{n} {len(v)}' for n, v in split.items())} faces); use more faces")
+        raise DataError(
+            f"{where}: the {'/'.join(empty)} split is empty ({', '.join(f'{n} {len(v)}' for n, v in split.items())} faces); use more faces"
+        )
 
 
 def _read_resume(last: Path, dev) -> dict:
@@ -241,7 +316,12 @@ def _read_resume(last: Path, dev) -> dict:
     except Exception as e:  # torch raises many types for a corrupt or crafted file
         raise DataError(f"{last}: not a readable training checkpoint ({type(e).__name__})") from None
     keys = ("model", "opt", "epoch", "step", "best", "history")
-    if not isinstance(st, dict) or any(k not in st for k in keys) or not isinstance(st["epoch"], int) or not isinstance(st["history"], list):
+    if (
+        not isinstance(st, dict)
+        or any(k not in st for k in keys)
+        or not isinstance(st["epoch"], int)
+        or not isinstance(st["history"], list)
+    ):
         raise DataError(f"{last}: not a c3ae-edge training checkpoint (needs {', '.join(keys)})")
     return st
 
@@ -257,7 +337,9 @@ def _apply_resume(st: dict, last: Path, model, opt=None, ema=None, plateau=None)
         if plateau is not None and st.get("plateau"):
             plateau.load_state_dict(st["plateau"])
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise DataError(f"{last}: does not fit this run's model or optimiser ({str(e).splitlines()[0][:160]})") from None
+        raise DataError(
+            f"{last}: does not fit this run's model or optimiser ({str(e).splitlines()[0][:160]})"
+        ) from None
 
 
 class Trainer:
@@ -345,8 +427,10 @@ class Trainer:
         self.spec = spec_for(self.model.cfg.crops)
         t0 = time.time()
         self.data = FaceData(samples, self.spec)
-        self.log(f"decoded {len(self.data)} faces in {time.time() - t0:.0f}s; train {len(split['train'])}, "
-                 f"val {len(split['val'])}, test {len(split['test'])}")
+        self.log(
+            f"decoded {len(self.data)} faces in {time.time() - t0:.0f}s; train {len(split['train'])}, "
+            f"val {len(split['val'])}, test {len(split['test'])}"
+        )
 
     def _optimiser(self) -> None:
         """EMA, AdamW, the schedule (warm-up + cosine, or plateau), and the resumed state if any."""
@@ -362,8 +446,13 @@ class Trainer:
         self.steps_per_epoch = max(1, len(self.train_idx) // self.world // cfg.batch_size)
         self.total = cfg.epochs * self.steps_per_epoch
         self.warm = int(cfg.warmup_epochs * self.steps_per_epoch)
-        self.plateau = None if cfg.schedule != "plateau" else torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt, patience=cfg.patience, threshold=cfg.min_delta, threshold_mode="abs")
+        self.plateau = (
+            None
+            if cfg.schedule != "plateau"
+            else torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.opt, patience=cfg.patience, threshold=cfg.min_delta, threshold_mode="abs"
+            )
+        )
         self.start_epoch, self.step, self.best, self.history = 0, 0, float("inf"), []
         if self.st is not None:
             st = self.st
@@ -405,13 +494,30 @@ class Trainer:
         """One pass over the train split, then (rank 0) validation and checkpoints; ranks meet at a barrier."""
         cfg, world = self.cfg, self.world
         self.model.train()
-        perm = self.rng.permutation(self.train_idx) if world == 1 else \
-            np.random.default_rng([cfg.seed, epoch]).permutation(self.train_idx)[self.rank::world]
+        perm = (
+            self.rng.permutation(self.train_idx)
+            if world == 1
+            else np.random.default_rng([cfg.seed, epoch]).permutation(self.train_idx)[self.rank :: world]
+        )
         t_ep = time.time()
-        sums, n, self.step = _train_epoch(self.net, self.model, self.opt, self.data, perm, cfg.batch_size,
-                                          self.steps_per_epoch, self.aug, self.rng, self.dev,
-                                          self.lr_at if self.plateau is None else None, self.step, cfg.alpha,
-                                          cfg.l1_w1, self.ema, cfg.max_steps)
+        sums, n, self.step = _train_epoch(
+            self.net,
+            self.model,
+            self.opt,
+            self.data,
+            perm,
+            cfg.batch_size,
+            self.steps_per_epoch,
+            self.aug,
+            self.rng,
+            self.dev,
+            self.lr_at if self.plateau is None else None,
+            self.step,
+            cfg.alpha,
+            cfg.l1_w1,
+            self.ema,
+            cfg.max_steps,
+        )
         if self.rank == 0:
             self.validate(epoch, sums, n, t_ep)
         if world > 1:
@@ -425,31 +531,53 @@ class Trainer:
         evaluated = self.ema.module if self.ema is not None else self.model
         val_mae, _ = evaluate_mae(evaluated, self.data, self.split["val"])
         if not math.isfinite(val_mae) or not math.isfinite(sums["loss"]):
-            raise DataError(f"{out}: epoch {epoch + 1}: loss or validation MAE is not finite "
-                            "(training diverged; lower --lr)")
+            raise DataError(
+                f"{out}: epoch {epoch + 1}: loss or validation MAE is not finite (training diverged; lower --lr)"
+            )
         if self.plateau is not None:
             self.plateau.step(val_mae)
-        rec = {"epoch": epoch, "step": self.step, "loss": sums["loss"] / max(n, 1),
-               "train_mae": sums["mae"] / max(n, 1), "val_mae": val_mae, "lr": self.opt.param_groups[0]["lr"], "seconds": round(time.time() - t_ep, 1)}
+        rec = {
+            "epoch": epoch,
+            "step": self.step,
+            "loss": sums["loss"] / max(n, 1),
+            "train_mae": sums["mae"] / max(n, 1),
+            "val_mae": val_mae,
+            "lr": self.opt.param_groups[0]["lr"],
+            "seconds": round(time.time() - t_ep, 1),
+        }
         self.history.append(rec)
-        self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['loss']:.3f}  train MAE {rec['train_mae']:.2f}  "
-                 f"val MAE {val_mae:.3f}  lr {rec['lr']:.2e}  {rec['seconds']:.0f}s")
+        self.log(
+            f"epoch {epoch + 1}/{cfg.epochs}  loss {rec['loss']:.3f}  train MAE {rec['train_mae']:.2f}  "
+            f"val MAE {val_mae:.3f}  lr {rec['lr']:.2e}  {rec['seconds']:.0f}s"
+        )
         meta = TrainingMeta(epoch=epoch, val_mae=val_mae, data=cfg.data, seed=cfg.seed, config=asdict(cfg))
         if val_mae < self.best:
             self.best = val_mae
             save_weights(out / "best.pt", cfg.model, evaluated.state_dict(), self.spec, meta)
         save_weights(out / "final.pt", cfg.model, evaluated.state_dict(), self.spec, meta)
-        atomic_save({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                     "ema": self.ema.state_dict() if self.ema else None,
-                     "plateau": self.plateau.state_dict() if self.plateau else None, "epoch": epoch, "step": self.step,
-                     "best": self.best, "history": self.history}, self.last)
+        atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "ema": self.ema.state_dict() if self.ema else None,
+                "plateau": self.plateau.state_dict() if self.plateau else None,
+                "epoch": epoch,
+                "step": self.step,
+                "best": self.best,
+                "history": self.history,
+            },
+            self.last,
+        )
         write_atomic(out / "history.json", json.dumps(self.history, indent=1))
 
     def final_test(self) -> dict:
         """best.pt reloaded from disk and tested (rank 0); result.json. The other ranks have no best (inf)."""
         best, history = self.best, self.history
-        result = {"best_val_mae": best if math.isfinite(best) else None, "epochs_run": len(history),
-                  "out": str(self.out)}
+        result = {
+            "best_val_mae": best if math.isfinite(best) else None,
+            "epochs_run": len(history),
+            "out": str(self.out),
+        }
         if self.rank != 0:
             return result
         from c3ae_edge.weights import load_model

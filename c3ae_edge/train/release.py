@@ -3,6 +3,7 @@
 Every number in the card is computed here from the run and from fresh evaluations; nothing is typed in.
     c3ae-edge weights release runs/c3ae_full --model c3ae_full [--fgnet-repeats 10 --fgnet-epochs 15]
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def cycles(run: Path) -> list[dict]:
             return
         seen.add(run.resolve())
         if not (run / "config.json").is_file():
-            raise DataError(f"{run}: not a training run folder (no config.json); point the init of the run after it "
-                            "at the run it came from")
+            raise DataError(
+                f"{run}: not a training run folder (no config.json); point the init of the run after it "
+                "at the run it came from"
+            )
         try:
             cfg = json.loads((run / "config.json").read_text())
             history = json.loads((run / "history.json").read_text())
@@ -51,8 +54,16 @@ def cycles(run: Path) -> list[dict]:
             visit(Path(ingredient).parent)
         if cfg.get("init"):
             visit(Path(cfg["init"]).parent)
-        out.append({"run": run.name, "recipe": cfg, "epochs_run": len(history), "history": history,
-                    "train_seconds": round(sum(h["seconds"] for h in history), 1)} | ({"soup": cfg["soup"]} if cfg.get("soup") else {}))
+        out.append(
+            {
+                "run": run.name,
+                "recipe": cfg,
+                "epochs_run": len(history),
+                "history": history,
+                "train_seconds": round(sum(h["seconds"] for h in history), 1),
+            }
+            | ({"soup": cfg["soup"]} if cfg.get("soup") else {})
+        )
 
     visit(run)
     return out if not out[-1].get("soup") else out[:-1]  # the shipped soup itself is described on its own
@@ -84,10 +95,19 @@ def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: 
     history = [h for c in chain for h in c["history"]]
     cfg = chain[-1]["recipe"]
     dst = WEIGHTS_DIR / f"{model}.pt"
-    meta = {"epoch": ck["meta"].get("epoch"), "val_mae": ck["meta"].get("val_mae"), "data": cfg["data"], "recipe": cfg,
-            "cycles": [{k: c[k] for k in ("run", "recipe", "epochs_run", "train_seconds", "soup") if k in c} for c in chain],
-            "train_seconds": round(sum(h["seconds"] for h in history), 1), "epochs_run": len(history),
-            "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, CPU only", "torch": str(torch.__version__)}
+    meta = {
+        "epoch": ck["meta"].get("epoch"),
+        "val_mae": ck["meta"].get("val_mae"),
+        "data": cfg["data"],
+        "recipe": cfg,
+        "cycles": [
+            {k: c[k] for k in ("run", "recipe", "epochs_run", "train_seconds", "soup") if k in c} for c in chain
+        ],
+        "train_seconds": round(sum(h["seconds"] for h in history), 1),
+        "epochs_run": len(history),
+        "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, CPU only",
+        "torch": str(torch.__version__),
+    }
     if ck["meta"].get("soup"):
         meta["soup"] = {p: ck["meta"]["val_alone"][p] for p in ck["meta"]["soup"]}
     if ck["meta"].get("w2_refit"):
@@ -95,8 +115,13 @@ def release(run: Path, model: str, data: str, fgnet: str, repeats: int, epochs: 
     meta["split_file"] = ship_split(run / "split.json", cfg["data"].split(":", 1)[0])
     save_weights(dst, model, ck["state_dict"], CropSpec.from_dict(ck["crop_spec"]), meta)
     prune_splits()
-    card = {"model": model, "weights_file": dst.name, "weights_sha256": sha256_file(dst), "train": meta,
-            "history": [{k: h[k] for k in ("epoch", "train_mae", "val_mae", "seconds")} for h in history]}
+    card = {
+        "model": model,
+        "weights_file": dst.name,
+        "weights_sha256": sha256_file(dst),
+        "train": meta,
+        "history": [{k: h[k] for k in ("epoch", "train_mae", "val_mae", "seconds")} for h in history],
+    }
     card["utkface_test"] = evaluate(str(dst), data, split="test")
     card["utkface_val"] = evaluate(str(dst), data, split="val")
     card["fgnet_zero_shot"] = evaluate(str(dst), fgnet)
@@ -142,27 +167,43 @@ def render() -> str:
         for cy in chain:
             q = cy["recipe"]
             if cy.get("soup"):
-                out.append(f"- Soup `{cy['run']}` (`c3ae-edge weights soup`): the uniform average of " + ", ".join(f"`{_in_run(p)}`" for p in cy["soup"]) + ".")
+                out.append(
+                    f"- Soup `{cy['run']}` (`c3ae-edge weights soup`): the uniform average of "
+                    + ", ".join(f"`{_in_run(p)}`" for p in cy["soup"])
+                    + "."
+                )
                 continue
             k = trained.index(cy)
-            how = [f"`{cy['run']}`"] + ([f"warm restart from `{_in_run(q['init'])}`"] if q.get("init") else []) \
-                + ([f"seed {q['seed']}"] if q.get("seed") else []) + ([f"{q['threads']} thread{'s' if q['threads'] > 1 else ''}"] if q.get("threads") else [])
+            how = (
+                [f"`{cy['run']}`"]
+                + ([f"warm restart from `{_in_run(q['init'])}`"] if q.get("init") else [])
+                + ([f"seed {q['seed']}"] if q.get("seed") else [])
+                + ([f"{q['threads']} thread{'s' if q['threads'] > 1 else ''}"] if q.get("threads") else [])
+            )
             lead = "Recipe" if len(trained) == 1 else f"Cycle {k + 1} ({', '.join(how)})"
-            out.append(f"- {lead}: AdamW lr {q['lr']}, batch {q['batch_size']}, {q['epochs']} epochs ({cy['epochs_run']} run), {q['schedule']} schedule "
-                       f"with {q['warmup_epochs']} warm-up epoch, weight decay {q['weight_decay']}, dropout {q['dropout']}, alpha {q['alpha']}, "
-                       f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter.")
+            out.append(
+                f"- {lead}: AdamW lr {q['lr']}, batch {q['batch_size']}, {q['epochs']} epochs ({cy['epochs_run']} run), {q['schedule']} schedule "
+                f"with {q['warmup_epochs']} warm-up epoch, weight decay {q['weight_decay']}, dropout {q['dropout']}, alpha {q['alpha']}, "
+                f"lambda(W1 L1) {q['l1_w1']}, EMA {q['ema']}, box jitter {q['jitter']}, random erasing p {q['erase_p']}, flips, colour/grey jitter."
+            )
         if tr.get("soup"):
             parts = ", ".join(f"`{_in_run(p)}` ({v:.3f})" for p, v in tr["soup"].items())
             refit = tr.get("w2_refit") or {}
-            out.append(f"- Shipped weights: a greedy soup (`c3ae-edge weights soup`: the uniform average of {parts}, each kept only because it "
-                       f"lowered validation MAE) with validation MAE {refit.get('val_before', tr['val_mae']):.3f}.")
+            out.append(
+                f"- Shipped weights: a greedy soup (`c3ae-edge weights soup`: the uniform average of {parts}, each kept only because it "
+                f"lowered validation MAE) with validation MAE {refit.get('val_before', tr['val_mae']):.3f}."
+            )
             if refit.get("kept"):
-                out.append(f"- Then the cascade's last layer (W2: 12 bin weights and a bias) was re-fit by L1 on the {refit['faces']} clean, "
-                           f"un-augmented train crops with the rest frozen (`--refit-w2`; training had fit it on augmented crops): "
-                           f"train L1 {refit['train_l1_before']:.3f} -> {refit['train_l1_after']:.3f}, validation MAE "
-                           f"{refit['val_before']:.3f} -> {refit['val_after']:.3f}.")
+                out.append(
+                    f"- Then the cascade's last layer (W2: 12 bin weights and a bias) was re-fit by L1 on the {refit['faces']} clean, "
+                    f"un-augmented train crops with the rest frozen (`--refit-w2`; training had fit it on augmented crops): "
+                    f"train L1 {refit['train_l1_before']:.3f} -> {refit['train_l1_after']:.3f}, validation MAE "
+                    f"{refit['val_before']:.3f} -> {refit['val_after']:.3f}."
+                )
         else:
-            out.append(f"- Best epoch {tr['epoch'] + 1}{' of the last cycle' if len(chain) > 1 else ''} by validation MAE.")
+            out.append(
+                f"- Best epoch {tr['epoch'] + 1}{' of the last cycle' if len(chain) > 1 else ''} by validation MAE."
+            )
         out += [
             f"- Training time: {tr['train_seconds'] / 60:.0f} min on {tr['hardware']} (torch {tr['torch']}, {'torch.compile' if r['compile'] else 'eager'}).",
             f"- **UTKFace test split: MAE {t['mae']:.2f} years** over {t['n']} faces (median abs. error {t['median_ae']:.2f}, "
@@ -176,12 +217,16 @@ def render() -> str:
         ]
         if "fgnet_paper" in c:
             f = c["fgnet_paper"]
-            out.append(f"- FG-NET, the paper's protocol ({f['folds']} x 30 random test photos, fine-tuned {f['epochs']} epochs on the rest from "
-                       f"these weights): MAE {f['mae_mean']:.2f} ± {f['mae_std']:.2f}. The paper's: 4.09 ± 0.19 from scratch, 2.95 ± 0.17 "
-                       "pre-trained on IMDB-WIKI (reference values, not ours).")
+            out.append(
+                f"- FG-NET, the paper's protocol ({f['folds']} x 30 random test photos, fine-tuned {f['epochs']} epochs on the rest from "
+                f"these weights): MAE {f['mae_mean']:.2f} ± {f['mae_std']:.2f}. The paper's: 4.09 ± 0.19 from scratch, 2.95 ± 0.17 "
+                "pre-trained on IMDB-WIKI (reference values, not ours)."
+            )
         out.append("")
-    out += ["## Limits", "- Ages above 110 fall into the last bin; UTKFace has few faces over 90 and the per-decade table shows the cost.",
-            "- Trained on aligned, frontal web photos: expect larger errors on profile faces, poor light and old scanned photos (FG-NET).",
-            "- Apparent age from a face; not for decisions about people."]
+    out += [
+        "## Limits",
+        "- Ages above 110 fall into the last bin; UTKFace has few faces over 90 and the per-decade table shows the cost.",
+        "- Trained on aligned, frontal web photos: expect larger errors on profile faces, poor light and old scanned photos (FG-NET).",
+        "- Apparent age from a face; not for decisions about people.",
+    ]
     return "\n".join(out) + "\n"
-

@@ -9,6 +9,7 @@ the re-fit only if it lowers validation MAE too.
 Writes OUT/best.pt, OUT/split.json and OUT/config.json (``soup``: the ingredients kept, ``init``: the last of them, so
 ``c3ae-edge weights release`` follows the training cycles behind it) and logs each candidate's validation MAE.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,15 @@ from c3ae_edge.weights import read_checkpoint, save_weights, split_file_for
 
 def average(states: list[dict]) -> dict:
     """Uniform average of float tensors (weights and BN statistics); integer buffers from the first state."""
-    return {k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v.clone()
-            for k, v in states[0].items()}
+    return {
+        k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v.clone()
+        for k, v in states[0].items()
+    }
 
 
-def greedy_soup(states: dict[Path, dict], score,
-                log: Callable[[str], None] = print) -> tuple[list[Path], float, dict[Path, float]]:
+def greedy_soup(
+    states: dict[Path, dict], score, log: Callable[[str], None] = print
+) -> tuple[list[Path], float, dict[Path, float]]:
     """Rank by ``score`` alone, then add each in that order while the average scores lower."""
     alone = {p: score(s) for p, s in states.items()}
     order = sorted(states, key=alone.get)
@@ -66,8 +70,14 @@ def _check_out(out: Path, force: bool) -> None:
         raise UsageError(f"{out}: folder is not empty (pass --force to replace its soup files)")
 
 
-def make_soup(out: Path, weights: list[Path], data: str | None = None, refit_w2: bool = False, force: bool = False,
-              log: Callable[[str], None] = print) -> dict:
+def make_soup(
+    out: Path,
+    weights: list[Path],
+    data: str | None = None,
+    refit_w2: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Greedy soup of ``weights`` scored on their recorded split's validation faces -> the soup's metadata.
     Every input is checked before any evaluation; OUT gets its files only when the whole soup is done."""
     _check_out(out, force)
@@ -105,8 +115,12 @@ def make_soup(out: Path, weights: list[Path], data: str | None = None, refit_w2:
         log(f"{s:.4f}  {p}")
     log(f"soup of {len(kept)}: val MAE {best:.4f}")
     state = average([states[p] for p in kept])
-    meta = {"epoch": None, "val_mae": best, "soup": [str(p) for p in kept],
-            "val_alone": {str(p): s for p, s in alone.items()}}
+    meta = {
+        "epoch": None,
+        "val_mae": best,
+        "soup": [str(p) for p in kept],
+        "val_alone": {str(p): s for p, s in alone.items()},
+    }
     if refit_w2:
         state, meta = _refit(model, state, meta, samples, split["train"], spec, score, log)
     cfg = cfgs[kept[-1]] | {"out": str(out), "soup": meta["soup"], "init": str(kept[-1])}
@@ -121,8 +135,10 @@ def _refit(model, state: dict, meta: dict, samples, train: list[int], spec: Crop
     fit = refit_age_layer(model, FaceData([samples[i] for i in train], spec), range(len(train)))
     after = score(model.state_dict())
     fit |= {"val_before": best, "val_after": after, "kept": after < best}
-    log(f"W2 re-fit on {fit['faces']} clean train faces: train L1 {fit['train_l1_before']:.4f} -> "
-        f"{fit['train_l1_after']:.4f}, val MAE {best:.4f} -> {after:.4f} ({'kept' if fit['kept'] else 'dropped'})")
+    log(
+        f"W2 re-fit on {fit['faces']} clean train faces: train L1 {fit['train_l1_before']:.4f} -> "
+        f"{fit['train_l1_after']:.4f}, val MAE {best:.4f} -> {after:.4f} ({'kept' if fit['kept'] else 'dropped'})"
+    )
     if fit["kept"]:
         state, meta["val_mae"] = {k: v.clone() for k, v in model.state_dict().items()}, after
     meta["w2_refit"] = fit

@@ -1,4 +1,5 @@
 """Checkpoints: the default weights shipped in this folder, and user checkpoints, loaded with no network."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,9 @@ def shipped_path(model_name: str) -> Path:
 
     cfg = get_model_cfg(model_name)
     if not cfg.weights or not (WEIGHTS_DIR / cfg.weights).is_file():
-        raise UsageError(f"no default weights ship for {model_name!r} (shipped: {', '.join(shipped_models()) or 'none'})")
+        raise UsageError(
+            f"no default weights ship for {model_name!r} (shipped: {', '.join(shipped_models()) or 'none'})"
+        )
     return WEIGHTS_DIR / cfg.weights
 
 
@@ -67,21 +70,32 @@ def load_model(weights: str | None = None, model_name: str | None = None):
     _load_state(model, ck.state_dict, ck.model, path)
     spec = checked_spec(ck.crop_spec, f"{path} crop_spec") if ck.crop_spec else spec_for(model.cfg.crops)
     if len(spec.scales) != model.cfg.crops:
-        raise DataError(f"{path}: crop_spec has {len(spec.scales)} scale(s), model {ck.model!r} "
-                        f"takes {model.cfg.crops} crop(s)")
+        raise DataError(
+            f"{path}: crop_spec has {len(spec.scales)} scale(s), model {ck.model!r} takes {model.cfg.crops} crop(s)"
+        )
     return model.eval(), spec, ck
 
 
 def checked_spec(d: object, where: str) -> CropSpec:
     """A CropSpec from checkpoint or manifest text, every field checked (one DataError naming ``where``)."""
+
     def nums(v, n=None):
-        return isinstance(v, (list, tuple)) and (n is None or len(v) == n) and 0 < len(v) <= 8 and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        return (
+            isinstance(v, (list, tuple))
+            and (n is None or len(v) == n)
+            and 0 < len(v) <= 8
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        )
 
     ok = isinstance(d, dict) and set(d) <= set(CropSpec.__dataclass_fields__)
     ok = ok and nums(d.get("scales", [1.0])) and all(0 < s <= 4 for s in d.get("scales", [1.0]))
     ok = ok and isinstance(d.get("size", 64), int) and 8 <= d.get("size", 64) <= 512
-    ok = ok and nums(d.get("mean", [0.5] * 3), 3) and nums(d.get("std", [0.5] * 3), 3) and all(s > 0 for s in d.get("std", [0.5] * 3))
+    ok = (
+        ok
+        and nums(d.get("mean", [0.5] * 3), 3)
+        and nums(d.get("std", [0.5] * 3), 3)
+        and all(s > 0 for s in d.get("std", [0.5] * 3))
+    )
     ok = ok and d.get("pad", "edge") == "edge" and d.get("color", "RGB") == "RGB" and d.get("resize", "area") == "area"
     if not ok:
         raise DataError(f"{where}: not a valid crop spec ({str(d)[:120]})")
@@ -122,12 +136,21 @@ def pretrained_model(name: str):
     return model
 
 
-def save_weights(path: str | Path, model_name: str, state_dict: dict, spec: CropSpec,
-                 meta: TrainingMeta | dict) -> None:
+def save_weights(
+    path: str | Path, model_name: str, state_dict: dict, spec: CropSpec, meta: TrainingMeta | dict
+) -> None:
     """A small, self-describing weights file (fp32 tensors, crop spec, training facts)."""
     sd = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
-    atomic_save({"format": FORMAT, "model": model_name, "state_dict": sd, "crop_spec": spec.to_dict(),
-                 "meta": meta.to_dict() if isinstance(meta, TrainingMeta) else meta}, path)
+    atomic_save(
+        {
+            "format": FORMAT,
+            "model": model_name,
+            "state_dict": sd,
+            "crop_spec": spec.to_dict(),
+            "meta": meta.to_dict() if isinstance(meta, TrainingMeta) else meta,
+        },
+        path,
+    )
 
 
 def atomic_save(obj, path: str | Path) -> None:

@@ -1,5 +1,6 @@
 """A weights file as typed data: model, tensors, crop spec and training facts (the file format is unchanged:
 a torch.save dict {format, model, state_dict, crop_spec, meta}, loaded with weights_only=True)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -68,8 +69,11 @@ class Checkpoint:
         if not isinstance(ck, dict) or "state_dict" not in ck or "model" not in ck:
             raise DataError(f"{p}: not a c3ae-edge checkpoint (no 'model'/'state_dict')")
         sd = ck["state_dict"]
-        if not isinstance(ck["model"], str) or not isinstance(sd, dict) or not all(
-                isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in sd.items()):
+        if (
+            not isinstance(ck["model"], str)
+            or not isinstance(sd, dict)
+            or not all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in sd.items())
+        ):
             raise DataError(f"{p}: not a c3ae-edge checkpoint ('model' must name a model, 'state_dict' hold tensors)")
         if not isinstance(ck.get("meta", {}), dict) or not isinstance(ck.get("crop_spec") or {}, dict):
             raise DataError(f"{p}: not a c3ae-edge checkpoint ('meta' and 'crop_spec' must be tables)")
@@ -94,5 +98,10 @@ class Checkpoint:
     def to_dict(self) -> dict:
         """The file's table (what read_checkpoint returned before this type)."""
         d = {"format": self.format} if self.format else {}
-        return {**d, "model": self.model, "state_dict": self.state_dict, "crop_spec": self.crop_spec,
-                "meta": self.meta.to_dict()}
+        return {
+            **d,
+            "model": self.model,
+            "state_dict": self.state_dict,
+            "crop_spec": self.crop_spec,
+            "meta": self.meta.to_dict(),
+        }

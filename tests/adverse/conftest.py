@@ -1,5 +1,6 @@
 """Shared pieces of the adverse-input suite: an in-process CLI runner, folder snapshots, and real inputs to spoil
 (a face chip, the shipped weights, one small ONNX bundle, one tiny training run)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -76,6 +77,7 @@ def env(monkeypatch, tmp_path) -> dict:
 
 # ------------------------------------------------------------------ real inputs
 
+
 def face_chip() -> Path:
     import csv
 
@@ -92,7 +94,7 @@ def jpeg_claiming(w: int, h: int) -> bytes:
     Image.open(face_chip()).convert("RGB").resize((64, 64)).save(buf, "JPEG", quality=50)
     data = bytearray(buf.getvalue())
     i = data.find(b"\xff\xc0")
-    data[i + 5:i + 9] = struct.pack(">HH", h, w)
+    data[i + 5 : i + 9] = struct.pack(">HH", h, w)
     return bytes(data)
 
 
@@ -128,7 +130,15 @@ def tiny_bundle(tmp_path_factory) -> Path:
     (root / "tiny.toml").write_text(TINY_TARGET)
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
     try:
-        path = export_bundle(str(root / "tiny.toml"), out=root / "out", data=str(DATA) if HAVE_DATA else None, n_cal=32, n_verify=3, archive=True, log=lambda m: None)
+        path = export_bundle(
+            str(root / "tiny.toml"),
+            out=root / "out",
+            data=str(DATA) if HAVE_DATA else None,
+            n_cal=32,
+            n_verify=3,
+            archive=True,
+            log=lambda m: None,
+        )
     finally:
         os.environ.pop("SOURCE_DATE_EPOCH", None)
     return path
@@ -140,8 +150,21 @@ def tiny_run(tmp_path_factory) -> Path:
     from c3ae_edge.train.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run") / "run"
-    train(TrainConfig(model="c3ae_plain", data=f"utkface:{UTK}", out=str(out), epochs=1, batch_size=16, limit=96, max_steps=2,
-                      compile=False, ema=0.0, threads=2), log=lambda m: None)
+    train(
+        TrainConfig(
+            model="c3ae_plain",
+            data=f"utkface:{UTK}",
+            out=str(out),
+            epochs=1,
+            batch_size=16,
+            limit=96,
+            max_steps=2,
+            compile=False,
+            ema=0.0,
+            threads=2,
+        ),
+        log=lambda m: None,
+    )
     return out
 
 

@@ -1,4 +1,5 @@
 """Adverse checkpoints: corrupt, crafted (code in a pickle), other-model, NaN or overflowing weights, bad crop specs."""
+
 from __future__ import annotations
 
 import ast
@@ -13,6 +14,7 @@ from .conftest import FGNET, ROOT, TINY_TARGET, UTK, Case, face_chip, malicious_
 
 def _ck(edit):
     """The shipped checkpoint, edited by ``edit(ck)``, saved as tmp/w.pt; predict with it."""
+
     def setup(tmp, env):
         import torch
 
@@ -20,6 +22,7 @@ def _ck(edit):
         ck = edit(ck) or ck
         torch.save(ck, tmp / "w.pt")
         return ["predict", "--aligned", "--weights", str(tmp / "w.pt"), str(face_chip())]
+
     return setup
 
 
@@ -27,18 +30,21 @@ def _raw(data: bytes):
     def setup(tmp, env):
         (tmp / "w.pt").write_bytes(data)
         return ["predict", "--aligned", "--weights", str(tmp / "w.pt"), str(face_chip())]
+
     return setup
 
 
 def _set(key, value):
     def edit(ck):
         ck[key] = value
+
     return edit
 
 
 def _spec(**kw):
     def edit(ck):
         ck["crop_spec"] = {**ck["crop_spec"], **kw}
+
     return edit
 
 
@@ -62,14 +68,31 @@ def _evaluate_overflow(tmp, env):
 
 
 CASES = [
-    Case("missing", lambda tmp, env: ["predict", "--aligned", "--weights", str(tmp / "w.pt"), str(face_chip())], 2, ("w.pt", "no such")),
+    Case(
+        "missing",
+        lambda tmp, env: ["predict", "--aligned", "--weights", str(tmp / "w.pt"), str(face_chip())],
+        2,
+        ("w.pt", "no such"),
+    ),
     Case("empty-file", _raw(b""), 2, ("w.pt", "not a readable checkpoint")),
     Case("garbage-bytes", _raw(b"\x00\x01garbage" * 100), 2, ("w.pt", "not a readable checkpoint")),
     Case("zip-not-torch", _raw(b"PK\x03\x04" + b"\x00" * 200), 2, ("w.pt", "not a readable checkpoint")),
-    Case("truncated", lambda tmp, env: _raw(shipped_weights().read_bytes()[:5000])(tmp, env), 2, ("w.pt", "not a readable")),
-    Case("malicious-pickle", lambda tmp, env: (malicious_checkpoint(tmp / "w.pt", tmp / "PWNED"),
-                                               ["predict", "--aligned", "--weights", str(tmp / "w.pt"), str(face_chip())])[1], 2,
-         ("w.pt", "not a readable checkpoint"), extra=lambda tmp, r: not (tmp / "PWNED").exists() or pytest.fail("code ran")),
+    Case(
+        "truncated",
+        lambda tmp, env: _raw(shipped_weights().read_bytes()[:5000])(tmp, env),
+        2,
+        ("w.pt", "not a readable"),
+    ),
+    Case(
+        "malicious-pickle",
+        lambda tmp, env: (
+            malicious_checkpoint(tmp / "w.pt", tmp / "PWNED"),
+            ["predict", "--aligned", "--weights", str(tmp / "w.pt"), str(face_chip())],
+        )[1],
+        2,
+        ("w.pt", "not a readable checkpoint"),
+        extra=lambda tmp, r: not (tmp / "PWNED").exists() or pytest.fail("code ran"),
+    ),
     Case("a-list", _ck(lambda ck: [1, 2, 3]), 2, ("w.pt", "not a c3ae-edge checkpoint")),
     Case("no-model-key", _ck(lambda ck: {"state_dict": ck["state_dict"]}), 2, ("w.pt", "not a c3ae-edge checkpoint")),
     Case("model-not-str", _ck(_set("model", 7)), 2, ("w.pt", "not a c3ae-edge checkpoint")),
@@ -77,8 +100,12 @@ CASES = [
     Case("state-not-tensors", _ck(_set("state_dict", {"a": 1})), 2, ("w.pt", "tensors")),
     Case("meta-a-list", _ck(_set("meta", [1])), 2, ("w.pt", "meta")),
     Case("meta-epoch-a-str", _ck(lambda ck: ck["meta"].update(epoch="3")), 2, ("w.pt", "meta.epoch")),
-    Case("meta-split-file-escapes", _ck(lambda ck: ck["meta"].update(split_file="../../x.split.json")), 2,
-         ("w.pt", "meta.split_file", "not a file name")),
+    Case(
+        "meta-split-file-escapes",
+        _ck(lambda ck: ck["meta"].update(split_file="../../x.split.json")),
+        2,
+        ("w.pt", "meta.split_file", "not a file name"),
+    ),
     Case("other-model-weights", _ck(_set("model", "c3ae_plain")), 2, ("w.pt", "do not fit")),
     Case("wrong-shapes", _ck(_shapes), 2, ("w.pt", "do not fit")),
     Case("nan-weights", _ck(_nan), 2, ("w.pt", "nan")),
@@ -89,8 +116,20 @@ CASES = [
     Case("crop-spec-std-0", _ck(_spec(std=[0, 0, 0])), 2, ("w.pt", "crop spec")),
     Case("crop-spec-scale-nan", _ck(_spec(scales=[1.2, float("nan"), 0.6])), 2, ("w.pt", "crop spec")),
     Case("crop-spec-one-scale", _ck(_spec(scales=[1.0])), 2, ("w.pt", "scale")),
-    Case("model-mismatch", lambda tmp, env: ["predict", "--aligned", "--weights", str(shipped_weights()), "--model", "c3ae_plain", str(face_chip())],
-         2, ("c3ae_plain",)),
+    Case(
+        "model-mismatch",
+        lambda tmp, env: [
+            "predict",
+            "--aligned",
+            "--weights",
+            str(shipped_weights()),
+            "--model",
+            "c3ae_plain",
+            str(face_chip()),
+        ],
+        2,
+        ("c3ae_plain",),
+    ),
     Case("overflow-predict", _ck(_overflow), 1, ("not finite",)),
     Case("overflow-evaluate", _evaluate_overflow, 2, ("w.pt", "non-finite")),
 ]
@@ -114,6 +153,7 @@ def test_overflow_json_is_valid_json_and_an_error(tmp_path, capsys, env):
 
 # ------------------------------------------------------------------ every loader of a user checkpoint
 
+
 def _loaders(tmp: Path, bad: Path) -> dict[str, list[str]]:
     (tmp / "tiny.toml").write_text(TINY_TARGET)
     run = tmp / "run"
@@ -123,14 +163,26 @@ def _loaders(tmp: Path, bad: Path) -> dict[str, list[str]]:
     return {
         "predict": ["predict", "--aligned", "--weights", str(bad), str(face_chip())],
         "evaluate": ["evaluate", "--weights", str(bad), "--data", f"utkface:{UTK}", "--limit", "4"],
-        "evaluate-protocol": ["evaluate", "--weights", str(bad), "--data", f"fgnet:{FGNET}", "--protocol", "lopo", "--folds", "1"],
+        "evaluate-protocol": [
+            "evaluate",
+            "--weights",
+            str(bad),
+            "--data",
+            f"fgnet:{FGNET}",
+            "--protocol",
+            "lopo",
+            "--folds",
+            "1",
+        ],
         "export": ["export", "--weights", str(bad), "--target", str(tmp / "tiny.toml"), "--out", str(tmp / "exports")],
         "train-init": ["train", "--init", str(bad), "--out", str(tmp / "fresh"), *common],
         "train-resume": ["train", "--resume", "--out", str(run), *common],
     }
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate", "evaluate-protocol", "export", "train-init", "train-resume"])
+@pytest.mark.parametrize(
+    "command", ["predict", "evaluate", "evaluate-protocol", "export", "train-init", "train-resume"]
+)
 def test_malicious_pickle_runs_no_code(command, tmp_path, capsys, env):
     from .conftest import one_line_error, run_main, snapshot
 
@@ -147,10 +199,19 @@ def test_malicious_pickle_runs_no_code(command, tmp_path, capsys, env):
 def test_every_torch_load_is_weights_only():
     """No torch.load in the package, tools or bench scripts without weights_only=True."""
     bad = []
-    for f in [*ROOT.joinpath("c3ae_edge").rglob("*.py"), *ROOT.joinpath("tools").rglob("*.py"), *ROOT.joinpath("docs").rglob("*.py")]:
+    for f in [
+        *ROOT.joinpath("c3ae_edge").rglob("*.py"),
+        *ROOT.joinpath("tools").rglob("*.py"),
+        *ROOT.joinpath("docs").rglob("*.py"),
+    ]:
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
                 kw = {k.arg: k.value for k in node.keywords}
                 if not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
                     bad.append(f"{f.relative_to(ROOT)}:{node.lineno}")

@@ -1,4 +1,5 @@
 """Adverse images given to ``predict``: each bad file is one stderr line naming it, the batch goes on, exit 1."""
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ def _file(name: str, data: bytes):
     def setup(tmp, env):
         (tmp / name).write_bytes(data)
         return ["predict", "--aligned", str(tmp / name)]
+
     return setup
 
 
@@ -28,6 +30,7 @@ def _chip_cut(name: str, keep: float):
         data = face_chip().read_bytes()
         (tmp / name).write_bytes(data[: int(len(data) * keep)])
         return ["predict", "--aligned", str(tmp / name)]
+
     return setup
 
 
@@ -54,7 +57,12 @@ def _batch_went_on(tmp, r):
 
 
 CASES = [
-    Case("missing-file", lambda tmp, env: ["predict", "--aligned", str(tmp / "nope.jpg")], 1, ("nope.jpg", "no such file")),
+    Case(
+        "missing-file",
+        lambda tmp, env: ["predict", "--aligned", str(tmp / "nope.jpg")],
+        1,
+        ("nope.jpg", "no such file"),
+    ),
     Case("empty-file", _file("empty.jpg", b""), 1, ("empty.jpg", "empty file")),
     Case("text-as-jpeg", _file("text.jpg", b"hello, not an image\n" * 20), 1, ("text.jpg", "not an image")),
     Case("garbage-gif", _file("g.gif", b"GIF89a" + b"\x00" * 5), 1, ("g.gif",)),

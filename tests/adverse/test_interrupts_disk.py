@@ -1,5 +1,6 @@
 """Ctrl-C at several points, a full disk, and two exports racing for one bundle: one line, nothing half-written,
 earlier good files untouched."""
+
 from __future__ import annotations
 
 import errno
@@ -29,7 +30,9 @@ def ctrl_c(monkeypatch):
         def interrupted(*a, **k):
             signal.raise_signal(signal.SIGINT)
             raise AssertionError("SIGINT did not interrupt")
+
         monkeypatch.setattr(module, name, interrupted)
+
     yield arm
     signal.signal(signal.SIGINT, old)
 
@@ -57,7 +60,12 @@ def test_ctrl_c_in_evaluate_keeps_the_old_report(tmp_path, capsys, env, ctrl_c):
     _good_files(tmp_path)
     before = snapshot(tmp_path)
     ctrl_c(evaluate, "predict_samples")
-    _interrupted(run_main(["evaluate", "--data", f"utkface:{UTK}", "--limit", "4", "--json", str(tmp_path / "keep" / "report.json")], capsys))
+    _interrupted(
+        run_main(
+            ["evaluate", "--data", f"utkface:{UTK}", "--limit", "4", "--json", str(tmp_path / "keep" / "report.json")],
+            capsys,
+        )
+    )
     assert snapshot(tmp_path) == before
 
 
@@ -69,9 +77,28 @@ def test_ctrl_c_in_export_leaves_the_old_bundle(where, tmp_path, capsys, env, ct
     old = copy_bundle(tiny_bundle, tmp_path / "exports" / "c3ae_full-0.1.0-tiny")
     (tmp_path / "tiny.toml").write_text(TINY_TARGET)
     before = snapshot(tmp_path)
-    ctrl_c(*{"select": (calibration, "select"), "rewrite": (rewrite, "apply"), "convert": (onnx_backend.BACKEND, "export")}[where])
-    r = run_main(["export", "--target", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "exports"),
-                  "--calibration-count", "32", "--verify-count", "3", "--json"], capsys)
+    ctrl_c(
+        *{
+            "select": (calibration, "select"),
+            "rewrite": (rewrite, "apply"),
+            "convert": (onnx_backend.BACKEND, "export"),
+        }[where]
+    )
+    r = run_main(
+        [
+            "export",
+            "--target",
+            str(tmp_path / "tiny.toml"),
+            "--out",
+            str(tmp_path / "exports"),
+            "--calibration-count",
+            "32",
+            "--verify-count",
+            "3",
+            "--json",
+        ],
+        capsys,
+    )
     _interrupted(r)
     assert snapshot(tmp_path) == before and (old / "manifest.json").is_file()
 
@@ -82,8 +109,26 @@ def test_ctrl_c_in_training_keeps_the_checkpoints(tmp_path, capsys, env, ctrl_c,
     run = shutil.copytree(tiny_run, tmp_path / "run")
     pts = {p.name: p.read_bytes() for p in run.glob("*.pt")}
     ctrl_c(train, "_train_epoch")
-    _interrupted(run_main(["train", "--out", str(run), "--resume", "--model", "c3ae_plain", "--data", f"utkface:{UTK}", "--limit", "96",
-                           "--epochs", "2", "--no-compile"], capsys))
+    _interrupted(
+        run_main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--resume",
+                "--model",
+                "c3ae_plain",
+                "--data",
+                f"utkface:{UTK}",
+                "--limit",
+                "96",
+                "--epochs",
+                "2",
+                "--no-compile",
+            ],
+            capsys,
+        )
+    )
     assert {p.name: p.read_bytes() for p in run.glob("*.pt")} == pts
     assert not [p for p in run.iterdir() if ".tmp" in p.name]
 
@@ -108,9 +153,26 @@ def test_ctrl_c_in_verify(tmp_path, capsys, env, ctrl_c, tiny_bundle):
 def test_real_sigint_during_a_real_export(tmp_path):
     """A real Ctrl-C (SIGINT to the process) while the converter runs: 'interrupted', exit 130, nothing left."""
     (tmp_path / "tiny.toml").write_text(TINY_TARGET)
-    p = subprocess.Popen([sys.executable, "-m", "c3ae_edge.cli", "export", "--target", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "out"),
-                          "--calibration-count", "32", "--verify-count", "3"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         env=dict(os.environ))
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "c3ae_edge.cli",
+            "export",
+            "--target",
+            str(tmp_path / "tiny.toml"),
+            "--out",
+            str(tmp_path / "out"),
+            "--calibration-count",
+            "32",
+            "--verify-count",
+            "3",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     first = p.stderr.readline()  # "faces: ..." is logged right before the conversion starts
     assert first.startswith("faces:"), first
     time.sleep(1.0)
@@ -123,14 +185,21 @@ def test_real_sigint_during_a_real_export(tmp_path):
 
 # ------------------------------------------------------------------ a full disk
 
+
 @pytest.fixture
 def full_disk(tmp_path, monkeypatch):
     """A folder on a filesystem with no space (and no inodes) left: a tiny tmpfs when this machine lets us mount one,
     else every write under it fails with ENOSPC (simulated). Callers may put files there first via ``fill``."""
     root = tmp_path / "full"
     root.mkdir()
-    mounted = bool(shutil.which("mount")) and not os.environ.get("C3AE_TEST_NO_MOUNT") and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=64", "tmpfs", str(root)], capture_output=True).returncode == 0
+    mounted = (
+        bool(shutil.which("mount"))
+        and not os.environ.get("C3AE_TEST_NO_MOUNT")
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=64", "tmpfs", str(root)], capture_output=True
+        ).returncode
+        == 0
+    )
 
     def fill():
         if mounted:
@@ -144,6 +213,7 @@ def full_disk(tmp_path, monkeypatch):
                     k += 1
         else:
             _simulate_enospc(monkeypatch, root)
+
     yield root, fill
     if mounted:
         subprocess.run(["umount", "-l", str(root)], check=False)
@@ -169,6 +239,7 @@ def _simulate_enospc(monkeypatch, root: Path) -> None:
         if under(p):
             raise OSError(errno.ENOSPC, "No space left on device", os.fsdecode(p))
         return real_mkdir(p, *a, **k)
+
     monkeypatch.setattr(builtins, "open", fake_open)
     monkeypatch.setattr(io, "open", fake_open)
     monkeypatch.setattr(os, "mkdir", fake_mkdir)
@@ -183,7 +254,9 @@ def test_disk_full_evaluate_json(full_disk, capsys, env):
     (root / "report.json").write_text('{"old": true}\n')
     fill()
     before = snapshot(root)
-    _no_space(run_main(["evaluate", "--data", f"utkface:{UTK}", "--limit", "4", "--json", str(root / "report.json")], capsys))
+    _no_space(
+        run_main(["evaluate", "--data", f"utkface:{UTK}", "--limit", "4", "--json", str(root / "report.json")], capsys)
+    )
     assert snapshot(root) == before
 
 
@@ -192,7 +265,13 @@ def test_disk_full_bench_merge(full_disk, capsys, env):
     (root / "t.md").write_text("old table\n")
     fill()
     before = snapshot(root)
-    _no_space(run_main(["bench", "--merge", str(GOOD_BENCH), "--markdown", str(root / "t.md"), "--json", str(root / "m.json")], capsys), 1)
+    _no_space(
+        run_main(
+            ["bench", "--merge", str(GOOD_BENCH), "--markdown", str(root / "t.md"), "--json", str(root / "m.json")],
+            capsys,
+        ),
+        1,
+    )
     assert snapshot(root) == before
 
 
@@ -201,8 +280,28 @@ def test_disk_full_train_keeps_the_run(full_disk, capsys, env, tiny_run):
     run = shutil.copytree(tiny_run, root / "run")
     fill()
     before = snapshot(root)
-    _no_space(run_main(["train", "--out", str(run), "--force", "--model", "c3ae_plain", "--data", f"utkface:{UTK}", "--limit", "96",
-                        "--epochs", "1", "--max-steps", "1", "--no-compile"], capsys))
+    _no_space(
+        run_main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--force",
+                "--model",
+                "c3ae_plain",
+                "--data",
+                f"utkface:{UTK}",
+                "--limit",
+                "96",
+                "--epochs",
+                "1",
+                "--max-steps",
+                "1",
+                "--no-compile",
+            ],
+            capsys,
+        )
+    )
     assert snapshot(root) == before
 
 
@@ -211,12 +310,28 @@ def test_disk_full_export(full_disk, capsys, env, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY_TARGET)
     fill()
     before = snapshot(root)
-    _no_space(run_main(["export", "--target", str(tmp_path / "tiny.toml"), "--out", str(root / "exports"),
-                        "--calibration-count", "32", "--verify-count", "3", "--json"], capsys))
+    _no_space(
+        run_main(
+            [
+                "export",
+                "--target",
+                str(tmp_path / "tiny.toml"),
+                "--out",
+                str(root / "exports"),
+                "--calibration-count",
+                "32",
+                "--verify-count",
+                "3",
+                "--json",
+            ],
+            capsys,
+        )
+    )
     assert snapshot(root) == before
 
 
 # ------------------------------------------------------------------ two exports, one bundle
+
 
 def _committer(args) -> str:
     src, out, rounds = args

@@ -1,4 +1,5 @@
 """Adverse labels, datasets and split files given to ``evaluate``: one line naming the file (and line), exit 2."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,12 @@ from .conftest import FGNET, Case, face_chip, run_case
 
 def _csv(text: str | bytes, name: str = "labels.csv", kind: str = "csv", extra: tuple = ()):
     """A dataset folder holding one real face chip (img.jpg) and the given labels file."""
+
     def setup(tmp, env):
         shutil.copyfile(face_chip(), tmp / "img.jpg")
         (tmp / name).write_bytes(text if isinstance(text, bytes) else text.encode())
         return ["evaluate", "--data", f"{kind}:{tmp / name}" if kind == "csv" else f"{kind}:{tmp}", *extra]
+
     return setup
 
 
@@ -26,6 +29,7 @@ def _fgnet(pts: str | bytes | None, points_col: str = "p.pts"):
         if pts is not None:
             (tmp / "p.pts").write_bytes(pts if isinstance(pts, bytes) else pts.encode())
         return ["evaluate", "--data", f"fgnet:{tmp}"]
+
     return setup
 
 
@@ -36,6 +40,7 @@ def _split(doc: str | None, split: str = "test"):
         if doc is not None:
             (tmp / "split.json").write_text(doc)
         return ["evaluate", "--data", f"utkface:{tmp}", "--split", split, "--split-file", str(tmp / "split.json")]
+
     return setup
 
 
@@ -79,16 +84,27 @@ CASES = [
     Case("fgnet-points-dotdot", _fgnet(_PTS, points_col="../../p.pts"), 2, ("line 2", "../../p.pts")),
     Case("split-file-missing", _split(None), 2, ("split.json", "no such")),
     Case("split-not-json", _split("{not json"), 2, ("split.json", "not a split")),
-    Case("split-not-utf8", lambda tmp, env: (_split("")(tmp, env), (tmp / "split.json").write_bytes(b"\xff\xfe{"))[0], 2, ("split.json",)),
+    Case(
+        "split-not-utf8",
+        lambda tmp, env: (_split("")(tmp, env), (tmp / "split.json").write_bytes(b"\xff\xfe{"))[0],
+        2,
+        ("split.json",),
+    ),
     Case("split-no-splits-key", _split(json.dumps({"seed": 0})), 2, ("split.json", "not a split file")),
     Case("split-wrong-types", _split(json.dumps({"splits": {"test": [1, 2]}})), 2, ("split.json", "not a split file")),
-    Case("split-face-in-two", _split(json.dumps({"splits": {"train": ["img.jpg"], "test": ["img.jpg"]}})), 2, ("split.json", "both")),
+    Case(
+        "split-face-in-two",
+        _split(json.dumps({"splits": {"train": ["img.jpg"], "test": ["img.jpg"]}})),
+        2,
+        ("split.json", "both"),
+    ),
     Case("split-name-absent", _split(json.dumps({"splits": {"train": ["img.jpg"]}})), 2, ("--split test",)),
     Case("split-none-in-data", _split(json.dumps({"splits": {"test": ["other.jpg"]}})), 2, ("--split test", "none")),
 ]
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.id.startswith("fgnet") else [])
-                                  for c in CASES])  # the FG-NET cases spoil a copy of a real FG-NET photo
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.id.startswith("fgnet") else []) for c in CASES]
+)  # the FG-NET cases spoil a copy of a real FG-NET photo
 def test_bad_labels(case, tmp_path, capsys, env):
     run_case(case, tmp_path, capsys, env)

@@ -1,5 +1,6 @@
 """Converter noise stays out of the terminal: Python prints and warnings, and native writes to fd 1/2, are captured
 around each conversion step, shown with --verbose, and replayed when the step itself fails."""
+
 from __future__ import annotations
 
 import ctypes
@@ -21,7 +22,9 @@ def _noise(tag: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         # what the interpreter's own showwarning does (pytest records warnings instead of printing them)
-        warnings.showwarning = lambda m, c, f, n, file=None, line=None: sys.stderr.write(warnings.formatwarning(m, c, f, n, line))
+        warnings.showwarning = lambda m, c, f, n, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(m, c, f, n, line)
+        )
         warnings.warn(f"{tag} FutureWarning", FutureWarning, stacklevel=1)
     os.write(1, f"{tag} fd 1\n".encode())
     msg = f"{tag} native fd 2\n".encode()

@@ -1,4 +1,5 @@
 """Adverse target files, names and export arguments: refused before any conversion, nothing written anywhere."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,13 +11,25 @@ BASE = {"name": '"board"', "description": '"d"', "arch": '"any"', "backend": '"o
 
 def _toml(**fields):
     """tmp/board.toml from BASE with ``fields`` replaced (None drops a field); a precious folder sits beside the output."""
+
     def setup(tmp, env):
         d = {**BASE, **fields}
         (tmp / "board.toml").write_text("".join(f"{k} = {v}\n" for k, v in d.items() if v is not None))
         (tmp / "precious").mkdir()
         (tmp / "precious" / "keep.txt").write_text("irreplaceable")
         (tmp / "exports" / "c3ae_full-0.1.0-rpi4").mkdir(parents=True)
-        return ["export", "--target", str(tmp / "board.toml"), "--out", str(tmp / "exports"), "--calibration-count", "32", "--verify-count", "3"]
+        return [
+            "export",
+            "--target",
+            str(tmp / "board.toml"),
+            "--out",
+            str(tmp / "exports"),
+            "--calibration-count",
+            "32",
+            "--verify-count",
+            "3",
+        ]
+
     return setup
 
 
@@ -24,12 +37,25 @@ def _raw_toml(data: bytes):
     def setup(tmp, env):
         (tmp / "board.toml").write_bytes(data)
         return ["export", "--target", str(tmp / "board.toml"), "--out", str(tmp / "exports")]
+
     return setup
 
 
 def _args(*extra, env_var: tuple | None = None):
     def setup(tmp, env):
-        return ["export", "--target", "generic", "--out", str(tmp / "exports"), "--calibration-count", "32", "--verify-count", "3", *extra]
+        return [
+            "export",
+            "--target",
+            "generic",
+            "--out",
+            str(tmp / "exports"),
+            "--calibration-count",
+            "32",
+            "--verify-count",
+            "3",
+            *extra,
+        ]
+
     return setup
 
 
@@ -81,7 +107,12 @@ CASES = [
     Case("backend-unknown", _toml(backend='"tensorflow"'), 2, ("board.toml", "tensorflow")),
     Case("max-delta-0", _toml(max_int8_mae_delta="0"), 2, ("board.toml", "max_int8_mae_delta")),
     Case("max-delta-nan", _toml(max_int8_mae_delta="nan"), 2, ("board.toml", "max_int8_mae_delta")),
-    Case("target-file-missing", lambda tmp, env: ["export", "--target", str(tmp / "nope.toml")], 2, ("nope.toml", "no such target file")),
+    Case(
+        "target-file-missing",
+        lambda tmp, env: ["export", "--target", str(tmp / "nope.toml")],
+        2,
+        ("nope.toml", "no such target file"),
+    ),
     Case("target-name-unknown", lambda tmp, env: ["export", "--target", "pdp11"], 2, ("pdp11", "unknown target")),
     Case("builtin-not-shadowed", _shadow, 2, ("calibration needs at least 32",), cwd=True),
     Case("verify-count-0", _args("--verify-count", "0"), 2, ("--verify-count",)),
@@ -92,8 +123,15 @@ CASES = [
     Case("weights-missing", lambda tmp, env: _args("--weights", str(tmp / "w.pt"))(tmp, env), 2, ("w.pt", "no such")),
     Case("model-mismatch", _args("--weights", str(shipped_weights()), "--model", "c3ae_plain"), 2, ("c3ae_plain",)),
     Case("weights-overflow", _overflowing, 2, ("w.pt", "non-finite")),
-    Case("data-missing", lambda tmp, env: _args("--data", str(tmp / "nodata"))(tmp, env), 2, ("nodata", "no face data")),
-    Case("calibration-missing", lambda tmp, env: _args("--target", "generic", "--calibration", str(tmp / "cal"))(tmp, env), 2, ("cal",)),
+    Case(
+        "data-missing", lambda tmp, env: _args("--data", str(tmp / "nodata"))(tmp, env), 2, ("nodata", "no face data")
+    ),
+    Case(
+        "calibration-missing",
+        lambda tmp, env: _args("--target", "generic", "--calibration", str(tmp / "cal"))(tmp, env),
+        2,
+        ("cal",),
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ a fresh /proc, a Pi cpuinfo bind-mounted over /proc/cpuinfo, a read-only /sys, Q
 bundle bind-mounted read-only at /mnt (the root itself is never written). Needs root (unshare, mount, chroot). Latency under emulation is
 meaningless; the ages are what this compares.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,28 +57,41 @@ def ensure_binfmt() -> None:
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True, check=False)
     subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, check=False)
     if not (BINFMT / "qemu-aarch64").is_file():
-        raise RuntimeError("qemu-aarch64 is not registered with binfmt_misc (apt-get install qemu-user-static binfmt-support; run as root)")
+        raise RuntimeError(
+            "qemu-aarch64 is not registered with binfmt_misc (apt-get install qemu-user-static binfmt-support; run as root)"
+        )
 
 
-def guest_run(root: Path, board: str, runtime: str, mount: Path, argv: list[str], timeout: int = 1800) -> subprocess.CompletedProcess:
+def guest_run(
+    root: Path, board: str, runtime: str, mount: Path, argv: list[str], timeout: int = 1800
+) -> subprocess.CompletedProcess:
     """``/opt/<runtime>/bin/python ARGV`` in the root, as on a Pi, in /mnt: the host folder ``mount``, read-only."""
     cpu, info = BOARDS[board]
     ensure_binfmt()
     r = shlex.quote(str(root))
     # /sys too: XNNPACK's cpuinfo reads /sys/devices/system/cpu, and without it XNNPACK does not initialise ("Error in
     # cpuinfo: failed to parse both lists of possible and present processors") and every op silently runs built-in
-    script = (f"mount -t proc proc {r}/proc && mount --bind {shlex.quote(str(CPUINFO_DIR / info))} {r}/proc/cpuinfo && "
-              f"mount -t sysfs -o ro sysfs {r}/sys && "
-              f"mount --bind {shlex.quote(str(mount))} {r}/mnt && mount -o remount,bind,ro {r}/mnt && "
-              f"exec chroot {r} /bin/sh -c " + shlex.quote(f"cd /mnt && exec {GUEST_VENVS[runtime]}/bin/python " + " ".join(shlex.quote(a) for a in argv)))
+    script = (
+        f"mount -t proc proc {r}/proc && mount --bind {shlex.quote(str(CPUINFO_DIR / info))} {r}/proc/cpuinfo && "
+        f"mount -t sysfs -o ro sysfs {r}/sys && "
+        f"mount --bind {shlex.quote(str(mount))} {r}/mnt && mount -o remount,bind,ro {r}/mnt && "
+        f"exec chroot {r} /bin/sh -c "
+        + shlex.quote(f"cd /mnt && exec {GUEST_VENVS[runtime]}/bin/python " + " ".join(shlex.quote(a) for a in argv))
+    )
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": cpu}
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @dataclass
 class RuntimeRun:
     """One runtime on one machine: the self-test of every .tflite artifact and the on-board runner's rows."""
+
     machine: str
     runtime: str
     self_test: list[dict] = field(default_factory=list)
@@ -87,11 +101,16 @@ class RuntimeRun:
 
 def _parse(machine: str, runtime: str, st: subprocess.CompletedProcess, ob: subprocess.CompletedProcess) -> RuntimeRun:
     run = RuntimeRun(machine, runtime)
-    run.self_test = [json.loads(line)["self_test"] for line in st.stdout.splitlines() if line.startswith('{"self_test"')]
+    run.self_test = [
+        json.loads(line)["self_test"] for line in st.stdout.splitlines() if line.startswith('{"self_test"')
+    ]
     if ob.returncode == 0:
         run.onboard = json.loads(ob.stdout)["results"]
-    errs = [f"{name} rc {p.returncode}: {p.stderr.strip()[-600:]}" for name, p in (("self-test", st), ("onboard", ob)) if p.returncode not in (0, 1) or
-            (name == "onboard" and p.returncode)]
+    errs = [
+        f"{name} rc {p.returncode}: {p.stderr.strip()[-600:]}"
+        for name, p in (("self-test", st), ("onboard", ob))
+        if p.returncode not in (0, 1) or (name == "onboard" and p.returncode)
+    ]
     run.error = "; ".join(errs) or None
     return run
 
@@ -111,9 +130,14 @@ def run_both(d: Path, runtime: str, board: str, root: Path, runs: int = 5) -> tu
     st_args = ["bundle/reference_infer.py", "--self-test", "--runtime", runtime]
     ob_args = ["onboard.py", "bundle", "--runs", str(runs), "--warmup", "1", "--runtime", runtime]
     py = str(host_python(runtime))
-    host = _parse("x86_64 host", runtime, *(subprocess.run([py, *a], capture_output=True, text=True, timeout=900, cwd=d) for a in (st_args, ob_args)))
-    guest = _parse(f"aarch64 emulated {board}", runtime,
-                   *(guest_run(root, board, runtime, d, a) for a in (st_args, ob_args)))
+    host = _parse(
+        "x86_64 host",
+        runtime,
+        *(subprocess.run([py, *a], capture_output=True, text=True, timeout=900, cwd=d) for a in (st_args, ob_args)),
+    )
+    guest = _parse(
+        f"aarch64 emulated {board}", runtime, *(guest_run(root, board, runtime, d, a) for a in (st_args, ob_args))
+    )
     return host, guest
 
 
@@ -125,11 +149,24 @@ def compare(host: RuntimeRun, guest: RuntimeRun) -> list[dict]:
         if h is None:
             continue
         d = max(abs(a - b) for a, b in zip(g["ages"], h["ages"]))
-        out.append({"runtime": g["runtime"], "artifact": g["artifact"], "faces": len(g["ages"]), "max_abs_age_diff_aarch64_vs_x86": round(d, 6),
-                    "raw_outputs_identical": g["output_sha256"] == h["output_sha256"], "delegate_x86": h["delegate"], "delegate_aarch64": g["delegate"],
-                    "version_x86": h["version"], "version_aarch64": g["version"],
-                    "max_abs_age_diff_vs_pytorch_x86": h["max_abs_age_diff_vs_pytorch"], "max_abs_age_diff_vs_pytorch_aarch64": g["max_abs_age_diff_vs_pytorch"],
-                    "tolerance_years": g["tolerance_years"], "passed_x86": h["passed"], "passed_aarch64": g["passed"]})
+        out.append(
+            {
+                "runtime": g["runtime"],
+                "artifact": g["artifact"],
+                "faces": len(g["ages"]),
+                "max_abs_age_diff_aarch64_vs_x86": round(d, 6),
+                "raw_outputs_identical": g["output_sha256"] == h["output_sha256"],
+                "delegate_x86": h["delegate"],
+                "delegate_aarch64": g["delegate"],
+                "version_x86": h["version"],
+                "version_aarch64": g["version"],
+                "max_abs_age_diff_vs_pytorch_x86": h["max_abs_age_diff_vs_pytorch"],
+                "max_abs_age_diff_vs_pytorch_aarch64": g["max_abs_age_diff_vs_pytorch"],
+                "tolerance_years": g["tolerance_years"],
+                "passed_x86": h["passed"],
+                "passed_aarch64": g["passed"],
+            }
+        )
     return out
 
 
@@ -150,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     rts = list(GUEST_VENVS) if a.runtime == "both" else [a.runtime]
     missing = [str(host_python(rt)) for rt in rts if not host_python(rt).exists()]
     if missing:
-        print(f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see tools/aarch64/README.md)", file=sys.stderr)
+        print(
+            f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see tools/aarch64/README.md)",
+            file=sys.stderr,
+        )
         return 2
     runs, rows = [], []
     with tempfile.TemporaryDirectory() as td:
@@ -163,12 +203,16 @@ def main(argv: list[str] | None = None) -> int:
                 if r.error:
                     print(f"{r.machine} {rt}: {r.error}", file=sys.stderr)
     for r in rows:
-        print(f"{r['runtime']:15s} {r['artifact']:28s} delegate x86 {r['delegate_x86']}, aarch64 {r['delegate_aarch64']}: "
-              f"max |age aarch64 - age x86| {r['max_abs_age_diff_aarch64_vs_x86']:.4f} years over {r['faces']} faces, raw outputs "
-              f"{'identical' if r['raw_outputs_identical'] else 'differ'}; vs PyTorch {r['max_abs_age_diff_vs_pytorch_aarch64']:.4f} "
-              f"(tolerance {r['tolerance_years']})")
+        print(
+            f"{r['runtime']:15s} {r['artifact']:28s} delegate x86 {r['delegate_x86']}, aarch64 {r['delegate_aarch64']}: "
+            f"max |age aarch64 - age x86| {r['max_abs_age_diff_aarch64_vs_x86']:.4f} years over {r['faces']} faces, raw outputs "
+            f"{'identical' if r['raw_outputs_identical'] else 'differ'}; vs PyTorch {r['max_abs_age_diff_vs_pytorch_aarch64']:.4f} "
+            f"(tolerance {r['tolerance_years']})"
+        )
     if a.json:
-        a.json.write_text(json.dumps({"board": a.board, "root": str(root), "comparison": rows, "runs": runs}, indent=1) + "\n")
+        a.json.write_text(
+            json.dumps({"board": a.board, "root": str(root), "comparison": rows, "runs": runs}, indent=1) + "\n"
+        )
     ok = rows and all(r["passed_aarch64"] and r["passed_x86"] for r in rows) and not any(r.get("error") for r in runs)
     return 0 if ok else 1
 

@@ -1,4 +1,5 @@
 """The contract every export backend keeps. One module per backend registers one ``Backend`` in the table."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -80,7 +81,9 @@ class Backend(Protocol):
     runtimes: tuple[Runtime, ...]  # the first is the default (what ``load`` opens); each opens ONE runner kind
     bench: BenchSupport | None  # None: the host bench does not time this backend (it says why in its module)
 
-    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+    def export(
+        self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict
+    ) -> Path:
         """Write the artifact for ``precision`` into ``out_dir`` and return its path."""
         ...
 

@@ -1,4 +1,5 @@
 """Helpers shared by the backends: the artifact's embedded metadata, output decoding, batching."""
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,15 @@ def head_weights(model) -> dict | None:
     head = getattr(model, "head", None)
     if head is None or not hasattr(head, "w2"):
         return None
-    return {"w2": [float(v) for v in head.w2.weight.detach().reshape(-1)], "b2": float(head.w2.bias.detach().reshape(-1)[0])}
+    return {
+        "w2": [float(v) for v in head.w2.weight.detach().reshape(-1)],
+        "b2": float(head.w2.bias.detach().reshape(-1)[0]),
+    }
 
 
 def batches(x: np.ndarray, size: int):
     for i in range(0, len(x), size):
-        yield x[i:i + size]
+        yield x[i : i + size]
 
 
 def module_missing(module: str, package: str, extra: str) -> str | None:

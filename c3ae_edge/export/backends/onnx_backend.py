@@ -1,5 +1,6 @@
 """ONNX: dynamo export (one self-contained file, local paths stripped), fp32 / fp16, int8 QDQ per-channel via ORT.
 The one onnxruntime session opener (``session``) serves the runner, the bench forward and the graph report."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,11 @@ from c3ae_edge.export.backends.base import BackendSpec, BenchSupport, Runtime
 from c3ae_edge.export.backends.common import META_KEY, batches, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
-    name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), runtimes=("onnxruntime",), extra="onnx",
+    name="onnx",
+    suffix=".onnx",
+    precisions=("fp32", "fp16", "int8"),
+    runtimes=("onnxruntime",),
+    extra="onnx",
     description="ONNX opset 18, dynamic batch; int8 = QDQ U8U8 per-channel (onnxruntime static quantisation, head in float)",
     requires=("onnx", "onnxscript", "onnxruntime"),
     toolchain=("onnx", "onnxruntime", "onnxscript"),
@@ -36,7 +41,12 @@ def _strip(model) -> None:
     for n in model.graph.node:
         n.doc_string = ""
         del n.metadata_props[:]
-    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output) + list(model.graph.initializer):
+    for vi in (
+        list(model.graph.value_info)
+        + list(model.graph.input)
+        + list(model.graph.output)
+        + list(model.graph.initializer)
+    ):
         vi.doc_string = ""
         if hasattr(vi, "metadata_props"):
             del vi.metadata_props[:]
@@ -91,8 +101,18 @@ def to_onnx(model, example: np.ndarray, fp16: bool = False):
     if fp16:
         dm = _Fp16(dm)
     x = torch.from_numpy(np.ascontiguousarray(example[:1], np.float32))
-    prog = torch.onnx.export(dm, (x,), None, dynamo=True, external_data=False, input_names=["input"], output_names=names,
-                             dynamic_shapes=({0: torch.export.Dim("batch", max=4096)},), optimize=True, verbose=False)
+    prog = torch.onnx.export(
+        dm,
+        (x,),
+        None,
+        dynamo=True,
+        external_data=False,
+        input_names=["input"],
+        output_names=names,
+        dynamic_shapes=({0: torch.export.Dim("batch", max=4096)},),
+        optimize=True,
+        verbose=False,
+    )
     m = prog.model_proto
     _strip(m)
     m.producer_name, m.producer_version = "c3ae-edge", ""
@@ -110,7 +130,9 @@ class OnnxBackend:
     def bench(self) -> BenchSupport:
         return BENCH
 
-    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+    def export(
+        self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict
+    ) -> Path:
         onnx = require("onnx", "onnx")
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         m = to_onnx(model, example, fp16=precision == "fp16")
@@ -142,10 +164,19 @@ def quantize_qdq(m, calibration: np.ndarray | None, options: dict, scheme: str =
     with tempfile.TemporaryDirectory() as td:
         src, dst = Path(td) / "fp32.onnx", Path(td) / "int8.onnx"
         src.write_bytes(m.SerializeToString())
-        quantize_static(str(src), str(dst), _Reader(calibration.astype(np.float32), "input"), quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=reduce, activation_type=QuantType[act], weight_type=QuantType[wt],
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        quantize_static(
+            str(src),
+            str(dst),
+            _Reader(calibration.astype(np.float32), "input"),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce,
+            activation_type=QuantType[act],
+            weight_type=QuantType[wt],
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=exclude,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
         q = onnx.load(str(dst))
     _strip(q)
     q.producer_name, q.producer_version = "c3ae-edge", ""
@@ -171,8 +202,9 @@ def _Fp16(dm):
     return Fp16(dm).eval()
 
 
-def session(model: Path | bytes, threads: int | None = None, providers: list[str] | None = None,
-            optimized: Path | None = None):
+def session(
+    model: Path | bytes, threads: int | None = None, providers: list[str] | None = None, optimized: Path | None = None
+):
     """THE onnxruntime session of c3ae-edge (runner, bench forward, graph report, peak kernel): every option set
     explicitly (see ``BENCH.options``); ``optimized``: also write the graph ORT executes after its fusions there."""
     ort = require("onnxruntime", "onnx")
@@ -202,8 +234,12 @@ class OnnxRunner:
     def io(self) -> dict:
         def row(t):
             return {"name": t.name, "shape": [d if isinstance(d, int) else -1 for d in t.shape], "dtype": "float32"}
+
         i = self.session.get_inputs()[0]
-        return {"input": {**row(i), "layout": "NSCHW" if len(i.shape) == 5 else "NCHW"}, "outputs": [row(o) for o in self.session.get_outputs()]}
+        return {
+            "input": {**row(i), "layout": "NSCHW" if len(i.shape) == 5 else "NCHW"},
+            "outputs": [row(o) for o in self.session.get_outputs()],
+        }
 
     def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
@@ -257,8 +293,13 @@ def graph_report(path: Path, threads: int = 1) -> dict:
             if a:
                 macc += math.prod(out) * (a[0] if trans else a[-1])
     ops = Counter(n.op_type for n in m.graph.node)
-    return {"format": "onnx", "ops": dict(ops.most_common()), "nodes": sum(ops.values()), "macc": macc or None,
-            "runtime": _ort_optimised(path)}
+    return {
+        "format": "onnx",
+        "ops": dict(ops.most_common()),
+        "nodes": sum(ops.values()),
+        "macc": macc or None,
+        "runtime": _ort_optimised(path),
+    }
 
 
 def _ort_optimised(path: Path) -> dict:
@@ -292,15 +333,33 @@ def _cuda_missing() -> str | None:
 
 
 RUNTIMES = (
-    Runtime("onnxruntime/cpu", "onnxruntime", "cpu", lambda p, t: OnnxRunner(p, t), _ort_missing,
-            "CPUExecutionProvider with its fused int8 kernels (the ISA of this CPU picks them)"),
-    Runtime("onnxruntime-gpu/cuda", "onnxruntime-gpu", "cuda", lambda p, t: OnnxRunner(p, t, ["CUDAExecutionProvider"]), _cuda_missing,
-            "onnxruntime-gpu's CUDAExecutionProvider"),
+    Runtime(
+        "onnxruntime/cpu",
+        "onnxruntime",
+        "cpu",
+        lambda p, t: OnnxRunner(p, t),
+        _ort_missing,
+        "CPUExecutionProvider with its fused int8 kernels (the ISA of this CPU picks them)",
+    ),
+    Runtime(
+        "onnxruntime-gpu/cuda",
+        "onnxruntime-gpu",
+        "cuda",
+        lambda p, t: OnnxRunner(p, t, ["CUDAExecutionProvider"]),
+        _cuda_missing,
+        "onnxruntime-gpu's CUDAExecutionProvider",
+    ),
 )
 BENCH = BenchSupport(
-    options={"graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "sequential",
-             "intra_op_threads": "= threads", "inter_op_threads": 1, "provider": "CPUExecutionProvider"},
-    forward=bench_forward, graph=graph_report,
+    options={
+        "graph_optimization_level": "ORT_ENABLE_ALL",
+        "execution_mode": "sequential",
+        "intra_op_threads": "= threads",
+        "inter_op_threads": 1,
+        "provider": "CPUExecutionProvider",
+    },
+    forward=bench_forward,
+    graph=graph_report,
     conversion_ops={"transpose": ("Transpose",), "quantize": ("QuantizeLinear",), "dequantize": ("DequantizeLinear",)},
     int8_from_fp32=int8_from_fp32,
 )

@@ -1,6 +1,7 @@
 """OpenVINO IR: ov.convert_model + ov.save_model, fp32 / fp16-compressed, int8 from a QDQ ONNX with 7-bit weights
 (head in float). The one compiler of an IR (``compile_ir``) serves the runner, the bench forward and the graph
 report."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,11 @@ from c3ae_edge.export.backends.base import BackendSpec, BenchSupport, Runtime
 from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
-    name="openvino", suffix=".xml", precisions=("fp32", "fp16", "int8"), runtimes=("openvino",), extra="openvino",
+    name="openvino",
+    suffix=".xml",
+    precisions=("fp32", "fp16", "int8"),
+    runtimes=("openvino",),
+    extra="openvino",
     description="OpenVINO IR (.xml + .bin), dynamic batch; int8 = u8 activations x 7-bit s8 weights (QDQ, head in float); run with f32 precision hint",
     options={"sidecar": ".bin"},
     requires=("openvino", "onnx", "onnxscript", "onnxruntime"),
@@ -69,7 +74,9 @@ class OpenVINOBackend:
     def bench(self) -> BenchSupport:
         return BENCH
 
-    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+    def export(
+        self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict
+    ) -> Path:
         ov = require("openvino", "openvino")
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         m = _int8_model(model, example, calibration, options) if precision == "int8" else _ov_model(model, example)
@@ -93,8 +100,14 @@ def read_ir(path: Path, batch: int | None = None):
     return core, m
 
 
-def compile_ir(path: Path, threads: int | None = None, precision: str = "f32", batch: int | None = None,
-               latency: bool = False, device: str = "CPU"):
+def compile_ir(
+    path: Path,
+    threads: int | None = None,
+    precision: str = "f32",
+    batch: int | None = None,
+    latency: bool = False,
+    device: str = "CPU",
+):
     """THE way c3ae-edge compiles an IR -> (model, compiled). ``INFERENCE_PRECISION_HINT`` is always set: without
     it a bf16-capable CPU silently runs "fp32" in bf16. ``latency``: the bench's one-stream LATENCY hint."""
     core, m = read_ir(path, batch)
@@ -117,9 +130,17 @@ class OpenVINORunner:
 
     def io(self) -> dict:
         def row(p):
-            return {"name": p.get_any_name(), "shape": [d.get_length() if d.is_static else -1 for d in p.get_partial_shape()], "dtype": "float32"}
+            return {
+                "name": p.get_any_name(),
+                "shape": [d.get_length() if d.is_static else -1 for d in p.get_partial_shape()],
+                "dtype": "float32",
+            }
+
         i = self.compiled.inputs[0]
-        return {"input": {**row(i), "layout": "NSCHW" if len(i.get_partial_shape()) == 5 else "NCHW"}, "outputs": [row(o) for o in self.compiled.outputs]}
+        return {
+            "input": {**row(i), "layout": "NSCHW" if len(i.get_partial_shape()) == 5 else "NCHW"},
+            "outputs": [row(o) for o in self.compiled.outputs],
+        }
 
     def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
         res = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
@@ -145,6 +166,7 @@ def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int 
     req = compiled.create_infer_request()
     n_out = len(compiled.outputs)
     if call == "wrap":
+
         def forward(x: np.ndarray):
             req.set_input_tensor(ov.Tensor(x, shared_memory=True))
             req.infer()
@@ -200,8 +222,13 @@ def graph_report(path: Path, threads: int = 1) -> dict:
         if lt in ("Input", "Output", "Const", "Parameter", "Result"):
             continue
         rt[f"{lt}:{ri['runtimePrecision'].astype(str)}"] += 1
-    return {"format": "openvino", "ops": dict(ops.most_common()), "nodes": sum(ops.values()), "macc": macc or None,
-            "runtime": {"executor": "OpenVINO CPU plugin", "executed_layers_by_precision": dict(sorted(rt.items()))}}
+    return {
+        "format": "openvino",
+        "ops": dict(ops.most_common()),
+        "nodes": sum(ops.values()),
+        "macc": macc or None,
+        "runtime": {"executor": "OpenVINO CPU plugin", "executed_layers_by_precision": dict(sorted(rt.items()))},
+    }
 
 
 def _ov_missing() -> str | None:
@@ -209,16 +236,27 @@ def _ov_missing() -> str | None:
 
 
 RUNTIMES = (
-    Runtime("openvino/cpu", "openvino", "cpu", lambda p, t: OpenVINORunner(p, t), _ov_missing,
-            "OpenVINO CPU plugin, INFERENCE_PRECISION_HINT=f32 (int8 layers run in u8/i8)"),
+    Runtime(
+        "openvino/cpu",
+        "openvino",
+        "cpu",
+        lambda p, t: OpenVINORunner(p, t),
+        _ov_missing,
+        "OpenVINO CPU plugin, INFERENCE_PRECISION_HINT=f32 (int8 layers run in u8/i8)",
+    ),
 )
 BENCH = BenchSupport(
-    options={"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": "= threads",
-             "INFERENCE_PRECISION_HINT": "f32 (bf16 only as precision 'bf16')",
-             "shape": "reshaped to the row's static batch before compiling",
-             "infer": "x copied into the request's own input tensor (allocated once), infer() on the calling thread, "
-                      "views of the output tensors"},
-    forward=bench_forward, graph=graph_report,
+    options={
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_NUM_THREADS": "= threads",
+        "INFERENCE_PRECISION_HINT": "f32 (bf16 only as precision 'bf16')",
+        "shape": "reshaped to the row's static batch before compiling",
+        "infer": "x copied into the request's own input tensor (allocated once), infer() on the calling thread, "
+        "views of the output tensors",
+    },
+    forward=bench_forward,
+    graph=graph_report,
     conversion_ops={"transpose": ("Transpose",), "quantize": ("FakeQuantize",), "dequantize": ()},
     run_as={"bf16": "fp32"},  # the fp32 IR run with INFERENCE_PRECISION_HINT=bf16
     variants={"int8": ("dwpool",)},  # measured to help the int8 IR only (c3ae_edge.export.rewrite)

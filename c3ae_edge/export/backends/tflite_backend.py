@@ -1,6 +1,7 @@
 """TFLite via litert-torch: fp32 (float I/O) and full-integer int8 (PT2E, int8 I/O), NHWC input, run by ai-edge-litert.
 The one interpreter opener of the package (``open_interpreter``: ai-edge-litert, else tflite-runtime) serves the
 runners, the bench forward and the graph report; the bundles' standalone scripts (c3ae_edge/board) keep their own."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,11 @@ from c3ae_edge.export.backends.base import BackendSpec, BenchSupport, Runtime
 from c3ae_edge.export.backends.common import META_KEY, decode_outputs, meta_json, module_missing
 
 SPEC = BackendSpec(
-    name="tflite", suffix=".tflite", precisions=("fp32", "int8"), runtimes=("ai-edge-litert", "tflite_runtime"), extra="tflite",
+    name="tflite",
+    suffix=".tflite",
+    precisions=("fp32", "int8"),
+    runtimes=("ai-edge-litert", "tflite_runtime"),
+    extra="tflite",
     description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, per-channel) up to W1: softmax and W2 run in float on the host",
     options={"layout": "NHWC"},
     requires=("litert_torch", "ai_edge_litert"),
@@ -23,7 +28,9 @@ SPEC = BackendSpec(
 )
 
 
-def _convert(model, example: np.ndarray, precision: str, calibration: np.ndarray | None, int8_head: str = "logits") -> bytes:
+def _convert(
+    model, example: np.ndarray, precision: str, calibration: np.ndarray | None, int8_head: str = "logits"
+) -> bytes:
     import torch
 
     require("litert_torch", "tflite")
@@ -42,14 +49,19 @@ def _convert(model, example: np.ndarray, precision: str, calibration: np.ndarray
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     head = int8_head
-    dm = DeployModule(model, channels_last=True, aten_softmax=cascade, bins_only=cascade and head == "bins",
-                      logits_only=cascade and head == "logits").eval()
+    dm = DeployModule(
+        model,
+        channels_last=True,
+        aten_softmax=cascade,
+        bins_only=cascade and head == "bins",
+        logits_only=cascade and head == "logits",
+    ).eval()
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     g = prepare_pt2e(torch.export.export(dm, (x,), strict=True).module(), quantizer)
     cal = torch.from_numpy(np.ascontiguousarray(np.moveaxis(calibration, -3, -1), np.float32))
     with torch.no_grad():
         for i in range(len(cal)):  # the exported graph is specialised to batch 1
-            g(cal[i:i + 1])
+            g(cal[i : i + 1])
     g = convert_pt2e(g, fold_quantize=False)
     return litert_torch.convert(g, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).model_content()
 
@@ -94,7 +106,9 @@ class TFLiteBackend:
     def bench(self) -> BenchSupport:
         return BENCH
 
-    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+    def export(
+        self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict
+    ) -> Path:
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         cascade = bool(getattr(model, "cascade", False))
         head = options.get("int8_head", "logits")  # measured: ending at W1 loses less than ending at the softmax
@@ -161,12 +175,21 @@ class TFLiteRunner:
 
     def io(self) -> dict:
         """Input and output tensors as the manifest records them (shape, dtype, quantisation)."""
+
         def row(d):
             scale, zp = d["quantization"]
             q = {"scale": float(scale), "zero_point": int(zp)} if d["dtype"] != np.float32 else {}
             return {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name, **q}
-        return {"input": {**row(self.inp), "layout": "NCHW" if self.inp["shape"][-1] != 3 else ("NSHWC" if len(self.inp["shape"]) == 5 else "NHWC")},
-                "outputs": [row(d) for d in self.outs]}
+
+        return {
+            "input": {
+                **row(self.inp),
+                "layout": "NCHW"
+                if self.inp["shape"][-1] != 3
+                else ("NSHWC" if len(self.inp["shape"]) == 5 else "NHWC"),
+            },
+            "outputs": [row(d) for d in self.outs],
+        }
 
     def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
         it, inp = self.interpreter, self.inp
@@ -217,7 +240,12 @@ class SubprocessRunner(TFLiteRunner):
         with tempfile.TemporaryDirectory() as td:
             np.save(Path(td) / "x.npy", np.asarray(x, np.float32), allow_pickle=False)
             env = {"PYTHONPATH": str(Path(__file__).resolve().parents[3]), "PATH": "/usr/bin:/bin"}
-            r = subprocess.run([str(self.python), "-m", __name__, str(self.path), td, str(self.threads)], capture_output=True, text=True, env=env)
+            r = subprocess.run(
+                [str(self.python), "-m", __name__, str(self.path), td, str(self.threads)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if r.returncode:
                 last = (r.stderr.strip().splitlines() or ["no output"])[-1]
                 raise VerificationError(f"{self.path.name}: tflite-runtime worker failed ({last})")
@@ -282,9 +310,18 @@ def graph_report(path: Path, threads: int = 1) -> dict:
     ops = Counter(n["op_name"] for n in orig)
     by_delegate = Counter(n["op_name"] for n in orig if int(n["index"]) in taken)
     on_cpu = Counter(n["op_name"] for n in orig if int(n["index"]) not in taken)
-    return {"format": "tflite", "ops": dict(ops.most_common()), "nodes": len(orig), "macc": macc or None,
-            "runtime": {"delegate": "XNNPACK (default delegate)" if dele else None, "partitions": len(dele),
-                        "delegate_ops": dict(by_delegate.most_common()), "cpu_ops": dict(on_cpu.most_common())}}
+    return {
+        "format": "tflite",
+        "ops": dict(ops.most_common()),
+        "nodes": len(orig),
+        "macc": macc or None,
+        "runtime": {
+            "delegate": "XNNPACK (default delegate)" if dele else None,
+            "partitions": len(dele),
+            "delegate_ops": dict(by_delegate.most_common()),
+            "cpu_ops": dict(on_cpu.most_common()),
+        },
+    }
 
 
 def _delegated(orig: list[dict], dele: list[dict]) -> set[int]:
@@ -300,8 +337,11 @@ def _delegated(orig: list[dict], dele: list[dict]) -> set[int]:
         for n in reversed(orig):
             if back & set(n["outputs"]):
                 back |= set(n["inputs"])
-        taken |= {int(n["index"]) for n in orig
-                  if set(n["inputs"]) & fwd and set(n["outputs"]) & back and not set(n["outputs"]) & d_in}
+        taken |= {
+            int(n["index"])
+            for n in orig
+            if set(n["inputs"]) & fwd and set(n["outputs"]) & back and not set(n["outputs"]) & d_in
+        }
     return taken
 
 
@@ -336,18 +376,40 @@ def _tflite_runtime_missing() -> str | None:
 
 
 RUNTIMES = (
-    Runtime("ai-edge-litert/xnnpack", "ai-edge-litert", "xnnpack", lambda p, t: TFLiteRunner(p, t, "ai-edge-litert", "xnnpack"), _litert_missing,
-            "ai-edge-litert's default: the XNNPACK delegate takes the whole graph"),
-    Runtime("ai-edge-litert/builtin", "ai-edge-litert", "builtin", lambda p, t: TFLiteRunner(p, t, "ai-edge-litert", "builtin"), _litert_missing,
-            "ai-edge-litert without its default delegate (BUILTIN_WITHOUT_DEFAULT_DELEGATES): the built-in kernels"),
-    Runtime("tflite-runtime/builtin", "tflite-runtime", "builtin", _tflite_runtime, _tflite_runtime_missing,
-            "tflite-runtime 2.14 (pip on Pi OS Bookworm): its XNNPACK does not take int8 graphs, built-in kernels run",
-            lambda: "2.14.0"),  # pinned in runtime_env.VENVS
+    Runtime(
+        "ai-edge-litert/xnnpack",
+        "ai-edge-litert",
+        "xnnpack",
+        lambda p, t: TFLiteRunner(p, t, "ai-edge-litert", "xnnpack"),
+        _litert_missing,
+        "ai-edge-litert's default: the XNNPACK delegate takes the whole graph",
+    ),
+    Runtime(
+        "ai-edge-litert/builtin",
+        "ai-edge-litert",
+        "builtin",
+        lambda p, t: TFLiteRunner(p, t, "ai-edge-litert", "builtin"),
+        _litert_missing,
+        "ai-edge-litert without its default delegate (BUILTIN_WITHOUT_DEFAULT_DELEGATES): the built-in kernels",
+    ),
+    Runtime(
+        "tflite-runtime/builtin",
+        "tflite-runtime",
+        "builtin",
+        _tflite_runtime,
+        _tflite_runtime_missing,
+        "tflite-runtime 2.14 (pip on Pi OS Bookworm): its XNNPACK does not take int8 graphs, built-in kernels run",
+        lambda: "2.14.0",
+    ),  # pinned in runtime_env.VENVS
 )
 BENCH = BenchSupport(
-    options={"delegate": "XNNPACK (the interpreter's default)", "num_threads": "= threads",
-             "input": "NCHW -> NHWC moveaxis (+ int8 quantise) in the timed call"},
-    forward=bench_forward, graph=graph_report,
+    options={
+        "delegate": "XNNPACK (the interpreter's default)",
+        "num_threads": "= threads",
+        "input": "NCHW -> NHWC moveaxis (+ int8 quantise) in the timed call",
+    },
+    forward=bench_forward,
+    graph=graph_report,
     conversion_ops={"transpose": ("TRANSPOSE",), "quantize": ("QUANTIZE",), "dequantize": ("DEQUANTIZE",)},
 )
 BACKEND = TFLiteBackend()

@@ -8,6 +8,7 @@ it once per crop and runs W1 (384 -> 12, columns reordered to the H, W, C featur
 W2 in float: 4.6 K multiply-adds, 4.7 KB of flash. Export measures the smallest working arena under the tflite-micro
 interpreter; ``c3ae_edge.export.mcu`` writes the C sources and cross-compiles them when arm-none-eabi-gcc is here.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,13 @@ from c3ae_edge.export.backends.base import BackendSpec, Runtime
 from c3ae_edge.export.backends.common import decode_outputs, module_missing
 
 SPEC = BackendSpec(
-    name="tflm", suffix=".tflite", precisions=("int8",), runtimes=("tflite-micro",), extra="mcu",
+    name="tflm",
+    suffix=".tflite",
+    precisions=("int8",),
+    runtimes=("tflite-micro",),
+    extra="mcu",
     description="TFLite Micro: batch-1 int8 trunk graph (NHWC, run once per crop, aligned flatbuffer) + head in C (float); "
-                "C sources: const model arrays, op resolver, crop/quantise/decode library",
+    "C sources: const model arrays, op resolver, crop/quantise/decode library",
     options={"layout": "NHWC", "sidecar": ".head.json"},
     requires=("litert_torch", "ai_edge_litert", "tflite_micro"),
     # tflite-micro (the aligner) is left out to keep the bundles' bytes: its version is in the artifact's runtimes row
@@ -65,7 +70,7 @@ def _convert_trunk(model, calibration: np.ndarray) -> bytes:
     g = prepare_pt2e(torch.export.export(_feature_module(model), (cal[:1],), strict=True).module(), quantizer)
     with torch.no_grad():
         for i in range(len(cal)):
-            g(cal[i:i + 1])
+            g(cal[i : i + 1])
     g = convert_pt2e(g, fold_quantize=False)
     return litert_torch.convert(g, (cal[:1],), quant_config=QuantConfig(pt2e_quantizer=quantizer)).model_content()
 
@@ -97,9 +102,15 @@ def head_sidecar(model, feat_shape: tuple[int, ...]) -> dict:
     scale = np.abs(w1).max(1) / 127.0
     q = np.clip(np.round(w1 / scale[:, None]), -127, 127).astype(int)
     g = lambda vals: [float(f"{float(v):.9g}") for v in vals]  # noqa: E731
-    return {"crops": n, "feature_shape": [h, w, c], "w1_int8": q.tolist(), "w1_scale": g(scale.astype(np.float32)),
-            "b1": g(head.w1.bias.detach().numpy()), "w2": g(head.w2.weight.detach().reshape(-1).numpy()),
-            "b2": float(f"{float(head.w2.bias.detach().reshape(-1)[0]):.9g}")}
+    return {
+        "crops": n,
+        "feature_shape": [h, w, c],
+        "w1_int8": q.tolist(),
+        "w1_scale": g(scale.astype(np.float32)),
+        "b1": g(head.w1.bias.detach().numpy()),
+        "w2": g(head.w2.weight.detach().reshape(-1).numpy()),
+        "b2": float(f"{float(head.w2.bias.detach().reshape(-1)[0]):.9g}"),
+    }
 
 
 class TFLMBackend:
@@ -115,7 +126,9 @@ class TFLMBackend:
         latency; the export measures what does transfer (arena, flash, RAM: manifest "mcu")."""
         return None
 
-    def export(self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict) -> Path:
+    def export(
+        self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict
+    ) -> Path:
         from c3ae_edge.export.backends.tflite_backend import _finish
 
         if precision != "int8":
@@ -190,7 +203,9 @@ def smallest_arena(flat: bytes) -> int:
         f.write_bytes(flat)
         r = subprocess.run([sys.executable, "-m", __name__, "arena", str(f)], capture_output=True, text=True)
     if r.returncode or int(r.stdout.split()[-1]) < 0:
-        raise VerificationError(f"tflm: no arena up to {ARENA_SEARCH_MAX:,} bytes runs the graph ({(r.stderr.strip().splitlines() or ['?'])[-1]})")
+        raise VerificationError(
+            f"tflm: no arena up to {ARENA_SEARCH_MAX:,} bytes runs the graph ({(r.stderr.strip().splitlines() or ['?'])[-1]})"
+        )
     return int(r.stdout.split()[-1])
 
 
@@ -239,9 +254,18 @@ class TFLMRunner:
     def io(self) -> dict:
         def row(d, name):
             scale, zp = self._q(d)
-            return {"name": name, "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name, "scale": scale, "zero_point": zp}
-        return {"input": {**row(self.inp, "input"), "layout": "NHWC", "invocations_per_face": self.head["crops"]},
-                "outputs": [row(self.out, "features")]}
+            return {
+                "name": name,
+                "shape": [int(v) for v in d["shape"]],
+                "dtype": np.dtype(d["dtype"]).name,
+                "scale": scale,
+                "zero_point": zp,
+            }
+
+        return {
+            "input": {**row(self.inp, "input"), "layout": "NHWC", "invocations_per_face": self.head["crops"]},
+            "outputs": [row(self.out, "features")],
+        }
 
     def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """(B, crops, 3, H, W) float -> {"features": (B, crops, h, w, c) int8}, one invocation per crop."""
@@ -272,8 +296,14 @@ def _missing() -> str | None:
 
 
 RUNTIMES = (
-    Runtime("tflite-micro/reference", "tflite-micro", "reference", lambda p, t: TFLMRunner(p), _missing,
-            "TFLite Micro's Python interpreter on this host: TFLM's reference kernels (CMSIS-NN on a board must match them)"),
+    Runtime(
+        "tflite-micro/reference",
+        "tflite-micro",
+        "reference",
+        lambda p, t: TFLMRunner(p),
+        _missing,
+        "TFLite Micro's Python interpreter on this host: TFLM's reference kernels (CMSIS-NN on a board must match them)",
+    ),
 )
 BACKEND = TFLMBackend()
 

@@ -3,6 +3,7 @@
 Templates (``c3ae_mcu.c``, ``c3ae_mcu.h``, ``main.cc``) ship beside this module; the model arrays and the resolver
 are generated from the verified artifact, so every number in them is the export's own.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,13 @@ import numpy as np
 from c3ae_edge.errors import VerificationError
 
 TEMPLATES = ("c3ae_mcu.c", "c3ae_mcu.h", "main.cc")
-CPUS = {"cortex-m4": ["-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
-        "cortex-m7": ["-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
-        "cortex-m33": ["-mcpu=cortex-m33", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
-        "cortex-m55": ["-mcpu=cortex-m55", "-mfloat-abi=hard"],
-        "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mfloat-abi=soft"]}  # no FPU: the float steps run in software
+CPUS = {
+    "cortex-m4": ["-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+    "cortex-m7": ["-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+    "cortex-m33": ["-mcpu=cortex-m33", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
+    "cortex-m55": ["-mcpu=cortex-m55", "-mfloat-abi=hard"],
+    "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mfloat-abi=soft"],
+}  # no FPU: the float steps run in software
 CFLAGS = ["-std=c99", "-O2", "-mthumb", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"]
 C_SOURCES = ("c3ae_mcu.c", "c3ae_mcu_model.c")
 
@@ -33,7 +36,7 @@ def _f(v: float) -> str:
 
 
 def _bytes_array(data: bytes) -> str:
-    rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 16]) for i in range(0, len(data), 16)]
+    rows = [", ".join(f"0x{b:02x}" for b in data[i : i + 16]) for i in range(0, len(data), 16)]
     return ",\n    ".join(rows)
 
 
@@ -106,7 +109,7 @@ def model_sources(flat: bytes, head: dict, io: dict, crop: dict, arena: int) -> 
 
 #define C3AE_MCU_CROPS {head["crops"]}
 #define C3AE_MCU_SIZE {crop["size"]}
-#define C3AE_MCU_FEATURES {feats}  /* trunk output per crop: {' x '.join(str(v) for v in out["shape"][1:])} (H, W, C) int8 */
+#define C3AE_MCU_FEATURES {feats}  /* trunk output per crop: {" x ".join(str(v) for v in out["shape"][1:])} (H, W, C) int8 */
 #define C3AE_MCU_BINS {bins}
 #define C3AE_MCU_INPUT_SCALE {_f(inp["scale"])}
 #define C3AE_MCU_INPUT_ZERO_POINT {inp["zero_point"]}
@@ -169,17 +172,26 @@ def cross_sizes(folder: Path, gcc: str | None = None) -> dict:
     gcc = gcc or shutil.which("arm-none-eabi-gcc")
     size = shutil.which("arm-none-eabi-size")
     if not gcc or not size:
-        return {"status": "not measured: arm-none-eabi-gcc is not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi)"}
-    res: dict = {"compiler": subprocess.run([gcc, "-dumpversion"], capture_output=True, text=True).stdout.strip(),
-                 "flags": CFLAGS, "cores": {}}
+        return {
+            "status": "not measured: arm-none-eabi-gcc is not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi)"
+        }
+    res: dict = {
+        "compiler": subprocess.run([gcc, "-dumpversion"], capture_output=True, text=True).stdout.strip(),
+        "flags": CFLAGS,
+        "cores": {},
+    }
     with tempfile.TemporaryDirectory() as td:
         for core, flags in CPUS.items():
             rows = {}
             for src in C_SOURCES:
                 obj = Path(td) / f"{core}-{src}.o"
-                r = subprocess.run([gcc, *CFLAGS, *flags, "-c", str(folder / src), "-o", str(obj)], capture_output=True, text=True)
+                r = subprocess.run(
+                    [gcc, *CFLAGS, *flags, "-c", str(folder / src), "-o", str(obj)], capture_output=True, text=True
+                )
                 if r.returncode:
-                    raise VerificationError(f"{src}: arm-none-eabi-gcc ({core}) failed: {(r.stderr.strip().splitlines() or ['?'])[0]}")
+                    raise VerificationError(
+                        f"{src}: arm-none-eabi-gcc ({core}) failed: {(r.stderr.strip().splitlines() or ['?'])[0]}"
+                    )
                 rows[src] = _sections(size, obj)
             total = {k: sum(r.get(k, 0) for r in rows.values()) for k in ("text", "rodata", "data", "bss")}
             res["cores"][core] = {"files": rows, "total": total}
@@ -201,14 +213,19 @@ def _sections(size: str, obj: Path) -> dict:
 
 def _header_lines(mcu: dict) -> str:
     a = mcu["arena"]
-    return "\n".join([
-        "/* TFLite Micro (measured at export under the tflite-micro interpreter; see manifest.json \"mcu\") */",
-        f'#define C3AE_TFLM_MODEL_FILE "{mcu["model_file"]}"',
-        f"#define C3AE_TFLM_ARENA_BYTES {a['bytes']}  /* smallest working tensor arena */",
-        f"#define C3AE_TFLM_ARENA_HEAD_BYTES {a['allocations'].get('head', 0)}",
-        f"#define C3AE_TFLM_ARENA_TAIL_BYTES {a['allocations'].get('tail', 0)}",
-        f"#define C3AE_TFLM_MODEL_FLASH_BYTES {mcu['flash']['model_bytes']}  /* trunk flatbuffer + head weights */",
-        f"#define C3AE_TFLM_INVOCATIONS_PER_FACE {mcu['invocations_per_face']}", "", ""])
+    return "\n".join(
+        [
+            '/* TFLite Micro (measured at export under the tflite-micro interpreter; see manifest.json "mcu") */',
+            f'#define C3AE_TFLM_MODEL_FILE "{mcu["model_file"]}"',
+            f"#define C3AE_TFLM_ARENA_BYTES {a['bytes']}  /* smallest working tensor arena */",
+            f"#define C3AE_TFLM_ARENA_HEAD_BYTES {a['allocations'].get('head', 0)}",
+            f"#define C3AE_TFLM_ARENA_TAIL_BYTES {a['allocations'].get('tail', 0)}",
+            f"#define C3AE_TFLM_MODEL_FLASH_BYTES {mcu['flash']['model_bytes']}  /* trunk flatbuffer + head weights */",
+            f"#define C3AE_TFLM_INVOCATIONS_PER_FACE {mcu['invocations_per_face']}",
+            "",
+            "",
+        ]
+    )
 
 
 def host_reference(folder: Path, art: dict, man: dict) -> dict:
@@ -228,27 +245,33 @@ def host_reference(folder: Path, art: dict, man: dict) -> dict:
         t0 = time.perf_counter()
         r.run(xi[None])
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"ms_per_face_median": round(float(np.median(times)), 3), "faces": len(times), "cpu": cpu()["model"],
-            "kernels": "tflite-micro reference kernels on this host (not a board figure)"}
+    return {
+        "ms_per_face_median": round(float(np.median(times)), 3),
+        "faces": len(times),
+        "cpu": cpu()["model"],
+        "kernels": "tflite-micro reference kernels on this host (not a board figure)",
+    }
 
 
 def _readme_section(mcu: dict, art: dict) -> str:
     core = mcu["cross_compile"].get("cores", {})
-    sizes = "; ".join(f"{c}: .text {v['total']['text']:,}, .rodata {v['total']['rodata']:,}, .data {v['total']['data']}, .bss {v['total']['bss']}"
-                      for c, v in core.items()) or mcu["cross_compile"].get("status", "")
+    sizes = "; ".join(
+        f"{c}: .text {v['total']['text']:,}, .rodata {v['total']['rodata']:,}, .data {v['total']['data']}, .bss {v['total']['bss']}"
+        for c, v in core.items()
+    ) or mcu["cross_compile"].get("status", "")
     return f"""## Microcontroller build (TFLite Micro)
 
-This bundle's graph is the **trunk only**: `{art['file']}` takes one crop (int8 [1, 64, 64, 3]) and returns its int8
-features ("features", [1, 2, 2, 32]); run it once per crop ({mcu['invocations_per_face']} per face) and give the features to
+This bundle's graph is the **trunk only**: `{art["file"]}` takes one crop (int8 [1, 64, 64, 3]) and returns its int8
+features ("features", [1, 2, 2, 32]); run it once per crop ({mcu["invocations_per_face"]} per face) and give the features to
 `c3ae_decode()` (W1, softmax and W2 in float), not to the postprocessing above. `reference_infer.py` does not run this
 graph: the reference for a port is `c3ae_mcu.c` with the golden features in `manifest.json` (TFLM's reference kernels;
 CMSIS-NN may differ by a step).
 
-- tensor arena: **{mcu['arena']['bytes']:,} bytes** (measured: the smallest that works; `C3AE_TFLM_ARENA_BYTES`)
-- model flash: {mcu['flash']['model_bytes']:,} bytes (flatbuffer {mcu['flash']['flatbuffer_bytes']:,} + head {mcu['flash']['head_bytes']:,})
-- ops ({sum(mcu['ops'].values())}): {', '.join(f'{k} x{v}' for k, v in mcu['ops'].items())}; `c3ae_ops.h` registers exactly these
+- tensor arena: **{mcu["arena"]["bytes"]:,} bytes** (measured: the smallest that works; `C3AE_TFLM_ARENA_BYTES`)
+- model flash: {mcu["flash"]["model_bytes"]:,} bytes (flatbuffer {mcu["flash"]["flatbuffer_bytes"]:,} + head {mcu["flash"]["head_bytes"]:,})
+- ops ({sum(mcu["ops"].values())}): {", ".join(f"{k} x{v}" for k, v in mcu["ops"].items())}; `c3ae_ops.h` registers exactly these
 - arm-none-eabi-gcc -O2 {sizes}
-- sources: {', '.join(f'`{s}`' for s in mcu['sources'])}; `main.cc` prints per-inference DWT cycles as a bench JSON line
+- sources: {", ".join(f"`{s}`" for s in mcu["sources"])}; `main.cc` prints per-inference DWT cycles as a bench JSON line
 """
 
 
@@ -270,18 +293,27 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
     for name in TEMPLATES:
         (folder / name).write_text(resources.files(__package__).joinpath(name).read_text())
     head_bytes = len(head["b1"]) * (len(head["w1_int8"][0]) + 12) + 4
-    mcu = {"model_file": art["file"], "invocations_per_face": head["crops"],
-           "arena": {"bytes": arena, "how": "bisection to 16 bytes: the smallest arena in which the trunk allocates and invokes (tflite-micro interpreter)",
-                     "allocations": alloc},
-           "flash": {"model_bytes": len(flat) + head_bytes, "flatbuffer_bytes": len(flat), "head_bytes": head_bytes},
-           "ops": op_counts(flat), "resolver": "c3ae_ops.h",
-           "head": "in C (c3ae_decode): W1 int8 per row, applied in float, softmax, W2 in float",
-           "sources": sorted(["c3ae_mcu_model.h", "c3ae_mcu_model.c", "c3ae_ops.h", *TEMPLATES]),
-           "cross_compile": cross_sizes(folder)}
+    mcu = {
+        "model_file": art["file"],
+        "invocations_per_face": head["crops"],
+        "arena": {
+            "bytes": arena,
+            "how": "bisection to 16 bytes: the smallest arena in which the trunk allocates and invokes (tflite-micro interpreter)",
+            "allocations": alloc,
+        },
+        "flash": {"model_bytes": len(flat) + head_bytes, "flatbuffer_bytes": len(flat), "head_bytes": head_bytes},
+        "ops": op_counts(flat),
+        "resolver": "c3ae_ops.h",
+        "head": "in C (c3ae_decode): W1 int8 per row, applied in float, softmax, W2 in float",
+        "sources": sorted(["c3ae_mcu_model.h", "c3ae_mcu_model.c", "c3ae_ops.h", *TEMPLATES]),
+        "cross_compile": cross_sizes(folder),
+    }
     budget = man["target"].get("budget") or {}
     for key, have in (("arena_bytes", arena), ("model_flash_bytes", mcu["flash"]["model_bytes"])):
         if key in budget and have > budget[key]:
-            raise VerificationError(f"{art['file']}: {key.replace('_', ' ')} {have:,} exceeds target {man['target']['name']}'s budget {budget[key]:,}")
+            raise VerificationError(
+                f"{art['file']}: {key.replace('_', ' ')} {have:,} exceeds target {man['target']['name']}'s budget {budget[key]:,}"
+            )
     mcu["budget"] = budget
     hdr = folder / "c3ae_model.h"
     if hdr.exists():
@@ -291,7 +323,9 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
     readme = folder / "README.md"
     if readme.exists():
         readme.write_text(readme.read_text().rstrip("\n") + "\n\n" + _readme_section(mcu, art))
-    log(f"tflm: arena {arena:,} bytes, model flash {mcu['flash']['model_bytes']:,} bytes, {sum(mcu['ops'].values())} ops of {len(ops)} types")
+    log(
+        f"tflm: arena {arena:,} bytes, model flash {mcu['flash']['model_bytes']:,} bytes, {sum(mcu['ops'].values())} ops of {len(ops)} types"
+    )
     t = host_reference(folder, art, man)  # logged, not in the manifest: timings would make bundles differ byte-wise
     log(f"tflm: {t['ms_per_face_median']} ms per face (median of {t['faces']}) on {t['kernels']}, {t['cpu']}")
     return mcu
