@@ -74,6 +74,14 @@ class Result:
     err: str
 
     @property
+    def returncode(self) -> int:  # read like a subprocess.CompletedProcess
+        return self.code
+
+    @property
+    def stderr(self) -> str:
+        return self.err
+
+    @property
     def lines(self) -> list[str]:
         """The non-blank stderr lines."""
         return [ln for ln in self.err.splitlines() if ln.strip()]
@@ -105,8 +113,11 @@ def run_main(args: list[str], capsys, cwd: Path | None = None) -> Result:
 
 @pytest.fixture
 def cli(capsys, monkeypatch):
-    """``cli("bench", "merge", ...)`` -> Result(code, out, err): the CLI run in this process, $C3AE_DATA set."""
-    monkeypatch.setenv("C3AE_DATA", str(DATA))
+    """``cli("bench", "merge", ...)`` -> Result(code, out, err): the CLI run in this process, $C3AE_DATA as above."""
+    if HAVE_DATA:
+        monkeypatch.setenv("C3AE_DATA", str(DATA))
+    else:
+        monkeypatch.delenv("C3AE_DATA", raising=False)
     return lambda *args, cwd=None: run_main(list(args), capsys, cwd)
 
 

@@ -33,7 +33,7 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def short_run(tmp_path_factory) -> tuple[dict, Path]:
     """torch + ONNX (fp32 and int8) for c3ae_plain, 30 runs: the whole pipeline at small cost."""
     out = tmp_path_factory.mktemp("bench")
-    e2e = ["--e2e", "4"] if (FGNET / "labels.csv").is_file() else []  # photo-to-age rows need FG-NET's photos
+    e2e = ["--e2e", "4" if (FGNET / "labels.csv").is_file() else "0"]  # photo-to-age rows need FG-NET's photos
     r = run(
         "run",
         "--models",

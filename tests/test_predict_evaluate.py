@@ -78,7 +78,8 @@ def test_predict_cli_json_batch_keeps_going_past_bad_files(tmp_path, utk_test):
     assert all(abs(a - s.age) < 15 for a, s in zip(ages, good))
 
 
-def test_predict_cli_errors_are_one_line(tmp_path):
+def test_predict_cli_errors_are_one_line(tmp_path, cli):
+    """In this process (the entry point's own error handling)."""
     r = cli("predict", str(tmp_path / "missing.jpg"))
     assert r.returncode != 0 and "no such file" in r.stderr and "Traceback" not in r.stderr
     r = cli("predict", "--model", "nope", "x.jpg")

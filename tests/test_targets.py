@@ -110,32 +110,33 @@ def test_bad_board_toml(tmp_path: Path, body: str, msg: str):
         load_target(str(p))
 
 
-def test_cli_bad_inputs_are_one_line(tmp_path: Path):
-    line = one_line_error(run_cli("export", "--target", "pi9"))
+def test_cli_bad_inputs_are_one_line(tmp_path: Path, cli):
+    """In this process (the entry point's own error handling), one line each."""
+    line = one_line_error(cli("export", "--target", "pi9"))
     assert line.startswith("c3ae-edge: error: unknown target 'pi9'; known: cortex-m (mcu/stm32h7), esp32s3, generic")
     bad = tmp_path / "b.toml"
     bad.write_text(
         'name = "b"\ndescription = "d"\narch = "a"\nbackend = "onnx"\nprecisions = ["fp32"]\ncolour = "red"\n'
     )
-    assert "unknown field(s) colour" in one_line_error(run_cli("export", "--target", str(bad)))
+    assert "unknown field(s) colour" in one_line_error(cli("export", "--target", str(bad)))
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     assert "cannot create the output folder" in one_line_error(
-        run_cli("export", "--target", "generic", "--out", str(blocker / "sub"))
+        cli("export", "--target", "generic", "--out", str(blocker / "sub"))
     )
     assert "calibration needs at least 32 faces" in one_line_error(
-        run_cli("export", "--target", "generic", "--out", str(tmp_path), "--calibration-count", "5")
+        cli("export", "--target", "generic", "--out", str(tmp_path), "--calibration-count", "5")
     )
     empty = tmp_path / "empty"
     empty.mkdir()
     line = one_line_error(
-        run_cli(
+        cli(
             "export", "--target", "generic", "--out", str(tmp_path), "--calibration", str(empty), "--verify-count", "20"
         )
     )
     assert "0 usable face(s), need at least 32" in line
-    assert "no such bundle folder" in one_line_error(run_cli("verify", str(tmp_path / "nope")))
-    assert "no SHA256SUMS" in one_line_error(run_cli("verify", str(empty)), code=3)
+    assert "no such bundle folder" in one_line_error(cli("verify", str(tmp_path / "nope")))
+    assert "no SHA256SUMS" in one_line_error(cli("verify", str(empty)), code=3)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing half-written
 
 
