@@ -92,12 +92,15 @@ def do_run(
     batch: str,
     device: str,
     data: str | None,
-    e2e: int,
+    e2e: int | None,
     detector: str,
     quiet: bool,
 ) -> dict:
     from c3ae_edge.bench.harness import BenchConfig, command_line, installed_backends, run
     from c3ae_edge.bench.paper import DEFAULT_MODELS
+
+    if e2e is None:  # not asked for: photo-to-age rows where FG-NET's photos are here, else none (one line says so)
+        e2e = _default_e2e(data, quiet)
 
     cfg = BenchConfig(
         models=_names(models) or list(DEFAULT_MODELS),
@@ -114,6 +117,19 @@ def do_run(
         detector=detector,
     )
     return run(cfg, quiet=quiet)
+
+
+def _default_e2e(data: str | None, quiet: bool) -> int:
+    from c3ae_edge.export.calibration import data_root
+
+    root = data_root(data) / "fgnet"
+    if (root / "labels.csv").is_file():
+        return 60
+    if not quiet:
+        typer.echo(
+            f"photo-to-age rows skipped: no FG-NET photos in {root} (--data DIR, or --e2e N to insist)", err=True
+        )
+    return 0
 
 
 def do_merge(files: list[str]) -> dict:
@@ -204,12 +220,15 @@ def run_cmd(
         None, "--data", help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"
     ),
     e2e: int = typer.Option(
-        60,
+        None,
         "--e2e",
-        help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and 1280x720 frames (0: none)",
+        help="photo-to-age rows: this many FG-NET photos, also made into 640x480 and 1280x720 frames (0: none; "
+        "default 60 where FG-NET is found)",
     ),
     detector: str = typer.Option(
-        "auto", "--detector", help="face detector of the photo-to-age rows (haar-fast, haar, module:Class)"
+        "auto",
+        "--detector",
+        help="face detector of the photo-to-age rows (auto, blazeface, blazeface-full, haar-fast, haar, module:Class)",
     ),
     json_file: str = _json_opt(),
     markdown: str = _markdown_opt(),
@@ -295,7 +314,7 @@ def legacy_cmd(
     from_json: str = typer.Option(None, "--from-json"),
     remote: str = typer.Option(None, "--remote"),
     bundle: str = typer.Option(None, "--bundle"),
-    e2e: int = typer.Option(60, "--e2e"),
+    e2e: int = typer.Option(None, "--e2e"),
     detector: str = typer.Option("auto", "--detector"),
     write_runner: str = typer.Option(None, "--write-runner"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
