@@ -1,5 +1,6 @@
-"""Opt-in (-m aarch64 or C3AE_ARM64_ROOT): the rpi bundle's reference_infer.py and onboard.py in the emulated arm64 root
-(tools/aarch64/build_root.sh) under tflite-runtime 2.14 and ai-edge-litert, against the x86 runs of the same runtimes."""
+"""Opt-in (-m aarch64 or C3AE_ARM64_ROOT): the rpi bundle's reference_infer.py and onboard.py in the emulated arm64
+root (tools/aarch64/build_root.sh) under tflite-runtime 2.14 and ai-edge-litert, against the x86 runs of the same
+runtimes."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_emulated_pi4_matches_x86_runtime(board_dir: Path, runtime: str, record_
         record_property(f"{runtime}:{r['artifact']}", json.dumps(r))
         print(json.dumps(r))
         assert r["version_x86"] == r["version_aarch64"]
-        # the same delegate decision on both ISAs: tflite-runtime 2.14 never puts int8 on XNNPACK; ai-edge-litert does by default
+        # the same delegate decision on both ISAs: tflite-runtime 2.14 never puts int8 on XNNPACK;
+        # ai-edge-litert does by default
         assert r["delegate_x86"] == r["delegate_aarch64"]
         if "int8" in r["artifact"]:
             assert r["delegate_aarch64"] == ("builtin" if runtime == "tflite-runtime" else "xnnpack")

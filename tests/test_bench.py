@@ -1,4 +1,5 @@
-"""``c3ae-edge bench``: a real (short) run on real faces and real runtimes, its JSON/markdown/PNG, the paper's data, errors."""
+"""``c3ae-edge bench``: a real (short) run on real faces and real runtimes, its JSON/markdown/PNG, the paper's data,
+errors."""
 
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ def test_json_schema_and_rows(short_run):
 
 
 def test_photo_to_age_rows(short_run, fgnet_dir):
-    """End-to-end rows: every timed artifact x (FG-NET photos, 640x480, 1280x720), per-stage latency blocks, images/s."""
+    """End-to-end rows: every timed artifact x (FG-NET photos, 640x480, 1280x720), per-stage latency blocks,
+    images/s."""
     doc, out = short_run
     e2e = [r for r in doc["results"] if r.get("pipeline") == "photo-to-age"]
     assert {(r["backend"], r["precision"], r["input"]) for r in e2e} == {

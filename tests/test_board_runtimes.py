@@ -1,6 +1,6 @@
-"""What a Pi user runs, on this machine: the rpi bundle under tflite-runtime 2.14 (its own numpy<2 venv) and ai-edge-litert,
-the runtime/delegate each really used, one-line errors when numpy and the runtime do not fit, `verify` without
-ai_edge_litert, and the merged board rows of the bench report."""
+"""What a Pi user runs, on this machine: the rpi bundle under tflite-runtime 2.14 (its own numpy<2 venv) and
+ai-edge-litert, the runtime/delegate each really used, one-line errors when numpy and the runtime do not fit, `verify`
+without ai_edge_litert, and the merged board rows of the bench report."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def site_of(py: Path) -> Path:
 
 
 def venv_with(tmp: Path, links: dict[str, Path]) -> Path:
-    """A fresh venv (no pip, no system site-packages) seeing only ``links``: {importable name: the folder it lives in}."""
+    """A fresh venv (no pip, no system site-packages) seeing only ``links``: {importable name: the folder it lives
+    in}."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True, timeout=120)
     py = tmp / "bin" / "python"
     site = site_of(py)
@@ -79,7 +80,8 @@ def self_test(py, bundle: Path, *extra: str) -> list[dict]:
 
 
 def test_tflite_metadata_reader_needs_no_schema(bundle: Path):
-    """The struct-only reader gives what ai_edge_litert's flatbuffer utils give, and a broken file is one clear error."""
+    """The struct-only reader gives what ai_edge_litert's flatbuffer utils give, and a broken file is one clear
+    error."""
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
     from c3ae_edge.errors import DataError
@@ -100,7 +102,8 @@ def test_tflite_metadata_reader_needs_no_schema(bundle: Path):
 
 @needs_tflite_runtime
 def test_verify_runs_with_only_tflite_runtime(bundle: Path, tmp_path: Path):
-    """`c3ae-edge verify` where ai_edge_litert cannot be imported and tflite_runtime (with its numpy<2) is the runtime."""
+    """`c3ae-edge verify` where ai_edge_litert cannot be imported and tflite_runtime (with its numpy<2) is the
+    runtime."""
     rt_site = site_of(TFLITE_RT)
     shadow = tmp_path / "shadow"
     shadow.mkdir()
@@ -152,8 +155,9 @@ def test_each_runtime_names_itself_and_the_delegate_that_ran(bundle: Path, tmp_p
             assert row["passed"], row
     lit, tfl = got[("ai-edge-litert/builtin", int8["file"])], got[("tflite-runtime/builtin", int8["file"])]
     print(
-        f"int8, {int8['file']}: ai-edge-litert builtin vs tflite-runtime 2.14 raw outputs identical: {lit['output_sha256'] == tfl['output_sha256']}; "
-        f"max |age diff| {max(abs(a - b) for a, b in zip(lit['ages'], tfl['ages'])):.4f}"
+        f"int8, {int8['file']}: ai-edge-litert builtin vs tflite-runtime 2.14 raw outputs identical: "
+        f"{lit['output_sha256'] == tfl['output_sha256']}; max |age diff| "
+        f"{max(abs(a - b) for a, b in zip(lit['ages'], tfl['ages'])):.4f}"
     )
 
     from c3ae_edge.board import onboard
@@ -213,7 +217,8 @@ def test_one_line_when_numpy_and_runtime_do_not_fit(bundle: Path, tmp_path: Path
 
 @needs_tflite_runtime
 def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(bundle: Path, tmp_path: Path):
-    """The documented board command (default 1 thread) fills the merged Table 3; two runtimes on one board are two rows."""
+    """The documented board command (default 1 thread) fills the merged Table 3; two runtimes on one board are two
+    rows."""
     from c3ae_edge.board import onboard
 
     docs = []
@@ -245,7 +250,8 @@ def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(bundle: Path,
 
 
 def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Path):
-    """--self-test against manifest golden outputs: exact ones pass, one int8 step off fails, another runtime's are 'closest'."""
+    """--self-test against manifest golden outputs: exact ones pass, one int8 step off fails, another runtime's are
+    'closest'."""
     import shutil
 
     import numpy as np

@@ -9,8 +9,10 @@ import sys
 
 def test_help_imports_no_torch_nor_backends():
     code = (
-        "import sys; sys.argv=['c3ae-edge','--help']\nimport c3ae_edge.cli as c\ntry:\n    c.main()\nexcept SystemExit:\n    pass\n"
-        "heavy=[m for m in ('torch','onnx','onnxruntime','openvino','nncf','litert_torch','ai_edge_litert','cv2') if m in sys.modules]\n"
+        "import sys; sys.argv=['c3ae-edge','--help']\nimport c3ae_edge.cli as c\n"
+        "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+        "heavy=[m for m in ('torch','onnx','onnxruntime','openvino','nncf','litert_torch','ai_edge_litert','cv2')"
+        " if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -1,6 +1,6 @@
-"""The OpenCV face detector (haar-fast: the frontal cascade on a shrunk frame; the default without a TFLite runtime) against the face-box convention
-the crop spec expects: the full-resolution cascade's boxes, FG-NET landmark boxes, UTKFace aligned chips, and
-camera-sized frames made from real photos."""
+"""The OpenCV face detector (haar-fast: the frontal cascade on a shrunk frame; the default without a TFLite runtime)
+against the face-box convention the crop spec expects: the full-resolution cascade's boxes, FG-NET landmark boxes,
+UTKFace aligned chips, and camera-sized frames made from real photos."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def test_haar_fast_and_haar_stay_selectable():
 
 
 def test_boxes_are_the_cascade_convention_on_fgnet(fgnet_photos):
-    """Same faces as the full-resolution cascade, same boxes (IoU, side, centre), same relation to the landmark boxes."""
+    """Same faces as the full-resolution cascade, same boxes (IoU, side, centre), same relation to the landmark
+    boxes."""
     fast, full = get_detector("haar-fast"), HaarDetector()
     pairs, fast_hits, full_hits = [], 0, 0
     for img, lm in fgnet_photos:

@@ -165,8 +165,9 @@ def _faces(n: int):
 
 
 def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_driver: Path):
-    """C crops equal reference_infer's numpy crops and OpenCV's within one grey level (aligned, edge-padded and enlarged boxes),
-    C's int8 input equals the runner's quantisation of those crops, and the C decode gives the runner's age."""
+    """C crops equal reference_infer's numpy crops and OpenCV's within one grey level (aligned, edge-padded and
+    enlarged boxes), C's int8 input equals the runner's quantisation of those crops, and the C decode gives the
+    runner's age."""
     import importlib.util
 
     from c3ae_edge.data.crops import CropSpec
@@ -263,7 +264,8 @@ def test_cross_compiles_for_cortex_m(bundle: Path, core: str, tmp_path: Path):
     gcc = shutil.which("arm-none-eabi-gcc")
     if not gcc:
         pytest.skip(
-            "arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi): cross-compile not tested"
+            "arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi "
+            "libnewlib-arm-none-eabi): cross-compile not tested"
         )
     for src in C_SOURCES:
         r = subprocess.run(
@@ -287,7 +289,8 @@ def test_verify_cli_reruns_tflm_golden(bundle: Path):
 
 
 def test_budget_is_checked(bundle: Path, tmp_path: Path):
-    """A part whose arena budget is below the measured arena fails the export's check with one line; bad budgets are refused."""
+    """A part whose arena budget is below the measured arena fails the export's check with one line; bad budgets are
+    refused."""
     from c3ae_edge.errors import UsageError, VerificationError
     from c3ae_edge.export.mcu import write_sources
     from c3ae_edge.export.targets import parse
@@ -298,7 +301,10 @@ def test_budget_is_checked(bundle: Path, tmp_path: Path):
     m["target"]["budget"] = {"arena_bytes": m["mcu"]["arena"]["bytes"] - 16}
     with pytest.raises(VerificationError, match=r"arena bytes [\d,]+ exceeds target cortex-m's budget"):
         write_sources(folder, m, log=lambda *_: None)
-    toml = 'name = "b"\ndescription = "d"\narch = "a"\nbackend = "tflm"\nprecisions = ["int8"]\n[budget]\narena_bytes = -5\n'
+    toml = (
+        'name = "b"\ndescription = "d"\narch = "a"\nbackend = "tflm"\nprecisions = ["int8"]\n'
+        "[budget]\narena_bytes = -5\n"
+    )
     with pytest.raises(UsageError, match="budget values must be positive integers"):
         parse(toml, "b.toml")
     assert parse(toml.replace("-5", "65536"), "b.toml").budget == {"arena_bytes": 65536}

@@ -1,4 +1,5 @@
-"""The shipped default model on real faces: predict (detector and aligned paths), evaluate, FG-NET protocol, bad input."""
+"""The shipped default model on real faces: predict (detector and aligned paths), evaluate, FG-NET protocol, bad
+input."""
 
 from __future__ import annotations
 

@@ -265,7 +265,8 @@ def test_export_sign_and_verify_key(bundle: Path, keys, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def static_store(tmp_path_factory, bundle: Path, keys):
-    """A folder store with 0.1.0 (the export), 0.1.5 and 0.2.0 (the same model relabelled and signed), served over HTTP."""
+    """A folder store with 0.1.0 (the export), 0.1.5 and 0.2.0 (the same model relabelled and signed), served over
+    HTTP."""
     work = tmp_path_factory.mktemp("static")
     store = work / "store"
     timings = {}
@@ -394,7 +395,8 @@ def test_static_tamper_cases_land_nothing(static_store, keys, tmp_path: Path, ca
 
 
 def test_interrupted_pull_leaves_nothing(static_store, keys, tmp_path: Path):
-    """SIGTERM (a CI timeout) mid-download: nothing in --out; SIGKILL: only a stale temp folder, removed by the next pull."""
+    """SIGTERM (a CI timeout) mid-download: nothing in --out; SIGKILL: only a stale temp folder, removed by the next
+    pull."""
     store, srv = _copy_store(static_store, tmp_path)
     out = tmp_path / "fw"
     args = [
@@ -427,7 +429,8 @@ def test_interrupted_pull_leaves_nothing(static_store, keys, tmp_path: Path):
                     and err.strip().splitlines()[-1] == f"c3ae-edge: pull interrupted: nothing was installed in {out}"
                 ), err
                 print(
-                    f"\nSIGTERM mid-download: exit {p.returncode}, {err.strip().splitlines()[-1]!r}, --out holds {tree(out)}"
+                    f"\nSIGTERM mid-download: exit {p.returncode}, {err.strip().splitlines()[-1]!r}, --out holds "
+                    f"{tree(out)}"
                 )
                 assert_clean(out)
             else:
@@ -696,7 +699,8 @@ def test_pull_sh_without_python(static_store, keys, tmp_path: Path):
 
 def test_help_imports_neither_torch_nor_cryptography():
     code = (
-        "import sys; sys.argv = ['c3ae-edge', '--help']\nfrom c3ae_edge import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "import sys; sys.argv = ['c3ae-edge', '--help']\nfrom c3ae_edge import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'cryptography', 'packaging') if m in sys.modules))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -64,7 +64,8 @@ def test_user_board_toml(tmp_path: Path):
 
     p = tmp_path / "myboard.toml"
     p.write_text(
-        'name = "jetson"\ndescription = "my board"\narch = "aarch64"\nbackend = "onnx"\nprecisions = ["int8"]\nthreads = 2\n'
+        'name = "jetson"\ndescription = "my board"\narch = "aarch64"\nbackend = "onnx"\nprecisions = ["int8"]\n'
+        "threads = 2\n"
         "max_int8_mae_delta = 0.2\n"
     )
     t = load_target(str(p))
@@ -93,7 +94,8 @@ def test_user_board_toml(tmp_path: Path):
         ('name = "b"\narch = "a"\nbackend = "onnx"\nprecisions = ["fp32"]\n', "missing field(s) description"),
         ('name = "b\n', "not valid TOML"),
         (
-            'name = "b"\ndescription = "d"\narch = "a"\nbackend = "onnx"\nprecisions = ["int8"]\nint8_rewrites = ["fuse"]\n',
+            'name = "b"\ndescription = "d"\narch = "a"\nbackend = "onnx"\nprecisions = ["int8"]\n'
+            'int8_rewrites = ["fuse"]\n',
             "int8_rewrites ['fuse'] unknown",
         ),
     ],
@@ -148,8 +150,8 @@ def test_missing_extra_names_the_pip_command(tmp_path: Path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
     line = one_line_error(r)
     assert (
-        line
-        == "c3ae-edge: error: this needs the 'tflite' extra (litert_torch is not installed): pip install 'c3ae-edge[tflite]'"
+        line == "c3ae-edge: error: this needs the 'tflite' extra (litert_torch is not installed): "
+        "pip install 'c3ae-edge[tflite]'"
     )
 
 

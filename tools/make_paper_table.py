@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate c3ae_edge/bench/tables/paper_table3.json from the model registry (the single source of the paper's numbers)."""
+"""Regenerate c3ae_edge/bench/tables/paper_table3.json from the model registry (the single source of the paper's
+numbers)."""
 
 import json
 

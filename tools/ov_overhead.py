@@ -8,11 +8,12 @@ on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 
 precision, static shape, ``--runs`` iterations, ``-ip f32``: the float input the bench feeds; its median is the C++
 request's own ``latency``), benchmark_app with its default input (a 3-channel NCHW input counts as an image: u8, random
 bytes; the int8 IR then runs a different first layer), the bench's lean forward alone in a fresh process (one model,
-one call in a loop, as benchmark_app runs it), then in a fresh
-process that imports only numpy, OpenVINO and c3ae_edge/export/backends/openvino_backend.py (as benchmark_app's does), interleaved in blocks of 100: the bench's ``lean`` forward and the former ``async`` and ``wrap`` forwards
-(openvino_backend.bench_forward), timed with ``perf_counter_ns`` around each call as the bench does, the bare
-``infer()`` and ``start_async()`` + ``wait()`` calls on a pre-set input (wall), and benchmark_app's own loop (``infer()`` on
-a pre-set tensor, reading ``request.latency``, the C++ side's duration).
+one call in a loop, as benchmark_app runs it), then in a fresh process that imports only numpy, OpenVINO and
+c3ae_edge/export/backends/openvino_backend.py (as benchmark_app's does), interleaved in blocks of 100: the bench's
+``lean`` forward and the former ``async`` and ``wrap`` forwards (openvino_backend.bench_forward), timed with
+``perf_counter_ns`` around each call as the bench does, the bare ``infer()`` and ``start_async()`` + ``wait()`` calls on
+a pre-set input (wall), and benchmark_app's own loop (``infer()`` on a pre-set tensor, reading ``request.latency``, the
+C++ side's duration).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def our_config(ir: Path, x: np.ndarray) -> dict:
 
 
 def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
-    """p50 seconds of the bench's lean and wrap forwards (perf_counter) and of benchmark_app's loop (request.latency)."""
+    """p50 seconds of the bench's lean and wrap forwards (perf_counter) and of benchmark_app's loop
+    (request.latency)."""
     import openvino as ov
 
     from c3ae_edge.export.backends.openvino_backend import bench_forward as openvino_forward

@@ -1,7 +1,8 @@
 """Photo to age, detectors side by side (issue 15's before/after), measured in one run by the bench's own code
 (c3ae_edge/bench/e2e.py):
 
-    python tools/photo_to_age.py [--detectors haar,haar-fast] [--timing 60] [--quality all|N] [--artifact FILE ...] [--json out.json] [--markdown out.md]
+    python tools/photo_to_age.py [--detectors haar,haar-fast] [--timing 60] [--quality all|N] [--artifact FILE ...]
+        [--json out.json] [--markdown out.md]
 
 - per-stage times (decode, detect, crop, age network) over ``--timing`` FG-NET photos and the same photos made into
   640x480 and 1280x720 frames, 1 thread, the detectors interleaved image by image (background load hits both alike);
@@ -123,8 +124,8 @@ def markdown(doc: dict) -> str:
         "",
         f"Command: `{doc['command']}` ({doc.get('wall_time_s')} s wall). CPU: {env['cpu']['model']}, "
         f"{env['cpu']['logical_cores']} logical cores, 1 thread (OpenCV, PyTorch and each runtime), load average "
-        f"{env['load_average']} at the start, {env['load_average_end']} at the end (a shared machine: absolute times are inflated; "
-        "the detectors and age networks are interleaved image by image, so ratios within the run hold).",
+        f"{env['load_average']} at the start, {env['load_average_end']} at the end (a shared machine: absolute times "
+        "are inflated; the detectors and age networks are interleaved image by image, so ratios within the run hold).",
         "",
     ]
     q = doc.get("quality")
@@ -134,31 +135,36 @@ def markdown(doc: dict) -> str:
             "",
             f"MAE with the landmark boxes (all photos): {q['mae_landmark_boxes']:.3f}.",
             "",
-            "| detector | face found | annotated face found (IoU >= 0.4) | MAE, detector's largest box | MAE, photos every detector found | MAE with landmark boxes, same photos | median IoU vs landmark box |",
+            "| detector | face found | annotated face found (IoU >= 0.4) | MAE, detector's largest box | MAE, photos "
+            "every detector found | MAE with landmark boxes, same photos | median IoU vs landmark box |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for k, d in q["detectors"].items():
             L.append(
-                f"| {k} | {d['face_found']} ({100 * d['face_found_rate']:.1f}%) | {d['annotated_face_found']} ({100 * d['annotated_face_rate']:.1f}%) | "
-                f"{d['mae_detector_boxes']:.3f} | {d['mae_on_photos_all_detectors_found']:.3f} | {d['mae_landmark_boxes_same_photos']:.3f} | "
+                f"| {k} | {d['face_found']} ({100 * d['face_found_rate']:.1f}%) | {d['annotated_face_found']} "
+                f"({100 * d['annotated_face_rate']:.1f}%) | {d['mae_detector_boxes']:.3f} | "
+                f"{d['mae_on_photos_all_detectors_found']:.3f} | {d['mae_landmark_boxes_same_photos']:.3f} | "
                 f"{d['median_iou_vs_landmark_box']:.3f} |"
             )
         for k, d in q["detectors"].items():
             for ref, m in ((r[3:], v) for r, v in d.items() if r.startswith("vs_")):
                 L += [
                     "",
-                    f"{k} boxes vs {ref} boxes on the {m['photos']} photos both found: median IoU {m['median_iou']:.3f}, median side ratio "
-                    f"{m['median_side_ratio']:.3f}, median centre offset ({m['median_dx_per_side']:+.4f}, {m['median_dy_per_side']:+.4f}) x side.",
+                    f"{k} boxes vs {ref} boxes on the {m['photos']} photos both found: median IoU "
+                    f"{m['median_iou']:.3f}, median side ratio {m['median_side_ratio']:.3f}, median centre offset "
+                    f"({m['median_dx_per_side']:+.4f}, {m['median_dy_per_side']:+.4f}) x side.",
                 ]
     if doc.get("timing"):
         L += [
             "",
             "## Stage times, ms per image (p50), 1 thread",
             "",
-            "Wall time (`perf_counter_ns`, what a user waits) and, in brackets, the thread's CPU time (`thread_time_ns`: what is left "
-            "once the waits for a core on a shared machine are taken out; an idle machine's wall time is close to it).",
+            "Wall time (`perf_counter_ns`, what a user waits) and, in brackets, the thread's CPU time "
+            "(`thread_time_ns`: what is left once the waits for a core on a shared machine are taken out; an idle "
+            "machine's wall time is close to it).",
             "",
-            "| input | decoder | detector | age network | decode | detect | crop | age network | total p50 | total mean | images/s | faces |",
+            "| input | decoder | detector | age network | decode | detect | crop | age network | total p50 | total "
+            "mean | images/s | faces |",
             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in doc["timing"]:
@@ -171,7 +177,8 @@ def markdown(doc: dict) -> str:
             L.append(
                 f"| {r['input']} | {r.get('decoder', 'pillow')} | {r['detector']} | {r['age_network']} | "
                 + " | ".join(cell(st[k]["p50"], k) for k in e2e.STAGES)
-                + f" | {cell(r['latency']['p50'], 'total')} | {r['latency']['mean'] * 1e3:.2f} | {r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |"
+                + f" | {cell(r['latency']['p50'], 'total')} | {r['latency']['mean'] * 1e3:.2f} | "
+                f"{r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |"
             )
     return "\n".join(L) + "\n"
 
@@ -237,7 +244,8 @@ def main() -> None:
                 f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:32s} "
                 + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
                 + f" (cpu total {r['thread_cpu_p50_s']['total'] * 1e3:.2f})"
-                + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces {r['faces_found']}/{r['images']}",
+                + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces "
+                f"{r['faces_found']}/{r['images']}",
                 file=sys.stderr,
             )
     doc["wall_time_s"] = round(time.time() - t0, 1)

@@ -113,7 +113,8 @@ def bench_model(model, x_all: np.ndarray, cfg, log=print) -> list[dict]:
             )
             rows.append(r)
             log(
-                f"{model.cfg.name:22s} cuda {mode:26s} {prec} b{b}: p50 {lat['p50'] * 1e6:.1f} us, {r['throughput']['value']:.0f} img/s"
+                f"{model.cfg.name:22s} cuda {mode:26s} {prec} b{b}: p50 {lat['p50'] * 1e6:.1f} us, "
+                f"{r['throughput']['value']:.0f} img/s"
             )
         del m
         torch.cuda.empty_cache()

@@ -87,7 +87,8 @@ def installed_backends() -> list[str]:
 
 
 def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Real face crops, the same tensors for every backend: (timing/parity crops, their ages, calibration crops, files)."""
+    """Real face crops, the same tensors for every backend: (timing/parity crops, their ages, calibration crops,
+    files)."""
     from c3ae_edge.data import load_dataset
     from c3ae_edge.data.crops import spec_for
     from c3ae_edge.data.facedata import FaceData
@@ -124,7 +125,8 @@ def batch_of(x: np.ndarray, b: int) -> np.ndarray:
 
 
 def build_model(name: str, seed: int):
-    """(model, weights note): shipped weights where they exist, else seeded initial weights (latency does not depend on them)."""
+    """(model, weights note): shipped weights where they exist, else seeded initial weights (latency does not depend on
+    them)."""
     import torch
 
     from c3ae_edge.models import create_model
@@ -197,7 +199,8 @@ def _parity(runner, x: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def plan(cfg: BenchConfig) -> list[tuple[str, str]]:
-    """(backend, precision) pairs the run will time for each model (torch: fp32 only; artifacts: what their spec exports)."""
+    """(backend, precision) pairs the run will time for each model (torch: fp32 only; artifacts: what their spec
+    exports)."""
     from c3ae_edge.export.registry import get_backend
 
     pairs = []
@@ -285,15 +288,16 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
         "schema": onboard.SCHEMA,
         "config": {
             **asdict(cfg),
-            "input": f"{N_TIMING_FACES} real UTKFace crops (stratified by age, seed {cfg.seed}); batch b = the first b; "
-            f"int8 calibration on {N_CALIBRATION_FACES} other faces",
+            "input": f"{N_TIMING_FACES} real UTKFace crops (stratified by age, seed {cfg.seed}); batch b = the first "
+            f"b; int8 calibration on {N_CALIBRATION_FACES} other faces",
             "timing_faces": files,
             "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
             f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
             "photo_to_age": (
-                f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, centred, edges "
-                f"replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), detect ({cfg.detector}), crop (CropSpec), age network per "
-                "artifact (batch 1, one call per face); decode/detect/crop once per image, every artifact timed on those faces"
+                f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, "
+                "centred, edges replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), "
+                f"detect ({cfg.detector}), crop (CropSpec), age network per artifact (batch 1, one call per face); "
+                "decode/detect/crop once per image, every artifact timed on those faces"
             )
             if cfg.e2e
             else None,
@@ -313,7 +317,8 @@ BLOCKS = 20  # round-robin blocks per model: each row runs runs/BLOCKS timed cal
 def _bench_model(
     model, common: dict, pairs, cfg: BenchConfig, x_all, ref, peaks: dict, exported: dict, prog
 ) -> list[dict]:
-    """Graph reports, then load each row (load time, first inference, warm-up, peak RSS), then time all rows interleaved."""
+    """Graph reports, then load each row (load time, first inference, warm-up, peak RSS), then time all rows
+    interleaved."""
     from c3ae_edge.bench import graph
     from c3ae_edge.bench.forward import runtime_options
 
@@ -385,8 +390,10 @@ def _bench_model(
             }
         )
         prog.log(
-            f"{name:22s} {row['backend']:8s} {row['precision'] + (' ' + row['variant'] if row.get('variant') else ''):11s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
-            f"[{lat['p50_ci95'][0] * 1e6:.1f}, {lat['p50_ci95'][1] * 1e6:.1f}]"
+            f"{name:22s} {row['backend']:8s} "
+            f"{row['precision'] + (' ' + row['variant'] if row.get('variant') else ''):11s} {row['threads']}t "
+            f"b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us [{lat['p50_ci95'][0] * 1e6:.1f}, "
+            f"{lat['p50_ci95'][1] * 1e6:.1f}]"
         )
         prog.step(name, 1)
     if cfg.e2e and common.get("weights") == "shipped weights":
@@ -427,7 +434,8 @@ def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dic
         prog.log(
             f"{r['model']:22s} {r['backend']:8s} {r['precision']:5s} {r['input']:16s}: "
             + " + ".join(f"{k} {st[k]['p50'] * 1e3:.2f}" for k in e2e.STAGES)
-            + f" ms; p50 {r['latency']['p50'] * 1e3:.2f} ms, {r['throughput']['value']:.1f} images/s, faces {r['faces_found']}/{r['images']}"
+            + f" ms; p50 {r['latency']['p50'] * 1e3:.2f} ms, {r['throughput']['value']:.1f} images/s, faces "
+            f"{r['faces_found']}/{r['images']}"
         )
     return rows
 
@@ -539,7 +547,8 @@ def _export_task(
     seed: int,
     variant: str | None = None,
 ) -> dict:
-    """Worker: build the model exactly as the main process does (plus the variant's rewrite) and export the precisions."""
+    """Worker: build the model exactly as the main process does (plus the variant's rewrite) and export the
+    precisions."""
     import torch
 
     from c3ae_edge.export.backends.common import head_weights

@@ -20,7 +20,8 @@ def _best(fn, seconds: float) -> float:
 
 
 def measure_peak(threads: int, seconds: float = 1.0, n: int = 512) -> dict:
-    """{"fp32": {...}, "int8": {...} or None}: MAC/s of an n^3 matmul on ``threads`` threads (torch's oneDNN/MKL kernels)."""
+    """{"fp32": {...}, "int8": {...} or None}: MAC/s of an n^3 matmul on ``threads`` threads (torch's oneDNN/MKL
+    kernels)."""
     import torch
 
     old = torch.get_num_threads()

@@ -26,7 +26,8 @@ def _run(cmd: list[str], what: str, timeout: int = 1800) -> subprocess.Completed
 
 
 def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, python: str = "python3") -> dict:
-    """The board's bench document (same schema as ``c3ae-edge bench``); the remote scratch folder is removed afterwards."""
+    """The board's bench document (same schema as ``c3ae-edge bench``); the remote scratch folder is removed
+    afterwards."""
     from c3ae_edge.board import onboard
 
     if not (bundle / "manifest.json").is_file():
@@ -42,7 +43,10 @@ def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, py
             ["scp", *SSH_OPTS, "-q", "-r", onboard.__file__, facefind.__file__, str(bundle), f"{host}:{rdir}/"],
             f"copying runner and bundle to {host}",
         )
-        cmd = f"cd {rdir} && {python} onboard.py {bundle.name} --runs {int(runs)} --warmup {int(warmup)} --threads {int(threads)} --json out.json"
+        cmd = (
+            f"cd {rdir} && {python} onboard.py {bundle.name} --runs {int(runs)} --warmup {int(warmup)} "
+            f"--threads {int(threads)} --json out.json"
+        )
         _run(["ssh", *SSH_OPTS, host, cmd], f"running the bench on {host}")
         with tempfile.TemporaryDirectory() as td:
             _run(["scp", *SSH_OPTS, "-q", f"{host}:{rdir}/out.json", td], f"fetching results from {host}")

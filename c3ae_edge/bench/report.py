@@ -19,7 +19,8 @@ def table_file(name: str) -> Path:
 
 
 def load_accuracy(path: Path | None = None) -> dict | None:
-    """MAE per model from the common recipe (c3ae_edge/bench/tables/peers_mae.json, written by tools/train_peers.py); None if not trained yet."""
+    """MAE per model from the common recipe (c3ae_edge/bench/tables/peers_mae.json, written by tools/train_peers.py);
+    None if not trained yet."""
     p = path or table_file("peers_mae.json")
     if not p.is_file():
         if path:
@@ -79,7 +80,8 @@ def load_doc(f: Path) -> dict:
 
 
 def merge(files: list[Path]) -> dict:
-    """Several bench JSON files (this machine, a GPU run, an on-board run) -> one document, each row labelled by machine."""
+    """Several bench JSON files (this machine, a GPU run, an on-board run) -> one document, each row labelled by
+    machine."""
     from c3ae_edge.bench.paper import document
     from c3ae_edge.board.onboard import SCHEMA
 
@@ -248,8 +250,8 @@ def sources_section(doc: dict) -> list[str]:
     return L + [
         "Every number below is measured by this run except the columns labelled **paper**, which are the "
         f"paper's Table 3 ({PAPER_SETUP['framework']}, CPU: {PAPER_SETUP['cpu']}, GPU: {PAPER_SETUP['gpu']}). "
-        "Latency = seconds per forward, `time.perf_counter_ns` around each call, after warm-up; p50 with a "
-        "bootstrap 95% CI.",
+        "Latency = seconds per forward, `time.perf_counter_ns` around "
+        "each call, after warm-up; p50 with a bootstrap 95% CI.",
         "",
     ]
 
@@ -513,8 +515,8 @@ def _where(rt: dict) -> str:
     if "delegate_ops" in rt:
         cpu = rt.get("cpu_ops") or {}
         return (
-            f"{rt.get('delegate')}: {sum(rt['delegate_ops'].values())} ops in {rt.get('partitions')} partition(s); CPU kernels: "
-            + (_ops(cpu) if cpu else "none")
+            f"{rt.get('delegate')}: {sum(rt['delegate_ops'].values())} ops in {rt.get('partitions')} partition(s); CPU "
+            "kernels: " + (_ops(cpu) if cpu else "none")
         )
     if "executed_layers_by_precision" in rt:
         return "OpenVINO CPU: " + _ops(rt["executed_layers_by_precision"], 8)

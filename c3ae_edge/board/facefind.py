@@ -52,7 +52,8 @@ def _shrink(cv2, gray: np.ndarray, s: float) -> np.ndarray:
 def coarse_fine(
     cascade, rgb: np.ndarray, p: CoarseFineParams = CoarseFineParams()
 ) -> list[tuple[tuple[float, float, float], int]]:
-    """HxWx3 RGB (or HxW grey) uint8 -> [(face box (cx, cy, side) in source pixels, coarse neighbour count)], largest first."""
+    """HxWx3 RGB (or HxW grey) uint8 -> [(face box (cx, cy, side) in source pixels, coarse neighbour count)], largest
+    first."""
     import cv2
 
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb

@@ -130,12 +130,13 @@ def register(app: typer.Typer) -> None:
                 )
             )
             typer.echo(
-                f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= {r['tolerance_years']} years "
-                f"on {r['faces']} faces: OK{gold}"
+                f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= "
+                f"{r['tolerance_years']} years on {r['faces']} faces: OK{gold}"
             )
 
     @app.command(
-        help="Runtimes that exports are verified under: which are usable here; `prepare NAME` builds a runtime's own venv (online, once)."
+        help="Runtimes that exports are verified under: which are usable "
+        "here; `prepare NAME` builds a runtime's own venv (online, once)."
     )
     def runtimes(
         action: str = typer.Argument("list", help="list | prepare"),
@@ -170,7 +171,8 @@ def register(app: typer.Typer) -> None:
             return
         for r in rows:
             typer.echo(
-                f"{r['id']:24s} {r['backend']:9s} {'ready' if r['usable'] else 'NOT READY: ' + r['why_not']}\n    {r['note']}"
+                f"{r['id']:24s} {r['backend']:9s} {'ready' if r['usable'] else 'NOT READY: ' + r['why_not']}\n    "
+                f"{r['note']}"
             )
 
     @app.command(help="Target profiles and what each export produces.")
@@ -189,8 +191,9 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
             typer.echo(
-                f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> {', '.join(r['produces'])}; "
-                f"{r['runtime']}, {r['threads']} thread(s); verified under {', '.join(r['runtimes'])}"
+                f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> "
+                f"{', '.join(r['produces'])}; {r['runtime']}, {r['threads']} thread(s); verified under "
+                f"{', '.join(r['runtimes'])}"
                 + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "")
                 + f"; needs c3ae-edge[{r['extra']}]"
             )

@@ -17,7 +17,8 @@ def load_key(path: str):
 
 def register(app: typer.Typer) -> None:
     @app.command(
-        help="Make a minisign-compatible ed25519 key pair: STEM.key (secret, passphrase-encrypted with scrypt) and STEM.pub."
+        help="Make a minisign-compatible ed25519 key pair: STEM.key "
+        "(secret, passphrase-encrypted with scrypt) and STEM.pub."
     )
     def keygen(
         stem: str = typer.Argument(..., help="writes STEM.key and STEM.pub"),
@@ -33,7 +34,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"minisign -V -P {pub.read_text().splitlines()[1]} -m SHA256SUMS", err=True)
 
     @app.command(
-        help="Sign a bundle's SHA256SUMS (writes SHA256SUMS.minisig; trusted comment: model, version, target, weights, build time)."
+        help="Sign a bundle's SHA256SUMS (writes SHA256SUMS.minisig; "
+        "trusted comment: model, version, target, weights, build time)."
     )
     def sign(
         bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
@@ -77,8 +79,8 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command(
-        help="List the releases in a store (a static index's signature is checked under --key; OCI manifests are digest-checked, "
-        "their signatures at pull)."
+        help="List the releases in a store (a static index's signature is checked under --key; OCI manifests are "
+        "digest-checked, their signatures at pull)."
     )
     def releases(
         source: str = typer.Option(
@@ -96,11 +98,13 @@ def register(app: typer.Typer) -> None:
             return
         for r in rels:
             typer.echo(
-                f"{r.model} {r.version} {r.target}  {len(r.files)} files, {sum(f.size for f in r.files):,} bytes  built {r.build_time}  key {r.key_id}  ({r.ref})"
+                f"{r.model} {r.version} {r.target}  {len(r.files)} files, {sum(f.size for f in r.files):,} bytes  "
+                f"built {r.build_time}  key {r.key_id}  ({r.ref})"
             )
 
     @app.command(
-        help="Pull a signed release into OUT/<model>-<target>/: every digest and the signature checked before anything lands."
+        help="Pull a signed release into OUT/<model>-<target>/: every "
+        "digest and the signature checked before anything lands."
     )
     def pull(
         spec: str = typer.Argument(
@@ -130,6 +134,6 @@ def register(app: typer.Typer) -> None:
         r = p.release
         was = "" if not p.previous else (f" (was {p.previous})" if p.changed else " (already there; re-checked)")
         typer.echo(
-            f"pulled {r.model} {r.version} {r.target} -> {p.path}{was}: signature by key {key_id_hex(p.signature.key_id)} and "
-            f"{len(r.files)} digests OK in {time.perf_counter() - t0:.2f}s"
+            f"pulled {r.model} {r.version} {r.target} -> {p.path}{was}: signature by key "
+            f"{key_id_hex(p.signature.key_id)} and {len(r.files)} digests OK in {time.perf_counter() - t0:.2f}s"
         )

@@ -116,7 +116,10 @@ def evaluate(
             from_scratch=from_scratch,
             log=lambda m: typer.echo(m, err=True),
         )
-        summary = f"{protocol}: MAE {rep['mae_mean']:.2f} ± {rep['mae_std']:.2f} over {rep['folds']} folds (pooled {rep['mae_pooled']:.2f})"
+        summary = (
+            f"{protocol}: MAE {rep['mae_mean']:.2f} ± {rep['mae_std']:.2f} over {rep['folds']} folds "
+            f"(pooled {rep['mae_pooled']:.2f})"
+        )
     else:
         rep = run(weights, data, model, split, str(split_file) if split_file else None, limit)
         summary = None
@@ -162,7 +165,9 @@ def predict(
     model: str | None = typer.Option(None),
     detector: str = typer.Option(
         "auto",
-        help="auto (blazeface where a TFLite runtime is installed, else haar-fast), blazeface (BlazeFace short range, .tflite), blazeface-full, haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), haar (full-resolution search, smaller faces, ~8x slower) or module:Class",
+        help="auto (blazeface where a TFLite runtime is installed, else haar-fast), blazeface (BlazeFace short range, "
+        ".tflite), blazeface-full, haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), "
+        "haar (full-resolution search, smaller faces, ~8x slower) or module:Class",
     ),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per image on stdout"),
 ) -> None:

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 # Face-box conventions, measured here against the Haar cascade (see README, "Face boxes"):
-# UTKFace aligned chips: the cascade's box has its centre at (0.495 W, 0.44 H) and its side at 0.84 W (median, 174 chips).
+# UTKFace aligned chips: the cascade's box has its centre at (0.495 W, 0.44 H) and its side at 0.84 W
+# (median, 174 chips).
 ALIGNED_BOX = (0.495, 0.44, 0.84)
 # FG-NET 68-point landmarks: cascade side = 1.13 x the landmark box's longer side, centre 0.146 side above its centre.
 LANDMARK_SIDE, LANDMARK_DY = 1.13, -0.146

@@ -185,7 +185,8 @@ def _matlab_datenum_year(datenum: float) -> int:
 
 
 def face_box_for(sample: Sample, img: np.ndarray, scale: float = 1.0) -> FaceBox:
-    """The sample's face box in the pixels of ``img`` (``scale``: decoded size / source size, see imageio.load_scaled)."""
+    """The sample's face box in the pixels of ``img`` (``scale``: decoded size / source size, see
+    imageio.load_scaled)."""
     if sample.kind == "aligned":
         return aligned_box(img.shape[1], img.shape[0])
     box = landmark_box(load_pts(sample.points)) if sample.kind == "landmarks" else rect_box(*sample.rect)

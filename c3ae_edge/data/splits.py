@@ -44,7 +44,8 @@ def save_split(path: str | Path, samples: list[Sample], split: dict[str, list[in
 
 
 def load_split(path: str | Path, samples: list[Sample]) -> dict[str, list[int]]:
-    """Map a saved split back onto ``samples`` by file name; a malformed file or a face in two splits is one DataError."""
+    """Map a saved split back onto ``samples`` by file name; a malformed file or a face in two splits is one
+    DataError."""
     from c3ae_edge.errors import DataError
 
     try:

@@ -1,4 +1,5 @@
-"""Model rewrites applied before an int8 export: by a target (``int8_rewrites`` in its TOML) or as bench rows (``variant``).
+"""Model rewrites applied before an int8 export: by a target (``int8_rewrites`` in its TOML) or as bench rows
+(``variant``).
 
 ``dwpool``: every ``nn.AvgPool2d(k)`` becomes a depthwise k x k convolution with fixed weights 1/k^2 and stride k.
 Identical in float; in int8 the pool then quantises into a depthwise int8 convolution (OpenVINO runs the stock u8

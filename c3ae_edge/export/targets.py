@@ -1,4 +1,5 @@
-"""Target profiles: one TOML per board in ``c3ae_edge/targets/`` (package ``c3ae_edge.targets``), or a user's own file."""
+"""Target profiles: one TOML per board in ``c3ae_edge/targets/`` (package ``c3ae_edge.targets``), or a user's own
+file."""
 
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def parse(text: str, where: str) -> Target:
     bad = [n for n in [d["name"], *d.get("aliases", [])] if not SAFE_NAME.fullmatch(n)]
     if bad:
         raise UsageError(
-            f"{where}: target name or alias {bad[0]!r} must be 1-64 letters, digits, '_' or '-' (it names the bundle folder)"
+            f"{where}: target name or alias {bad[0]!r} must be 1-64 letters, digits, '_' or '-' (it names the bundle "
+            "folder)"
         )
     if d["backend"] not in backend_names():
         raise UsageError(f"{where}: backend {d['backend']!r} is not one of {', '.join(backend_names())}")
@@ -107,7 +109,8 @@ def parse(text: str, where: str) -> Target:
     bad = [p for p in d["precisions"] if p not in allowed]
     if bad or not d["precisions"] or len(set(d["precisions"])) != len(d["precisions"]):
         raise UsageError(
-            f"{where}: precisions {d['precisions']!r} must be distinct values of {', '.join(allowed)} for {d['backend']}"
+            f"{where}: precisions {d['precisions']!r} must be distinct values of {', '.join(allowed)} for "
+            f"{d['backend']}"
         )
     if "threads" in d and d["threads"] < 1:
         raise UsageError(f"{where}: threads must be >= 1")

@@ -54,7 +54,8 @@ class _Reader:
 
 
 def read_metadata_bytes(data: bytes, name: str) -> bytes | None:
-    """The buffer of the metadata entry ``name`` in a TFLite flatbuffer, or None; ValueError if the file is malformed."""
+    """The buffer of the metadata entry ``name`` in a TFLite flatbuffer, or None; ValueError if the file is
+    malformed."""
     r = _Reader(data)
     model = r.deref(0)
     buffers = r.tables(model, _MODEL_BUFFERS)

@@ -120,7 +120,8 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
                 raise
             except Exception as e:  # a file that passed every check but that its runtime cannot load or run
                 raise VerificationError(
-                    f"{art['file']} under {rt.id}: cannot be run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                    f"{art['file']} under {rt.id}: cannot be run ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''})"
                 ) from None
     return {"bundle": str(b), "files_checked": len(files), "artifacts": rows, "passed": True}
 
@@ -154,6 +155,7 @@ def _recheck(path: Path, art: dict, rt, x: np.ndarray, want: np.ndarray, threads
         row["golden"] = compare_golden(runner.raw(x), golden)
     if not ok:
         raise VerificationError(
-            f"{art['file']} under {rt.id}: max |age - PyTorch age| {diff:.4f} > {art['tolerance_years']} years on the bundle's parity faces"
+            f"{art['file']} under {rt.id}: max |age - PyTorch age| {diff:.4f} > {art['tolerance_years']} years on the "
+            "bundle's parity faces"
         )
     return row

@@ -80,7 +80,8 @@ def get_model_cfg(name: str) -> ModelCfg:
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model, randomly initialised (``c3ae_edge.weights.pretrained_model`` adds the shipped weights)."""
+    """Build a registered model, randomly initialised (``c3ae_edge.weights.pretrained_model`` adds the shipped
+    weights)."""
     cfg = get_model_cfg(name)
     model = _REGISTRY[name][0](**{**cfg.kwargs, **kwargs})
     model.cfg = cfg  # type: ignore[attr-defined]

@@ -258,7 +258,8 @@ class OciStore:
 
 
 def _reason(e: urllib.error.HTTPError) -> str:
-    """The registry's own error message (distribution's ``{"errors": [{"message": ...}]}``), and what to do on 401/403."""
+    """The registry's own error message (distribution's ``{"errors": [{"message": ...}]}``), and what to do on
+    401/403."""
     try:
         msg = "; ".join(x.get("message", "") for x in json.loads(e.read(4096))["errors"])
     except (ValueError, KeyError, TypeError, AttributeError, OSError):

@@ -37,7 +37,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def choose(rels: list[Release], model: str, version: str | None, target: str, where: str) -> Release:
-    """The newest release of model/target within ``version`` (exact, range, or None = latest; pre-releases only if named)."""
+    """The newest release of model/target within ``version`` (exact, range, or None = latest; pre-releases only if
+    named)."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
@@ -150,8 +151,8 @@ def pull(
         f = sig.fields()
         if (f.get("model"), f.get("version"), f.get("target")) != (rel.model, rel.version, rel.target):
             raise VerificationError(
-                f"{store.location}: {rel.name} holds a bundle signed as {f.get('model')} {f.get('version')} {f.get('target')} "
-                "(a signed bundle re-labelled: refusing)"
+                f"{store.location}: {rel.name} holds a bundle signed as {f.get('model')} {f.get('version')} "
+                f"{f.get('target')} (a signed bundle re-labelled: refusing)"
             )
         changed = _install(tmp, final, rel, allow_downgrade, out)
     finally:

@@ -2,8 +2,8 @@
 
 Formats (https://jedisct1.github.io/minisign/): public key ``"Ed" + key id (8) + pk (32)``; secret key
 ``"Ed" + kdf ("Sc" or 0,0) + "B2" + salt (32) + opslimit + memlimit (LE u64) + [key id, seed||pk, blake2b-256 chk]``,
-the bracket XOR-ed with libsodium's scrypt stream when encrypted; signature ``"ED" + key id + ed25519(blake2b-512(file))``,
-then a global signature over ``signature + trusted comment``.
+the bracket XOR-ed with libsodium's scrypt stream when encrypted; signature
+``"ED" + key id + ed25519(blake2b-512(file))``, then a global signature over ``signature + trusted comment``.
 """
 
 from __future__ import annotations
@@ -178,7 +178,10 @@ class SecretKey:
         salt = os.urandom(32)
         stream = _scrypt(password.encode(), salt, OPSLIMIT, MEMLIMIT, len(body))
         head = b"Ed" + b"Sc" + b"B2" + salt + OPSLIMIT.to_bytes(8, "little") + MEMLIMIT.to_bytes(8, "little")
-        return f"untrusted comment: minisign encrypted secret key\n{_b64(head + bytes(a ^ b for a, b in zip(body, stream)))}\n"
+        return (
+            "untrusted comment: minisign encrypted secret key\n"
+            f"{_b64(head + bytes(a ^ b for a, b in zip(body, stream)))}\n"
+        )
 
     @classmethod
     def load(cls, path: str | Path, password: str | None = None) -> SecretKey:

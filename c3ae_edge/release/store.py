@@ -155,7 +155,8 @@ def http_get(url: str, headers: dict | None = None, limit: int = 16 << 20, timeo
 
 
 def copy_checked(src, dest: Path, size: int, sha256: str, where: str) -> None:
-    """Stream ``src`` (a binary file object) into ``dest``: refuse more than ``size`` bytes, fewer, or another digest."""
+    """Stream ``src`` (a binary file object) into ``dest``: refuse more than ``size`` bytes, fewer, or another
+    digest."""
     h, n = hashlib.sha256(), 0
     try:
         with open(dest, "xb") as f:

@@ -79,7 +79,8 @@ def finite(pred: np.ndarray, weights: str) -> np.ndarray:
     """Ages must be numbers: NaN/Inf from overflowing weights is an error, not a report."""
     if not np.isfinite(pred).all():
         raise DataError(
-            f"{weights}: the model gives non-finite ages ({int((~np.isfinite(pred)).sum())} of {len(pred)} faces): the weights overflow"
+            f"{weights}: the model gives non-finite ages ({int((~np.isfinite(pred)).sum())} of {len(pred)} faces): the "
+            "weights overflow"
         )
     return pred
 

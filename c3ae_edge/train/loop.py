@@ -59,7 +59,8 @@ class TrainConfig:
 
 
 RECIPES = {
-    # Sec. 4.2, final models: Adam, batch 50, lr 0.005, dropout 0.3, wd 1e-4, plateau (20, 5e-4), random erasing, 600 epochs
+    # Sec. 4.2, final models: Adam, batch 50, lr 0.005, dropout 0.3, wd 1e-4, plateau (20, 5e-4), random erasing,
+    # 600 epochs
     "paper": dict(
         epochs=600,
         batch_size=50,
@@ -305,7 +306,8 @@ def _check_split(split: dict, where: str) -> None:
     empty = [n for n in ("train", "val") if not split.get(n)]  # an empty test split only leaves test_mae out
     if empty:
         raise DataError(
-            f"{where}: the {'/'.join(empty)} split is empty ({', '.join(f'{n} {len(v)}' for n, v in split.items())} faces); use more faces"
+            f"{where}: the {'/'.join(empty)} split is empty ({', '.join(f'{n} {len(v)}' for n, v in split.items())} "
+            "faces); use more faces"
         )
 
 

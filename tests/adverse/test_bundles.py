@@ -291,7 +291,8 @@ def test_bad_bundle(case, tmp_path, capsys, env, tiny_bundle):
 
 
 def test_good_bundle_and_its_archive_verify(tiny_bundle, cli):
-    """The bundle the suite spoils is itself good, exported with 3 verification faces (fewer than 8), and so is its archive."""
+    """The bundle the suite spoils is itself good, exported with 3 verification faces (fewer than 8), and so is its
+    archive."""
     man = json.loads((tiny_bundle / "manifest.json").read_text())
     assert man["verification"]["faces"] == 3 and man["parity_set"]["shape"][0] == 3
     r = cli("verify", str(tiny_bundle))

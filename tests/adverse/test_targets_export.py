@@ -10,7 +10,8 @@ BASE = {"name": '"board"', "description": '"d"', "arch": '"any"', "backend": '"o
 
 
 def _toml(**fields):
-    """tmp/board.toml from BASE with ``fields`` replaced (None drops a field); a precious folder sits beside the output."""
+    """tmp/board.toml from BASE with ``fields`` replaced (None drops a field); a precious folder sits beside the
+    output."""
 
     def setup(tmp, env):
         d = {**BASE, **fields}

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Run an rpi bundle's reference_infer.py and onboard.py inside the emulated arm64 root, and beside them on this x86 host.
+"""Run an rpi bundle's reference_infer.py and onboard.py inside the emulated arm64 root, and beside them \
+on this x86 host.
 
     python tools/aarch64/emulated.py BUNDLE [--board rpi4|rpi5] [--json diff.json]
 
 The root comes from ``build_root.sh`` ($C3AE_ARM64_ROOT, default /var/cache/c3ae-edge/arm64-root) and holds two venvs:
-/opt/tflite-runtime ("numpy<2" tflite-runtime 2.14.0) and /opt/ai-edge-litert. Under qemu-user the guest reads the host's
-/proc/cpuinfo, and ai-edge-litert segfaults in Interpreter() on an x86 one: each run gets a private mount namespace with
-a fresh /proc, a Pi cpuinfo bind-mounted over /proc/cpuinfo, a read-only /sys, QEMU_CPU set to the Pi's core, and the
-bundle bind-mounted read-only at /mnt (the root itself is never written). Needs root (unshare, mount, chroot). Latency under emulation is
-meaningless; the ages are what this compares.
+/opt/tflite-runtime ("numpy<2" tflite-runtime 2.14.0) and /opt/ai-edge-litert. Under qemu-user the guest reads the
+host's /proc/cpuinfo, and ai-edge-litert segfaults in Interpreter() on an x86 one: each run gets a private mount
+namespace with a fresh /proc, a Pi cpuinfo bind-mounted over /proc/cpuinfo, a read-only /sys, QEMU_CPU set to the Pi's
+core, and the bundle bind-mounted read-only at /mnt (the root itself is never written). Needs root (unshare, mount,
+chroot). Latency under emulation is meaningless; the ages are what this compares.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def root_ready(root: Path | None = None) -> bool:
 
 
 def host_python(runtime: str) -> Path:
-    """The x86 interpreter for a runtime: our own venv for ai-edge-litert; the prepared numpy<2 venv for tflite-runtime."""
+    """The x86 interpreter for a runtime: our own venv for ai-edge-litert; the prepared numpy<2 venv for
+    tflite-runtime."""
     if runtime == "ai-edge-litert":
         return Path(sys.executable)
     base = Path(os.environ.get("C3AE_RUNTIMES") or Path.home() / ".cache" / "c3ae-edge" / "runtimes")
@@ -58,7 +60,8 @@ def ensure_binfmt() -> None:
     subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, check=False)
     if not (BINFMT / "qemu-aarch64").is_file():
         raise RuntimeError(
-            "qemu-aarch64 is not registered with binfmt_misc (apt-get install qemu-user-static binfmt-support; run as root)"
+            "qemu-aarch64 is not registered with binfmt_misc (apt-get "
+            "install qemu-user-static binfmt-support; run as root)"
         )
 
 
@@ -142,7 +145,8 @@ def run_both(d: Path, runtime: str, board: str, root: Path, runs: int = 5) -> tu
 
 
 def compare(host: RuntimeRun, guest: RuntimeRun) -> list[dict]:
-    """Per artifact: max |age(aarch64) - age(x86)| over the parity faces, bit-exactness of the raw outputs, both delegates."""
+    """Per artifact: max |age(aarch64) - age(x86)| over the parity faces, bit-exactness of the raw outputs, both
+    delegates."""
     out = []
     for g in guest.self_test:
         h = next((x for x in host.self_test if x["artifact"] == g["artifact"]), None)
@@ -188,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(host_python(rt)) for rt in rts if not host_python(rt).exists()]
     if missing:
         print(
-            f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see tools/aarch64/README.md)",
+            f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see "
+            "tools/aarch64/README.md)",
             file=sys.stderr,
         )
         return 2
@@ -204,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{r.machine} {rt}: {r.error}", file=sys.stderr)
     for r in rows:
         print(
-            f"{r['runtime']:15s} {r['artifact']:28s} delegate x86 {r['delegate_x86']}, aarch64 {r['delegate_aarch64']}: "
-            f"max |age aarch64 - age x86| {r['max_abs_age_diff_aarch64_vs_x86']:.4f} years over {r['faces']} faces, raw outputs "
-            f"{'identical' if r['raw_outputs_identical'] else 'differ'}; vs PyTorch {r['max_abs_age_diff_vs_pytorch_aarch64']:.4f} "
-            f"(tolerance {r['tolerance_years']})"
+            f"{r['runtime']:15s} {r['artifact']:28s} delegate x86 {r['delegate_x86']}, aarch64 "
+            f"{r['delegate_aarch64']}: max |age aarch64 - age x86| {r['max_abs_age_diff_aarch64_vs_x86']:.4f} years "
+            f"over {r['faces']} faces, raw outputs {'identical' if r['raw_outputs_identical'] else 'differ'}; vs "
+            f"PyTorch {r['max_abs_age_diff_vs_pytorch_aarch64']:.4f} (tolerance {r['tolerance_years']})"
         )
     if a.json:
         a.json.write_text(

@@ -21,7 +21,8 @@ SPEC = BackendSpec(
     precisions=("fp32", "fp16", "int8"),
     runtimes=("onnxruntime",),
     extra="onnx",
-    description="ONNX opset 18, dynamic batch; int8 = QDQ U8U8 per-channel (onnxruntime static quantisation, head in float)",
+    description="ONNX opset 18, dynamic batch; int8 = QDQ U8U8 per-channel "
+    "(onnxruntime static quantisation, head in float)",
     requires=("onnx", "onnxscript", "onnxruntime"),
     toolchain=("onnx", "onnxruntime", "onnxscript"),
 )
@@ -60,7 +61,8 @@ def embed_metadata(model, meta: dict | None) -> None:
 
 
 def _head_nodes(model) -> list[str]:
-    """The cascade head (W1 -> softmax -> W2 and what follows) to keep in float: softmax, its producer, its consumers."""
+    """The cascade head (W1 -> softmax -> W2 and what follows) to keep in float: softmax, its producer, its
+    consumers."""
     nodes = list(model.graph.node)
     soft = [n for n in nodes if n.op_type == "Softmax"]
     if not soft:

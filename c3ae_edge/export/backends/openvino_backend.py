@@ -21,7 +21,8 @@ SPEC = BackendSpec(
     precisions=("fp32", "fp16", "int8"),
     runtimes=("openvino",),
     extra="openvino",
-    description="OpenVINO IR (.xml + .bin), dynamic batch; int8 = u8 activations x 7-bit s8 weights (QDQ, head in float); run with f32 precision hint",
+    description="OpenVINO IR (.xml + .bin), dynamic batch; int8 = u8 activations x 7-bit s8 weights (QDQ, head in "
+    "float); run with f32 precision hint",
     options={"sidecar": ".bin"},
     requires=("openvino", "onnx", "onnxscript", "onnxruntime"),
     toolchain=("onnx", "onnxruntime", "onnxscript", "openvino"),  # int8 goes through onnxruntime's QDQ quantiser

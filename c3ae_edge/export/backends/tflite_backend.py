@@ -21,7 +21,8 @@ SPEC = BackendSpec(
     precisions=("fp32", "int8"),
     runtimes=("ai-edge-litert", "tflite_runtime"),
     extra="tflite",
-    description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, per-channel) up to W1: softmax and W2 run in float on the host",
+    description="TFLite flatbuffer, NHWC input; int8 = full-integer (int8 I/O, "
+    "per-channel) up to W1: softmax and W2 run in float on the host",
     options={"layout": "NHWC"},
     requires=("litert_torch", "ai_edge_litert"),
     toolchain=("litert-torch", "ai-edge-litert"),

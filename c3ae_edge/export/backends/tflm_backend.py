@@ -26,8 +26,8 @@ SPEC = BackendSpec(
     precisions=("int8",),
     runtimes=("tflite-micro",),
     extra="mcu",
-    description="TFLite Micro: batch-1 int8 trunk graph (NHWC, run once per crop, aligned flatbuffer) + head in C (float); "
-    "C sources: const model arrays, op resolver, crop/quantise/decode library",
+    description="TFLite Micro: batch-1 int8 trunk graph (NHWC, run once per crop, aligned flatbuffer) + head in C "
+    "(float); C sources: const model arrays, op resolver, crop/quantise/decode library",
     options={"layout": "NHWC", "sidecar": ".head.json"},
     requires=("litert_torch", "ai_edge_litert", "tflite_micro"),
     # tflite-micro (the aligner) is left out to keep the bundles' bytes: its version is in the artifact's runtimes row
@@ -204,7 +204,8 @@ def smallest_arena(flat: bytes) -> int:
         r = subprocess.run([sys.executable, "-m", __name__, "arena", str(f)], capture_output=True, text=True)
     if r.returncode or int(r.stdout.split()[-1]) < 0:
         raise VerificationError(
-            f"tflm: no arena up to {ARENA_SEARCH_MAX:,} bytes runs the graph ({(r.stderr.strip().splitlines() or ['?'])[-1]})"
+            f"tflm: no arena up to {ARENA_SEARCH_MAX:,} bytes runs the graph "
+            f"({(r.stderr.strip().splitlines() or ['?'])[-1]})"
         )
     return int(r.stdout.split()[-1])
 
@@ -229,7 +230,8 @@ def allocations(flat: bytes, arena: int) -> str:
 
 
 class TFLMRunner:
-    """The trunk under TFLM's reference kernels, invoked once per crop, and the head in float (as the C library does)."""
+    """The trunk under TFLM's reference kernels, invoked once per crop, and the head in float (as the C library
+    does)."""
 
     ARENA = 1 << 20  # generous for the reference run; the export measures the real minimum
 
@@ -302,7 +304,8 @@ RUNTIMES = (
         "reference",
         lambda p, t: TFLMRunner(p),
         _missing,
-        "TFLite Micro's Python interpreter on this host: TFLM's reference kernels (CMSIS-NN on a board must match them)",
+        "TFLite Micro's Python interpreter on this host: TFLM's "
+        "reference kernels (CMSIS-NN on a board must match them)",
     ),
 )
 BACKEND = TFLMBackend()
