@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from c3ae_edge.bench import e2e, onboard  # noqa: E402
+from c3ae_edge.bench import e2e  # noqa: E402
+from c3ae_edge.board import onboard  # noqa: E402
 
 
 def quality(detectors: dict, samples, model, spec) -> dict:
