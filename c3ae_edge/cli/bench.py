@@ -99,8 +99,9 @@ def do_run(
     from c3ae_edge.bench.harness import BenchConfig, command_line, installed_backends, run
     from c3ae_edge.bench.paper import DEFAULT_MODELS
 
+    note = None
     if e2e is None:  # not asked for: photo-to-age rows where FG-NET's photos are here, else none (one line says so)
-        e2e = _default_e2e(data, quiet)
+        e2e, note = _default_e2e(data)
 
     cfg = BenchConfig(
         models=_names(models) or list(DEFAULT_MODELS),
@@ -116,20 +117,19 @@ def do_run(
         e2e=e2e if device == "cpu" else 0,
         detector=detector,
     )
+    cfg.check()  # a bad argument is the only line printed
+    if note and not quiet:
+        typer.echo(note, err=True)
     return run(cfg, quiet=quiet)
 
 
-def _default_e2e(data: str | None, quiet: bool) -> int:
+def _default_e2e(data: str | None) -> tuple[int, str | None]:
     from c3ae_edge.export.calibration import data_root
 
     root = data_root(data) / "fgnet"
     if (root / "labels.csv").is_file():
-        return 60
-    if not quiet:
-        typer.echo(
-            f"photo-to-age rows skipped: no FG-NET photos in {root} (--data DIR, or --e2e N to insist)", err=True
-        )
-    return 0
+        return 60, None
+    return 0, f"photo-to-age rows skipped: no FG-NET photos in {root} (--data DIR, or --e2e N to insist)"
 
 
 def do_merge(files: list[str]) -> dict:
