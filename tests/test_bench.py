@@ -309,6 +309,7 @@ def _deprecation(err: str) -> list[str]:
     return [ln for ln in err.splitlines() if "deprecated" in ln]
 
 
+@pytest.mark.slow  # four reports with PNGs, old and new spelling
 def test_old_spellings_do_what_the_new_ones_do_and_say_so(tmp_path, cli):
     """Each old spelling writes the same files as its sub-command and adds one stderr line naming the new spelling."""
     for old, new, word in (

@@ -150,6 +150,7 @@ def test_ctrl_c_in_verify(tmp_path, capsys, env, ctrl_c, tiny_bundle):
     _interrupted(run_main(["verify", str(tiny_bundle)], capsys))
 
 
+@pytest.mark.slow  # a real converter run in a child process
 def test_real_sigint_during_a_real_export(tmp_path):
     """A real Ctrl-C (SIGINT to the process) while the converter runs: 'interrupted', exit 130, nothing left."""
     (tmp_path / "tiny.toml").write_text(TINY_TARGET)
