@@ -173,21 +173,22 @@ def _detector(man: Manifest) -> str:
 The model expects face boxes on the OpenCV frontal Haar-cascade convention: a square (cx, cy, side) in source pixels,
 the cascade's rectangle centre and width (`manifest.json` `face_box`)."""
     if "files" not in det:
-        return f"""{head} This bundle carries no detector: its on-board runner finds faces with OpenCV's cascade on a
-shrunk frame (`{det.get("name", "haar-fast")}`, `facefind.py`, which `c3ae-edge bench write-runner DIR` writes beside
-`onboard.py`; needs `pip install opencv-python-headless`). Any other detector works if its boxes are mapped onto
-this convention.
+        return f"""{head}
+This bundle carries no detector: its on-board runner finds faces with OpenCV's cascade on a shrunk frame
+(`{det.get("name", "haar-fast")}`: `facefind.py`, which `c3ae-edge bench write-runner DIR` writes beside `onboard.py`;
+needs `pip install opencv-python-headless`). Any other detector works if its boxes are mapped onto this convention.
 
     python3 onboard.py BUNDLE --photos PHOTOS    # photo-to-age rows: decode, detect, crop, age
 """
     m, f, mp = det["model"], det["files"], det["mapping"]
     unit = "eye-keypoint distance" if mp["basis"] == "eyes" else "mean box size"
     origin = "the eyes' midpoint" if mp["basis"] == "eyes" else "the box centre"
-    return f"""{head} This bundle carries its detector: BlazeFace {m["name"]} range
-(`{f["model"]}`, {m["size"]}x{m["size"]} input, {m["license"]}, unmodified: licence in `{f["license"]}`,
-sha256 `{m["sha256"]}`), decoded by `{f["code"]}` (numpy and the TFLite runtime that runs the age model). Its
-detections map onto the convention: unit = {unit}, side = {mp["scale"]} unit, centre = {origin} +
-({mp["dx"]}, {mp["dy"]}) unit (`face_box.detector.mapping`, measured on FG-NET against the cascade).
+    return f"""{head}
+This bundle carries its detector: BlazeFace {m["name"]} range (`{f["model"]}`, {m["size"]}x{m["size"]} input,
+{m["license"]}, unmodified: licence in `{f["license"]}`; sha256 `{m["sha256"]}`),
+decoded by `{f["code"]}` (numpy and the TFLite runtime that runs the age model). Its detections map onto the
+convention: unit = {unit}, side = {mp["scale"]} unit, centre = {origin} + ({mp["dx"]}, {mp["dy"]}) unit
+(`face_box.detector.mapping`, measured on FG-NET against the cascade).
 
     python3 onboard.py BUNDLE --photos PHOTOS    # photo-to-age rows with this detector (onboard.py: write-runner)
 
@@ -195,7 +196,7 @@ In your own code, beside these files:
 
 ```
 import blazeface as bf
-det = bf.BlazeFace("{f["model"]}", bf.MODELS["{m["name"]}"])   # num_threads 1; interpreter= to pick the runtime
+det = bf.BlazeFace("{f["model"]}", bf.MODELS["{m["name"]}"])   # interpreter=Interpreter picks the runtime
 faces = det.detect(rgb)                          # H x W x 3 uint8 RGB, largest first
 cx, cy, side = bf.MAPPINGS["{m["name"]}"].apply(faces[0])
 ```
