@@ -9,6 +9,7 @@ from pathlib import Path
 
 from c3ae_edge.board import board_script
 from c3ae_edge.data.detect import BUNDLE_DETECTOR, detector_record
+from c3ae_edge.errors import DataError
 
 TFLITE_RUNTIMES = ("ai-edge-litert", "tflite-runtime")  # Python interpreters that run blazeface.py's .tflite
 BLAZEFACE = "blazeface"
@@ -45,7 +46,7 @@ def write_detector(tmp: Path, target) -> tuple[dict, list[dict]]:
             {"file": src.name, "sha256": sha256(tmp / src.name), "bytes": (tmp / src.name).stat().st_size, "role": role}
         )
     if entries[0]["sha256"] != record["model"]["sha256"]:  # the package data is not what provenance.json pins
-        raise RuntimeError(f"{model}: sha256 differs from provenance.json; reinstall c3ae-edge")
+        raise DataError(f"{model}: sha256 differs from provenance.json; reinstall c3ae-edge")
     record = {
         **record,
         "files": {"model": model.name, "code": "blazeface.py", "license": lic.name},
