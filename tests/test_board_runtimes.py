@@ -89,7 +89,7 @@ def test_tflite_metadata_reader_needs_no_schema(bundle: Path):
     from c3ae_edge.export.backends.tflite_backend import read_metadata
     from c3ae_edge.export.tflite_meta import read_metadata_bytes
 
-    for f in bundle.glob("*.tflite"):
+    for f in (bundle / a["file"] for a in json.loads((bundle / "manifest.json").read_text())["artifacts"]):
         m = fu.read_model(str(f))
         want = next(bytes(m.buffers[md.buffer].data) for md in m.metadata if md.name in (META_KEY, META_KEY.encode()))
         assert read_metadata_bytes(f.read_bytes(), META_KEY) == want

@@ -68,6 +68,9 @@ def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
             "manifest.json",
             "parity_crops.npy",
             "reference_infer.py",
+            "blazeface.py",  # the face detector the on-board runner uses (rpi: a TFLite runtime)
+            "face_detection_short_range.tflite",
+            "LICENSE-mediapipe.txt",
         ]
     )
     m = manifest(rpi_bundle)
@@ -157,8 +160,10 @@ def test_header_compiles_and_matches_manifest(rpi_bundle: Path, tmp_path: Path):
         pytest.fail("no C compiler to check c3ae_model.h")
     src = tmp_path / "t.c"
     src.write_text(
-        '#include <stdio.h>\n#include "c3ae_model.h"\nint main(void){float a=C3AE_B2;for(int i=0;i<C3AE_NUM_BINS;i++)a+=C3AE_W2[i];'
-        'printf("%d %d %.6f %d %.4f\\n",C3AE_NUM_CROPS,C3AE_INPUT_ZERO_POINT,C3AE_INPUT_SCALE,C3AE_HEAD_IS_INT8,a);return 0;}\n'
+        '#include <stdio.h>\n#include "c3ae_model.h"\n'
+        "int main(void){float a=C3AE_B2;for(int i=0;i<C3AE_NUM_BINS;i++)a+=C3AE_W2[i];"
+        'printf("%d %d %.6f %d %.4f\\n",C3AE_NUM_CROPS,C3AE_INPUT_ZERO_POINT,C3AE_INPUT_SCALE,'
+        "C3AE_HEAD_IS_INT8,a);return 0;}\n"
     )
     subprocess.run(
         [cc, "-std=c99", "-Wall", "-Werror", "-I", str(rpi_bundle), str(src), "-o", str(tmp_path / "t")], check=True
@@ -218,7 +223,7 @@ def test_reference_script_alone_reproduces_pytorch_on_real_faces(rpi_bundle: Pat
 def test_verify_passes_then_catches_tampering(rpi_bundle: Path, tmp_path: Path):
     r = run_cli("verify", str(rpi_bundle))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0] == f"{rpi_bundle}: 8 checksums OK"
+    assert r.stdout.splitlines()[0] == f"{rpi_bundle}: 11 checksums OK"  # 8 + the face detector's 3 files
     bad = tmp_path / "bad"
     shutil.copytree(rpi_bundle, bad)
     blob = bytearray((bad / "c3ae_full_int8.tflite").read_bytes())
@@ -295,7 +300,8 @@ def test_x86_and_gpu_bundles(tmp_path: Path, target: str, files: list[str]):
 def _int8_kernels_compute_the_qdq_graph(path: Path, crops: Path) -> None:
     """This CPU's fused int8 kernels give the ages the QDQ graph defines (onnxruntime with QDQ fusion off runs
     dequantize -> float op -> quantize), up to requantisation rounding (measured: 0.14 years at most on the parity
-    faces, AVX2 EPYC). The s8 x s8 graph we shipped before was 24-46 years off on some faces there (int16 saturation)."""
+    faces, AVX2 EPYC). The s8 x s8 graph we shipped before was 24-46 years off on some faces there
+    (int16 saturation)."""
     import onnxruntime as ort
 
     from c3ae_edge.data.crops import CropSpec
@@ -314,7 +320,8 @@ def _int8_kernels_compute_the_qdq_graph(path: Path, crops: Path) -> None:
 
 def test_rpi_int8_is_verified_under_each_runtime_with_golden_outputs(rpi_bundle: Path):
     """ai-edge-litert (XNNPACK) and tflite-runtime 2.14 (its own numpy<2 venv, prepared by the README's first command)
-    both ran the artifacts at export; the per-face figures, the bars and the raw outputs on the parity faces are recorded."""
+    both ran the artifacts at export; the per-face figures, the bars and the raw outputs on the parity faces are
+    recorded."""
     from c3ae_edge.export.targets import load_target
     from c3ae_edge.export.verify import INT8_TOLERANCE_CAP
 

@@ -139,44 +139,43 @@ def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
 
 @pytest.mark.slow
 def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path, cli):
-    """The runner's end-to-end rows on real photos: the manifest's detector (facefind.py beside the runner), the bundle's
-    own reference preprocessing, every artifact; and one clear line, no rows, where the detector's OpenCV is missing."""
+    """The runner's end-to-end rows on real photos: the manifest's detector (an rpi bundle's own BlazeFace under the
+    runner's TFLite runtime; facefind.py beside the runner for a bundle that names the OpenCV cascade), the bundle's
+    own reference preprocessing, every artifact."""
     r = cli("bench", "write-runner", tmp_path)
     assert r.code == 0 and (tmp_path / "facefind.py").is_file(), r.err
     photos = tmp_path / "photos"
     photos.mkdir()
     for p in sorted((fgnet_dir / "images").iterdir())[:40:10]:
         shutil.copy(p, photos / p.name)
-    out = tmp_path / "board.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "onboard.py"),
-            str(bundle),
-            "--runs",
-            "5",
-            "--warmup",
-            "1",
-            "--photos",
-            str(photos),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    rows = [x for x in json.loads(out.read_text())["results"] if x.get("pipeline") == "photo-to-age"]
-    man = json.loads((bundle / "manifest.json").read_text())
-    assert man["face_box"]["detector"]["name"] == "haar-fast"
-    assert {(x["artifact"]["file"], x["input"]) for x in rows} == {
-        (a["file"], i) for a in man["artifacts"] for i in ("photos", "640x480 frames", "1280x720 frames")
-    }
-    from c3ae_edge.bench.rows import BenchRow, E2ERow
+    haar = tmp_path / "haar-bundle"  # the same bundle, its manifest naming the OpenCV cascade (other targets)
+    shutil.copytree(bundle, haar)
+    man = json.loads((haar / "manifest.json").read_text())
+    from c3ae_edge.data.detect import detector_record
 
-    assert all(isinstance(BenchRow.from_json(x), E2ERow) and BenchRow.from_json(x).to_json() == x for x in rows)
-    for x in rows:
-        assert x["images"] == 4 and x["faces_found"] >= 3 and x["detector"] == "haar-fast"
-        assert set(x["stages"]) == {"decode", "detect", "crop", "age"} and x["throughput"]["unit"] == "images/s"
+    man["face_box"]["detector"] = detector_record("haar-fast")
+    (haar / "manifest.json").write_text(json.dumps(man))
+    for b, name in ((bundle, "blazeface"), (haar, "haar-fast")):
+        out = tmp_path / f"board-{name}.json"
+        r = subprocess.run(
+            [sys.executable, str(tmp_path / "onboard.py"), str(b), "--runs", "5", "--warmup", "1"]
+            + ["--photos", str(photos), "--json", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        rows = [x for x in json.loads(out.read_text())["results"] if x.get("pipeline") == "photo-to-age"]
+        man = json.loads((b / "manifest.json").read_text())
+        assert man["face_box"]["detector"]["name"] == name
+        assert {(x["artifact"]["file"], x["input"]) for x in rows} == {
+            (a["file"], i) for a in man["artifacts"] for i in ("photos", "640x480 frames", "1280x720 frames")
+        }
+        from c3ae_edge.bench.rows import BenchRow, E2ERow
+
+        assert all(isinstance(BenchRow.from_json(x), E2ERow) and BenchRow.from_json(x).to_json() == x for x in rows)
+        for x in rows:
+            assert x["images"] == 4 and x["faces_found"] >= 3 and x["detector"] == name
+            assert set(x["stages"]) == {"decode", "detect", "crop", "age"} and x["throughput"]["unit"] == "images/s"
+            assert x.get("detector_runtime", "").startswith("ai-edge-litert") == (name == "blazeface")

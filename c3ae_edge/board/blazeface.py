@@ -23,7 +23,8 @@ KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ea
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One BlazeFace model: its file, square input size, anchor layout and score threshold (MediaPipe's graph options)."""
+    """One BlazeFace model: its file, square input size, anchor layout and score threshold
+    (MediaPipe's graph options)."""
 
     name: str
     file: str
@@ -149,7 +150,8 @@ def decode(
 
 
 def weighted_nms(scores: np.ndarray, coords: np.ndarray, iou: float) -> list[tuple[float, np.ndarray]]:
-    """Blend each cluster of overlapping detections (IoU > ``iou`` with the best remaining) into one, weighted by score."""
+    """Blend each cluster of overlapping detections (IoU > ``iou`` with the best remaining) into one,
+    weighted by score."""
     order = np.argsort(-scores, kind="stable")
     scores, coords = scores[order], coords[order]
     x0, y0 = coords[:, 0] - coords[:, 2] / 2, coords[:, 1] - coords[:, 3] / 2
@@ -171,17 +173,19 @@ def weighted_nms(scores: np.ndarray, coords: np.ndarray, iou: float) -> list[tup
     return out
 
 
-def load_interpreter(model_path: str, threads: int = 1):
-    """A TFLite interpreter for ``model_path`` from the first runtime that imports (RUNTIMES)."""
+def load_interpreter(model_path: str, threads: int = 1, interpreter=None):
+    """A TFLite interpreter for ``model_path``: ``interpreter`` (an Interpreter class, e.g. the one that runs the age
+    model), else from the first runtime that imports (RUNTIMES)."""
     import importlib
 
-    for mod in RUNTIMES:
+    cls = interpreter
+    for mod in RUNTIMES if cls is None else ():
         try:
             cls = importlib.import_module(mod).Interpreter
             break
         except ImportError:
             continue
-    else:
+    if cls is None:
         raise ImportError("BlazeFace needs a TFLite runtime: pip install ai-edge-litert (or tflite-runtime on a board)")
     it = cls(model_path=str(model_path), num_threads=threads)
     it.allocate_tensors()
@@ -191,9 +195,9 @@ def load_interpreter(model_path: str, threads: int = 1):
 class BlazeFace:
     """``detect(rgb) -> [Face]``, largest first, for an HxWx3 RGB (or HxW grey) uint8 frame."""
 
-    def __init__(self, model_path: str, spec: ModelSpec, threads: int = 1, resize=None):
+    def __init__(self, model_path: str, spec: ModelSpec, threads: int = 1, resize=None, interpreter=None):
         self.spec, self.resize = spec, resize
-        self.it = load_interpreter(model_path, threads)
+        self.it = load_interpreter(model_path, threads, interpreter)
         self.anchors = anchor_centres(spec)
         inp = self.it.get_input_details()[0]
         outs = self.it.get_output_details()

@@ -7,8 +7,9 @@ Standalone on purpose: needs only numpy and a runtime (ai-edge-litert, else tfli
     python3 onboard.py BUNDLE [--runs 2000] [--warmup 100] [--threads 1] [--json board.json]
 
 Inputs are the bundle's real face crops (parity_crops.npy), normalised as manifest.json says; every row also records the
-runtime, its version and the delegate that really ran, and the ages of those faces against PyTorch's. ``c3ae-edge bench``
-imports the statistics and environment helpers from this file, so both write the same numbers the same way.
+runtime, its version and the delegate that really ran, and the ages of those faces against PyTorch's.
+``c3ae-edge bench`` imports the statistics and environment helpers from this file, so both write the same numbers the
+same way.
 Install (Pi OS Bookworm, Python 3.11): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert;
 (Trixie, Python 3.13): pip install ai-edge-litert (no tflite-runtime wheel exists for Python 3.12+).
 """
@@ -108,7 +109,8 @@ def latency_stats(ns, seed: int = 0, boot: int = 1000) -> dict:
 
 
 def time_runs(fn, x, runs: int, warmup: int, first: bool = True) -> tuple[list[int], int]:
-    """(per-run ns of ``runs`` timed calls, ns of the very first call (0 if ``first`` is off)); ``warmup`` untimed calls in between."""
+    """(per-run ns of ``runs`` timed calls, ns of the very first call (0 if ``first`` is off));
+    ``warmup`` untimed calls in between."""
     t0 = 0
     if first:
         t = time.perf_counter_ns()
@@ -278,7 +280,8 @@ _TFLITE = {
 
 def tflite_module(name: str = "auto"):
     """(interpreter module, runtime name, version): ai-edge-litert first, else tflite-runtime. ImportError with one
-    clear line when none is installed or the one installed cannot work with this numpy (tflite-runtime needs numpy<2)."""
+    clear line when none is installed or the one installed cannot work with this numpy
+    (tflite-runtime needs numpy<2)."""
     import importlib
 
     problems = []
@@ -403,7 +406,8 @@ def board_inputs(bundle: Path, man: dict) -> np.ndarray:
 
 
 def parity_ages(fwd, x: np.ndarray, man: dict, art: dict) -> np.ndarray:
-    """Age of each stored face through a loaded artifact (batch 1): dequantise, softmax of logits, age = bins . w2 + b2."""
+    """Age of each stored face through a loaded artifact (batch 1): dequantise, softmax of logits,
+    age = bins . w2 + b2."""
     dec = dict(man["output"], **art.get("output", {}))["decode"]
     ages = []
     for xi in x:
@@ -444,8 +448,8 @@ def run_bundle(
     delegate: str = "default",
 ) -> dict:
     """Time every artifact the runtimes here can load, at each thread count (an int or a list); rows carry the
-    runtime, version and delegate that ran, and the age check on the stored faces. ``skipped`` says why others did not run
-    (not logged: the caller prints them, or one line when nothing ran)."""
+    runtime, version and delegate that ran, and the age check on the stored faces. ``skipped`` says why others did
+    not run (not logged: the caller prints them, or one line when nothing ran)."""
     man = json.loads((bundle / "manifest.json").read_text())
     faces = board_inputs(bundle, man)
     x = faces[:1].copy()
@@ -473,8 +477,10 @@ def run_bundle(
             lat = latency_stats(ns)
             info = fwd.info
             log(
-                f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: p50 {lat['p50'] * 1e6:.1f} us "
-                f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {th} thread(s)"
+                f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: "
+                f"p50 {lat['p50'] * 1e6:.1f} us "
+                f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), "
+                f"p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {th} thread(s)"
             )
             parity = age_check(fwd, faces, man, art)
             results.append(
@@ -531,7 +537,8 @@ def _threads(text: str) -> list[int] | None:
 
 
 def _facefind():
-    """The detector (c3ae_edge/board/facefind.py: numpy + OpenCV), from the package or copied next to this file; None without OpenCV."""
+    """The detector (c3ae_edge/board/facefind.py: numpy + OpenCV), from the package or copied next to this file;
+    None without OpenCV."""
     try:
         import cv2  # noqa: F401
     except ImportError:
@@ -541,6 +548,69 @@ def _facefind():
     except ImportError:
         from c3ae_edge.board import facefind
     return facefind
+
+
+def _bundle_script(bundle: Path, name: str, module: str):
+    """A script the bundle carries (reference_infer.py, blazeface.py), imported from the bundle itself."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module, in_bundle(bundle, name))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module] = mod  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def blazeface_detector(bundle: Path, det: dict, threads: int, runtime: str = "auto"):
+    """The bundle's BlazeFace (its blazeface.py and .tflite, the manifest's model spec and Haar mapping), run by the
+    TFLite runtime that runs the age model; -> (boxes(rgb) -> [(cx, cy, side)], "runtime version")."""
+    files, m = det["files"], det["model"]
+    model = in_bundle(bundle, files["model"])
+    if _sha256(model) != m["sha256"]:
+        raise BundleError(f"{files['model']}: does not match its sha256 in manifest.json (swapped or corrupt)")
+    bf = _bundle_script(bundle, files["code"], "bundle_blazeface")
+    mod, name, ver = tflite_module(runtime)
+    fields = ("name", "file", "size", "strides", "interpolated_anchor", "min_score", "nms_iou")
+    spec = bf.ModelSpec(**{k: tuple(m[k]) if k == "strides" else m[k] for k in fields if k in m})
+    mapping = bf.HaarMapping(**{k: det["mapping"][k] for k in ("basis", "scale", "dx", "dy")})
+    try:  # OpenCV's bilinear resize where installed (about 20x faster than numpy's; same boxes within IoU 0.99)
+        import cv2
+
+        def resize(img, w, h):
+            return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    except ImportError:
+        resize = None
+    net = bf.BlazeFace(str(model), spec, threads, resize, interpreter=mod.Interpreter)
+    return (lambda img: [mapping.apply(f) for f in net.detect(img)]), f"{name} {ver}"
+
+
+def photo_detector(bundle: Path, man: dict, threads: int, runtime: str = "auto"):
+    """The detector the manifest's face_box.detector names -> (name, boxes(rgb) -> [(cx, cy, side)], runtime or None);
+    None (and a reason) where it cannot run here."""
+    det = (man.get("face_box") or {}).get("detector") or {"name": "haar-fast", "params": {}}  # older bundles
+    if det.get("name") == "blazeface" and "files" in det:
+        try:
+            boxes, rt = blazeface_detector(bundle, det, threads, runtime)
+        except ImportError as e:
+            return None, f"the bundle's BlazeFace detector needs a TFLite runtime ({e})"
+        return (det["name"], boxes, rt), None
+    ff = _facefind()
+    if ff is None:
+        return None, "the face detector needs OpenCV (pip install opencv-python-headless)"
+    import cv2
+
+    cv2.setNumThreads(threads)
+    cascade = ff.load_cascade()
+    params = ff.CoarseFineParams(
+        **{k: v for k, v in det.get("params", {}).items() if k in ff.CoarseFineParams.__dataclass_fields__}
+    )
+    return (det.get("name"), lambda img: [b for b, _ in ff.coarse_fine(cascade, img, params)], None), None
 
 
 def _photo_frames(paths: list[Path], sizes=((640, 480), (1280, 720))) -> list[tuple[str, list[bytes]]]:
@@ -566,11 +636,10 @@ def _photo_frames(paths: list[Path], sizes=((640, 480), (1280, 720))) -> list[tu
 
 
 def run_photo_to_age(
-    bundle: Path, photos: Path, n: int, threads: int, only: str | None = None, log=print
+    bundle: Path, photos: Path, n: int, threads: int, only: str | None = None, log=print, runtime: str = "auto"
 ) -> list[dict]:
     """Photo-to-age rows: decode (Pillow), detect (the manifest's face_box.detector), crop (the bundle's
     reference_infer.preprocess), each artifact's age network; per image and stage, perf_counter_ns."""
-    import importlib.util
     import io
 
     try:
@@ -579,33 +648,19 @@ def run_photo_to_age(
         log("photo to age: skipped: decoding photos needs Pillow (pip install pillow); the other rows ran")
         return []
     man = json.loads((bundle / "manifest.json").read_text())
-    det = (man.get("face_box") or {}).get("detector") or {
-        "name": "haar-fast",
-        "params": {},
-    }  # older bundles: the same cascade convention
-    ff = _facefind()
-    if ff is None:
-        log(
-            "photo to age: skipped: the face detector needs OpenCV (pip install opencv-python-headless); the other rows ran"
-        )
+    found_det, why = photo_detector(bundle, man, threads, runtime)
+    if found_det is None:
+        log(f"photo to age: skipped: {why}; the other rows ran")
         return []
-    spec = importlib.util.spec_from_file_location("bundle_reference_infer", bundle / "reference_infer.py")
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
-    import cv2
-
-    cv2.setNumThreads(threads)
-    cascade = ff.load_cascade()
-    params = ff.CoarseFineParams(
-        **{k: v for k, v in det.get("params", {}).items() if k in ff.CoarseFineParams.__dataclass_fields__}
-    )
+    det_name, detect, det_runtime = found_det
+    ref = _bundle_script(bundle, "reference_infer.py", "bundle_reference_infer")
     files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
     if not files:
         log(f"photo to age: skipped: no .jpg/.png photos in {photos}")
         return []
     fwds = []
     for art in man["artifacts"]:
-        loader = {".tflite": load_tflite, ".onnx": load_onnx}.get(Path(art["file"]).suffix)
+        loader = {".tflite": lambda p, t: load_tflite(p, t, runtime), ".onnx": load_onnx}.get(Path(art["file"]).suffix)
         if loader and (not only or art["file"] == only):
             try:
                 fwds.append((art, loader(bundle / art["file"], threads)[0]))
@@ -619,7 +674,7 @@ def run_photo_to_age(
             with Image.open(io.BytesIO(raw)) as im:
                 img = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
             t1 = clock()
-            boxes = [b for b, _ in ff.coarse_fine(cascade, img, params)]
+            boxes = detect(img)
             t2 = clock()
             xs = [np.moveaxis(ref.preprocess(img, b, man["crop"]), -1, -3) for b in boxes]
             xs = [(x[0] if x.shape[0] == 1 else x)[None].astype(np.float32) for x in xs]
@@ -651,7 +706,8 @@ def run_photo_to_age(
                     ),
                     "pipeline": "photo-to-age",
                     "input": name,
-                    "detector": det.get("name"),
+                    "detector": det_name,
+                    **({"detector_runtime": det_runtime} if det_runtime else {}),
                     "images": len(encoded),
                     "faces_found": found,
                     "stages": {**{k: latency_stats(v) for k, v in stage.items()}, "age": latency_stats(a)},
@@ -724,7 +780,13 @@ def main(argv=None) -> int:
         )
         if a.photos is not None:
             res["results"] += run_photo_to_age(
-                a.bundle, a.photos, a.photo_count, threads[0], a.artifact, log=lambda m: print(m, file=sys.stderr)
+                a.bundle,
+                a.photos,
+                a.photo_count,
+                threads[0],
+                a.artifact,
+                log=lambda m: print(m, file=sys.stderr),
+                runtime=a.runtime,
             )
     except BundleError as e:
         print(f"onboard: error: {e}", file=sys.stderr)

@@ -4,7 +4,8 @@
 Knows nothing of the c3ae-edge package: every constant comes from manifest.json. Port these steps to firmware.
 
     python reference_infer.py [--artifact FILE] [--box CX,CY,SIDE] IMAGE...   ->  one JSON line per image
-    python reference_infer.py --self-test     ->  the bundle's parity faces through this runtime, against its golden outputs
+    python reference_infer.py --self-test     ->  the bundle's parity faces through this runtime,
+                                                  against its golden outputs
 Without --box the image is taken as an aligned face chip (the manifest's ``face_box.aligned_chip`` convention).
 Install (Raspberry Pi OS Bookworm, Python 3.11): pip install "numpy<2" Pillow tflite-runtime==2.14.0, or pip install
 ai-edge-litert Pillow; (Trixie, Python 3.13): pip install ai-edge-litert Pillow (no tflite-runtime wheel exists there).
@@ -20,7 +21,8 @@ from importlib import metadata
 from pathlib import Path
 
 INSTALL = (
-    'on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" Pillow tflite-runtime==2.14.0, or pip install ai-edge-litert Pillow; '
+    'on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" Pillow tflite-runtime==2.14.0, '
+    "or pip install ai-edge-litert Pillow; "
     "on Python 3.12+ (Pi OS Trixie): pip install ai-edge-litert Pillow"
 )
 try:
@@ -131,7 +133,8 @@ def _version(dist: str) -> str | None:
 
 
 def runtime_module(name: str = "auto"):
-    """(interpreter module, runtime name, version): ai-edge-litert first, else tflite-runtime; RuntimeProblem if none fits."""
+    """(interpreter module, runtime name, version): ai-edge-litert first, else tflite-runtime;
+    RuntimeProblem if none fits."""
     import importlib
 
     problems = []
@@ -156,8 +159,8 @@ def runtime_module(name: str = "auto"):
 
 
 def delegate_used(it) -> dict:
-    """Which delegate really runs the graph: the interpreter's execution plan has one DELEGATE node per XNNPACK partition
-    (the default delegate of both runtimes); none means every op runs as a built-in CPU kernel."""
+    """Which delegate really runs the graph: the interpreter's execution plan has one DELEGATE node per XNNPACK
+    partition (the default delegate of both runtimes); none means every op runs as a built-in CPU kernel."""
     try:
         ops = it._get_ops_details()
     except Exception:  # a runtime without the introspection call
@@ -229,7 +232,8 @@ def parity_inputs(bundle: Path, manifest: dict) -> np.ndarray:
 
 
 def compare_golden(mine: dict, golden: dict, runtime_id: str) -> dict:
-    """This runtime's raw outputs vs the golden ones: bit for bit when the bundle has this runtime's, else the closest."""
+    """This runtime's raw outputs vs the golden ones: bit for bit when the bundle has this runtime's,
+    else the closest."""
 
     def diff(g):  # g: {output name: {"dtype", "shape", "values"}}, the raw tensors on the parity faces
         ds = []
@@ -304,7 +308,8 @@ def _summary(r: dict) -> str:
     )
     return (
         f"{r['artifact']} on {r['runtime']} {r['version']} ({r['delegate']}): golden {g}; "
-        f"max |age - PyTorch| {r['max_abs_age_diff_vs_pytorch']:.4f} years (tolerance {r['tolerance_years']}): {'PASS' if r['passed'] else 'FAIL'}"
+        f"max |age - PyTorch| {r['max_abs_age_diff_vs_pytorch']:.4f} years (tolerance {r['tolerance_years']}): "
+        f"{'PASS' if r['passed'] else 'FAIL'}"
     )
 
 

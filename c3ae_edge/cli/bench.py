@@ -170,7 +170,8 @@ def do_write_runner(folder: str) -> None:
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     dst = shutil.copy(onboard.__file__, Path(folder) / "onboard.py")
-    shutil.copy(facefind.__file__, Path(folder) / "facefind.py")  # the photo-to-age rows' detector
+    # the photo-to-age rows' OpenCV detector; a bundle that names BlazeFace carries blazeface.py and its model itself
+    shutil.copy(facefind.__file__, Path(folder) / "facefind.py")
     typer.echo(f"wrote {dst} (and facefind.py beside it)")
 
 

@@ -53,7 +53,8 @@ def _cv2_resize():
 
 
 class BlazeFaceDetector:
-    """``detect(img) -> [Detection]`` (Haar-convention boxes, largest first); ``faces(img)`` gives the raw detections."""
+    """``detect(img) -> [Detection]`` (Haar-convention boxes, largest first);
+    ``faces(img)`` gives the raw detections."""
 
     def __init__(self, model: str = "short", threads: int = 1):
         from c3ae_edge.board import blazeface as bf
@@ -92,13 +93,16 @@ def record(name: str) -> dict:
             "source": f"{prov['wheel']} : {prov['files'][spec.file]['path_in_wheel']}",
             "license": prov["license"],
         },
-        "implementation": "c3ae_edge/board/blazeface.py (numpy + ai-edge-litert or tflite_runtime): anchors, decoding, weighted NMS",
-        "input": f"frame letterboxed to {spec.size}x{spec.size} (aspect kept, centred, mid-grey borders), RGB scaled to [-1, 1], bilinear resize",
+        "implementation": "c3ae_edge/board/blazeface.py (numpy + ai-edge-litert or tflite_runtime): "
+        "anchors, decoding, weighted NMS",
+        "input": f"frame letterboxed to {spec.size}x{spec.size} (aspect kept, centred, mid-grey borders), "
+        "RGB scaled to [-1, 1], bilinear resize",
         "mapping": {
             **asdict(bf.MAPPINGS[model]),
             "measured_by": "tools/measure_blazeface_boxes.py (docs/results/blazeface_boxes.json)",
             "formula": "unit = eye-keypoint distance (basis eyes) or mean box size (basis box); side = scale * unit; "
             "centre = origin + (dx, dy) * unit",
         },
-        "box": "square (cx, cy, side) = the mapped BlazeFace detection, in source pixels, on the Haar cascade's convention",
+        "box": "square (cx, cy, side) = the mapped BlazeFace detection, in source pixels, "
+        "on the Haar cascade's convention",
     }

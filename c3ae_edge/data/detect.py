@@ -134,7 +134,8 @@ def detector_record(name: str = BUNDLE_DETECTOR) -> dict:
             "params": asdict(facefind.CoarseFineParams()),
             "box": "square (cx, cy, side) = the cascade's rectangle centre and width, in source pixels",
             "alternatives": {
-                "haar": "HaarDetector: the same cascade at full resolution, scale step 1.1, 5 neighbours, faces from 8% of the shorter side"
+                "haar": "HaarDetector: the same cascade at full resolution, scale step 1.1, 5 neighbours, "
+                "faces from 8% of the shorter side"
             },
         }
     return {

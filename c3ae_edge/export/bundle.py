@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from c3ae_edge.board import board_script
-from c3ae_edge.data.detect import detector_record
 from c3ae_edge.errors import UsageError
 from c3ae_edge.export import bundle_check
+from c3ae_edge.export.bundle_detector import write_detector
 from c3ae_edge.export.manifest import SCHEMA, Manifest
 from c3ae_edge.export.quiet import quiet
 
@@ -158,7 +158,8 @@ def export_bundle(req: ExportRequest | str, log=print, **fields) -> Path:
         iso, epoch, reproducible = build_time()
         arts, parity = _convert_all(job, tmp, log)
         _write_extras(tmp, job, parity)
-        man = _write_docs(tmp, job, _manifest(job, arts, parity, iso, reproducible), log)
+        detector = write_detector(tmp, job.target)
+        man = _write_docs(tmp, job, _manifest(job, arts, parity, iso, reproducible, detector), log)
         (tmp / "manifest.json").write_text(man.to_json())
         _seal(tmp, job.final, req.signer)
     except BaseException as e:
@@ -324,7 +325,7 @@ def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> None:
     shutil.copyfile(board_script("reference_infer.py"), tmp / "reference_infer.py")
 
 
-def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bool) -> Manifest:
+def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bool, detector: tuple) -> Manifest:
     from c3ae_edge import __version__
     from c3ae_edge.data.crops import ALIGNED_BOX
     from c3ae_edge.export.crosscheck import cpu
@@ -347,7 +348,7 @@ def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bo
         face_box={
             "convention": _BOX_CONVENTION,
             "aligned_chip": {"cx": ALIGNED_BOX[0], "cy": ALIGNED_BOX[1], "side": ALIGNED_BOX[2]},
-            "detector": detector_record(),
+            "detector": detector[0],
         },
         input=arts[0]["input"],
         output={
@@ -381,11 +382,13 @@ def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bo
             "host": f"{platform.system()}-{platform.machine()}",
             "reproducible": _REPRODUCIBLE,
         },
+        bundle_files=detector[1],
     )
 
 
 def _write_docs(tmp: Path, job: _Job, man: Manifest, log) -> Manifest:
-    """c3ae_model.h and README.md from the manifest, then a backend's extra files and sections; -> the final manifest."""
+    """c3ae_model.h and README.md from the manifest, then a backend's extra files and sections;
+    -> the final manifest."""
     from c3ae_edge.export.firmware import header, readme
 
     (tmp / "c3ae_model.h").write_text(header(man))
@@ -445,7 +448,8 @@ def _commit(tmp: Path, final: Path) -> None:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         raise UsageError(
-            f"{final}: another export wrote this bundle at the same time ({e.strerror}); this one was dropped, run it again"
+            f"{final}: another export wrote this bundle at the same time ({e.strerror}); "
+            "this one was dropped, run it again"
         ) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

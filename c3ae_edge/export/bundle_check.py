@@ -113,6 +113,13 @@ def load_manifest(bundle: Path) -> Manifest:
         raise VerificationError(str(e)) from None
     for i, art in enumerate(man.artifacts):
         _artifact_files(bundle, art, i, where)
+    for i, f in enumerate(man.bundle_files):  # the detector's files (and any other file the manifest pins)
+        if not confined(bundle, f["file"]).is_file():
+            raise VerificationError(f"{where} bundle_files[{i}]: {f['file']} is missing from the bundle")
+        if sha256(bundle / f["file"]) != f["sha256"]:
+            raise VerificationError(
+                f"{bundle}: {f['file']} does not match its sha256 in manifest.json (swapped or corrupt)"
+            )
     confined(bundle, man.parity_set["file"])
     return man
 

@@ -83,7 +83,8 @@ def runtime_table(man: Manifest) -> str:
         for rid, r in (a.get("runtimes") or {}).items():
             v = r.get("verification")
             figs = (
-                f"{v['p50_abs_diff_vs_pytorch']} | {v['p99_abs_diff_vs_pytorch']} | {v['max_abs_diff_vs_pytorch']} | {v['mae_delta_vs_fp32']:+}"
+                f"{v['p50_abs_diff_vs_pytorch']} | {v['p99_abs_diff_vs_pytorch']} | "
+                f"{v['max_abs_diff_vs_pytorch']} | {v['mae_delta_vs_fp32']:+}"
                 if v
                 else "- | - | - | -"
             )
@@ -91,7 +92,8 @@ def runtime_table(man: Manifest) -> str:
     if not rows:
         return ""
     bars = (
-        f"int8 passes at MAE delta <= {ver.get('max_int8_mae_delta')}, per-face p99 <= {ver.get('max_int8_face_p99')} and "
+        f"int8 passes at MAE delta <= {ver.get('max_int8_mae_delta')}, "
+        f"per-face p99 <= {ver.get('max_int8_face_p99')} and "
         f"max <= {ver.get('max_int8_face_max')} years under every runtime."
     )
     return (
@@ -111,6 +113,7 @@ def readme(man: Manifest) -> str:
             _intro(man),
             _preprocessing(man),
             _postprocessing(man),
+            _detector(man),
             (install(man) if tfl else "") + _check_port(man, tfl),
             _pull(man),
             _verification(man),
@@ -154,10 +157,50 @@ for k in 0..{len(crop["scales"]) - 1}:                               // C3AE_CRO
    n  = max(2, round(side * scale[k]))
    x0 = round(cx - n / 2);  y0 = round(cy - n / 2)
    patch[y][x] = img[clamp(y0 + y, 0, H - 1)][clamp(x0 + x, 0, W - 1)]   // edge padding, y, x in 0..n-1
-   crop[k] = resize(patch, {crop["size"]} x {crop["size"]})   // n >= {crop["size"]}: area average; n < {crop["size"]}: bilinear, half-pixel centres
+   crop[k] = resize(patch, {crop["size"]} x {crop["size"]})   // n >= {crop["size"]}: area average; \
+n < {crop["size"]}: bilinear, half-pixel centres
    x = (pixel / 255.0 - mean[c]) / std[c]          // mean = {list(crop["mean"])}, std = {list(crop["std"])}, RGB order
 {quant}   tensor "{inp["name"]}" shape {inp["shape"]} layout {inp["layout"]} (S = the crop index k)
 ```
+"""
+
+
+def _detector(man: Manifest) -> str:
+    """Which face detector the bundle expects, its box convention, and how to run it on the board."""
+    det = man.face_box.get("detector") or {}
+    head = """## Face detector
+
+The model expects face boxes on the OpenCV frontal Haar-cascade convention: a square (cx, cy, side) in source pixels,
+the cascade's rectangle centre and width (`manifest.json` `face_box`)."""
+    if "files" not in det:
+        return f"""{head}
+This bundle carries no detector: its on-board runner finds faces with OpenCV's cascade on a shrunk frame
+(`{det.get("name", "haar-fast")}`: `facefind.py`, which `c3ae-edge bench write-runner DIR` writes beside `onboard.py`;
+needs `pip install opencv-python-headless`). Any other detector works if its boxes are mapped onto this convention.
+
+    python3 onboard.py BUNDLE --photos PHOTOS    # photo-to-age rows: decode, detect, crop, age
+"""
+    m, f, mp = det["model"], det["files"], det["mapping"]
+    unit = "eye-keypoint distance" if mp["basis"] == "eyes" else "mean box size"
+    origin = "the eyes' midpoint" if mp["basis"] == "eyes" else "the box centre"
+    return f"""{head}
+This bundle carries its detector: BlazeFace {m["name"]} range (`{f["model"]}`, {m["size"]}x{m["size"]} input,
+{m["license"]}, unmodified: licence in `{f["license"]}`; sha256 `{m["sha256"]}`),
+decoded by `{f["code"]}` (numpy and the TFLite runtime that runs the age model). Its detections map onto the
+convention: unit = {unit}, side = {mp["scale"]} unit, centre = {origin} + ({mp["dx"]}, {mp["dy"]}) unit
+(`face_box.detector.mapping`, measured on FG-NET against the cascade).
+
+    python3 onboard.py BUNDLE --photos PHOTOS    # photo-to-age rows with this detector (onboard.py: write-runner)
+
+In your own code, beside these files:
+
+```
+import blazeface as bf
+det = bf.BlazeFace("{f["model"]}", bf.MODELS["{m["name"]}"])   # interpreter=Interpreter picks the runtime
+faces = det.detect(rgb)                          # H x W x 3 uint8 RGB, largest first
+cx, cy, side = bf.MAPPINGS["{m["name"]}"].apply(faces[0])
+```
+then crop as above (`python3 reference_infer.py photo.jpg --box CX,CY,SIDE` does it for one photo).
 """
 
 
@@ -193,7 +236,8 @@ def _check_port(man: Manifest, tfl: bool) -> str:
     ref = (
         (
             "python3 reference_infer.py face.jpg            # aligned chip; --box CX,CY,SIDE for a detector box\n"
-            "    python3 reference_infer.py --self-test        # the parity faces: this runtime vs its golden outputs and PyTorch"
+            "    python3 reference_infer.py --self-test        "
+            "# the parity faces: this runtime vs its golden outputs and PyTorch"
         )
         if tfl
         else "(reference_infer.py reads the bundle's .tflite files; this bundle has none: follow the steps above)"
@@ -201,7 +245,8 @@ def _check_port(man: Manifest, tfl: bool) -> str:
     par = man.parity_set
     return f"""## Check a port
 
-`reference_infer.py` is the reference (numpy, Pillow, ai-edge-litert or tflite_runtime, and `manifest.json`; nothing else):
+`reference_infer.py` is the reference (numpy, Pillow, ai-edge-litert or tflite_runtime, and `manifest.json`; \
+nothing else):
 
     {ref}
 
@@ -262,9 +307,11 @@ def install(man: Manifest) -> str:
     measured = ("Verified at export under:\n\n" + "\n".join(f"- {r}" for r in rts) + "\n\n") if rts else ""
     return f"""## Install on the board (Raspberry Pi OS, aarch64)
 
-Pi OS **Bookworm** (Debian 12, Python 3.11), either runtime, in a venv (`python3 -m venv ~/c3ae && . ~/c3ae/bin/activate`):
+Pi OS **Bookworm** (Debian 12, Python 3.11), either runtime, in a venv \
+(`python3 -m venv ~/c3ae && . ~/c3ae/bin/activate`):
 
-    pip install "numpy<2" Pillow tflite-runtime==2.14.0     # built-in int8 kernels: 2.14 never applies XNNPACK to an int8 model
+    pip install "numpy<2" Pillow tflite-runtime==2.14.0     # built-in int8 kernels: \
+2.14 never applies XNNPACK to an int8 model
     pip install numpy Pillow ai-edge-litert                  # XNNPACK, its default delegate
 
 Pi OS **Trixie** (Debian 13, Python 3.13): `pip install numpy Pillow ai-edge-litert` (there is no tflite-runtime wheel

@@ -33,6 +33,7 @@ class Manifest:
     parity_set: dict
     toolchain: dict
     build: dict
+    bundle_files: list = field(default_factory=list)  # files besides the artifacts, pinned: {file, sha256, bytes, role}
     extras: dict = field(default_factory=dict)
     schema: str = SCHEMA
 
@@ -46,7 +47,7 @@ class Manifest:
 
     def to_dict(self) -> dict:
         d = {"schema": self.schema}
-        d.update((k, getattr(self, k)) for k in _FIELDS if k != "schema")
+        d.update((k, getattr(self, k)) for k in _FIELDS if k != "schema" and (k not in _OPTIONAL or getattr(self, k)))
         return {**d, **self.extras}
 
     def to_json(self) -> str:
@@ -89,10 +90,11 @@ class Manifest:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Manifest) if f.name != "extras")
+_OPTIONAL = ("bundle_files",)  # written only when not empty; older bundles have none
 _TYPES = {
     f.name: str if f.type == "str" else dict if f.type == "dict" else list
     for f in dataclasses.fields(Manifest)
-    if f.name not in ("extras", "schema")
+    if f.name not in ("extras", "schema", *_OPTIONAL)
 }
 
 
@@ -134,6 +136,22 @@ def _check(d: dict, where: str) -> None:
     ages = need(par, "pytorch_age", list, f"{where} parity_set")
     if not ages or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in ages):
         raise DataError(f"{where}: parity_set.pytorch_age must be a non-empty list of finite numbers")
+    _bundle_files(d, where)
+
+
+def _bundle_files(d: dict, where: str) -> None:
+    """``bundle_files`` (optional): plain names with a sha256 each. A detector the bundle ships (its record names
+    ``files``) has its model file among them, with the digest ``face_box.detector.model`` records."""
+    pinned = {}
+    for i, f in enumerate(need(d, "bundle_files", list, where) if "bundle_files" in d else []):
+        w = f"{where} bundle_files[{i}]"
+        pinned[_relative(need(f, "file", str, w), w)] = need(f, "sha256", str, w)
+    det = need(d, "face_box", dict, where).get("detector")
+    if isinstance(det, dict) and "files" in det:
+        model = need(det, "model", dict, f"{where} face_box.detector")
+        name = need(model, "file", str, f"{where} face_box.detector.model")
+        if pinned.get(name) != model.get("sha256"):
+            raise DataError(f"{where}: face_box.detector.model {name!r} is not pinned in bundle_files with its sha256")
 
 
 def _relative(name: object, where: str) -> str:
