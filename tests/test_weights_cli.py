@@ -31,12 +31,13 @@ def test_soup_of_two_real_checkpoints_loads(tmp_path, cli, utk_dir):
     assert r.code == 0, r.err
     model, spec, ck = load_model(str(tmp_path / "soup" / "best.pt"))  # the soup loads as a model
     shipped = read_checkpoint(src)
-    assert ck["model"] == "c3ae_plain" and spec.to_dict() == shipped["crop_spec"]
+    assert ck.model == "c3ae_plain" and spec.to_dict() == shipped["crop_spec"]
     for k, v in shipped["state_dict"].items():  # the average of two copies is the copy
         assert torch.allclose(model.state_dict()[k].float(), v.float(), atol=1e-6), k
-    alone = ck["meta"]["val_alone"]
-    assert set(alone) == {str(a), str(b)} and alone[str(a)] == alone[str(b)] and ck["meta"]["val_mae"] == alone[str(a)]
-    assert ck["meta"]["soup"] == [str(a)]  # the second (identical) ingredient does not lower validation MAE
+    meta = ck.meta.to_dict()
+    alone = meta["val_alone"]
+    assert set(alone) == {str(a), str(b)} and alone[str(a)] == alone[str(b)] and meta["val_mae"] == alone[str(a)]
+    assert meta["soup"] == [str(a)]  # the second (identical) ingredient does not lower validation MAE
     assert f"soup of 1: val MAE {alone[str(a)]:.4f}" in r.err and "wrote" in r.out
     assert (tmp_path / "soup" / "split.json").read_bytes() == split.read_bytes()
     cfg = json.loads((tmp_path / "soup" / "config.json").read_text())

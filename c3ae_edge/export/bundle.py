@@ -439,12 +439,16 @@ def _commit(tmp: Path, final: Path) -> None:
     old = None
     try:
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
+            aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, aside)  # fails if another export moved it first: then there is nothing of ours to undo
+            old = aside
         os.replace(tmp, final)
     except OSError as e:  # another export to the same bundle won the race: keep its bundle (or put the old one back)
         if old is not None and not final.exists():
-            os.replace(old, final)
+            try:
+                os.replace(old, final)
+            except OSError:  # the other export's bundle landed in between: keep it
+                pass
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         raise UsageError(
