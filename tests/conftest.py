@@ -111,13 +111,18 @@ def run_main(args: list[str], capsys, cwd: Path | None = None) -> Result:
     return Result(code, o.out, o.err)
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``cli("bench", "merge", ...)`` -> Result(code, out, err): the CLI run in this process, $C3AE_DATA as above."""
+def faces_env(monkeypatch) -> None:
+    """C3AE_DATA as set above (the data set, or unset for the embedded faces), restored after the test."""
     if HAVE_DATA:
         monkeypatch.setenv("C3AE_DATA", str(DATA))
     else:
         monkeypatch.delenv("C3AE_DATA", raising=False)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli("bench", "merge", ...)`` -> Result(code, out, err): the CLI run in this process, $C3AE_DATA as above."""
+    faces_env(monkeypatch)
     return lambda *args, cwd=None: run_main(list(args), capsys, cwd)
 
 

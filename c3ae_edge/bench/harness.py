@@ -93,11 +93,11 @@ def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.nda
     from c3ae_edge.data.crops import spec_for
     from c3ae_edge.data.facedata import FaceData
     from c3ae_edge.export import default_faces
-    from c3ae_edge.export.calibration import data_root, stratified_pick
+    from c3ae_edge.export.calibration import data_root, embedded_stand_in, stratified_pick
 
     root = data_root(data) / "utkface"
     if not (root / "labels.csv").is_file():
-        if data is not None or os.environ.get("C3AE_DATA") or not default_faces.available():
+        if not embedded_stand_in(data, root):
             raise DataError(
                 f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA"
             )

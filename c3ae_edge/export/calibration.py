@@ -37,6 +37,18 @@ def data_root(data: str | None = None) -> Path:
     return Path(data or os.environ.get("C3AE_DATA") or Path.cwd().parent / "shared" / "data")
 
 
+def embedded_stand_in(data: str | None, utkface: Path) -> bool:
+    """No data set at ``utkface`` and none asked for (no --data, no $C3AE_DATA): the embedded faces stand in."""
+    from c3ae_edge.export import default_faces
+
+    return (
+        not (utkface / "labels.csv").is_file()
+        and data is None
+        and not os.environ.get("C3AE_DATA")
+        and default_faces.available()
+    )
+
+
 def stratified_pick(ages: np.ndarray, n: int, seed: int, bin_width: int = 10) -> np.ndarray:
     """``n`` positions spread over age bins in proportion to their size (at least one per bin), seeded, sorted."""
     rng = np.random.default_rng(seed)
@@ -106,9 +118,7 @@ def select(
         raise DataError(f"calibration needs at least {MIN_CALIBRATION} faces (asked for {n_cal})")
     root = data_root(data) / "utkface"
     if not (root / "labels.csv").is_file():
-        from c3ae_edge.export import default_faces
-
-        if data is None and not os.environ.get("C3AE_DATA") and default_faces.available():
+        if embedded_stand_in(data, root):
             return _embedded(spec, calibration, n_cal, n_verify, seed)
         raise DataError(
             f"{root}: no face data (labels.csv) for calibration and verification; pass --data or set C3AE_DATA"

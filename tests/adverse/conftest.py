@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import DATA, FGNET, HAVE_DATA, Result, run_main  # noqa: F401 - the one in-process runner (tests/conftest.py)
+from conftest import DATA, FGNET, HAVE_DATA, Result, faces_env, run_main  # noqa: F401 - the one in-process runner (tests/conftest.py)
 from conftest import FACES as UTK  # the data set's UTKFace, else the embedded chips (same layout)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,10 +68,7 @@ def run_case(case: Case, tmp: Path, capsys, env: dict) -> Result:
 
 @pytest.fixture
 def env(monkeypatch, tmp_path) -> dict:
-    if HAVE_DATA:  # as tests/conftest.py set it, restored after each case
-        monkeypatch.setenv("C3AE_DATA", str(DATA))
-    else:
-        monkeypatch.delenv("C3AE_DATA", raising=False)
+    faces_env(monkeypatch)
     return {"data": DATA}
 
 
