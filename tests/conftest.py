@@ -14,7 +14,7 @@ FGNET = DATA / "fgnet"
 HAVE_DATA = (UTK / "labels.csv").is_file()
 # Every command under test reads the same faces: the data set where there is one (C3AE_DATA set for them), else the
 # 800 embedded UTKFace chips (C3AE_DATA unset, so export and bench fall back to them): the fast tier needs no data set.
-FACES = UTK if HAVE_DATA else ROOT / "c3ae_edge" / "faces"
+FACES = UTK if HAVE_DATA else ROOT / "calibration"
 if HAVE_DATA:
     os.environ["C3AE_DATA"] = str(DATA)
 else:
@@ -52,14 +52,14 @@ DATA_FIXTURES = {"utk_dir", "fgnet_dir", "small_rpi_bundle"}
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark the slow tier; skip the opt-in aarch64 tests. Those need a root built once by
-    tools/aarch64/build_root.sh (~25 min) and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT
+    bench/aarch64/build_root.sh (~25 min) and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT
     set, or -m aarch64), never by default, so CI stays fast."""
     for item in items:
         if item.path.name in SLOW_MODULES or DATA_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
     if os.environ.get("C3AE_ARM64_ROOT") or "aarch64" in (config.getoption("markexpr") or ""):
         return
-    skip = pytest.mark.skip(reason="opt-in: set C3AE_ARM64_ROOT or run -m aarch64 (tools/aarch64/README.md)")
+    skip = pytest.mark.skip(reason="opt-in: set C3AE_ARM64_ROOT or run -m aarch64 (bench/aarch64/README.md)")
     for item in items:
         if item.get_closest_marker("aarch64"):
             item.add_marker(skip)

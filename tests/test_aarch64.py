@@ -1,5 +1,5 @@
 """Opt-in (-m aarch64 or C3AE_ARM64_ROOT): the rpi bundle's reference_infer.py and onboard.py in the emulated arm64
-root (tools/aarch64/build_root.sh) under tflite-runtime 2.14 and ai-edge-litert, against the x86 runs of the same
+root (bench/aarch64/build_root.sh) under tflite-runtime 2.14 and ai-edge-litert, against the x86 runs of the same
 runtimes."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "tools" / "aarch64"))
+sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
 import emulated  # noqa: E402
 
 pytestmark = pytest.mark.aarch64
@@ -24,7 +24,7 @@ def board_dir(tmp_path_factory) -> Path:
     """An rpi4 bundle (C3AE_ARM64_BUNDLE to reuse one, else a fresh export) staged with onboard.py, as on a Pi."""
     root = emulated.root_path()
     assert emulated.root_ready(root), (
-        f"{root}: no complete arm64 root: run tools/aarch64/build_root.sh (about 25 minutes, once)"
+        f"{root}: no complete arm64 root: run bench/aarch64/build_root.sh (about 25 minutes, once)"
     )
     assert os.geteuid() == 0, "the emulated root needs root (unshare, mount, chroot)"
     b = os.environ.get("C3AE_ARM64_BUNDLE")

@@ -19,8 +19,8 @@ from c3ae_edge.data.detect import resolve_detector
 ROOT = Path(__file__).resolve().parents[1]
 
 
-GOOD = ROOT / "docs" / "results" / "x86.json"
-BOARD = ROOT / "docs" / "results" / "onboard_runner_x86_clean_venv.json"
+GOOD = ROOT / "bench" / "results" / "x86.json"
+BOARD = ROOT / "bench" / "results" / "onboard_runner_x86_clean_venv.json"
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -213,7 +213,7 @@ def test_rows_are_typed_and_round_trip_to_the_same_bytes(short_run):
     doc, _ = short_run
     docs = [doc] + [
         load_doc(f)
-        for f in sorted((ROOT / "docs" / "results").glob("*.json"))
+        for f in sorted((ROOT / "bench" / "results").glob("*.json"))
         if json.loads(f.read_text()).get("schema") == SCHEMA
     ]
     assert len(docs) >= 4

@@ -26,7 +26,8 @@ from c3ae_edge.data.imageio import load_rgb
 ROOT = Path(__file__).resolve().parents[1]
 DECODER = ROOT / "c3ae_edge" / "board" / "blazeface.py"
 
-# Gates from tools/measure_blazeface_boxes.py on all 1,002 FG-NET photos (docs/results/blazeface_boxes.json), eye basis:
+# Gates from bench/scripts/measure_blazeface_boxes.py on all 1,002 FG-NET photos
+# (bench/results/blazeface_boxes.json), eye basis:
 # IoU with the cascade's box after mapping, on held-out photos, median 0.906 and 10th percentile 0.803 (the cascade's
 # own boxes meet the landmark boxes at a median 0.874). A 24-photo sample keeps its median above 0.85 and at least 80%
 # of its photos above 0.75 unless the mapping or the decoder is off.
@@ -89,7 +90,7 @@ def test_numpy_resize_gives_the_same_boxes_as_opencv(fgnet_photos):
         assert e2e.iou(bf.MAPPINGS["short"].apply(a), bf.MAPPINGS["short"].apply(b)) > 0.95
 
 
-sys.path.insert(0, str(ROOT / "tools" / "aarch64"))
+sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
 from emulated import host_python  # noqa: E402
 
 TFLITE_RT = host_python("tflite-runtime")  # a Pi's runtime: tflite-runtime 2.14, numpy<2 (c3ae-edge runtimes prepare)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import DATA, ROOT
 
-sys.path.insert(0, str(ROOT / "tools" / "aarch64"))
+sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
 from emulated import host_python  # noqa: E402
 
-TFLITE_RT = host_python("tflite-runtime")  # prepared once: c3ae-edge runtimes prepare (or tools/aarch64/README.md)
+TFLITE_RT = host_python("tflite-runtime")  # prepared once: c3ae-edge runtimes prepare (or bench/aarch64/README.md)
 FACE = DATA / "utkface" / "images" / "100_0_0_20170112213500903.jpg.chip.jpg"
 needs_tflite_runtime = pytest.mark.skipif(
     not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}"

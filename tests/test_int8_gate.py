@@ -74,9 +74,9 @@ def test_efficiency_never_exceeds_the_measured_peak():
     assert 0 < slow["fraction_of_peak"] < 1
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "docs" / "results").glob("*.json")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "bench" / "results").glob("*.json")))
 def test_no_committed_bench_result_claims_more_than_the_peak(name: str):
-    data = json.loads(Path(ROOT / "docs" / "results" / name).read_text())
+    data = json.loads(Path(ROOT / "bench" / "results" / name).read_text())
     rows = data.get("results", data) if isinstance(data, dict) else data
     fr = [r["efficiency"]["fraction_of_peak"] for r in rows if isinstance(r, dict) and r.get("efficiency")]
     assert all(f is None or f <= 1 for f in fr), max(f for f in fr if f is not None)

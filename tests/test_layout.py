@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
@@ -100,9 +101,30 @@ def test_board_scripts_import_only_numpy_pillow_and_runtimes(script):
 
 
 def test_package_data_is_read_through_importlib_resources():
-    targets = {p.name for p in resources.files("c3ae_edge.targets").iterdir() if p.name.endswith(".toml")}
-    assert {"rpi4.toml", "x86.toml", "cortex-m.toml"} <= targets
     tables = resources.files("c3ae_edge.bench") / "tables"
     assert (tables / "paper_table3.json").is_file() and (tables / "peers_recipe.json").is_file()
     src = "\n".join(p.read_text() for p in PKG.rglob("*.py"))
-    assert 'parents[2] / "bench"' not in src and "REPO_BENCH" not in src  # nothing reaches back into a checkout
+    assert 'parents[2] / "bench"' not in src and "REPO_BENCH" not in src  # results are not read back at run time
+
+
+# The design card the project was started from names its top level.
+CARD = ("c3ae_edge", "targets", "calibration", "bench", "tests", "pyproject.toml")
+OTHER_TOP = {"docs", "README.md", "ARCHITECTURE.md", "CHANGELOG.md", "LICENSE", "LICENSES.md", "constraints.txt"}
+
+
+def test_top_level_matches_the_owners_card():
+    tracked = subprocess.run(["git", "ls-files"], cwd=PKG.parent, capture_output=True, text=True, check=True).stdout
+    top = {line.split("/")[0] for line in tracked.splitlines() if not line.startswith(".")}
+    assert set(CARD) <= top, f"missing from the top level: {sorted(set(CARD) - top)}"
+    assert top <= set(CARD) | OTHER_TOP, f"not on the card: {sorted(top - set(CARD) - OTHER_TOP)}"
+    assert {p.suffix for p in (PKG.parent / "targets").iterdir()} == {".toml"}  # one TOML per target, nothing else
+    assert (PKG.parent / "calibration" / "faceset.json").is_file() and (PKG.parent / "bench" / "results").is_dir()
+
+
+def test_shipped_folders_resolve_to_the_top_level_in_a_checkout():
+    from c3ae_edge import shipped
+    from c3ae_edge.export import default_faces, targets
+
+    assert shipped.folder("targets") == PKG.parent / "targets"
+    assert default_faces.folder() == PKG.parent / "calibration" and default_faces.available()
+    assert {"rpi4", "x86", "cortex-m"} <= set(targets.builtin())

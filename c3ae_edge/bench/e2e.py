@@ -1,8 +1,8 @@
 """Photo to age, end to end: decode, face detection, crop spec and the age network, each stage timed, on real photos
 (FG-NET's full frames) and on 640x480 / 1280x720 camera-sized frames made from them.
 
-Used by ``c3ae-edge bench`` (end-to-end rows) and ``tools/photo_to_age.py`` (detectors side by side: stage times,
-face-found rate on FG-NET, FG-NET MAE with detector boxes)."""
+Used by ``c3ae-edge bench`` (end-to-end rows) and ``bench/scripts/photo_to_age.py`` (detectors side by side: stage
+times, face-found rate on FG-NET, FG-NET MAE with detector boxes)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ def table_file(name: str) -> Path:
 
 
 def load_accuracy(path: Path | None = None) -> dict | None:
-    """MAE per model from the common recipe (c3ae_edge/bench/tables/peers_mae.json, written by tools/train_peers.py);
-    None if not trained yet."""
+    """MAE per model from the common recipe (c3ae_edge/bench/tables/peers_mae.json, written by
+    bench/scripts/train_peers.py); None if not trained yet."""
     p = path or table_file("peers_mae.json")
     if not p.is_file():
         if path:
@@ -309,7 +309,7 @@ def accuracy_lines(doc: dict, rows: list[BenchRow]) -> list[str]:
         L = [
             "",
             "MAE: no model has been trained with the common recipe yet "
-            "(`c3ae_edge/bench/tables/peers_recipe.json`, run `python tools/train_peers.py`).",
+            "(`c3ae_edge/bench/tables/peers_recipe.json`, run `python bench/scripts/train_peers.py`).",
         ]
     weights = sorted({(r.model, r.weights) for r in rows if r.weights})
     if weights:
@@ -558,7 +558,8 @@ def plot(doc: dict, path: Path) -> bool:
         title="latency vs MAE",
     )
     if not any(isinstance(v.get("mae"), (int, float)) for v in acc.values()):
-        a1.text(0.5, 0.5, "no MAE yet:\nrun tools/train_peers.py", ha="center", va="center", transform=a1.transAxes)
+        msg = "no MAE yet:\nrun bench/scripts/train_peers.py"
+        a1.text(0.5, 0.5, msg, ha="center", va="center", transform=a1.transAxes)
     a2.set(
         xlabel="artifact size (KiB)",
         ylabel="p50 latency (ms, batch 1)",

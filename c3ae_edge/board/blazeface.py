@@ -8,7 +8,7 @@ centre in input pixels; scores: sigmoid of logits clipped to +-100; weighted NMS
 letterboxed (aspect kept, centred) to the model's square size, RGB scaled to [-1, 1].
 
 ``HaarMapping`` maps a BlazeFace box onto the face-box convention the crop spec expects (OpenCV's frontal cascade's
-box): measured on FG-NET by tools/measure_blazeface_boxes.py.
+box): measured on FG-NET by bench/scripts/measure_blazeface_boxes.py.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ class HaarMapping:
         return (float(ox + self.dx * unit), float(oy + self.dy * unit), float(self.scale * unit))
 
 
-# Measured on FG-NET against OpenCV's full-resolution frontal cascade (tools/measure_blazeface_boxes.py,
-# docs/results/blazeface_boxes.json): median side ratio and centre offset, in units of the basis, over the 961 (short)
+# Measured on FG-NET against OpenCV's full-resolution frontal cascade (bench/scripts/measure_blazeface_boxes.py,
+# bench/results/blazeface_boxes.json): median side ratio and centre offset, in units of the basis, over the 961 (short)
 # and 910 (full) photos both found. IoU with the cascade's box after mapping, fitted on half, scored on the other half:
 # short, eyes: median 0.906, 10th percentile 0.803 (box basis: 0.848, 0.720); full, eyes: 0.877, 0.735.
 MAPPINGS = {"short": HaarMapping("eyes", 2.4261, 0.0047, 0.2839), "full": HaarMapping("eyes", 2.4596, 0.0010, 0.2797)}

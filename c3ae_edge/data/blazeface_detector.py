@@ -99,7 +99,7 @@ def record(name: str) -> dict:
         "RGB scaled to [-1, 1], bilinear resize",
         "mapping": {
             **asdict(bf.MAPPINGS[model]),
-            "measured_by": "tools/measure_blazeface_boxes.py (docs/results/blazeface_boxes.json)",
+            "measured_by": "bench/scripts/measure_blazeface_boxes.py (bench/results/blazeface_boxes.json)",
             "formula": "unit = eye-keypoint distance (basis eyes) or mean box size (basis box); side = scale * unit; "
             "centre = origin + (dx, dy) * unit",
         },

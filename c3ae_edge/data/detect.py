@@ -67,7 +67,8 @@ class HaarDetector:
 class CoarseFineHaarDetector:
     """The same cascade searched on a shrunk frame (c3ae_edge/board/facefind.py): faces from 20% of the shorter side up,
     ~8x cheaper than ``HaarDetector`` on a 640x480 frame; its boxes are the cascade's boxes (median IoU 0.96 with
-    ``HaarDetector``'s on FG-NET, side ratio 0.995: tools/photo_to_age.py, tools/measure_face_boxes.py)."""
+    ``HaarDetector``'s on FG-NET, side ratio 0.995: bench/scripts/photo_to_age.py,
+    bench/scripts/measure_face_boxes.py)."""
 
     def __init__(self, params=None):
         from c3ae_edge.board import facefind

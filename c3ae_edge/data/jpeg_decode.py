@@ -1,7 +1,7 @@
 """JPEG bytes -> RGB uint8 through OpenCV's decoder (libjpeg-turbo, EXIF orientation applied): the same pixels as
 Pillow's decode here (identical arrays on FG-NET photos and camera-sized frames, tests/test_blazeface.py) at a
-fraction of the cost (tools/photo_to_age.py --decoders). Anything else (PNG, CMYK/Adobe JPEGs, undecodable bytes)
-returns None and the caller decodes with Pillow."""
+fraction of the cost (bench/scripts/photo_to_age.py --decoders). Anything else (PNG, CMYK/Adobe JPEGs, undecodable
+bytes) returns None and the caller decodes with Pillow."""
 
 from __future__ import annotations
 

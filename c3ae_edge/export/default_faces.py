@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from importlib import resources
 from pathlib import Path
 
+from c3ae_edge import shipped
 from c3ae_edge.errors import DataError
 
 ROLES = ("calibration", "verification")
@@ -25,7 +25,7 @@ TERMS = (
 
 
 def folder() -> Path:
-    return Path(str(resources.files("c3ae_edge") / "faces"))
+    return shipped.folder("calibration")
 
 
 def available() -> bool:

@@ -1,4 +1,4 @@
-"""Target profiles: one TOML per board in ``c3ae_edge/targets/`` (package ``c3ae_edge.targets``), or a user's own
+"""Target profiles: one TOML per board in ``targets/`` (package ``c3ae_edge.targets``), or a user's own
 file."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
+from c3ae_edge import shipped
 from c3ae_edge.errors import UsageError
 
 MAX_INT8_DELTA = 0.15  # years of MAE an int8 artifact may lose against fp32 before the export fails
@@ -139,7 +139,7 @@ def parse(text: str, where: str) -> Target:
 def builtin() -> dict[str, Target]:
     """Every shipped target by name."""
     out = {}
-    for f in sorted(resources.files("c3ae_edge.targets").iterdir(), key=lambda p: p.name):
+    for f in sorted(shipped.folder("targets").iterdir(), key=lambda p: p.name):
         if f.name.endswith(".toml"):
             t = parse(f.read_text(), f"targets/{f.name}")
             out[t.name] = t

@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import ROOT, UTK, Case, face_chip, run_case
 
-GOOD = ROOT / "docs" / "results" / "x86.json"
+GOOD = ROOT / "bench" / "results" / "x86.json"
 
 
 def _doc(edit=None, raw: bytes | None = None, name: str = "in.json"):

@@ -17,7 +17,7 @@ import pytest
 
 from .conftest import ROOT, TINY_TARGET, UTK, copy_bundle, face_chip, one_line_error, run_main, snapshot
 
-GOOD_BENCH = ROOT / "docs" / "results" / "x86.json"
+GOOD_BENCH = ROOT / "bench" / "results" / "x86.json"
 
 
 @pytest.fixture

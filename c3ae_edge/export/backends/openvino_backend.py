@@ -155,7 +155,7 @@ def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int 
     """Compiled for the static input shape of this row (a dynamic batch costs 10-15% per call at batch 1, measured
     here).
 
-    ``call`` is how each forward talks to the request (tools/ov_overhead.py times them against benchmark_app):
+    ``call`` is how each forward talks to the request (bench/scripts/ov_overhead.py times them against benchmark_app):
     ``lean`` (the bench's) copies x into the request's own input tensor, allocated once, as a camera loop that writes
     each frame's crops there would (a 48 KB copy, a few us), then a synchronous ``infer()`` with output views (no
     copies): it runs on the calling thread, as benchmark_app's sync API does, so the thread's CPU time (photo-to-age

@@ -2,7 +2,7 @@
 """Run an rpi bundle's reference_infer.py and onboard.py inside the emulated arm64 root, and beside them \
 on this x86 host.
 
-    python tools/aarch64/emulated.py BUNDLE [--board rpi4|rpi5] [--json diff.json]
+    python bench/aarch64/emulated.py BUNDLE [--board rpi4|rpi5] [--json diff.json]
 
 The root comes from ``build_root.sh`` ($C3AE_ARM64_ROOT, default /var/cache/c3ae-edge/arm64-root) and holds two venvs:
 /opt/tflite-runtime ("numpy<2" tflite-runtime 2.14.0) and /opt/ai-edge-litert. Under qemu-user the guest reads the
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     root = root_path()
     if not root_ready(root):
-        print(f"emulated: error: {root}: no complete arm64 root (run tools/aarch64/build_root.sh)", file=sys.stderr)
+        print(f"emulated: error: {root}: no complete arm64 root (run bench/aarch64/build_root.sh)", file=sys.stderr)
         return 2
     if not (a.bundle / "manifest.json").is_file():
         print(f"emulated: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(
             f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see "
-            "tools/aarch64/README.md)",
+            "bench/aarch64/README.md)",
             file=sys.stderr,
         )
         return 2

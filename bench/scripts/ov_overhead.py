@@ -1,7 +1,8 @@
 """The bench's OpenVINO call against OpenVINO's own benchmark_app, on the same IR, in alternating rounds:
 
-    python tools/ov_overhead.py [--ir model.xml ...] [--rounds 5] [--runs 2000] [--json out.json]
-    python tools/ov_overhead.py --probe --ir model.xml [--ir ...] [--json out.json]   # input precision / data probe
+    python bench/scripts/ov_overhead.py [--ir model.xml ...] [--rounds 5] [--runs 2000] [--json out.json]
+    python bench/scripts/ov_overhead.py --probe --ir model.xml [--ir ...] [--json out.json]
+    # --probe: input precision / data probe
 
 Without --ir, c3ae_plain (shipped weights) is exported to fp32 and int8 IRs in a temporary folder, int8 calibrated
 on the bench's 32 calibration faces. Per round and IR: benchmark_app (1 stream, 1 thread, sync API, f32 inference
@@ -274,7 +275,7 @@ def main() -> None:
     x = harness.faces(1, None, 0)[0][:1].copy()
     if a.probe:
         doc = {
-            "command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]),
+            "command": "python bench/scripts/ov_overhead.py " + " ".join(sys.argv[1:]),
             "environment": onboard.environment(1),
             "input_probe_request_latency_p50_s": {ir.name: child(ir, 0, x, mode="--probe-child") for ir in a.ir},
         }
@@ -319,7 +320,7 @@ def main() -> None:
             file=sys.stderr,
         )
     doc = {
-        "command": "python tools/ov_overhead.py " + " ".join(sys.argv[1:]),
+        "command": "python bench/scripts/ov_overhead.py " + " ".join(sys.argv[1:]),
         "environment": onboard.environment(1),
         "results": res,
     }

@@ -1,6 +1,6 @@
 """Measure the mapping from BlazeFace detections onto the Haar face-box convention the crop spec expects.
 
-    python tools/measure_blazeface_boxes.py [--data ../shared/data] [--json docs/results/blazeface_boxes.json]
+    python bench/scripts/measure_blazeface_boxes.py [--data ../shared/data] [--json bench/results/blazeface_boxes.json]
 
 On every FG-NET photo, runs OpenCV's full-resolution frontal cascade (``haar``, the convention) and both BlazeFace
 models (raw boxes and keypoints). For each model and each basis (eye keypoints, box) it fits the median side ratio

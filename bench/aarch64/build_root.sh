@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build (once) a Debian bookworm arm64 root that runs an rpi bundle under qemu-user emulation.
-# Usage: sudo tools/aarch64/build_root.sh [ROOT]   (default: $C3AE_ARM64_ROOT or /var/cache/c3ae-edge/arm64-root)
+# Usage: sudo bench/aarch64/build_root.sh [ROOT]   (default: $C3AE_ARM64_ROOT or /var/cache/c3ae-edge/arm64-root)
 # Needs root, network to deb.debian.org and PyPI, and about 25 minutes (the second stage runs emulated).
 # The root is built in ROOT.partial and renamed to ROOT only when complete, so an existing ROOT is always usable.
 set -eu

@@ -4,7 +4,7 @@ and record the test MAE in
 c3ae_edge/bench/tables/peers_mae.json, which `c3ae-edge bench` shows as its accuracy column.
 CPU-heavy: hours on 2 cores.
 
-    python tools/train_peers.py [--models a,b] [--epochs N] [--limit N] [--out runs/peers]
+    python bench/scripts/train_peers.py [--models a,b] [--epochs N] [--limit N] [--out runs/peers]
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def main() -> None:
         subset = f"a seeded {a.limit:,}-face subset of UTKFace" if a.limit else "UTKFace"
         doc["note"] = (
             f"test MAE on the test part of {subset}, every model trained {train_kw['epochs']} epochs by "
-            "tools/train_peers.py with c3ae_edge/bench/tables/peers_recipe.json: one small common budget to compare "
-            "architectures, not the shipped models' accuracy"
+            "bench/scripts/train_peers.py with c3ae_edge/bench/tables/peers_recipe.json: one small common "
+            "budget to compare architectures, not the shipped models' accuracy"
         )
         out_file.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"{name}: test MAE {res['test_mae']:.3f} -> {out_file}")

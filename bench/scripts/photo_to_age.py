@@ -1,8 +1,8 @@
 """Photo to age, detectors side by side (issue 15's before/after), measured in one run by the bench's own code
 (c3ae_edge/bench/e2e.py):
 
-    python tools/photo_to_age.py [--detectors haar,haar-fast] [--timing 60] [--quality all|N] [--artifact FILE ...]
-        [--json out.json] [--markdown out.md]
+    python bench/scripts/photo_to_age.py [--detectors haar,haar-fast] [--timing 60] [--quality all|N]
+        [--artifact FILE ...] [--json out.json] [--markdown out.md]
 
 - per-stage times (decode, detect, crop, age network) over ``--timing`` FG-NET photos and the same photos made into
   640x480 and 1280x720 frames, 1 thread, the detectors interleaved image by image (background load hits both alike);
@@ -223,7 +223,7 @@ def main() -> None:
     model.eval()
     detectors = {n: get_detector(n) for n in a.detectors.split(",")}
     doc = {
-        "command": "python tools/photo_to_age.py " + " ".join(sys.argv[1:]),
+        "command": "python bench/scripts/photo_to_age.py " + " ".join(sys.argv[1:]),
         "threads": 1,
         "environment": onboard.environment(1),
     }

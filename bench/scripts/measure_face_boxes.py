@@ -1,6 +1,6 @@
 """Re-measure the face-box conventions in c3ae_edge/data/crops.py against the Haar cascade (the detector's box).
 
-    python tools/measure_face_boxes.py [--data ../shared/data] [--detector haar|haar-fast]
+    python bench/scripts/measure_face_boxes.py [--data ../shared/data] [--detector haar|haar-fast]
 Prints the median cascade box on UTKFace chips (ALIGNED_BOX) and its relation to FG-NET landmark boxes
 (LANDMARK_SIDE, LANDMARK_DY), with how many faces each median is over.
 """
