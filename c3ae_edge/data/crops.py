@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# Face-box conventions, measured here against the Haar cascade (see README, "Face boxes"):
+# Face-box conventions, measured here against the Haar cascade (see docs/detectors.md):
 # UTKFace aligned chips: the cascade's box has its centre at (0.495 W, 0.44 H) and its side at 0.84 W
 # (median, 174 chips).
 ALIGNED_BOX = (0.495, 0.44, 0.84)
