@@ -114,3 +114,49 @@ def test_cascade_models_expose_distribution():
     assert probs.shape == (3, 12)
     assert torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(age, probs @ model.head.w2.weight.view(-1) + model.head.w2.bias)
+
+
+def _face_batch(spec) -> torch.Tensor:
+    """Four real faces (embedded UTKFace chips) through the model's crop spec."""
+    import numpy as np
+    from PIL import Image
+
+    from c3ae_edge import shipped
+    from c3ae_edge.data.crops import aligned_box
+
+    chips = sorted((shipped.folder("calibration") / "images").iterdir())[:4]
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in chips]
+    return torch.from_numpy(np.stack([spec.model_input(im, aligned_box(im.shape[1], im.shape[0])) for im in imgs]))
+
+
+def test_two_models_ship_weights():
+    from c3ae_edge.models import shipped_models
+
+    assert shipped_models() == ["c3ae_full", "c3ae_plain"]  # the parametrised test below covers both paths
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_create_model_pretrained_timm_style(name):
+    """``create_model(name, pretrained=True)`` loads the shipped weights in eval mode (the same ages as the CLI's
+    loader on real faces); a model without shipped weights is one UsageError naming it and what ships."""
+    from c3ae_edge.models import shipped_models
+    from c3ae_edge.weights import load_model, shipped_path
+
+    if name not in shipped_models():
+        with pytest.raises(UsageError) as e:
+            create_model(name, pretrained=True)
+        msg = str(e.value)
+        assert "\n" not in msg and f"no pretrained weights ship for {name!r}" in msg, msg
+        assert "shipped: c3ae_full, c3ae_plain" in msg
+        return
+    model = create_model(name, pretrained=True)
+    assert not model.training and model.cfg.name == name
+    saved = torch.load(shipped_path(name), map_location="cpu", weights_only=True)["state_dict"]
+    assert saved.keys() == model.state_dict().keys()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(create_model(name).state_dict()[next(iter(saved))], next(iter(saved.values())))
+    ref, spec, _ = load_model(None, name)
+    x = _face_batch(spec)
+    with torch.no_grad():
+        ages, want = model(x), ref(x)
+    assert torch.equal(ages, want) and bool(((ages > 1) & (ages < 100)).all()), ages

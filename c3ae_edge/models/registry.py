@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch.nn as nn
 
@@ -79,10 +80,39 @@ def get_model_cfg(name: str) -> ModelCfg:
     return _REGISTRY[name][1]
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model, randomly initialised (``c3ae_edge.weights.pretrained_model`` adds the shipped
-    weights)."""
+def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build a registered model, randomly initialised, or with ``pretrained=True`` the weights shipped in the package
+    (read with ``weights_only=True``, no network; the model is returned in eval mode). Other keyword arguments go to
+    the builder."""
     cfg = get_model_cfg(name)
+    path = shipped_weights(name) if pretrained else None  # before building: one clear error for models without
     model = _REGISTRY[name][0](**{**cfg.kwargs, **kwargs})
     model.cfg = cfg  # type: ignore[attr-defined]
+    if path is not None:
+        from c3ae_edge.models.checkpoint import load_into
+
+        load_into(model, path, name)
+        model.eval()
     return model
+
+
+# The trained weights that ship with the package, beside the code that loads them (c3ae_edge/weights/).
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped_models() -> list[str]:
+    """Registered models whose weights ship in the package."""
+    return [
+        n for n in list_models() if _REGISTRY[n][1].weights and (SHIPPED_WEIGHTS / _REGISTRY[n][1].weights).is_file()
+    ]
+
+
+def shipped_weights(name: str) -> Path:
+    """The shipped weights file of a registered model; one UsageError naming the model when none ship."""
+    cfg = get_model_cfg(name)
+    if not cfg.weights or not (SHIPPED_WEIGHTS / cfg.weights).is_file():
+        raise UsageError(
+            f"no pretrained weights ship for {name!r} (shipped: {', '.join(shipped_models()) or 'none'}); "
+            "build it with pretrained=False and train it, or load a checkpoint with c3ae_edge.weights.load_model"
+        )
+    return SHIPPED_WEIGHTS / cfg.weights

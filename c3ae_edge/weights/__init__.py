@@ -9,27 +9,34 @@ from pathlib import Path
 import torch
 
 from c3ae_edge.data.crops import CropSpec, spec_for
-from c3ae_edge.errors import DataError, UsageError
-from c3ae_edge.weights.checkpoint import FORMAT, Checkpoint, TrainingMeta
+from c3ae_edge.errors import DataError
+from c3ae_edge.models.checkpoint import FORMAT, Checkpoint, TrainingMeta, check_model, load_into, load_state
+from c3ae_edge.models.registry import SHIPPED_WEIGHTS as WEIGHTS_DIR
+from c3ae_edge.models.registry import shipped_models, shipped_weights
 
-WEIGHTS_DIR = Path(__file__).resolve().parent
+__all__ = [
+    "FORMAT",
+    "WEIGHTS_DIR",
+    "Checkpoint",
+    "TrainingMeta",
+    "atomic_save",
+    "checked_spec",
+    "load_into",
+    "load_model",
+    "load_pretrained",
+    "pretrained_model",
+    "read_checkpoint",
+    "save_weights",
+    "sha256_file",
+    "shipped_models",
+    "shipped_path",
+    "split_file_for",
+]
 
 
 def shipped_path(model_name: str) -> Path:
-    from c3ae_edge.models import get_model_cfg
-
-    cfg = get_model_cfg(model_name)
-    if not cfg.weights or not (WEIGHTS_DIR / cfg.weights).is_file():
-        raise UsageError(
-            f"no default weights ship for {model_name!r} (shipped: {', '.join(shipped_models()) or 'none'})"
-        )
-    return WEIGHTS_DIR / cfg.weights
-
-
-def shipped_models() -> list[str]:
-    from c3ae_edge.models import get_model_cfg, list_models
-
-    return [n for n in list_models() if get_model_cfg(n).weights and (WEIGHTS_DIR / get_model_cfg(n).weights).is_file()]
+    """The shipped weights file of ``model_name`` (one UsageError when none ship)."""
+    return shipped_weights(model_name)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -65,9 +72,9 @@ def load_model(weights: str | None = None, model_name: str | None = None):
 
     path = shipped_path(model_name or "c3ae_full") if weights in (None, "default") else Path(weights)
     ck = Checkpoint.load(path)
-    _check_model(ck.model, model_name, path)
+    check_model(ck.model, model_name, path)
     model = create_model(ck.model)
-    _load_state(model, ck.state_dict, ck.model, path)
+    load_state(model, ck.state_dict, ck.model, path)
     spec = checked_spec(ck.crop_spec, f"{path} crop_spec") if ck.crop_spec else spec_for(model.cfg.crops)
     if len(spec.scales) != model.cfg.crops:
         raise DataError(
@@ -102,26 +109,6 @@ def checked_spec(d: object, where: str) -> CropSpec:
     return CropSpec.from_dict(d)
 
 
-def _check_model(name: str, model_name: str | None, path) -> None:
-    if model_name and name != model_name:
-        raise UsageError(f"{path} holds {name!r} weights, not {model_name!r}")
-
-
-def _load_state(model, state_dict: dict, name: str, path) -> None:
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as e:
-        raise DataError(f"{path}: weights do not fit model {name!r} ({str(e).splitlines()[0]})") from None
-
-
-def load_into(model, path: str | Path, model_name: str | None = None) -> Checkpoint:
-    """Read a weights file (checked) into ``model``; ``model_name`` must match the file's model when given."""
-    ck = Checkpoint.load(path)
-    _check_model(ck.model, model_name, path)
-    _load_state(model, ck.state_dict, ck.model, path)
-    return ck
-
-
 def load_pretrained(model, name: str) -> None:
     load_into(model, shipped_path(name))
     model.eval()
@@ -131,9 +118,7 @@ def pretrained_model(name: str):
     """A registered model with the weights shipped in the package."""
     from c3ae_edge.models import create_model
 
-    model = create_model(name)
-    load_pretrained(model, name)
-    return model
+    return create_model(name, pretrained=True)
 
 
 def save_weights(

@@ -1,5 +1,7 @@
 """A weights file as typed data: model, tensors, crop spec and training facts (the file format is unchanged:
-a torch.save dict {format, model, state_dict, crop_spec, meta}, loaded with weights_only=True)."""
+a torch.save dict {format, model, state_dict, crop_spec, meta}, loaded with weights_only=True), and loading one into
+a model. It sits with the models so that ``create_model(name, pretrained=True)`` reads the shipped weights without
+the weights stage (which builds on the models)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from c3ae_edge.errors import DataError
+from c3ae_edge.errors import DataError, UsageError
 
 FORMAT = "c3ae-edge-weights/1"
 
@@ -105,3 +107,23 @@ class Checkpoint:
             "crop_spec": self.crop_spec,
             "meta": self.meta.to_dict(),
         }
+
+
+def load_into(model, path: str | Path, model_name: str | None = None) -> Checkpoint:
+    """Read a weights file (checked) into ``model``; ``model_name`` must match the file's model when given."""
+    ck = Checkpoint.load(path)
+    check_model(ck.model, model_name, path)
+    load_state(model, ck.state_dict, ck.model, path)
+    return ck
+
+
+def check_model(name: str, model_name: str | None, path) -> None:
+    if model_name and name != model_name:
+        raise UsageError(f"{path} holds {name!r} weights, not {model_name!r}")
+
+
+def load_state(model, state_dict: dict, name: str, path) -> None:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not fit model {name!r} ({str(e).splitlines()[0]})") from None
