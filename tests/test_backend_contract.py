@@ -29,8 +29,8 @@ def precision_for(spec) -> str:
 
 
 def bar(precision: str) -> float:
+    from c3ae_edge.export.parity import FP16_PARITY, FP32_PARITY
     from c3ae_edge.export.targets import MAX_INT8_FACE_MAX
-    from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY
 
     return {"fp32": FP32_PARITY, "fp16": FP16_PARITY}.get(precision, MAX_INT8_FACE_MAX)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import DATA, ROOT
 
-from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY
+from c3ae_edge.export.parity import FP16_PARITY, FP32_PARITY
 
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]
 ENV = dict(os.environ)  # C3AE_DATA as tests/conftest.py set it
@@ -322,8 +322,8 @@ def test_rpi_int8_is_verified_under_each_runtime_with_golden_outputs(rpi_bundle:
     """ai-edge-litert (XNNPACK) and tflite-runtime 2.14 (its own numpy<2 venv, prepared by the README's first command)
     both ran the artifacts at export; the per-face figures, the bars and the raw outputs on the parity faces are
     recorded."""
+    from c3ae_edge.export.parity import INT8_TOLERANCE_CAP
     from c3ae_edge.export.targets import load_target
-    from c3ae_edge.export.verify import INT8_TOLERANCE_CAP
 
     m = manifest(rpi_bundle)
     t = load_target("rpi4")

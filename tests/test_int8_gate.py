@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 
 from c3ae_edge.errors import VerificationError
+from c3ae_edge.export.parity import INT8_TOLERANCE_CAP, int8_bars, judge, measure, tolerance
 from c3ae_edge.export.targets import MAX_INT8_DELTA, MAX_INT8_FACE_MAX, MAX_INT8_FACE_P99
-from c3ae_edge.export.verify import INT8_TOLERANCE_CAP, int8_bars, judge, measure, tolerance
 
 BARS = int8_bars(MAX_INT8_DELTA, MAX_INT8_FACE_P99, MAX_INT8_FACE_MAX)
 

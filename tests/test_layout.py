@@ -90,6 +90,55 @@ def test_stages_import_in_one_direction():
     assert "weights" not in graph.get("models", set()), "models must not import weights"
 
 
+def module_name(path: Path, base: Path = PKG.parent) -> str:
+    """c3ae_edge/export/verify.py -> c3ae_edge.export.verify; a package's __init__.py is the package."""
+    parts = list(path.relative_to(base).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def file_graph(root: Path = PKG) -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, at any depth (imports inside functions included). ``from pkg import
+    name`` points at the module ``pkg.name`` when there is one, else at ``pkg`` (its __init__.py)."""
+    files = {module_name(f, root.parent): f for f in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for src, f in files.items():
+        here = src.split(".") if f.name == "__init__.py" else src.split(".")[:-1]
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                found = {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
+                mod = ".".join(x for x in (base, node.module or "") if x)
+                found = {f"{mod}.{a.name}" if f"{mod}.{a.name}" in files else mod for a in node.names}
+            else:
+                continue
+            graph.setdefault(src, set()).update(m for m in found if m in files and m != src)
+    return {k: v for k, v in graph.items() if v}
+
+
+def test_file_graph_sees_function_level_imports(tmp_path):
+    pkg = tmp_path / "c3ae_edge"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from c3ae_edge.sub.b import B\n")
+    (pkg / "sub" / "a.py").write_text("def f():\n    from c3ae_edge.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("import os\n\nfrom . import a\n\nB = 1\n")
+    graph = file_graph(pkg)
+    assert graph == {
+        "c3ae_edge.sub": {"c3ae_edge.sub.b"},
+        "c3ae_edge.sub.a": {"c3ae_edge.sub.b"},
+        "c3ae_edge.sub.b": {"c3ae_edge.sub.a"},
+    }
+    assert cycle(graph) == ["c3ae_edge.sub.b", "c3ae_edge.sub.a", "c3ae_edge.sub.b"]
+
+
+def test_no_import_cycle_between_files():
+    graph = file_graph()
+    assert len(graph) > 50 and "c3ae_edge.export.bundle_check" in graph["c3ae_edge.export.verify"], "graph too small"
+    found = cycle(graph)
+    assert found is None, f"import cycle between files: {' -> '.join(found)}"
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in (PKG / "board").glob("*.py") if p.name != "__init__.py"))
 def test_board_scripts_import_only_numpy_pillow_and_runtimes(script):
     mods = {m for m in imports(PKG / "board" / script)}

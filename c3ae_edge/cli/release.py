@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import time
 
-        from c3ae_edge.release.store import open_store
+        from c3ae_edge.release.stores import open_store
 
         store = open_store(to)
         k = load_key(key) if key else None
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json"),
     ) -> None:
         from c3ae_edge.release.sign import PublicKey
-        from c3ae_edge.release.store import open_store
+        from c3ae_edge.release.stores import open_store
 
         rels = open_store(source).releases(PublicKey.load(key))
         if json_out:

@@ -71,7 +71,7 @@ class BlazeFaceDetector:
         return self.net.detect(img)
 
     def detect(self, img: np.ndarray):
-        from c3ae_edge.data.detect import Detection
+        from c3ae_edge.data.detection import Detection
 
         return [Detection(self.mapping.apply(f), f.score) for f in self.net.detect(img)]
 

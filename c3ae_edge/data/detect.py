@@ -9,28 +9,11 @@ convention *is* this cascade's box, so a replacement detector should map its box
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from c3ae_edge.data.crops import FaceBox
+from c3ae_edge.data.detection import Detection, FaceDetector
 from c3ae_edge.errors import UsageError
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: FaceBox  # (cx, cy, side) in source pixels
-    score: float
-
-    @property
-    def rect(self) -> tuple[int, int, int, int]:
-        cx, cy, s = self.box
-        return (int(round(cx - s / 2)), int(round(cy - s / 2)), int(round(cx + s / 2)), int(round(cy + s / 2)))
-
-
-class FaceDetector(Protocol):
-    def detect(self, img: np.ndarray) -> list[Detection]: ...
 
 
 class HaarDetector:

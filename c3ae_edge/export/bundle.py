@@ -244,7 +244,7 @@ def _convert_all(job: _Job, tmp: Path, log) -> tuple[list, _Parity]:
     """Every precision of the target converted into ``tmp`` and verified; -> the manifest's artifact records."""
     from c3ae_edge.export import rewrite
     from c3ae_edge.export.crosscheck import Faces, once
-    from c3ae_edge.export.verify import int8_bars
+    from c3ae_edge.export.parity import int8_bars
 
     ver, spec, t = job.ver, job.spec, job.target
     int8_model, rewrites = rewrite.apply(job.model, t.int8_rewrites, ver.x[:1])

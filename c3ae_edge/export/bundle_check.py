@@ -31,13 +31,6 @@ def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tolerance_cap(precision: str) -> float:
-    """The widest per-face tolerance (years) the exporter can write for ``precision``."""
-    from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY, INT8_TOLERANCE_CAP
-
-    return {"fp32": FP32_PARITY, "fp16": FP16_PARITY, "int8": INT8_TOLERANCE_CAP}[precision]
-
-
 def confined(bundle: Path, name: object) -> Path:
     """``bundle / name`` for a plain relative name that stays inside the bundle (no '..', no absolute, no link)."""
     if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.export.verify import judge, measure, predict, tolerance
+from c3ae_edge.export.parity import judge, measure, predict, tolerance
 
 INT8_ISAS = (
     ("amx_int8", "amx"),

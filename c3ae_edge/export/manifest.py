@@ -112,10 +112,10 @@ def need(d: object, key: str, typ, where: str):
 
 
 def _check(d: dict, where: str) -> None:
-    from c3ae_edge.export.registry import _MODULES
+    from c3ae_edge.export.registry import backend_names
 
     backend = need(need(d, "target", dict, where), "backend", str, f"{where} target")
-    if backend not in _MODULES:
+    if backend not in backend_names():
         raise DataError(f"{where}: unknown backend {backend!r}")
     need(d["target"], "name", str, f"{where} target")
     for k in ("name", "version", "weights_sha256"):
@@ -165,7 +165,7 @@ def _relative(name: object, where: str) -> str:
 
 
 def _artifact(art: object, w: str) -> None:
-    from c3ae_edge.export.bundle_check import tolerance_cap
+    from c3ae_edge.export.parity import tolerance_cap
 
     name = _relative(need(art, "file", str, w), w)
     prec = need(art, "precision", str, w)

@@ -33,15 +33,6 @@ def list_backends() -> list[BackendSpec]:
     return [get_backend(n).spec for n in _MODULES]
 
 
-def backend_for_path(path) -> Backend:
-    """The backend whose artifact suffix matches ``path`` (.onnx, .tflite, .xml)."""
-    suffix = str(path).rsplit(".", 1)[-1]
-    for spec in list_backends():
-        if spec.suffix == "." + suffix:
-            return get_backend(spec.name)
-    raise UsageError(f"{path}: no backend reads *.{suffix} (known: {', '.join(s.suffix for s in list_backends())})")
-
-
 def toolchain_packages() -> tuple[str, ...]:
     """The converters whose versions a bundle's manifest records: each backend's ``spec.toolchain``, in table order,
     each once."""

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from c3ae_edge.errors import DataError, UsageError, VerificationError
 from c3ae_edge.release.sign import PublicKey, Signature, verify_signed_bundle
-from c3ae_edge.release.store import Release, open_store
+from c3ae_edge.release.store import Release
+from c3ae_edge.release.stores import open_store
 
 RANGE_OPS = ("<", ">", "=", "!", "~")
 

@@ -190,14 +190,3 @@ def fetch_url(url: str, dest: Path, size: int, sha256: str, headers: dict | None
         raise DataError(f"{url}: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         raise DataError(f"{url}: {e.reason}") from None
-
-
-def open_store(spec: str) -> Store:
-    """``oci://HOST[:PORT]/REPO[:TAG]`` -> an OCI registry; a folder or an http(s) URL -> a static index."""
-    if spec.startswith("oci://"):
-        from c3ae_edge.release.oci import OciStore
-
-        return OciStore.parse(spec)
-    from c3ae_edge.release.index import StaticStore
-
-    return StaticStore(spec)

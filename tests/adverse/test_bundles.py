@@ -320,8 +320,7 @@ def test_hashing_streams(tmp_path):
 
 
 def test_tolerance_caps_come_from_the_code():
-    from c3ae_edge.export.bundle_check import tolerance_cap
-    from c3ae_edge.export.verify import FP16_PARITY, FP32_PARITY, INT8_TOLERANCE_CAP, tolerance
+    from c3ae_edge.export.parity import FP16_PARITY, FP32_PARITY, INT8_TOLERANCE_CAP, tolerance, tolerance_cap
 
     assert tolerance_cap("fp32") == FP32_PARITY and tolerance_cap("fp16") == FP16_PARITY
     assert (

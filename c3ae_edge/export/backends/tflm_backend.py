@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.errors import MissingExtraError, UsageError, VerificationError, require
+from c3ae_edge.errors import MissingExtraError, UsageError, require
 from c3ae_edge.export.backends.base import BackendSpec, Runtime
-from c3ae_edge.export.backends.common import decode_outputs, module_missing
+from c3ae_edge.export.backends.common import module_missing
+from c3ae_edge.export.backends.tflm_runtime import SIDECAR, TFLMRunner
 
 SPEC = BackendSpec(
     name="tflm",
@@ -28,13 +29,11 @@ SPEC = BackendSpec(
     extra="mcu",
     description="TFLite Micro: batch-1 int8 trunk graph (NHWC, run once per crop, aligned flatbuffer) + head in C "
     "(float); C sources: const model arrays, op resolver, crop/quantise/decode library",
-    options={"layout": "NHWC", "sidecar": ".head.json"},
+    options={"layout": "NHWC", "sidecar": SIDECAR},
     requires=("litert_torch", "ai_edge_litert", "tflite_micro"),
     # tflite-micro (the aligner) is left out to keep the bundles' bytes: its version is in the artifact's runtimes row
     toolchain=("litert-torch", "ai-edge-litert"),
 )
-ALIGN = 16
-ARENA_SEARCH_MAX = 4 << 20
 
 
 def _feature_module(model):
@@ -155,144 +154,6 @@ class TFLMBackend:
         return {"mcu": write_sources(folder, man, log)}
 
 
-def _interp(flat: bytes, arena: int):
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError:
-        raise MissingExtraError("mcu", "tflite_micro") from None
-    return runtime.Interpreter.from_bytes(flat, arena_size=arena)
-
-
-def _probe(flat: bytes, arena: int) -> bool:
-    """Does the graph allocate and invoke in ``arena`` bytes? In a forked child: TFLM can crash on tiny arenas."""
-    import os
-
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TFLM's "failed to allocate" lines
-            _interp(flat, arena).invoke()
-            code = 0
-        finally:
-            os._exit(code)
-    return os.waitpid(pid, 0)[1] == 0
-
-
-def _search(flat: bytes) -> int:
-    lo, hi = 0, 1024
-    while not _probe(flat, hi):
-        lo, hi = hi, hi * 2
-        if hi > ARENA_SEARCH_MAX:
-            return -1
-    while hi - lo > ALIGN:
-        mid = (lo + hi) // 2 // ALIGN * ALIGN
-        lo, hi = (lo, mid) if _probe(flat, mid) else (mid, hi)
-    return hi
-
-
-def smallest_arena(flat: bytes) -> int:
-    """The smallest arena (bytes, multiple of 16) in which the graph allocates and invokes, by bisection. The probes
-    fork (a tiny arena can crash TFLM), so they run in a fresh single-threaded worker process, not in this one."""
-    import subprocess
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as td:
-        f = Path(td) / "model.tflite"
-        f.write_bytes(flat)
-        r = subprocess.run([sys.executable, "-m", __name__, "arena", str(f)], capture_output=True, text=True)
-    if r.returncode or int(r.stdout.split()[-1]) < 0:
-        raise VerificationError(
-            f"tflm: no arena up to {ARENA_SEARCH_MAX:,} bytes runs the graph "
-            f"({(r.stderr.strip().splitlines() or ['?'])[-1]})"
-        )
-    return int(r.stdout.split()[-1])
-
-
-def allocations(flat: bytes, arena: int) -> str:
-    """TFLM's RecordingMicroAllocator report (it prints to stderr) for one invocation in ``arena`` bytes."""
-    import os
-    import tempfile
-
-    it = _interp(flat, arena)
-    it.invoke()
-    with tempfile.TemporaryFile() as f:
-        saved = os.dup(2)
-        os.dup2(f.fileno(), 2)
-        try:
-            it.print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        f.seek(0)
-        return f.read().decode(errors="replace")
-
-
-class TFLMRunner:
-    """The trunk under TFLM's reference kernels, invoked once per crop, and the head in float (as the C library
-    does)."""
-
-    ARENA = 1 << 20  # generous for the reference run; the export measures the real minimum
-
-    def __init__(self, path: Path):
-        path = Path(path)
-        self.flat = path.read_bytes()
-        self.head = json.loads(path.with_suffix(SPEC.options["sidecar"]).read_text())
-        self.interp = _interp(self.flat, self.ARENA)
-        self.inp, self.out = self.details(self.flat, self.interp)
-        self.input_name, self.output_names = "input", ("features",)
-        self.meta = {"decode": {"w2": self.head["w2"], "b2": self.head["b2"]}}
-
-    @staticmethod
-    def details(flat: bytes, interp=None) -> tuple[dict, dict]:
-        it = interp or _interp(flat, TFLMRunner.ARENA)
-        return it.get_input_details(0), it.get_output_details(0)
-
-    def _q(self, d: dict) -> tuple[float, int]:
-        p = d["quantization_parameters"]
-        return float(p["scales"][0]), int(p["zero_points"][0])
-
-    def io(self) -> dict:
-        def row(d, name):
-            scale, zp = self._q(d)
-            return {
-                "name": name,
-                "shape": [int(v) for v in d["shape"]],
-                "dtype": np.dtype(d["dtype"]).name,
-                "scale": scale,
-                "zero_point": zp,
-            }
-
-        return {
-            "input": {**row(self.inp, "input"), "layout": "NHWC", "invocations_per_face": self.head["crops"]},
-            "outputs": [row(self.out, "features")],
-        }
-
-    def raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """(B, crops, 3, H, W) float -> {"features": (B, crops, h, w, c) int8}, one invocation per crop."""
-        x = np.asarray(x, np.float32).reshape(-1, self.head["crops"], *np.shape(x)[-3:])
-        scale, zp = self._q(self.inp)
-        q = np.clip(np.round(np.moveaxis(x, -3, -1) / np.float32(scale)) + zp, -128, 127).astype(np.int8)
-        feats = np.empty((*q.shape[:2], *self.out["shape"][1:]), np.int8)
-        for b in range(q.shape[0]):
-            for s in range(q.shape[1]):
-                self.interp.set_input(q[b, s][None], 0)
-                self.interp.invoke()
-                feats[b, s] = self.interp.get_output(0)[0]
-        return {"features": feats}
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return decode_outputs({"logits": head_logits(self.raw(x)["features"], self._q(self.out), self.head)}, self.meta)
-
-
-def head_logits(feats: np.ndarray, q: tuple[float, int], head: dict) -> np.ndarray:
-    """int8 features (B, crops, h, w, c) -> W1 logits in float32, as c3ae_mcu.c computes them."""
-    f = (feats.reshape(len(feats), -1).astype(np.float32) - np.float32(q[1])) * np.float32(q[0])
-    acc = f @ np.asarray(head["w1_int8"], np.float32).T
-    return acc * np.asarray(head["w1_scale"], np.float32) + np.asarray(head["b1"], np.float32)
-
-
 def _missing() -> str | None:
     return module_missing("tflite_micro", "tflite-micro", "mcu")
 
@@ -309,9 +170,3 @@ RUNTIMES = (
     ),
 )
 BACKEND = TFLMBackend()
-
-
-if __name__ == "__main__":  # the arena-search worker: python -m ... arena MODEL.tflite
-    import sys
-
-    print(_search(Path(sys.argv[2]).read_bytes()))

@@ -237,7 +237,7 @@ def host_reference(folder: Path, art: dict, man: dict) -> dict:
     import time
 
     from c3ae_edge.data.crops import CropSpec
-    from c3ae_edge.export.backends.tflm_backend import TFLMRunner
+    from c3ae_edge.export.backends.tflm_runtime import TFLMRunner
     from c3ae_edge.export.crosscheck import cpu
 
     x = CropSpec.from_dict(man["crop"]).normalize(np.load(folder / "parity_crops.npy"))
@@ -284,7 +284,7 @@ CMSIS-NN may differ by a step).
 
 def write_sources(folder: Path, man: dict, log=print) -> dict:
     """Measure, generate, compile, check the target's budget -> the manifest's "mcu" section."""
-    from c3ae_edge.export.backends.tflm_backend import allocations, smallest_arena
+    from c3ae_edge.export.backends.tflm_runtime import allocations, smallest_arena
 
     art = next(a for a in man["artifacts"] if a["backend"] == "tflm")
     flat = (folder / art["file"]).read_bytes()
