@@ -86,7 +86,7 @@ def test_predict_cli_errors_are_one_line(tmp_path, cli):
     r = cli("predict", "--model", "nope", "x.jpg")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "unknown model" in r.stderr
     r = cli("predict", "--model", "ssr_net", "x.jpg")
-    assert r.returncode == 2 and "no default weights" in r.stderr
+    assert r.returncode == 2 and "no pretrained weights ship for 'ssr_net'" in r.stderr
 
 
 def test_evaluate_cli_on_any_folder_laid_out_like_utkface(tmp_path, predictor, utk_test):
