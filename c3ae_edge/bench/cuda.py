@@ -1,14 +1,26 @@
-"""``--device cuda``: PyTorch eager, CUDA Graphs replay, fp16/bf16 and channels-last, single image and large batches."""
+"""One PyTorch-forms bench row (``--device cuda``: eager, CUDA graphs, the fused and compiled forms, ONNX Runtime /
+TensorRT; the same code on the CPU with ``--variants``): prepare, warm up, time within the row's budget, and check the
+ages against CPU fp32 PyTorch on the real faces. Plus what names the GPU."""
 
 from __future__ import annotations
 
-import time
+import subprocess
 
 import numpy as np
 
+from c3ae_edge.bench.budget import Budget, RowClock, warm_up
+from c3ae_edge.bench.gpu_forms import TOLERANCE_Y, Variant
+from c3ae_edge.bench.gpu_prepare import Forms, Prepared, device_input, sync
 from c3ae_edge.board import onboard
+from c3ae_edge.errors import C3AEError
 
 GPU_BATCHES = (1, 256, 4096)  # single-image latency, then throughput
+
+
+class NothingMeasured(C3AEError):
+    """A run that was asked to measure a device and could not: no rows, no files, a non-zero exit."""
+
+    exit_code = 1
 
 
 def available() -> tuple[bool, str]:
@@ -17,121 +29,137 @@ def available() -> tuple[bool, str]:
 
     if not torch.cuda.is_available():
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device visible"
-        return False, f"skip --device cuda: CUDA not available ({why}; torch {torch.__version__})"
+        return False, f"CUDA not available ({why}; torch {torch.__version__})"
     return True, ""
 
 
-def _variants():
+def gpu_info() -> dict:
+    """The GPU a row ran on: name, memory, compute capability, driver, CUDA, cuDNN, torch."""
     import torch
 
-    yield "eager", "fp32", torch.float32, False, False
-    yield "eager", "fp16", torch.float16, False, False
-    yield "eager", "bf16", torch.bfloat16, False, False
-    yield "eager channels-last", "fp16", torch.float16, True, False
-    yield "cuda-graph", "fp32", torch.float32, False, True
-    yield "cuda-graph", "fp16", torch.float16, False, True
-    yield "cuda-graph", "bf16", torch.bfloat16, False, True
-    yield "cuda-graph channels-last", "fp16", torch.float16, True, True
+    p = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return {
+        "name": p.name,
+        "memory_gb": round(p.total_memory / 2**30, 1),
+        "capability": [p.major, p.minor],
+        "multiprocessors": p.multi_processor_count,
+        "driver": driver_version(),
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn_version(torch.backends.cudnn.version()),
+        "torch": torch.__version__,
+    }
 
 
-def _timed(fn, runs: int, warmup: int) -> tuple[dict, float]:
+def cudnn_version(v: int | None) -> str | None:
+    """cuDNN's integer version as text: 91900 -> 9.19.0 (cuDNN 9), 8902 -> 8.9.2 (cuDNN 8)."""
+    if not v:
+        return None
+    if v >= 10000:
+        return f"{v // 10000}.{v % 10000 // 100}.{v % 100}"
+    return f"{v // 1000}.{v % 1000 // 100}.{v % 100}"
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver (nvidia-smi, else /proc/driver/nvidia/version), None where neither says."""
+    try:
+        r = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        if r.returncode == 0 and r.stdout.strip():
+            return r.stdout.strip().splitlines()[0].strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    try:
+        text = open("/proc/driver/nvidia/version").read()
+    except OSError:
+        return None
+    words = text.split()
+    return next((w for w in words if w.count(".") >= 1 and w.replace(".", "").isdigit()), None)
+
+
+def parity(p: Prepared, faces_dev, ref: np.ndarray, v: Variant) -> dict:
+    """Ages of the prepared forward on every face (batches of its static input, faces cycled) vs the reference."""
+    n, b = len(ref), p.x.shape[0]
+    ages = []
+    for s in range(0, n, b):
+        idx = np.arange(s, s + b) % n
+        p.x.copy_(faces_dev[idx])
+        out = p.forward().float().cpu().numpy().reshape(-1)[: min(b, n - s)]
+        ages.append(np.array(out, np.float64))  # a copy: the forward may return the same buffer every call
+    d = np.abs(np.concatenate(ages) - ref)
+    tol = TOLERANCE_Y[v.precision]
+    return {
+        "faces": n,
+        "reference": "PyTorch eager fp32 on the CPU",
+        "max_abs_age_diff_vs_pytorch": float(d.max()),
+        "mean_abs_age_diff_vs_pytorch": float(d.mean()),
+        "tolerance": tol,
+        "within_tolerance": bool(d.max() <= tol),
+    }
+
+
+def bench_row(forms: Forms, v: Variant, b: int, x_all: np.ndarray, ref: np.ndarray, budget: Budget, seconds) -> dict:
+    """One timed row (or one with ``error``): load, first call, warm-up, timed forwards within ``seconds``, parity."""
     import torch
 
-    def call(_):
-        fn()
-        torch.cuda.synchronize()
+    dev = forms.device
+    x_b = x_all[np.arange(b) % len(x_all)]
+    row = {"backend": backend_label(v, dev), "precision": v.precision, "batch": b, "device": dev.type}
+    row["form"] = {"spec": v.spec}
+    try:
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        p = forms.prepare(v, x_b)
+        clock = RowClock(budget, seconds)
 
-    ns, first = onboard.time_runs(call, None, runs, warmup)
-    return onboard.latency_stats(ns), first / 1e9
+        def call():
+            p.forward()
+            sync(dev)
 
-
-def bench_model(model, x_all: np.ndarray, cfg, log=print) -> list[dict]:
-    """Rows for one model on the GPU; [] and one line when CUDA is absent."""
-    import copy
-
-    import torch
-
-    ok, why = available()
-    if not ok:
-        log(why)
-        return []
-    dev = torch.device("cuda")
-    rows = []
-    batches = sorted(set(cfg.batches) | set(GPU_BATCHES)) if cfg.batches == [1] else cfg.batches
-    for mode, prec, dtype, cl, graph in _variants():
-        m = copy.deepcopy(model).to(dev, dtype).eval()
-        if cl and len(model.cfg.input_shape) == 3:
-            m = m.to(memory_format=torch.channels_last)
-        elif cl:
-            continue  # channels-last is a 4-D layout; the 3-crop input is 5-D
-        for b in batches:
-            idx = np.arange(b) % len(x_all)
-            x = torch.from_numpy(np.ascontiguousarray(x_all[idx])).to(dev, dtype)
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            t = time.perf_counter_ns()
-            try:
-                with torch.inference_mode():
-                    if graph:
-                        fn = _graphed(m, x)
-                    else:
-
-                        def fn(m=m, x=x):
-                            return m(x)
-
-                    load_s = (time.perf_counter_ns() - t) / 1e9
-                    lat, first = _timed(fn, cfg.runs, cfg.warmup)
-            except RuntimeError as e:  # e.g. out of memory at a large batch
-                rows.append(
-                    {
-                        "backend": f"torch-cuda {mode}",
-                        "precision": prec,
-                        "batch": b,
-                        "device": "cuda",
-                        "error": str(e).splitlines()[0],
-                    }
-                )
-                continue
-            r = onboard.row(
-                model.cfg.name,
-                f"torch-cuda {mode}",
-                prec,
-                None,
-                b,
-                lat,
-                first,
-                load_s,
-                device="cuda",
-                gpu={
-                    "name": torch.cuda.get_device_name(),
-                    "capability": list(torch.cuda.get_device_capability()),
-                    "cuda": torch.version.cuda,
-                    "cudnn": torch.backends.cudnn.version(),
-                },
-                memory={"unit": "MB", "gpu_peak_allocated": torch.cuda.max_memory_allocated() / 2**20},
-                artifact={"file": None, "bytes": model.cfg.fp32_bytes},
-            )
-            rows.append(r)
-            log(
-                f"{model.cfg.name:22s} cuda {mode:26s} {prec} b{b}: p50 {lat['p50'] * 1e6:.1f} us, "
-                f"{r['throughput']['value']:.0f} img/s"
-            )
-        del m
-        torch.cuda.empty_cache()
-    return rows
+        first = warm_up(call, budget, seconds)
+        clock.block(call, budget.runs)
+        faces_dev = device_input(x_all, dev, v)
+        par = parity(p, faces_dev, ref, v)
+    except Exception as e:  # one row that cannot run (out of memory, a compiler or provider refusing) is an error row
+        return {**row, "error": f"run failed: {type(e).__name__}: {_first_line(e)}"}
+    lat = onboard.latency_stats(clock.ns)
+    row.update(
+        latency=lat,
+        throughput={"unit": "samples/s", "value": b / lat["p50"]},
+        timing=budget.record(clock),
+        load={"unit": "s", "time": p.load_s},
+        first_inference={"unit": "s", "time": first / 1e9},
+        parity=par,
+    )
+    row["form"].update(p.info)
+    if dev.type == "cuda":
+        row["memory"] = {"unit": "MB", "gpu_peak_allocated": torch.cuda.max_memory_allocated() / 2**20}
+    return row
 
 
-def _graphed(m, x):
-    """Capture one forward into a CUDA graph on a side stream; the returned call replays it."""
-    import torch
+def backend_label(v: Variant, dev) -> str:
+    if v.ort:
+        return f"onnxruntime {v.form.removeprefix('ort-')}"
+    if v.form == "torch-tensorrt":
+        return "torch-tensorrt"
+    return f"torch-{dev.type} {v.name}"
 
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            m(x)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        m(x)
-    return g.replay
+
+def row_line(model: str, r: dict) -> str:
+    """The progress line of one row."""
+    head = f"{model:22s} {r['backend']:42s} {r['precision']} b{r['batch']}"
+    if "error" in r:
+        return f"{head}: {r['error']}"
+    par = r["parity"]
+    flag = "" if par["within_tolerance"] else f"  PARITY OUTSIDE {par['tolerance']} y"
+    return (
+        f"{head}: p50 {r['latency']['p50'] * 1e6:.1f} us, {r['throughput']['value']:,.0f} img/s, "
+        f"{r['timing']['runs']} runs, ages max diff {par['max_abs_age_diff_vs_pytorch']:.4f} y{flag}"
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0][:300] if str(e) else ""

@@ -1,4 +1,6 @@
-"""``c3ae-edge bench``: every model x backend x precision x threads x batch, timed the same way, one JSON document."""
+"""``c3ae-edge bench``: every model x backend x precision x threads x batch, timed the same way, one JSON document.
+The CPU run over exported artifacts lives here; ``--device cuda`` (and ``--variants``) times PyTorch forms
+(c3ae_edge.bench.forms_run)."""
 
 from __future__ import annotations
 
@@ -7,169 +9,31 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from c3ae_edge.bench.budget import Budget, RowClock, warm_up
+from c3ae_edge.bench.config import BenchConfig, all_backends, bench_precisions, installed_backends
+from c3ae_edge.bench.inputs import N_CALIBRATION_FACES, N_TIMING_FACES, batch_of, build_model, faces, input_note
+from c3ae_edge.bench.progress import Progress
 from c3ae_edge.bench.rows import BenchRow
+from c3ae_edge.bench.sink import RowSink
 from c3ae_edge.board import onboard
-from c3ae_edge.errors import DataError, UsageError
 
-N_TIMING_FACES, N_CALIBRATION_FACES = 32, 32  # 32: the export side's minimum for int8 calibration
-
-
-@dataclass
-class BenchConfig:
-    models: list[str]
-    backends: list[str]
-    precisions: list[str]
-    runs: int = 2000
-    warmup: int = 100
-    threads: list[int] = field(default_factory=lambda: [1])
-    batches: list[int] = field(default_factory=lambda: [1])
-    device: str = "cpu"
-    data: str | None = None
-    seed: int = 0
-    command: str = ""
-    e2e: int = 60  # FG-NET photos for the photo-to-age rows (0: none); models with shipped weights only
-    detector: str = "auto"
-
-    def check(self) -> None:
-        from c3ae_edge.models import list_models
-
-        known = set(list_models())
-        bad = [m for m in self.models if m not in known]
-        if bad:
-            raise UsageError(f"unknown model(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
-        known = all_backends()
-        bad = [b for b in self.backends if b not in known]
-        if bad:
-            raise UsageError(f"unknown backend(s) {', '.join(bad)}; known: {', '.join(known)}")
-        known = bench_precisions()
-        bad = [p for p in self.precisions if p not in known]
-        if bad:
-            raise UsageError(f"unknown precision(s) {', '.join(bad)}; known: {', '.join(known)}")
-        if self.runs < 1 or self.warmup < 0:
-            raise UsageError("--runs must be >= 1 and --warmup >= 0")
-        if not self.threads or min(self.threads) < 1 or not self.batches or min(self.batches) < 1:
-            raise UsageError("--threads and --batch take positive integers")
-        if self.device not in ("cpu", "cuda"):
-            raise UsageError(f"--device {self.device!r}: use cpu or cuda")
-        if self.e2e < 0:
-            raise UsageError("--e2e takes a number of photos >= 0")
-
-
-def all_backends() -> list[str]:
-    """torch (the reference) plus every registered backend the host bench times."""
-    from c3ae_edge.export.registry import bench_backends
-
-    return ["torch", *bench_backends()]
-
-
-def bench_precisions() -> list[str]:
-    """Every precision a benched backend exports or runs (its ``bench.run_as``: OpenVINO's bf16)."""
-    from c3ae_edge.export.registry import get_backend
-
-    bes = [get_backend(b) for b in all_backends()[1:]]
-    return list(dict.fromkeys(p for be in bes for p in (*be.spec.precisions, *be.bench.run_as)))
-
-
-def installed_backends() -> list[str]:
-    """torch plus every artifact backend whose runtime and exporter import here."""
-    import importlib.util
-
-    from c3ae_edge.export.registry import get_backend
-
-    return ["torch"] + [
-        b for b in all_backends()[1:] if all(importlib.util.find_spec(m) for m in get_backend(b).spec.requires)
-    ]
-
-
-def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Real face crops, the same tensors for every backend: (timing/parity crops, their ages, calibration crops,
-    files)."""
-    from c3ae_edge.data import load_dataset
-    from c3ae_edge.data.crops import spec_for
-    from c3ae_edge.data.facedata import FaceData
-    from c3ae_edge.export import default_faces
-    from c3ae_edge.export.calibration import data_root, embedded_stand_in, stratified_pick
-
-    root = data_root(data) / "utkface"
-    if not (root / "labels.csv").is_file():
-        if not embedded_stand_in(data, root):
-            raise DataError(
-                f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA"
-            )
-        root = default_faces.folder()  # no data set here: the 800 embedded UTKFace chips, as export does
-    samples = load_dataset(f"utkface:{root}")
-    n = N_TIMING_FACES + N_CALIBRATION_FACES
-    picked = [samples[i] for i in stratified_pick(np.array([s.age for s in samples]), n, seed)]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(picked))
-    picked = [picked[i] for i in order]
-    x, ages = FaceData(picked, spec_for(n_crops), threads=2).batch(range(len(picked)))
-    x = x.numpy()
-    return (
-        x[:N_TIMING_FACES],
-        ages.numpy()[:N_TIMING_FACES],
-        x[N_TIMING_FACES:],
-        [Path(s.path).name for s in picked[:N_TIMING_FACES]],
-    )
-
-
-def batch_of(x: np.ndarray, b: int) -> np.ndarray:
-    """The first b faces (cycled if b exceeds the set), contiguous float32."""
-    idx = np.arange(b) % len(x)
-    return np.ascontiguousarray(x[idx], np.float32)
-
-
-def build_model(name: str, seed: int):
-    """(model, weights note): shipped weights where they exist, else seeded initial weights (latency does not depend on
-    them)."""
-    import torch
-
-    from c3ae_edge.models import create_model
-    from c3ae_edge.weights import pretrained_model, shipped_models
-
-    if name in shipped_models():
-        return pretrained_model(name).eval(), "shipped weights"
-    torch.manual_seed(seed)
-    return create_model(name).eval(), "initialised weights (untrained; latency does not depend on the values)"
-
-
-class _Progress:
-    """Rich progress on stderr (plain lines when not a terminal)."""
-
-    def __init__(self, total: int, quiet: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.console = Console(stderr=True)
-        self.quiet = quiet
-        self.p = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            disable=quiet or not self.console.is_terminal,
-        )
-        self.task = self.p.add_task("bench", total=total)
-
-    def __enter__(self):
-        self.p.__enter__()
-        return self
-
-    def __exit__(self, *a):
-        self.p.__exit__(*a)
-
-    def step(self, what: str, advance: int = 0) -> None:
-        self.p.update(self.task, description=what, advance=advance)
-
-    def log(self, msg: str) -> None:
-        if not self.quiet:
-            self.console.print(msg, highlight=False, markup=False)
+__all__ = [
+    "BenchConfig",
+    "N_CALIBRATION_FACES",
+    "N_TIMING_FACES",
+    "all_backends",
+    "batch_of",
+    "bench_precisions",
+    "build_model",
+    "faces",
+    "installed_backends",
+    "run",
+]
 
 
 def _efficiency(macc: int, batch: int, p50: float, precision: str, peak: dict) -> dict | None:
@@ -210,89 +74,112 @@ def plan(cfg: BenchConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def run(cfg: BenchConfig, quiet: bool = False) -> dict:
-    """The whole bench -> the JSON document (schema ``c3ae-edge-bench/1``)."""
+def run(cfg: BenchConfig, quiet: bool = False, out: str | Path | None = None) -> dict:
+    """The whole bench -> the JSON document (schema ``c3ae-edge-bench/1``); with ``out``, the document is also written
+    there as it is measured (model by model, marked partial until the end)."""
+    if cfg.forms_run:
+        from c3ae_edge.bench import forms_run
+
+        return forms_run.run(cfg, quiet, out)
     import torch
 
-    from c3ae_edge.bench import cuda, paper
     from c3ae_edge.bench.peak import measure_peak
-    from c3ae_edge.models import get_model_cfg
-    from c3ae_edge.models.profile import profile_model
 
-    cfg.check()
+    cfg.resolve().check()
     t_start = time.time()
     if torch.get_num_interop_threads() != 1:
         try:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # already set once in this process
             pass
-    results: list[BenchRow] = []
-    skipped = None
-    if cfg.device == "cuda":
-        ok, why = cuda.available()
-        if not ok:  # one line, no rows, nothing else to do
-            skipped = why
-            cfg.models = []
-            if not quiet:
-                print(why, file=sys.stderr)
     peaks = {t: measure_peak(t) for t in cfg.threads}
-    pairs = plan(cfg) if cfg.device == "cpu" else []
-    total = (
-        len(cfg.models) * len(pairs) * len(cfg.threads) * len(cfg.batches) if cfg.device == "cpu" else len(cfg.models)
-    )
+    pairs = plan(cfg)
     face_cache: dict[int, tuple] = {}
-    files: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="c3ae-bench-") as tmp, _Progress(total, quiet) as prog:
-        exported: dict = {}
-        if pairs and any(b != "torch" for b, _ in pairs):
-            for name in cfg.models:
-                crops = get_model_cfg(name).crops
-                if crops not in face_cache:
-                    prog.step("loading faces")
-                    face_cache[crops] = faces(crops, cfg.data, cfg.seed)
-            exported = export_all(cfg, pairs, face_cache, Path(tmp), prog)
-            extra = sum(1 for m in exported.values() for k in m if k[2]) * len(cfg.threads) * len(cfg.batches)
-            prog.p.update(prog.task, total=total + extra)
+    with (
+        tempfile.TemporaryDirectory(prefix="c3ae-bench-") as tmp,
+        Progress(len(cfg.models) * len(pairs) * len(cfg.threads) * len(cfg.batches), quiet) as prog,
+        RowSink(out, _head(cfg, peaks, t_start)) as sink,
+    ):
+        exported = _export_first(cfg, pairs, face_cache, Path(tmp), prog)
         for name in cfg.models:
-            mcfg = get_model_cfg(name)
-            prog.step(f"{name}: loading faces and model")
-            if mcfg.crops not in face_cache:
-                face_cache[mcfg.crops] = faces(mcfg.crops, cfg.data, cfg.seed)
-            x_all, ages, cal, files = face_cache[mcfg.crops]
-            model, wnote = build_model(name, cfg.seed)
-            prof = profile_model(model)
-            with torch.inference_mode():
-                ref = model(torch.from_numpy(x_all)).numpy().reshape(-1)
-            common = {
-                "model": name,
-                "weights": wnote,
-                "params": prof.params,
-                "macc": {"model": prof.macc},
-                "paper": paper.paper_ref(name),
-            }
-            if cfg.device == "cuda":
-                rows = cuda.bench_model(model, x_all, cfg, log=prog.log)
-                results += [BenchRow.from_json({**common, **r}) for r in rows]
-                prog.step(name, 1)
-                continue
-            rows = _bench_model(model, common, pairs, cfg, x_all, ref, peaks, exported.get(name, {}), prog)
-            results += map(BenchRow.from_json, rows)
-    env = onboard.environment(
+            rows = _model_rows(name, cfg, pairs, face_cache, peaks, exported.get(name, {}), prog)
+            sink.head["config"]["timing_faces"] = face_cache[_crops(name)][3]
+            sink.add([r.to_json() for r in rows])
+        sink.head["environment"] = _environment(cfg, peaks)
+        sink.head["config"]["wall_time_s"] = round(time.time() - t_start, 1)
+        return sink.document(partial=False)
+
+
+def _crops(name: str) -> int:
+    from c3ae_edge.models import get_model_cfg
+
+    return get_model_cfg(name).crops
+
+
+def _export_first(cfg: BenchConfig, pairs, face_cache: dict, tmp: Path, prog) -> dict:
+    """Every artifact of the run, before anything is timed (the progress bar grows by the variant rows)."""
+    if not (pairs and any(b != "torch" for b, _ in pairs)):
+        return {}
+    for name in cfg.models:
+        if _crops(name) not in face_cache:
+            prog.step("loading faces")
+            face_cache[_crops(name)] = faces(_crops(name), cfg.data, cfg.seed)
+    exported = export_all(cfg, pairs, face_cache, tmp, prog)
+    prog.grow(sum(1 for m in exported.values() for k in m if k[2]) * len(cfg.threads) * len(cfg.batches))
+    return exported
+
+
+def _model_rows(name: str, cfg: BenchConfig, pairs, face_cache: dict, peaks: dict, exported: dict, prog):
+    """One model's typed rows: faces, model, reference ages, then every backend row timed interleaved."""
+    import torch
+
+    from c3ae_edge.bench import paper
+    from c3ae_edge.models.profile import profile_model
+
+    prog.step(f"{name}: loading faces and model")
+    if _crops(name) not in face_cache:
+        face_cache[_crops(name)] = faces(_crops(name), cfg.data, cfg.seed)
+    x_all = face_cache[_crops(name)][0]
+    model, wnote = build_model(name, cfg.seed)
+    prof = profile_model(model)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x_all)).numpy().reshape(-1)
+    common = {
+        "model": name,
+        "weights": wnote,
+        "params": prof.params,
+        "macc": {"model": prof.macc},
+        "paper": paper.paper_ref(name),
+    }
+    rows = _bench_model(model, common, pairs, cfg, x_all, ref, peaks, exported, prog)
+    return [BenchRow.from_json(r) for r in rows]
+
+
+def _environment(cfg: BenchConfig, peaks: dict) -> dict:
+    import torch
+
+    return onboard.environment(
         cfg.threads[0] if len(cfg.threads) == 1 else cfg.threads,
         {
             "peak": {str(t): p for t, p in peaks.items()},
             "torch_threads": {"intra_op": "= threads", "interop": torch.get_num_interop_threads()},
         },
     )
+
+
+def _head(cfg: BenchConfig, peaks: dict, t_start: float) -> dict:
+    """Everything in the document but the rows (the environment is taken again at the end)."""
+    from c3ae_edge.bench import paper
+
     return {
         "schema": onboard.SCHEMA,
         "config": {
             **asdict(cfg),
-            "input": f"{N_TIMING_FACES} real UTKFace crops (stratified by age, seed {cfg.seed}); batch b = the first "
-            f"b; int8 calibration on {N_CALIBRATION_FACES} other faces",
-            "timing_faces": files,
-            "timing": f"per model, every row's {cfg.runs} timed runs interleaved in {BLOCKS} round-robin blocks "
-            f"(background load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs",
+            "input": input_note(cfg.seed),
+            "timing_faces": [],
+            "timing": f"per model, every row's timed runs interleaved in {BLOCKS} round-robin blocks (background "
+            f"load hits all backends alike), after load, first inference and {cfg.warmup} warm-up runs; a row stops at "
+            f"{cfg.runs} runs, or once it has timed for {cfg.budget_s} s with at least {cfg.min_runs} runs",
             "photo_to_age": (
                 f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, "
                 "centred, edges replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), "
@@ -302,12 +189,9 @@ def run(cfg: BenchConfig, quiet: bool = False) -> dict:
             if cfg.e2e
             else None,
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
-            "wall_time_s": round(time.time() - t_start, 1),
         },
-        "environment": env,
+        "environment": _environment(cfg, peaks),
         "paper": paper.document(),
-        "results": [r.to_json() for r in results],
-        **({"skipped": skipped} if skipped else {}),
     }
 
 
@@ -319,15 +203,48 @@ def _bench_model(
 ) -> list[dict]:
     """Graph reports, then load each row (load time, first inference, warm-up, peak RSS), then time all rows
     interleaved."""
+    rows, live = _load_rows(model, common, pairs, cfg, x_all, ref, exported, prog)
+    _time_interleaved(common["model"], live, cfg, prog)
+    for row, _, _, _, clock in live:
+        if "error" in row:
+            continue
+        lat = onboard.latency_stats(clock.ns)
+        row.update(
+            {
+                "latency": lat,
+                "throughput": {"unit": "samples/s", "value": row["batch"] / lat["p50"]},
+                "timing": clock.budget.record(clock),
+                "efficiency": _efficiency(
+                    row["macc"]["model"], row["batch"], lat["p50"], row["precision"], peaks[row["threads"]]
+                ),
+            }
+        )
+        prog.row(_row_line(common["model"], row, lat))
+    if cfg.e2e and common.get("weights") == "shipped weights":
+        ok = [(r, f) for r, f, _, _, _ in live if r["batch"] == 1 and r["threads"] == cfg.threads[0]]
+        rows += _photo_to_age(model, common, [(r, f) for r, f in ok if "error" not in r], cfg, prog)
+    return rows
+
+
+def _row_line(name: str, row: dict, lat: dict) -> str:
+    what = row["precision"] + (" " + row["variant"] if row.get("variant") else "")
+    return (
+        f"{name:22s} {row['backend']:8s} {what:11s} {row['threads']}t b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us "
+        f"[{lat['p50_ci95'][0] * 1e6:.1f}, {lat['p50_ci95'][1] * 1e6:.1f}], {lat['count']} runs"
+    )
+
+
+def _load_rows(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, exported: dict, prog):
+    """-> (every row, the live ones: (row, forward, input, before-block hook, clock))."""
     from c3ae_edge.bench import graph
-    from c3ae_edge.bench.forward import runtime_options
 
     name = common["model"]
     rows: list[dict] = []
-    live: list[tuple[dict, object, np.ndarray, object]] = []  # (row, forward, input, before-block hook)
+    live: list[tuple] = []
     base_t = graph.source_transposes(model, x_all)
     units = [(b, p, None) for b, p in pairs]
     units += [(b, p, v) for (b, p, v) in exported if v and (b, p) in pairs]
+    budget = Budget(cfg.runs, cfg.budget_s, cfg.min_runs, cfg.warmup)
     for backend, prec, variant in units:
         path, report, err, export_s = None, {}, None, None
         if backend != "torch":
@@ -341,70 +258,50 @@ def _bench_model(
         for threads in cfg.threads:
             for b in cfg.batches:
                 prog.step(f"{name}: load {backend} {prec}{' ' + variant if variant else ''} {threads}t b{b}")
-                row = {
-                    **common,
-                    "backend": backend,
-                    "precision": prec,
-                    **({"variant": variant} if variant else {}),
-                    "threads": threads,
-                    "batch": b,
-                    "device": "cpu",
-                    "runtime_options": runtime_options(backend),
-                    **({"export": {"unit": "s", "time": export_s}} if export_s else {}),
-                }
+                row = _row_head(common, backend, prec, variant, threads, b, export_s)
                 if not err:
                     row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
                     if fwd is not None:
-                        live.append((row, fwd, x, hook))
+                        live.append((row, fwd, x, hook, RowClock(budget)))
                 if "error" in row or err:
                     row.setdefault("error", err)
-                    prog.log(f"{name} {backend} {prec} {threads}t b{b}: {row['error']}")
-                    prog.step(name, 1)
+                    prog.row(f"{name} {backend} {prec} {threads}t b{b}: {row['error']}")
                 rows.append(row)
-    times: list[list[int]] = [[] for _ in live]
+    return rows, live
+
+
+def _row_head(common: dict, backend: str, prec: str, variant, threads: int, b: int, export_s) -> dict:
+    from c3ae_edge.bench.forward import runtime_options
+
+    return {
+        **common,
+        "backend": backend,
+        "precision": prec,
+        **({"variant": variant} if variant else {}),
+        "threads": threads,
+        "batch": b,
+        "device": "cpu",
+        "runtime_options": runtime_options(backend),
+        **({"export": {"unit": "s", "time": export_s}} if export_s else {}),
+    }
+
+
+def _time_interleaved(name: str, live: list[tuple], cfg: BenchConfig, prog) -> None:
+    """Round-robin blocks over the live rows; each row stops at its runs or its time budget (RowClock)."""
     per = [max(1, cfg.runs // BLOCKS)] * BLOCKS
     per[-1] += cfg.runs - sum(per) if cfg.runs >= BLOCKS else 0
     per = [p for p in per if p] if cfg.runs >= BLOCKS else [cfg.runs]
     for k, n in enumerate(per):
         prog.step(f"{name}: timing block {k + 1}/{len(per)} ({len(live)} rows)")
-        for i, (row, fwd, x, hook) in enumerate(live):
+        for row, fwd, x, hook, clock in live:
+            if "error" in row or clock.done:
+                continue
             if hook:
                 hook()
             try:
-                ns, _ = onboard.time_runs(fwd, x, n, 0, first=False)
+                clock.block(fwd, n, len(per) - k, x)
             except Exception as e:
                 row["error"] = f"run failed: {type(e).__name__}: {_first_line(e)}"
-                continue
-            times[i] += ns
-    for (row, _, _, _), ns in zip(live, times):
-        if "error" in row:
-            continue
-        lat = onboard.latency_stats(ns)
-        row.update(
-            {
-                "latency": lat,
-                "throughput": {"unit": "samples/s", "value": row["batch"] / lat["p50"]},
-                "efficiency": _efficiency(
-                    row["macc"]["model"], row["batch"], lat["p50"], row["precision"], peaks[row["threads"]]
-                ),
-            }
-        )
-        prog.log(
-            f"{name:22s} {row['backend']:8s} "
-            f"{row['precision'] + (' ' + row['variant'] if row.get('variant') else ''):11s} {row['threads']}t "
-            f"b{row['batch']}: p50 {lat['p50'] * 1e6:9.1f} us [{lat['p50_ci95'][0] * 1e6:.1f}, "
-            f"{lat['p50_ci95'][1] * 1e6:.1f}]"
-        )
-        prog.step(name, 1)
-    if cfg.e2e and common.get("weights") == "shipped weights":
-        rows += _photo_to_age(
-            model,
-            common,
-            [(r, f) for r, f, _, _ in live if r["batch"] == 1 and r["threads"] == cfg.threads[0] and "error" not in r],
-            cfg,
-            prog,
-        )
-    return rows
 
 
 _E2E_SETS: dict = {}
@@ -631,7 +528,7 @@ def _prepare(
         t = time.perf_counter_ns()
         fwd = torch_forward(model, threads) if backend == "torch" else artifact_forward(backend, path, threads, prec, b)
         load_s = (time.perf_counter_ns() - t) / 1e9
-        _, first = onboard.time_runs(fwd, x, 0, cfg.warmup)
+        first = warm_up(lambda: fwd(x), Budget(cfg.runs, cfg.budget_s, cfg.min_runs, cfg.warmup))
         got = output_batch(fwd(x))
         if got != b:  # e.g. a batch-1 graph fed a batch: never time a call that did not do the work
             raise ValueError(f"the timed call returned {got} result(s) for a batch of {b}")

@@ -47,6 +47,8 @@ class BenchRow:
     source: str | None = None
     peak: dict | None = None
     gpu: dict | None = None
+    timing: dict | None = None  # runs asked / timed, the row's time budget and what stopped it (c3ae_edge.bench.budget)
+    form: dict | None = None  # PyTorch-forms rows: the variant spec and what the form folded, fused or compiled
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys this version does not know, kept
     keys: tuple[str, ...] = field(default=(), repr=False, compare=False)  # key order of the JSON it came from
 
@@ -96,6 +98,11 @@ class BenchRow:
         if not self.runtime_id:
             return str(self.backend)
         return f"{self.backend} [{self.runtime_id} {self.runtime_version or ''}]".replace(" ]", "]")
+
+    @property
+    def parity_ok(self) -> bool:
+        """False when the row's ages fell outside its tolerance (such a row is marked, never a best figure)."""
+        return (self.parity or {}).get("within_tolerance") is not False
 
     @property
     def label(self) -> str:

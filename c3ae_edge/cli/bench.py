@@ -8,6 +8,7 @@ functions and prints one deprecation line naming the new spelling.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import typer
 from typer.core import TyperGroup
@@ -79,48 +80,88 @@ def _warmup_opt():
     return typer.Option(100, "--warmup", help="untimed runs before timing")
 
 
+def _variants_opt():
+    return typer.Option(
+        None,
+        "--variants",
+        help="PyTorch forms to time, FORM[+graph][+cl]:PRECISION or a set (default, fast-latency, fast-throughput); "
+        "default with --device cuda; on the CPU, times these instead of exported artifacts (docs/bench.md)",
+    )
+
+
+def _budget_opt():
+    return typer.Option(
+        None, "--budget", help="seconds of timed forwards per row before it may stop (default 20, cuda 0.5; 0: none)"
+    )
+
+
+def _time_limit_opt():
+    return typer.Option(
+        None, "--time-limit", help="PyTorch-forms run: no row starts after this many seconds (cuda default 150)"
+    )
+
+
 # ---------------------------------------------------------------- the work of each sub-command
 
 
-def do_run(
-    models: str | None,
-    backends: str | None,
-    precision: str,
-    runs: int,
-    warmup: int,
-    threads: str,
-    batch: str,
-    device: str,
-    data: str | None,
-    e2e: int | None,
-    detector: str,
-    quiet: bool,
-) -> dict:
-    from c3ae_edge.bench.harness import BenchConfig, command_line, installed_backends, run
+@dataclass
+class RunArgs:
+    """``bench run``'s options as given (None: the device's default)."""
+
+    models: str | None = None
+    backends: str | None = None
+    precision: str = "fp32,int8"
+    runs: int = 2000
+    warmup: int = 100
+    threads: str = "1"
+    batch: str | None = None
+    device: str = "cpu"
+    data: str | None = None
+    e2e: int | None = None
+    detector: str = "auto"
+    quiet: bool = False
+    budget: float | None = None
+    min_runs: int | None = None
+    time_limit: float | None = None
+    variants: str | None = None
+    json_file: str | None = None
+
+
+def do_run(a: RunArgs) -> dict:
+    from c3ae_edge.bench.config import BenchConfig, installed_backends
+    from c3ae_edge.bench.cuda import GPU_BATCHES
+    from c3ae_edge.bench.harness import command_line, run
     from c3ae_edge.bench.paper import DEFAULT_MODELS
 
-    note = None
+    note, e2e = None, a.e2e
     if e2e is None:  # not asked for: photo-to-age rows where FG-NET's photos are here, else none (one line says so)
-        e2e, note = _default_e2e(data)
-
+        e2e, note = _default_e2e(a.data)
+    default_batches = ",".join(map(str, GPU_BATCHES)) if a.device == "cuda" else "1"
     cfg = BenchConfig(
-        models=_names(models) or list(DEFAULT_MODELS),
-        backends=_names(backends) or installed_backends(),
-        precisions=_names(precision) or ["fp32"],
-        runs=runs,
-        warmup=warmup,
-        threads=_ints(threads, "--threads"),
-        batches=_ints(batch, "--batch"),
-        device=device,
-        data=data,
+        models=_names(a.models) or list(DEFAULT_MODELS),
+        backends=_names(a.backends) or installed_backends(),
+        precisions=_names(a.precision) or ["fp32"],
+        runs=a.runs,
+        warmup=a.warmup,
+        threads=_ints(a.threads, "--threads"),
+        batches=_ints(a.batch or default_batches, "--batch"),
+        device=a.device,
+        data=a.data,
         command=command_line(),
-        e2e=e2e if device == "cpu" else 0,
-        detector=detector,
+        e2e=e2e if a.device == "cpu" and not a.variants else 0,
+        detector=a.detector,
+        budget_s=a.budget,
+        min_runs=a.min_runs,
+        time_limit_s=a.time_limit,
+        variants=_names(a.variants),
     )
-    cfg.check()  # a bad argument is the only line printed
-    if note and not quiet:
+    cfg.resolve().check()  # a bad argument is the only line printed
+    if note and not a.quiet and not cfg.forms_run:
         typer.echo(note, err=True)
-    return run(cfg, quiet=quiet)
+    doc = run(cfg, quiet=a.quiet, out=a.json_file)
+    if doc.get("partial"):
+        typer.echo(f"c3ae-edge: partial run: {doc['stopped']} (the files say so)", err=True)
+    return doc
 
 
 def _default_e2e(data: str | None) -> tuple[int, str | None]:
@@ -215,8 +256,16 @@ def run_cmd(
     threads: str = typer.Option(
         "1", "--threads", help="threads per runtime, comma-separated for several rows (e.g. 1,2)"
     ),
-    batch: str = typer.Option("1", "--batch", help="batch sizes, comma-separated (1 = single-image forward)"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch CUDA eager, CUDA Graphs, fp16/bf16)"),
+    batch: str = typer.Option(
+        None, "--batch", help="batch sizes, comma-separated (1 = single-image forward; default 1, cuda: 1,256,4096)"
+    ),
+    device: str = typer.Option(
+        "cpu", "--device", help="cpu or cuda (PyTorch eager, CUDA graphs, fused and compiled forms, fp16/bf16)"
+    ),
+    variants: str = _variants_opt(),
+    budget: float = _budget_opt(),
+    min_runs: int = typer.Option(None, "--min-runs", help="forwards a row times before its budget may stop it"),
+    time_limit: float = _time_limit_opt(),
     data: str = typer.Option(
         None, "--data", help="face data root holding utkface/ (default $C3AE_DATA or ../shared/data)"
     ),
@@ -237,8 +286,10 @@ def run_cmd(
     accuracy: str = _accuracy_opt(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
-    doc = do_run(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
-    _report(doc, accuracy, json_file, markdown, plot, [])
+    args = RunArgs(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
+    args.budget, args.min_runs, args.time_limit, args.variants = budget, min_runs, time_limit, variants
+    args.json_file = json_file
+    _report(do_run(args), accuracy, json_file, markdown, plot, [])
 
 
 @bench_app.command(
@@ -304,7 +355,7 @@ def legacy_cmd(
     runs: int = typer.Option(2000, "--runs"),
     warmup: int = typer.Option(100, "--warmup"),
     threads: str = typer.Option("1", "--threads"),
-    batch: str = typer.Option("1", "--batch"),
+    batch: str = typer.Option(None, "--batch"),
     device: str = typer.Option("cpu", "--device"),
     data: str = typer.Option(None, "--data"),
     json_file: str = typer.Option(None, "--json"),
@@ -342,8 +393,9 @@ def legacy_cmd(
         doc = do_remote(remote, bundle, runs, warmup, _ints(threads, "--threads")[0])
         _report(doc, accuracy, json_file, markdown, plot, [])
         return _deprecated("--remote HOST", "remote HOST")
-    doc = do_run(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
-    _report(doc, accuracy, json_file, markdown, plot, [])
+    args = RunArgs(models, backends, precision, runs, warmup, threads, batch, device, data, e2e, detector, quiet)
+    args.json_file = json_file
+    _report(do_run(args), accuracy, json_file, markdown, plot, [])
     return _deprecated("with no sub-command", "run")
 
 
