@@ -9,7 +9,8 @@ from dataclasses import asdict
 
 from c3ae_edge.bench.budget import Budget, Deadline
 from c3ae_edge.bench.config import BenchConfig
-from c3ae_edge.bench.cuda import NothingMeasured, available, bench_row, gpu_info, row_line
+from c3ae_edge.bench.cuda import NothingMeasured, bench_row, row_line
+from c3ae_edge.bench.cuda_facts import available, gpu_info
 from c3ae_edge.bench.gpu_forms import applies, missing, parse_variants
 from c3ae_edge.bench.inputs import build_model, faces, input_note
 from c3ae_edge.bench.progress import Progress
@@ -107,6 +108,8 @@ def _rows(models, units, cfg, device, tmp, budget, deadline, sink, prog) -> str 
             continue
         prog.step(f"{name}: faces, reference ages")
         x_all, common, ref = _model_inputs(name, model, wnote, cfg)
+        common.update({"gpu": {"name": sink.head["environment"]["gpu"]["name"]}} if device.type == "cuda" else {})
+        common.update({"threads": cfg.threads[0]} if device.type == "cpu" else {})
         forms = Forms(model, device, tmp)
         for _, v, b in mine:
             if deadline.passed:
