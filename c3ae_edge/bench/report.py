@@ -125,9 +125,9 @@ def merge(files: list[Path]) -> dict:
             rows += d["results"]
             continue
         label = doc_label(d)
-        sources.append(
-            {"file": str(f), "machine": label, "config": d.get("config"), "environment": d.get("environment")}
-        )
+        src = {"file": str(f), "machine": label, "config": d.get("config"), "environment": d.get("environment")}
+        src.update({k: d[k] for k in ("provenance", "stopped") if d.get(k)})
+        sources.append(src)
         for r in rows_of(d):
             r.machine = r.machine or label
             rows.append(r.to_json())
