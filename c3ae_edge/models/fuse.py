@@ -61,13 +61,16 @@ class FormNotes:
 
 
 def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of ``bn(conv(x))`` as one convolution (eval-mode statistics)."""
-    w = conv.weight.detach().float()
-    b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(w.shape[0])
+    """(weight, bias) of ``bn(conv(x))`` as one convolution (eval-mode statistics), computed in float64 and given
+    back in the convolution's dtype."""
+    dt = conv.weight.dtype
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     if bn is None:
-        return w, b
-    scale = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
-    return w * scale[:, None, None, None], (b - bn.running_mean.float()) * scale + bn.bias.detach().float()
+        return w.to(dt), b.to(dt)
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    bias = (b - bn.running_mean.double()) * scale + bn.bias.detach().double()
+    return (w * scale[:, None, None, None]).to(dt), bias.to(dt)
 
 
 def _fuse_list(mods: list[nn.Module], notes: FormNotes) -> list[nn.Module]:
@@ -115,13 +118,13 @@ def _fold_conv5_into_w1(model: nn.Module, notes: FormNotes) -> None:
     c5, w1 = getattr(trunk, "conv5", None), getattr(head, "w1", None)
     if not (isinstance(c5, nn.Conv2d) and c5.kernel_size == (1, 1) and c5.groups == 1 and isinstance(w1, nn.Linear)):
         return
-    k, c = getattr(model, "crops", 1), c5.out_channels
-    w5, b5 = c5.weight.detach().float()[:, :, 0, 0], c5.bias.detach().float()
-    v = w1.weight.detach().float().reshape(w1.out_features, k, c, -1)  # features: crop, channel, position
-    lin = nn.Linear(k * c5.in_channels * v.shape[-1], w1.out_features)
+    k, c, dt = getattr(model, "crops", 1), c5.out_channels, w1.weight.dtype
+    w5, b5 = c5.weight.detach().double()[:, :, 0, 0], c5.bias.detach().double()
+    v = w1.weight.detach().double().reshape(w1.out_features, k, c, -1)  # features: crop, channel, position
+    lin = nn.Linear(k * c5.in_channels * v.shape[-1], w1.out_features, dtype=dt)
     with torch.no_grad():
         lin.weight.copy_(torch.einsum("jkop,oi->jkip", v, w5).reshape(w1.out_features, -1))
-        lin.bias.copy_(w1.bias.detach().float() + torch.einsum("jkop,o->j", v, b5))
+        lin.bias.copy_(w1.bias.detach().double() + torch.einsum("jkop,o->j", v, b5))
     lin.requires_grad_(False)
     head.w1, trunk.conv5 = lin, nn.Identity()
     notes.conv5_into_w1 = True
@@ -159,9 +162,10 @@ def _fold_pools(model: nn.Module, notes: FormNotes) -> None:
 
 
 def inference_form(model: nn.Module, pool_into_conv: bool = False) -> nn.Module:
-    """A folded, fused copy of ``model`` in eval mode (``.cfg`` kept, ``.form_notes``: what was folded)."""
+    """A folded, fused copy of ``model`` in eval mode, in its dtype (``.cfg`` kept, ``.form_notes``: what was
+    folded)."""
     notes = FormNotes()
-    m = copy.deepcopy(model).eval().float()
+    m = copy.deepcopy(model).eval()
     _fold_conv5_into_w1(m, notes)
     m = _fuse(m, notes)
     if pool_into_conv:
