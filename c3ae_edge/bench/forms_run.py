@@ -46,11 +46,12 @@ def plan(models: dict, cfg: BenchConfig, log) -> tuple[list[tuple], list[dict]]:
         for v in variants:
             if v.spec in absent:
                 continue
-            why = applies(v, model)
-            if why:
-                skipped.append({"model": name, "variant": v.spec, "why": why})
-                continue
-            units += [(name, v, b) for b in cfg.batches]
+            for b in cfg.batches:
+                why = applies(v, model, b)
+                if why:
+                    skipped.append({"model": name, "variant": v.spec, "batch": b, "why": why})
+                else:
+                    units.append((name, v, b))
     return units, skipped
 
 

@@ -37,7 +37,7 @@ def steps(device: str, tiny: bool) -> list[Step]:
             Step("fast_throughput", (*small, "--batch", "64", "--variants", "fused+cl:bf16"), 20, 60),
         ]
     return [
-        Step("default", (), 115, 30),
+        Step("default", (), 110, 30),
         Step(
             "fast_latency", ("--models", "c3ae_plain,c3ae_full", "--batch", "1", "--variants", "fast-latency"), 45, 30
         ),

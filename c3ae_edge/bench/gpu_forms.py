@@ -3,7 +3,7 @@ static input and one forward call:
 
 - ``eager``: the model as trained; ``fused``: its inference form (c3ae_edge.models.fuse: BatchNorm folded, ReLU in the
   convolution's call, conv5 in W1); ``fused-pool``: that plus each 2x2 pool folded into the next convolution;
-  ``compiled``: the fused form through ``torch.compile`` (inductor, fixed shapes, freezing);
+  ``compiled`` / ``compiled-pool``: those forms through ``torch.compile`` (inductor, fixed shapes, freezing);
 - ``+graph``: the forward captured once into a CUDA graph of our own and replayed (CUDA only);
   ``+cl``: channels-last memory format (4-D inputs);
 - ``ort-tensorrt`` / ``ort-cuda`` / ``ort-cpu``: ONNX Runtime's TensorRT, CUDA or CPU provider on the fp32 ONNX the
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from c3ae_edge.errors import UsageError
 
-TORCH_FORMS = ("eager", "fused", "fused-pool", "compiled")
+TORCH_FORMS = ("eager", "fused", "fused-pool", "compiled", "compiled-pool")
+ONNX_MAX_BATCH = 4096  # the ONNX export's dynamic batch axis (c3ae_edge/export/backends/onnx_backend.py)
 ORT_FORMS = {"ort-tensorrt": "TensorrtExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-cpu": None}
 OTHER_FORMS = ("torch-tensorrt",)
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -46,6 +47,7 @@ SETS = {
         "fused-pool+graph:fp32",
         "fused-pool+graph:fp16",
         "compiled+graph:fp32",
+        "compiled-pool+graph:fp32",
         "compiled+graph+cl:fp16",
         "ort-tensorrt:fp32",
         "ort-tensorrt:fp16",
@@ -56,7 +58,9 @@ SETS = {
     "fast-throughput": (
         "fused+graph+cl:fp16",
         "fused+graph+cl:bf16",
+        "fused-pool+graph+cl:fp16",
         "compiled+graph+cl:fp16",
+        "compiled-pool+graph+cl:fp16",
         "ort-tensorrt:fp16",
     ),
 }
@@ -124,15 +128,17 @@ def parse_variants(names: list[str], device: str) -> list[Variant]:
     return out
 
 
-def applies(v: Variant, model) -> str | None:
-    """Why the variant does not apply to this model (None: it does)."""
+def applies(v: Variant, model, batch: int) -> str | None:
+    """Why the variant does not apply to this model at this batch (None: it does)."""
     if v.channels_last and len(model.cfg.input_shape) != 3:
         return "channels-last is a 4-D layout; this model takes a 5-D crop stack"
-    if v.form == "fused-pool":
+    if v.form.endswith("-pool"):
         from c3ae_edge.models.fuse import inference_form
 
         if not inference_form(model, pool_into_conv=True).form_notes.pools_into_conv:
-            return "no 2x2 pool followed by a convolution: the same as the fused form"
+            return "no 2x2 pool followed by a convolution: the same form without -pool"
+    if v.ort and batch > ONNX_MAX_BATCH:
+        return f"the gpu bundle's ONNX takes batches up to {ONNX_MAX_BATCH}"
     return None
 
 

@@ -91,38 +91,39 @@ def _build(model, v: Variant, device, x) -> tuple[object, dict]:
     if v.form == "eager":
         m, info = copy.deepcopy(model).eval(), {"form": "eager"}
     else:
-        m = inference_form(model, pool_into_conv=v.form == "fused-pool")
+        m = inference_form(model, pool_into_conv=v.form.endswith("-pool"))
         info = {"form": v.form, "folds": vars(m.form_notes).copy()}
     m = m.to(device, dtype_of(v.precision))
     if v.channels_last:
         m = m.to(memory_format=torch.channels_last)
     if v.form in ("fused", "fused-pool") and device.type == "cuda":
-        info["cudnn_conv_relu"] = _try_cudnn_relu(m, x)
-    if v.form == "compiled":
+        info["fused_kernels"] = _try_fused_kernels(m, x)
+    if v.form.startswith("compiled"):
         m, info["compile"] = _compiled(m, x)
     if v.form == "torch-tensorrt":
         m, info["compile"] = _torch_tensorrt(m, x, v)
     return m, info
 
 
-def _try_cudnn_relu(m, x) -> int | str:
-    """Use cuDNN's conv + bias + ReLU kernel where it runs and agrees with conv then ReLU; else say why not."""
+def _try_fused_kernels(m, x) -> int | str:
+    """Use the single-kernel calls (cuDNN conv + bias + ReLU, cuBLASLt linear + ReLU) where they run and agree with
+    the plain ops; else say why not."""
     import torch
 
-    from c3ae_edge.models.fuse import use_cudnn_relu
+    from c3ae_edge.models.fuse import use_fused_kernels
 
     with torch.inference_mode():
         ref = m(x[:1]).float()
-        n = use_cudnn_relu(m, True)
+        n = use_fused_kernels(m, True)
         try:
             got = m(x[:1]).float()
             ok = bool(torch.allclose(got, ref, rtol=1e-2, atol=1e-2))
         except RuntimeError as e:
-            ok, why = False, f"cuDNN refused: {str(e).splitlines()[0][:120]}"
+            ok, why = False, f"refused: {str(e).splitlines()[0][:120]}"
         else:
-            why = "cuDNN's result differed: off"
+            why = "the fused calls' result differed: off"
     if not ok:
-        use_cudnn_relu(m, False)
+        use_fused_kernels(m, False)
         return why
     return n
 

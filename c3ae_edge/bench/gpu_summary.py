@@ -22,7 +22,7 @@ ISSUE_TABLE = (
     ("c3ae_full, batch 1, CUDA graph fp32, p50", "c3ae_full", "graph:fp32", 1, "p50"),
     ("c3ae_full, batch 256, CUDA graph fp16, images/s", "c3ae_full", "graph:fp16", 256, "img/s"),
 )
-FAST = ("fused", "fused-pool", "compiled", "ort-tensorrt", "ort-cuda", "torch-tensorrt")
+FAST = ("fused", "fused-pool", "compiled", "compiled-pool", "ort-tensorrt", "ort-cuda", "torch-tensorrt")
 
 
 def spec_of(r: BenchRow) -> str | None:

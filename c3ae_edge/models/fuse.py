@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from c3ae_edge.models.layers import SqueezeExcite
+
 _ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 
 
@@ -49,6 +51,24 @@ class ConvAct(nn.Module):
         return f"{i}->{o}, {kh}x{kw}, stride {self.stride}, groups {self.groups}, act {self.act}"
 
 
+class FusedSE(nn.Module):
+    """Squeeze-and-excitation with its first linear layer and ReLU in one call on CUDA (cuBLASLt's ReLU epilogue:
+    one kernel fewer per block)."""
+
+    def __init__(self, se: SqueezeExcite):
+        super().__init__()
+        self.fc1, self.fc2 = se.fc1, se.fc2
+        self.fused_mm = False  # set by ``use_fused_kernels``
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3))
+        if self.fused_mm and x.is_cuda:
+            h = torch._addmm_activation(self.fc1.bias, s, self.fc1.weight.t())
+        else:
+            h = F.relu(self.fc1(s))
+        return x * torch.sigmoid(self.fc2(h))[:, :, None, None]
+
+
 @dataclass
 class FormNotes:
     """What ``inference_form`` folded (reported with every bench row of the form)."""
@@ -58,6 +78,7 @@ class FormNotes:
     dropout_removed: int = 0
     conv5_into_w1: bool = False
     pools_into_conv: int = 0
+    se_fused: int = 0
 
 
 def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +127,9 @@ def _fuse(module: nn.Module, notes: FormNotes) -> nn.Module:
     if isinstance(module, nn.Dropout):
         notes.dropout_removed += 1
         return nn.Identity()
+    if isinstance(module, SqueezeExcite):
+        notes.se_fused += 1
+        return FusedSE(module)
     for name, child in list(module.named_children()):
         setattr(module, name, _fuse(child, notes))
     return module
@@ -177,11 +201,15 @@ def inference_form(model: nn.Module, pool_into_conv: bool = False) -> nn.Module:
     return m.eval()
 
 
-def use_cudnn_relu(form: nn.Module, on: bool) -> int:
-    """Turn the cuDNN conv + bias + ReLU call on or off in every ConvAct; -> how many it applies to."""
+def use_fused_kernels(form: nn.Module, on: bool) -> int:
+    """Turn the CUDA single-kernel calls on or off (cuDNN conv + bias + ReLU in every ConvAct with a ReLU, linear +
+    ReLU in every FusedSE); -> how many calls they apply to. Off, the form is plain ops (what torch.compile takes)."""
     n = 0
     for m in form.modules():
         if isinstance(m, ConvAct):
             m.cudnn_relu = on
             n += on and m.act == "relu"
+        elif isinstance(m, FusedSE):
+            m.fused_mm = on
+            n += on
     return n
