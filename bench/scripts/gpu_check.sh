@@ -14,4 +14,4 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${1:-gpu-check-$(date -u +%Y%m%dT%H%M%SZ)}"
 [ "$#" -gt 0 ] && shift
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m c3ae_edge.bench.gpu_check "$OUT" "$@"
+exec "${PYTHON:-python3}" "$ROOT/bench/scripts/gpu_check.py" "$OUT" "$@"

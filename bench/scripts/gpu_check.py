@@ -1,6 +1,7 @@
-"""The GPU check (``bench/scripts/gpu_check.sh OUT``): the default GPU bench, then the fast path (batch-1 latency and
-large-batch throughput of the fused, compiled and TensorRT forms), merged beside the committed CPU results, and a
-summary of the issue's table and goals, all in one folder, in under five minutes. Installs nothing.
+"""The GPU check (``bash bench/scripts/gpu_check.sh OUT``; a checkout's script, it reads the committed results): the
+default GPU bench, then the fast path (batch-1 latency and large-batch throughput of the fused, compiled and TensorRT
+forms), merged beside the committed CPU results, and a summary of the issue's table and goals, all in one folder, in
+under five minutes. Installs nothing.
 
 ``--device cpu --tiny`` runs the same steps on the CPU in seconds (the tests do): CUDA graphs and CUDA runtimes drop
 out, everything else (budgets, row-by-row JSON, parity, the forms, the merge and the summary) runs.
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 TOTAL_S = 285  # the whole check, startup of each step included: under five minutes
 
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if done[-1]["rc"] == 1 and step.name == "default":  # nothing measured (no CUDA): say so, stop
             break
     done.append(merge(a.out, [s["step"] for s in done]))
-    from c3ae_edge.bench.gpu_summary import write_summary
+    from gpu_summary import write_summary  # beside this script
 
     write_summary(a.out, done, a.device, round(time.time() - t0, 1))
     print(f"gpu_check: wrote {a.out / 'summary.md'} ({round(time.time() - t0)} s)", file=sys.stderr)
