@@ -47,23 +47,14 @@ def bench_row(forms: Forms, v: Variant, b: int, x_all: np.ndarray, ref: np.ndarr
     import torch
 
     dev = forms.device
-    x_b = x_all[np.arange(b) % len(x_all)]
     row = {"backend": backend_label(v, dev), "precision": v.precision, "batch": b, "device": dev.type}
     row["form"] = {"spec": v.spec}
     try:
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        p = forms.prepare(v, x_b)
-        clock = RowClock(budget, seconds)
-
-        def call():
-            p.forward()
-            sync(dev)
-
-        first = warm_up(call, budget, seconds)
-        clock.block(call, budget.runs)
-        faces_dev = device_input(x_all, dev, v)
-        par = parity(p, faces_dev, ref, v)
+        with CudaFlags(v, dev) as flags:
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            p, clock, first = _timed(forms, v, x_all[np.arange(b) % len(x_all)], budget, seconds)
+            par = parity(p, device_input(x_all, dev, v), ref, v)
     except Exception as e:  # one row that cannot run (out of memory, a compiler or provider refusing) is an error row
         return {**row, "error": f"run failed: {type(e).__name__}: {_first_line(e)}"}
     lat = onboard.latency_stats(clock.ns)
@@ -75,10 +66,54 @@ def bench_row(forms: Forms, v: Variant, b: int, x_all: np.ndarray, ref: np.ndarr
         first_inference={"unit": "s", "time": first / 1e9},
         parity=par,
     )
-    row["form"].update(p.info)
+    row["form"].update({**p.info, **flags.record})
     if dev.type == "cuda":
         row["memory"] = {"unit": "MB", "gpu_peak_allocated": torch.cuda.max_memory_allocated() / 2**20}
     return row
+
+
+def _timed(forms: Forms, v: Variant, x_b: np.ndarray, budget: Budget, seconds):
+    """-> (the prepared forward, its clock, the first call's ns after load)."""
+    p = forms.prepare(v, x_b)
+    clock = RowClock(budget, seconds)
+
+    def call():
+        p.forward()
+        sync(forms.device)
+
+    first = warm_up(call, budget, seconds)
+    clock.block(call, budget.runs)
+    return p, clock, first
+
+
+class CudaFlags:
+    """A GPU row's cuDNN/cuBLAS settings, restored after it: fp32 rows are true fp32 (TF32 off, for convolutions and
+    matmuls alike); the fused and compiled forms let cuDNN time its algorithms for each shape (benchmark mode) before
+    their graphs are captured. The eager rows keep PyTorch's default algorithm choice."""
+
+    def __init__(self, v: Variant, dev):
+        self.v, self.on = v, dev.type == "cuda" and not v.ort
+        self.record: dict = {}
+
+    def __enter__(self):
+        if self.on:
+            import torch
+
+            be = torch.backends
+            self.saved = (be.cudnn.benchmark, be.cudnn.allow_tf32, be.cuda.matmul.allow_tf32)
+            be.cudnn.benchmark = self.v.form != "eager"
+            tf32 = self.v.precision != "fp32" and self.saved[1]
+            be.cudnn.allow_tf32, be.cuda.matmul.allow_tf32 = tf32, tf32 and self.saved[2]
+            self.record = {"cudnn_benchmark": be.cudnn.benchmark, "tf32": tf32}
+        return self
+
+    def __exit__(self, *a):
+        if self.on:
+            import torch
+
+            be = torch.backends
+            be.cudnn.benchmark, be.cudnn.allow_tf32, be.cuda.matmul.allow_tf32 = self.saved
+        return False
 
 
 def backend_label(v: Variant, dev) -> str:
