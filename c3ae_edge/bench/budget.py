@@ -87,10 +87,12 @@ def warm_up(call: Callable[[], object], budget: Budget, seconds: float | None = 
 
 @dataclass
 class Deadline:
-    """A whole run's time limit: how long the next row may time, and whether any row may still start."""
+    """A whole run's time limit: how long the next row may time, and whether any row may still start. Each row's
+    overhead (load, capture, warm-up, parity) is learnt as the run goes and kept out of the timing shares."""
 
     at: float | None  # time.monotonic() value, None: no limit
-    share: float = 0.5  # of the time left per remaining row, the rest is for load, capture, warm-up and parity
+    overhead_s: float = 0.0  # mean seconds a row spends outside its timed forwards, so far
+    rows: int = 0
 
     @classmethod
     def after(cls, seconds: float | None) -> Deadline:
@@ -103,5 +105,11 @@ class Deadline:
     def row_seconds(self, budget: Budget, rows_left: int) -> float | None:
         if self.at is None:
             return budget.seconds
-        fit = max(0.02, (self.at - time.monotonic()) * self.share / max(1, rows_left))
+        left = self.at - time.monotonic() - rows_left * self.overhead_s
+        fit = max(0.02, left * 0.9 / max(1, rows_left))
         return min(budget.seconds, fit) if budget.seconds else fit
+
+    def note(self, row_s: float, timed_s: float) -> None:
+        """A row took ``row_s`` seconds in all, ``timed_s`` of them timing forwards."""
+        self.rows += 1
+        self.overhead_s += (max(0.0, row_s - timed_s) - self.overhead_s) / self.rows

@@ -113,10 +113,12 @@ def _rows(models, units, cfg, device, tmp, budget, deadline, sink, prog) -> str 
         common.update({"threads": cfg.threads[0]} if device.type == "cpu" else {})
         forms = Forms(model, device, tmp)
         for _, v, b in mine:
-            if deadline.passed:
+            if deadline.passed and done:  # the first row always runs: a cut run still measured something
                 return f"time limit {cfg.time_limit_s} s reached: {done} of {len(units)} rows measured"
             prog.step(f"{name}: {v.spec} b{b}")
+            t = time.monotonic()
             r = bench_row(forms, v, b, x_all, ref, budget, deadline.row_seconds(budget, len(units) - done))
+            deadline.note(time.monotonic() - t, (r.get("timing") or {}).get("timed_s", 0.0))
             done += 1
             sink.add([{**common, **r}])
             prog.row(row_line(name, r))

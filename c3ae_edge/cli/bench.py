@@ -97,7 +97,9 @@ def _budget_opt():
 
 def _time_limit_opt():
     return typer.Option(
-        None, "--time-limit", help="PyTorch-forms run: no row starts after this many seconds (cuda default 150)"
+        None,
+        "--time-limit",
+        help="PyTorch-forms run: no row after the first starts after this many seconds (cuda default 150)",
     )
 
 
