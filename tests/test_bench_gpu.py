@@ -55,7 +55,7 @@ def test_inference_forms_match_eager_on_real_faces():
         model, _ = build_model(name, 0)
         if not name.startswith("c3ae"):
             _random_bn(model)
-        x = faces(model.cfg.crops, None, 0)[0][:8]
+        x = faces(model.cfg.crops, None, 0)[0][: 8 if name.startswith("c3ae") else 2]  # the peers are slow on the CPU
         before = {k: v.clone() for k, v in model.state_dict().items()}
         ref = _ages(model, x)
         for pool in (False, True) if name.startswith("c3ae") else (False,):
