@@ -139,6 +139,27 @@ def test_no_import_cycle_between_files():
     assert found is None, f"import cycle between files: {' -> '.join(found)}"
 
 
+def private_imports(root: Path = PKG) -> list[str]:
+    """``from c3ae_edge.x import _name`` in another module of the package: a private name reached across files."""
+    found = []
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("c3ae_edge")):
+                found += [
+                    f"{f.relative_to(root.parent)}:{node.lineno} imports {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    return found
+
+
+def test_no_private_name_is_imported_across_modules(tmp_path):
+    (tmp_path / "c3ae_edge").mkdir()
+    (tmp_path / "c3ae_edge" / "a.py").write_text("def f():\n    from c3ae_edge.b import _g, h\n")
+    assert private_imports(tmp_path / "c3ae_edge") == ["c3ae_edge/a.py:2 imports c3ae_edge.b._g"]
+    assert private_imports() == []
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in (PKG / "board").glob("*.py") if p.name != "__init__.py"))
 def test_board_scripts_import_only_numpy_pillow_and_runtimes(script):
     mods = {m for m in imports(PKG / "board" / script)}

@@ -85,11 +85,11 @@ def decode_pillow(data: bytes) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8, as ``imageio.load_rgb`` decodes a file (EXIF rotation, any mode)."""
     from PIL import Image, ImageOps
 
-    from c3ae_edge.data.imageio import _to_rgb
+    from c3ae_edge.data.imageio import to_rgb
 
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return _to_rgb(ImageOps.exif_transpose(im), Path("<frame bytes>"))
+        return to_rgb(ImageOps.exif_transpose(im), Path("<frame bytes>"))
 
 
 def input_sets(samples, frames=FRAMES) -> list[InputSet]:

@@ -10,9 +10,9 @@ import typer
 
 def load_key(path: str):
     """A minisign secret key (asks for its passphrase) or public key, told apart by their size."""
-    from c3ae_edge.release.sign import PublicKey, SecretKey, _lines
+    from c3ae_edge.release.sign import PublicKey, SecretKey, minisign_lines
 
-    return PublicKey.load(path) if len(_lines(Path(path), 2)[1].strip()) < 100 else SecretKey.load(path)
+    return PublicKey.load(path) if len(minisign_lines(Path(path), 2)[1].strip()) < 100 else SecretKey.load(path)
 
 
 def register(app: typer.Typer) -> None:

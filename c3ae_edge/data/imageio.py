@@ -45,7 +45,7 @@ def load_scaled(path: str | Path) -> tuple[np.ndarray, float]:
             im.load()
             scale = im.size[0] / w
             im = ImageOps.exif_transpose(im)
-            return _to_rgb(im, p), scale
+            return to_rgb(im, p), scale
     except DataError:
         raise
     except UnidentifiedImageError:
@@ -56,7 +56,7 @@ def load_scaled(path: str | Path) -> tuple[np.ndarray, float]:
         raise DataError(f"{p}: corrupt or truncated image ({e})") from None
 
 
-def _to_rgb(im, p: Path) -> np.ndarray:
+def to_rgb(im, p: Path) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float64)

@@ -404,7 +404,7 @@ def _seal(tmp: Path, final: Path, signer) -> None:
     if signer is not None:
         signer(tmp)
     _catch_ctrl_c()
-    _commit(tmp, final)
+    replace_folder(tmp, final)
 
 
 def _catch_ctrl_c() -> None:
@@ -434,7 +434,7 @@ def _sums(folder: Path) -> None:
     (folder / "SHA256SUMS").write_text("".join(f"{sha256(folder / n)}  {n}\n" for n in names))
 
 
-def _commit(tmp: Path, final: Path) -> None:
+def replace_folder(tmp: Path, final: Path) -> None:
     """Atomic replace: the old bundle (if any) moves aside, the new one is renamed in, the old one is deleted."""
     old = None
     try:

@@ -96,7 +96,7 @@ class StaticStore:
         self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None, force: bool = False
     ) -> Release:
         """Copy the bundle in, write its ``.tar.gz`` and ``pull.sh``, re-sign the index. Atomic per file, locked."""
-        from c3ae_edge.export.bundle import _commit, make_archive
+        from c3ae_edge.export.bundle import make_archive, replace_folder
 
         if self.root is None:
             raise UsageError(f"{self.location}: a static index over HTTP is read-only; publish to the folder it serves")
@@ -122,7 +122,7 @@ class StaticStore:
                 tmp.mkdir()
                 for f in rel.files:
                     shutil.copyfile(bundle / f.name, tmp / f.name)
-                _commit(tmp, self.root / rel.name)
+                replace_folder(tmp, self.root / rel.name)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

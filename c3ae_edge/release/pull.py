@@ -165,7 +165,7 @@ def pull(
 
 def _install(tmp: Path, final: Path, rel: Release, allow_downgrade: bool, out: Path) -> bool:
     """Under OUT's lock: re-check the downgrade rule (another pull may have landed) and rename into place."""
-    from c3ae_edge.export.bundle import _commit
+    from c3ae_edge.export.bundle import replace_folder
 
     with open(out / ".c3ae-pull.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -175,5 +175,5 @@ def _install(tmp: Path, final: Path, rel: Release, allow_downgrade: bool, out: P
             raise UsageError(
                 f"{final} holds {rel.model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)"
             )
-        _commit(tmp, final)  # even when the same release is there: a locally damaged copy gets repaired
+        replace_folder(tmp, final)  # even when the same release is there: a locally damaged copy gets repaired
         return not same

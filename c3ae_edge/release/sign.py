@@ -50,7 +50,7 @@ def _unb64(text: str, size: int, what: Path | str) -> bytes:
     return raw
 
 
-def _lines(path: Path, n: int) -> list[str]:
+def minisign_lines(path: Path, n: int) -> list[str]:
     try:
         lines = Path(path).read_text().splitlines()
     except FileNotFoundError:
@@ -92,7 +92,7 @@ class PublicKey:
 
     @classmethod
     def load(cls, path: str | Path) -> PublicKey:
-        lines = _lines(Path(path), 2)
+        lines = minisign_lines(Path(path), 2)
         if len(lines[1].strip()) > 100:
             raise UsageError(f"{path}: this is a secret key; pass the public key (.pub)")
         raw = _unb64(lines[1], 42, path)
@@ -186,7 +186,7 @@ class SecretKey:
     @classmethod
     def load(cls, path: str | Path, password: str | None = None) -> SecretKey:
         """Read a minisign secret key; an encrypted one asks for its passphrase (see ``read_password``)."""
-        lines = _lines(Path(path), 2)
+        lines = minisign_lines(Path(path), 2)
         raw = _unb64(lines[1], 158, path)
         if raw[:2] != b"Ed" or raw[4:6] != b"B2":
             raise DataError(f"{path}: unsupported secret key algorithms {raw[:2]!r}/{raw[4:6]!r}")

@@ -337,14 +337,14 @@ def test_disk_full_export(full_disk, capsys, env, tmp_path):
 def _committer(args) -> str:
     src, out, rounds = args
     from c3ae_edge.errors import UsageError
-    from c3ae_edge.export.bundle import _commit
+    from c3ae_edge.export.bundle import replace_folder
 
     lost = 0
     for i in range(rounds):
         tmp = Path(out) / f".c3ae_full-0.1.0-tiny.tmp-{os.getpid()}-{i}"
         shutil.copytree(src, tmp)
         try:
-            _commit(tmp, Path(out) / "c3ae_full-0.1.0-tiny")
+            replace_folder(tmp, Path(out) / "c3ae_full-0.1.0-tiny")
         except UsageError as e:
             assert "at the same time" in str(e) and "\n" not in str(e)
             lost += 1

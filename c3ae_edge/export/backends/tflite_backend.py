@@ -67,7 +67,7 @@ def _convert(
     return litert_torch.convert(g, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).model_content()
 
 
-def _finish(flat: bytes, out_names: list[str], meta: dict | None) -> bytes:
+def finish(flat: bytes, out_names: list[str], meta: dict | None) -> bytes:
     """Short tensor names (the converter's are long Python paths), named I/O, our metadata; keeps the file small."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fu
@@ -114,7 +114,7 @@ class TFLiteBackend:
         cascade = bool(getattr(model, "cascade", False))
         head = options.get("int8_head", "logits")  # measured: ending at W1 loses less than ending at the softmax
         names = ([head] if precision == "int8" else ["age", "bins"]) if cascade else ["age"]
-        out.write_bytes(_finish(_convert(model, example, precision, calibration, head), names, options.get("metadata")))
+        out.write_bytes(finish(_convert(model, example, precision, calibration, head), names, options.get("metadata")))
         return out
 
     def load(self, path: Path, threads: int | None = None, options: dict | None = None):

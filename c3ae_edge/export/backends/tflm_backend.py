@@ -128,7 +128,7 @@ class TFLMBackend:
     def export(
         self, model, example: np.ndarray, out_dir: Path, precision: str, calibration: np.ndarray | None, options: dict
     ) -> Path:
-        from c3ae_edge.export.backends.tflite_backend import _finish
+        from c3ae_edge.export.backends.tflite_backend import finish
 
         if precision != "int8":
             raise UsageError(f"tflm: precision {precision!r} is not supported (int8 only)")
@@ -138,7 +138,7 @@ class TFLMBackend:
             raise ValueError("int8 needs calibration data")
         require("tflite_micro", "mcu")  # before the minutes of conversion, not after
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
-        flat = _align(_finish(_convert_trunk(model, calibration), ["features"], None), out)
+        flat = _align(finish(_convert_trunk(model, calibration), ["features"], None), out)
         out.write_bytes(flat)
         shape = tuple(int(v) for v in TFLMRunner.details(flat)[1]["shape"][1:])
         out.with_suffix(SPEC.options["sidecar"]).write_text(json.dumps(head_sidecar(model, shape)) + "\n")
