@@ -157,3 +157,30 @@ def small_rpi_bundle(tmp_path_factory) -> Path:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     return next(p for p in out.iterdir() if (p / "manifest.json").is_file())
+
+
+@dataclass(frozen=True)
+class FreshExport:
+    """One ``c3ae-edge export`` run in a fresh folder: where it ran, the bundle it wrote, what it printed."""
+
+    cwd: Path
+    bundle: Path
+    run: object  # subprocess.CompletedProcess
+
+
+FRESH_RPI_EXPORT = ("export", "--target", "rpi")  # the README's first command and tour run exactly this
+
+
+@pytest.fixture(scope="session")
+def fresh_rpi_export(tmp_path_factory) -> FreshExport:
+    """``c3ae-edge export --target rpi`` and nothing else, as a newcomer runs it: a fresh folder, the embedded faces (no
+    C3AE_DATA, no ../shared/data beside it); SOURCE_DATE_EPOCH pins the build time. One full rpi export per session,
+    shared by tests/test_export.py and the README tour in tests/test_docs.py (which never write into it)."""
+    import subprocess
+
+    cwd = tmp_path_factory.mktemp("fresh-rpi")
+    env = {k: v for k, v in os.environ.items() if k != "C3AE_DATA"} | {"SOURCE_DATE_EPOCH": "1700000000"}
+    cmd = [sys.executable, "-m", "c3ae_edge.cli", *FRESH_RPI_EXPORT]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return FreshExport(cwd, cwd / "exports" / "c3ae_full-0.1.0-rpi4", r)

@@ -26,12 +26,10 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int 
 
 
 @pytest.fixture(scope="module")
-def rpi_bundle(tmp_path_factory) -> Path:
+def rpi_bundle(fresh_rpi_export) -> Path:
     """`c3ae-edge export --target rpi` and no other argument (300 calibration, 500 verification faces), run from a
-    fresh folder, from the shipped default weights; SOURCE_DATE_EPOCH pins the build time."""
-    cwd = tmp_path_factory.mktemp("fresh")
-    r = run_cli("export", "--target", "rpi", cwd=cwd, env={**ENV, "SOURCE_DATE_EPOCH": "1700000000"})
-    assert r.returncode == 0, r.stderr[-2000:]
+    fresh folder, from the shipped default weights and the embedded faces (the session's shared run, conftest)."""
+    r, bundle = fresh_rpi_export.run, fresh_rpi_export.bundle
     noise = (
         "Warning",
         "training mode",
@@ -42,8 +40,10 @@ def rpi_bundle(tmp_path_factory) -> Path:
     )  # issue 10: quiet by default
     # ours only: the faces line, then per artifact (int8, fp32) one line and one per runtime (litert, tflite-runtime)
     assert not any(n in r.stderr for n in noise) and len(r.stderr.splitlines()) <= 1 + 2 * (1 + 2), r.stderr[-3000:]
-    bundle = cwd / "exports" / "c3ae_full-0.1.0-rpi4"
-    assert r.stdout.strip().startswith("wrote ") and Path(cwd, r.stdout.strip()[6:]).resolve() == bundle.resolve()
+    faces = "faces: calibration 300, verification 500 (the embedded default faces: no data set found)"
+    assert r.stderr.splitlines()[0] == faces, r.stderr[:300]  # not a ../shared/data that is not there
+    out = r.stdout.strip()
+    assert out.startswith("wrote ") and Path(fresh_rpi_export.cwd, out[6:]).resolve() == bundle.resolve()
     return bundle
 
 
@@ -295,6 +295,30 @@ def test_x86_and_gpu_bundles(tmp_path: Path, target: str, files: list[str]):
         assert b"/work/" not in (bundle / "c3ae_full_fp32.onnx").read_bytes()  # no local paths
         _int8_kernels_compute_the_qdq_graph(bundle / "c3ae_full_int8.onnx", bundle / "parity_crops.npy")
     assert run_cli("verify", str(bundle)).returncode == 0
+    assert not (bundle / "reference_infer.py").exists()  # it runs .tflite files only; the README shows the runtime
+    _readme_example_runs(bundle)
+
+
+def _readme_example_runs(bundle: Path) -> None:
+    """The bundle README's three lines under "Run it", run on the parity faces in a fresh interpreter, give the ages
+    PyTorch gave within the board artifact's tolerance."""
+    text = (bundle / "README.md").read_text()
+    assert "None" not in text and "c3ae-edge runtimes prepare" not in text, text
+    lines = text.split("## Run it", 1)[1].split("\n\n")[2].splitlines()
+    assert len(lines) == 3 and all(ln.startswith("    ") for ln in lines), lines
+    m = manifest(bundle)
+    prep = (
+        "import json, numpy as np\n"
+        "from c3ae_edge.data.crops import CropSpec\n"
+        "crops = CropSpec.from_dict(json.load(open('manifest.json'))['crop']).normalize(np.load('parity_crops.npy'))\n"
+    )
+    show = "\nprint(json.dumps(np.asarray(age, np.float64).reshape(-1).tolist()))\n"
+    code = prep + "\n".join(ln[4:] for ln in lines) + show
+    r = subprocess.run([sys.executable, "-c", code], cwd=bundle, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    art = next(a for a in m["artifacts"] if a["file"] in lines[1])
+    want = np.asarray(m["parity_set"]["pytorch_age"])
+    assert np.abs(np.asarray(json.loads(r.stdout.splitlines()[-1])) - want).max() <= art["tolerance_years"]
 
 
 def _int8_kernels_compute_the_qdq_graph(path: Path, crops: Path) -> None:

@@ -218,10 +218,10 @@ def _faces(req: ExportRequest, target, model, spec, ck, log):
             f"{ck.path}: the model gives non-finite ages on the verification faces "
             "(the weights overflow); nothing converted"
         )
-    log(
-        f"faces: calibration {len(cal.files) if needs_cal else 0}, verification {len(ver.files)} "
-        f"(data {calib.data_root(req.data)})"
-    )
+    embedded = ver.source.startswith(calib.EMBEDDED)  # no data set found: the faces shipped in the package
+    where = "the embedded default faces: no data set found" if embedded else f"data {calib.data_root(req.data)}"
+    mine = f" ({req.calibration})" if req.calibration and needs_cal else ""
+    log(f"faces: calibration {len(cal.files) if needs_cal else 0}{mine}, verification {len(ver.files)} ({where})")
     return cal, ver, ref
 
 
@@ -317,12 +317,13 @@ def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Pa
 
 
 def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> None:
-    """Parity crops, the calibration list and the standalone reference script."""
+    """Parity crops, the calibration list and, for TFLite bundles, the standalone reference script."""
     from c3ae_edge.export import calibration as calib
 
     np.save(tmp / "parity_crops.npy", parity.crops, allow_pickle=False)
     calib.write_list(tmp / "calibration_files.txt", job.cal)
-    shutil.copyfile(board_script("reference_infer.py"), tmp / "reference_infer.py")
+    if job.backend.spec.suffix == ".tflite":  # it runs .tflite files; other bundles' READMEs show their runtime
+        shutil.copyfile(board_script("reference_infer.py"), tmp / "reference_infer.py")
 
 
 def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bool, detector: tuple) -> Manifest:

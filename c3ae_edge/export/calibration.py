@@ -14,6 +14,7 @@ from c3ae_edge.errors import DataError
 MIN_CALIBRATION = 32  # fewer faces than this give int8 ranges we would not trust
 DEFAULT_CALIBRATION = 300
 DEFAULT_VERIFY = 500
+EMBEDDED = "c3ae-edge default faces"  # the source name of the embedded faces (calibration/)
 
 
 @dataclass
@@ -150,13 +151,13 @@ def _embedded(spec, calibration: str | None, n_cal: int, n_verify: int, seed: in
     if calibration:
         pool, source = _user_samples(Path(calibration)), str(calibration)
     else:
-        pool, source = default_faces.samples("calibration"), "c3ae-edge default faces (UTKFace train split)"
+        pool, source = default_faces.samples("calibration"), f"{EMBEDDED} (UTKFace train split)"
     held_out = {s.key for s in test}
     pool = [s for s in pool if s.key not in held_out]
     if len(pool) < MIN_CALIBRATION:
         raise DataError(f"calibration set {source}: {len(pool)} usable face(s), need at least {MIN_CALIBRATION}")
     cal = [pool[i] for i in stratified_pick(np.array([s.age for s in pool]), n_cal, seed)]
-    return _faces(cal, spec, source), _faces(ver, spec, "c3ae-edge default faces (UTKFace test split)")
+    return _faces(cal, spec, source), _faces(ver, spec, f"{EMBEDDED} (UTKFace test split)")
 
 
 def write_list(path: Path, faces: FaceSet) -> None:

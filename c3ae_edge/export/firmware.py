@@ -74,6 +74,16 @@ def header(man: Manifest) -> str:
     return "\n".join(lines)
 
 
+def board_status(r: dict) -> str:
+    """A runtime's status for the bundle's reader: what the build machine could not run is said as such, without the
+    build machine's to-do (the manifest keeps the full reason)."""
+    status = str(r.get("status") or "")
+    if not status.startswith("not verified"):
+        return status
+    why = status.partition(":")[2].split(" (")[0].strip().replace(" here", "")
+    return f"not verified at export ({why} on the build machine)" if why else "not verified at export"
+
+
 def runtime_table(man: Manifest) -> str:
     """Per artifact and runtime: status and the per-face |age - PyTorch| distribution, with the CPU it ran on."""
     ver = man.verification
@@ -88,7 +98,7 @@ def runtime_table(man: Manifest) -> str:
                 if v
                 else "- | - | - | -"
             )
-            rows.append(f"| {a['file']} | {rid} {r.get('version') or ''} | {r['status']} | {figs} |")
+            rows.append(f"| {a['file']} | {rid} {r.get('version') or ''} | {board_status(r)} | {figs} |")
     if not rows:
         return ""
     bars = (
@@ -233,25 +243,49 @@ position: a full-integer TFLite file may order them differently.
 
 
 def _check_port(man: Manifest, tfl: bool) -> str:
-    ref = (
-        (
-            "python3 reference_infer.py face.jpg            # aligned chip; --box CX,CY,SIDE for a detector box\n"
-            "    python3 reference_infer.py --self-test        "
-            "# the parity faces: this runtime vs its golden outputs and PyTorch"
-        )
-        if tfl
-        else "(reference_infer.py reads the bundle's .tflite files; this bundle has none: follow the steps above)"
-    )
     par = man.parity_set
+    check = (
+        "`c3ae-edge verify <this folder>` rechecks the checksums and the stored parity faces "
+        f"(`{par['file']}`: uint8 crops, shape {par['shape']})."
+    )
+    if not tfl:
+        return f"""## Run it
+
+{_run_example(man)}
+{check}
+"""
     return f"""## Check a port
 
 `reference_infer.py` is the reference (numpy, Pillow, ai-edge-litert or tflite_runtime, and `manifest.json`; \
 nothing else):
 
-    {ref}
+    python3 reference_infer.py face.jpg            # aligned chip; --box CX,CY,SIDE for a detector box
+    python3 reference_infer.py --self-test        # the parity faces: this runtime vs its golden outputs and PyTorch
 
-Its ages match PyTorch within each file's tolerance above. `c3ae-edge verify <this folder>` rechecks the checksums
-and the stored parity faces (`{par["file"]}`: uint8 crops, shape {par["shape"]}).
+Its ages match PyTorch within each file's tolerance above. {check}
+"""
+
+
+def _run_example(man: Manifest) -> str:
+    """Three lines of Python that run the bundle's board artifact under its runtime (ONNX or OpenVINO bundles)."""
+    art = man.primary_artifact
+    name, out, shape = art["input"]["name"], art["outputs"][0]["name"], art["input"]["shape"]
+    if man.target["backend"] == "openvino":
+        lines = (
+            "import openvino as ov",
+            f'model = ov.Core().compile_model("{art["file"]}", "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})',
+            f'age = model({{"{name}": crops}})["{out}"]',
+        )
+    else:
+        lines = (
+            "import onnxruntime as ort",
+            f'session = ort.InferenceSession("{art["file"]}", providers=["CPUExecutionProvider"])',
+            f'age = session.run(["{out}"], {{"{name}": crops}})[0]',
+        )
+    code = "\n".join(f"    {ln}" for ln in lines)
+    return f"""`crops`: float32 {shape} (batch first), made as in "Preprocessing"; `age` is in years:
+
+{code}
 """
 
 
@@ -298,8 +332,7 @@ def install(man: Manifest) -> str:
     rts = [
         f"{a['file']}: "
         + ", ".join(
-            f"{rid} {r.get('version', '')} {r.get('status', '')}".replace("  ", " ").strip()
-            for rid, r in a["runtimes"].items()
+            " ".join(x for x in (rid, r.get("version"), board_status(r)) if x) for rid, r in a["runtimes"].items()
         )
         for a in man.artifacts
         if a.get("runtimes")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 
 import numpy as np
@@ -340,9 +341,12 @@ def test_reference_infer_stays_in_its_bundle(tmp_path, tiny_bundle):
     import subprocess
     import sys
 
+    from c3ae_edge.board import reference_infer
+
     from .conftest import face_chip
 
     b = copy_bundle(tiny_bundle, tmp_path / "b")
+    shutil.copyfile(reference_infer.__file__, b / "reference_infer.py")  # as a TFLite bundle ships it
     m = json.loads((b / "manifest.json").read_text())
     m["artifacts"][0]["file"] = "../evil.tflite"
     (b / "manifest.json").write_text(json.dumps(m))

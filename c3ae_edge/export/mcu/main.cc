@@ -1,7 +1,7 @@
 /* main.cc: on-board runner for the C3AE TFLM bundle (C++17, TFLM + CMSIS-NN kernels).
  *
  * Crops a face from a frame, runs the trunk once per crop, decodes the age, and prints one line of the bench's
- * JSON schema with per-inference cycles from the DWT cycle counter, so `c3ae-edge bench --merge` can take it:
+ * JSON schema with per-inference cycles from the DWT cycle counter, so `c3ae-edge bench merge` can take it:
  *   {"runner": "tflm-board", "model": ..., "backend": "tflm", "precision": "int8", "cycles": [...], "cpu_hz": ..., "age": ...}
  * Build: add this file, c3ae_mcu.c, c3ae_mcu_model.c and TFLM (with CMSIS-NN) to your firmware; define
  * C3AE_CPU_HZ and provide c3ae_frame()/c3ae_face_box() (your camera and detector) and printf (your UART).
