@@ -113,6 +113,6 @@ def shipped_weights(name: str) -> Path:
     if not cfg.weights or not (SHIPPED_WEIGHTS / cfg.weights).is_file():
         raise UsageError(
             f"no pretrained weights ship for {name!r} (shipped: {', '.join(shipped_models()) or 'none'}); "
-            "build it with pretrained=False and train it, or load a checkpoint with c3ae_edge.weights.load_model"
+            "train it (c3ae-edge train) and use its checkpoint"
         )
     return SHIPPED_WEIGHTS / cfg.weights
