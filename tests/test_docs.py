@@ -156,7 +156,8 @@ def run_block(b: Block, cwd: Path, already: dict[str, str] | None = None) -> Non
         script.write_text(b.text)
         cmd = [sys.executable, str(script)]
     else:
-        lines = [f": {already[command(ln)]}" if command(ln) in (already or {}) else ln for ln in b.text.splitlines()]
+        done = already or {}
+        lines = [f"true  # {done[command(ln)]}" if command(ln) in done else ln for ln in b.text.splitlines()]
         cmd = ["bash", "-c", "set -euo pipefail\n" + "\n".join(lines) + "\n"]
     try:
         r = subprocess.run(
