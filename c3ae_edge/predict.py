@@ -1,45 +1,15 @@
-"""Ages for images: detect faces (or take aligned crops), apply the model's CropSpec, run the model."""
+"""Ages for images, the Python API of ``c3ae-edge predict``: the same pipeline (c3ae_edge/pipeline.py), by default on
+the shipped default model's verified artifacts, one thread, no PyTorch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
+from c3ae_edge.data.imageio import SUPPORTED
+from c3ae_edge.errors import DataError
+from c3ae_edge.pipeline import AgePipeline, FaceAge, ImageResult, PipelineConfig
 
-from c3ae_edge.data.crops import aligned_box
-from c3ae_edge.data.imageio import SUPPORTED, load_scaled
-from c3ae_edge.errors import C3AEError, DataError
-
-
-@dataclass
-class FaceAge:
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1
-    age: float
-    score: float | None = None
-
-
-@dataclass
-class ImageResult:
-    file: str
-    faces: list[FaceAge] = field(default_factory=list)
-    error: str | None = None
-
-    def to_dict(self) -> dict:
-        if self.error:
-            return {"file": self.file, "error": self.error}
-        return {
-            "file": self.file,
-            "faces": [
-                {
-                    "box": list(f.box),
-                    "age": round(f.age, 2),
-                    **({"score": round(f.score, 3)} if f.score is not None else {}),
-                }
-                for f in self.faces
-            ],
-        }
+__all__ = ["AgePredictor", "FaceAge", "ImageResult", "expand_each", "expand_inputs"]
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -70,63 +40,29 @@ def expand_each(inputs: list[str]) -> list[tuple[Path, str | None]]:
 
 
 class AgePredictor:
-    """Python API mirroring ``c3ae-edge predict``."""
+    """``AgePredictor().predict_image("photo.jpg")``: boxes (cx, cy, side) and ages. ``runtime="torch"`` (or your
+    own ``weights``) runs PyTorch; ``bundle`` runs a pulled bundle's artifact with its crop spec and detector."""
 
-    def __init__(self, weights: str | None = None, model: str | None = None, detector: str = "auto"):
-        from c3ae_edge.weights import load_model
-
-        self.model, self.spec, self.checkpoint = load_model(weights, model)
-        self._detector_name = detector
-        self._detector = None
+    def __init__(
+        self,
+        weights: str | None = None,
+        model: str | None = None,
+        detector: str = "auto",
+        runtime: str = "auto",
+        threads: int | None = 1,
+        bundle: str | None = None,
+        precision: str | None = None,
+    ):
+        cfg = PipelineConfig(bundle, runtime, precision, threads, detector, weights, model)
+        self.pipeline = AgePipeline.build(cfg)
+        self.spec = self.pipeline.spec
 
     @property
     def detector(self):
-        if self._detector is None:
-            from c3ae_edge.data.detect import get_detector
-
-            self._detector = get_detector(self._detector_name)
-        return self._detector
-
-    def ages_for_boxes(self, img: np.ndarray, boxes) -> list[float]:
-        if not boxes:
-            return []
-        x = np.stack([self.spec.model_input(img, b) for b in boxes])
-        with torch.no_grad():
-            return [float(a) for a in self.model(torch.from_numpy(x))]
+        return self.pipeline.detector
 
     def predict_image(self, path: str | Path, aligned: bool = False) -> ImageResult:
-        res = ImageResult(str(path))
-        try:
-            img, k = load_scaled(path)
-            if aligned:
-                boxes, scores = [aligned_box(img.shape[1], img.shape[0])], [None]
-            else:
-                dets = self.detector.detect(img)
-                if not dets:
-                    raise DataError(f"{path}: no face found (use --aligned for face crops)")
-                boxes, scores = [d.box for d in dets], [d.score for d in dets]
-            ages = self.ages_for_boxes(img, boxes)
-            if not np.isfinite(ages).all():
-                raise DataError(
-                    f"{path}: the model's age is not finite ({ages[0]}): the weights {self.checkpoint.path} overflow"
-                )
-            for b, a, s in zip(boxes, ages, scores):
-                cx, cy, side = (v / k for v in b)  # source pixels, whatever size the image was decoded at
-                res.faces.append(
-                    FaceAge(
-                        (
-                            int(round(cx - side / 2)),
-                            int(round(cy - side / 2)),
-                            int(round(cx + side / 2)),
-                            int(round(cy + side / 2)),
-                        ),
-                        a,
-                        s,
-                    )
-                )
-        except C3AEError as e:
-            res.error = str(e)
-        return res
+        return self.pipeline.predict_file(path, aligned)
 
     def predict(self, inputs: list[str], aligned: bool = False) -> list[ImageResult]:
         return [self.predict_image(p, aligned) for p in expand_inputs(inputs)]

@@ -82,6 +82,7 @@ def _register_command_modules() -> None:
 
     for mod in (
         "c3ae_edge.cli.train",
+        "c3ae_edge.cli.predict",
         "c3ae_edge.cli.export",
         "c3ae_edge.cli.bench",
         "c3ae_edge.cli.release",

@@ -1,4 +1,4 @@
-"""``train``, ``evaluate`` and ``predict`` commands."""
+"""``train`` and ``evaluate`` commands (``predict``: c3ae_edge/cli/predict.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import typer
 def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command()(evaluate)
-    app.command()(predict)
 
 
 def train(
@@ -156,37 +155,3 @@ def _emit(rep: dict, json_out: Path | None) -> None:
         from c3ae_edge.atomic import write_atomic
 
         write_atomic(json_out, text)
-
-
-def predict(
-    inputs: list[str] = typer.Argument(..., help="image files or folders"),
-    aligned: bool = typer.Option(False, "--aligned", help="each image is an aligned face crop (UTKFace convention)"),
-    weights: str = typer.Option("default"),
-    model: str | None = typer.Option(None),
-    detector: str = typer.Option(
-        "auto",
-        help="auto (blazeface where a TFLite runtime is installed, else haar-fast), blazeface (BlazeFace short range, "
-        ".tflite), blazeface-full, haar-fast (OpenCV cascade on a shrunk frame, faces >= 20% of the shorter side), "
-        "haar (full-resolution search, smaller faces, ~8x slower) or module:Class",
-    ),
-    json_out: bool = typer.Option(False, "--json", help="one JSON object per image on stdout"),
-) -> None:
-    """One age per face, with its box. A bad file gets an error entry; the batch goes on; exit 1 if any failed."""
-    from c3ae_edge.predict import AgePredictor, ImageResult, expand_each
-
-    pred = AgePredictor(weights, model, detector)
-    if not aligned:
-        pred.detector  # noqa: B018 - a bad --detector is one usage error up front, not one per image
-    failed = 0
-    for path, err in expand_each(inputs):
-        r = ImageResult(str(path), error=err) if err else pred.predict_image(path, aligned)
-        failed += r.error is not None
-        if json_out:
-            typer.echo(json.dumps(r.to_dict(), allow_nan=False))
-        elif r.error:
-            typer.echo(f"{r.file}: error: {r.error}", err=True)
-        else:
-            for f in r.faces:
-                typer.echo(f"{r.file}\tage {f.age:5.1f}\tbox {f.box[0]},{f.box[1]},{f.box[2]},{f.box[3]}")
-    if failed:
-        raise typer.Exit(1)

@@ -87,5 +87,19 @@ def release_cmd(
     write_atomic(WEIGHTS_DIR / "MODEL_CARD.md", render())
 
 
+@weights_app.command(
+    "artifacts",
+    help="Export the verified artifacts that ship with a model (int8 and fp32 TFLite of an rpi4 export of its shipped "
+    "weights) into the package: what `c3ae-edge predict` runs without PyTorch.",
+)
+def artifacts_cmd(
+    model: str = typer.Option("c3ae_full", "--model", help="a model with shipped weights"),
+    data: str = typer.Option(None, "--data", help="face data root (default $C3AE_DATA or ../shared/data)"),
+) -> None:
+    from c3ae_edge.export.ship import ship_artifacts
+
+    typer.echo(f"wrote {ship_artifacts(model, data, log=lambda m: typer.echo(m, err=True))}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(weights_app, name="weights")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.errors import MissingExtraError, UsageError
+from c3ae_edge.errors import DataError, MissingExtraError, UsageError
 
 MODEL_DIR = Path(__file__).with_name("detectors")
 NAMES = {"blazeface": "short", "blazeface-full": "full"}
@@ -56,16 +56,21 @@ class BlazeFaceDetector:
     """``detect(img) -> [Detection]`` (Haar-convention boxes, largest first);
     ``faces(img)`` gives the raw detections."""
 
-    def __init__(self, model: str = "short", threads: int = 1):
+    def __init__(self, model: str = "short", threads: int = 1, path: Path | None = None, spec=None, mapping=None):
+        """``path``, ``spec``, ``mapping``: a bundle's own model file, model spec and Haar mapping (its manifest's)."""
         from c3ae_edge.board import blazeface as bf
+        from c3ae_edge.native_quiet import drop_runtime_info
 
         if model not in bf.MODELS:
             raise UsageError(f"unknown BlazeFace model {model!r}; use one of {', '.join(bf.MODELS)}")
         try:
-            self.net = bf.BlazeFace(str(model_path(model)), bf.MODELS[model], threads, _cv2_resize())
+            with drop_runtime_info():
+                self.net = bf.BlazeFace(
+                    str(path or model_path(model)), spec or bf.MODELS[model], threads, _cv2_resize()
+                )
         except ImportError:
             raise MissingExtraError("tflite", "ai_edge_litert") from None
-        self.model, self.mapping = model, bf.MAPPINGS[model]
+        self.model, self.mapping = model, mapping or bf.MAPPINGS[model]
 
     def faces(self, img: np.ndarray):
         return self.net.detect(img)
@@ -106,3 +111,23 @@ def record(name: str) -> dict:
         "box": "square (cx, cy, side) = the mapped BlazeFace detection, in source pixels, "
         "on the Haar cascade's convention",
     }
+
+
+def from_record(det: dict, folder: Path, threads: int = 1) -> BlazeFaceDetector:
+    """The BlazeFace a bundle's manifest names (face_box.detector): its model file (sha256 checked by the bundle's
+    manifest check), model spec and Haar mapping."""
+    from c3ae_edge.board import blazeface as bf
+
+    m = det["model"]
+    fields = ("name", "file", "size", "strides", "interpolated_anchor", "min_score", "nms_iou")
+    spec = bf.ModelSpec(**{k: tuple(m[k]) if k == "strides" else m[k] for k in fields if k in m})
+    mapping = bf.HaarMapping(**{k: det["mapping"][k] for k in ("basis", "scale", "dx", "dy")})
+    if "files" in det:  # the bundle's copy
+        from c3ae_edge.export.bundle_check import confined
+
+        path = confined(folder, det["files"]["model"])
+    else:  # the shipped artifacts name the package's own model
+        path = model_path(spec.name)
+    if not path.is_file() or sha256(path) != m.get("sha256"):
+        raise DataError(f"{path}: the face detector model does not match its sha256 in the manifest")
+    return BlazeFaceDetector(spec.name, threads, path, spec, mapping)

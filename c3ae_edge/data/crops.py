@@ -8,6 +8,7 @@ Written in plain numpy plus one resize so that a firmware team can port it to C.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -113,3 +114,31 @@ def rect_box(x0: float, y0: float, x1: float, y1: float) -> FaceBox:
 def spec_for(n_crops: int) -> CropSpec:
     """The default spec of a model taking ``n_crops`` crops: three context scales, or the face box itself."""
     return CropSpec() if n_crops == 3 else CropSpec(scales=(1.0,))
+
+
+def checked_spec(d: object, where: str) -> CropSpec:
+    """A CropSpec from checkpoint or manifest text, every field checked (one DataError naming ``where``)."""
+
+    def nums(v, n=None):
+        return (
+            isinstance(v, (list, tuple))
+            and (n is None or len(v) == n)
+            and 0 < len(v) <= 8
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        )
+
+    ok = isinstance(d, dict) and set(d) <= set(CropSpec.__dataclass_fields__)
+    ok = ok and nums(d.get("scales", [1.0])) and all(0 < s <= 4 for s in d.get("scales", [1.0]))
+    ok = ok and isinstance(d.get("size", 64), int) and 8 <= d.get("size", 64) <= 512
+    ok = (
+        ok
+        and nums(d.get("mean", [0.5] * 3), 3)
+        and nums(d.get("std", [0.5] * 3), 3)
+        and all(s > 0 for s in d.get("std", [0.5] * 3))
+    )
+    ok = ok and d.get("pad", "edge") == "edge" and d.get("color", "RGB") == "RGB" and d.get("resize", "area") == "area"
+    if not ok:
+        from c3ae_edge.errors import DataError
+
+        raise DataError(f"{where}: not a valid crop spec ({str(d)[:120]})")
+    return CropSpec.from_dict(d)

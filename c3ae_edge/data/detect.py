@@ -129,10 +129,15 @@ def detector_record(name: str = BUNDLE_DETECTOR) -> dict:
     }
 
 
-def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
+def get_detector(name: str = DEFAULT_DETECTOR, threads: int = 1) -> FaceDetector:
     """``auto`` (default: ``blazeface`` where a TFLite runtime imports, else ``haar-fast``), ``blazeface``,
     ``blazeface-full``, ``haar-fast``, ``haar`` (the full-resolution search) or ``package.module:Class`` (constructed
-    with no arguments)."""
+    with no arguments). ``threads``: the BlazeFace interpreter's (OpenCV's are set by the caller)."""
+    resolved = resolve_detector(name) if name == "auto" else name
+    if resolved.startswith("blazeface") and resolved in DETECTORS:
+        from c3ae_edge.data.blazeface_detector import NAMES, BlazeFaceDetector
+
+        return BlazeFaceDetector(NAMES[resolved], threads)
     if name in DETECTORS:
         return DETECTORS[name]()
     mod, _, cls = name.partition(":")
@@ -142,3 +147,23 @@ def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
         return getattr(importlib.import_module(mod), cls)()
     except (ImportError, AttributeError) as e:
         raise UsageError(f"cannot load detector {name!r}: {e}") from None
+
+
+def detector_for(record: dict, folder, name: str = "auto", threads: int = 1) -> FaceDetector:
+    """``name``, or for ``auto`` the detector a manifest's face_box.detector record names (``folder``: where its
+    files are), built with the record's own parameters."""
+    if name != "auto":
+        return get_detector(name, threads)
+    kind = record.get("name")
+    if kind == "blazeface" and "model" in record:
+        from c3ae_edge.data.blazeface_detector import from_record
+
+        return from_record(record, folder, threads)
+    if kind == "haar-fast":
+        from c3ae_edge.board import facefind
+
+        known = facefind.CoarseFineParams.__dataclass_fields__
+        return CoarseFineHaarDetector(
+            facefind.CoarseFineParams(**{k: v for k, v in record.get("params", {}).items() if k in known})
+        )
+    return get_detector("haar" if kind == "haar" else "auto", threads)

@@ -17,9 +17,10 @@ def load_rgb(path: str | Path) -> np.ndarray:
     return load_scaled(path)[0]
 
 
-def load_scaled(path: str | Path) -> tuple[np.ndarray, float]:
+def load_scaled(path: str | Path, fast_jpeg: bool = False) -> tuple[np.ndarray, float]:
     """``load_rgb`` and the decoded / source size ratio (below 1 when a huge JPEG was decoded downscaled):
-    divide box coordinates found on the array by it to get source pixels."""
+    divide box coordinates found on the array by it to get source pixels. ``fast_jpeg``: a whole JPEG (its end
+    marker present) is decoded by OpenCV (c3ae_edge/data/jpeg_decode.py: Pillow's pixels, about 2x faster)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
@@ -42,6 +43,10 @@ def load_scaled(path: str | Path) -> tuple[np.ndarray, float]:
                 im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
                 if im.size[0] * im.size[1] > MAX_PIXELS:
                     raise DataError(f"{p}: image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
+            if fast_jpeg and im.format == "JPEG" and im.size == (w, h):
+                fast = _whole_jpeg(p)
+                if fast is not None:
+                    return fast, 1.0
             im.load()
             scale = im.size[0] / w
             im = ImageOps.exif_transpose(im)
@@ -54,6 +59,14 @@ def load_scaled(path: str | Path) -> tuple[np.ndarray, float]:
         ) from None
     except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{p}: corrupt or truncated image ({e})") from None
+
+
+def _whole_jpeg(p: Path) -> np.ndarray | None:
+    """OpenCV's decode of a JPEG that ends with its end-of-image marker (a cut file goes to Pillow, which says so)."""
+    from c3ae_edge.data.jpeg_decode import decode_jpeg_rgb
+
+    data = p.read_bytes()
+    return decode_jpeg_rgb(data) if data.rstrip(b"\x00").endswith(b"\xff\xd9") else None
 
 
 def to_rgb(im, p: Path) -> np.ndarray:

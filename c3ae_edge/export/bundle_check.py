@@ -119,7 +119,7 @@ def load_manifest(bundle: Path) -> Manifest:
 
 def crop_spec(man: Manifest, bundle: Path):
     """The manifest's CropSpec, or a verification failure naming the manifest."""
-    from c3ae_edge.weights import checked_spec
+    from c3ae_edge.data.crops import checked_spec
 
     try:
         return checked_spec(man.crop, f"{bundle}/manifest.json crop")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
 import torch
 
-from c3ae_edge.data.crops import CropSpec, spec_for
+from c3ae_edge.data.crops import CropSpec, checked_spec, spec_for
 from c3ae_edge.errors import DataError
 from c3ae_edge.models.checkpoint import FORMAT, Checkpoint, TrainingMeta, check_model, load_into, load_state
 from c3ae_edge.models.registry import SHIPPED_WEIGHTS as WEIGHTS_DIR
@@ -81,32 +80,6 @@ def load_model(weights: str | None = None, model_name: str | None = None):
             f"{path}: crop_spec has {len(spec.scales)} scale(s), model {ck.model!r} takes {model.cfg.crops} crop(s)"
         )
     return model.eval(), spec, ck
-
-
-def checked_spec(d: object, where: str) -> CropSpec:
-    """A CropSpec from checkpoint or manifest text, every field checked (one DataError naming ``where``)."""
-
-    def nums(v, n=None):
-        return (
-            isinstance(v, (list, tuple))
-            and (n is None or len(v) == n)
-            and 0 < len(v) <= 8
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-        )
-
-    ok = isinstance(d, dict) and set(d) <= set(CropSpec.__dataclass_fields__)
-    ok = ok and nums(d.get("scales", [1.0])) and all(0 < s <= 4 for s in d.get("scales", [1.0]))
-    ok = ok and isinstance(d.get("size", 64), int) and 8 <= d.get("size", 64) <= 512
-    ok = (
-        ok
-        and nums(d.get("mean", [0.5] * 3), 3)
-        and nums(d.get("std", [0.5] * 3), 3)
-        and all(s > 0 for s in d.get("std", [0.5] * 3))
-    )
-    ok = ok and d.get("pad", "edge") == "edge" and d.get("color", "RGB") == "RGB" and d.get("resize", "area") == "area"
-    if not ok:
-        raise DataError(f"{where}: not a valid crop spec ({str(d)[:120]})")
-    return CropSpec.from_dict(d)
 
 
 def load_pretrained(model, name: str) -> None:
