@@ -60,6 +60,10 @@ class IoUTracker:
     def __init__(self, cfg: TrackerConfig = TrackerConfig()):
         self.cfg, self.tracks, self._next = cfg, [], 1
 
+    def reset(self) -> None:
+        """A scene cut: every track ends (ids keep counting)."""
+        self.tracks = []
+
     @property
     def created(self) -> int:
         """Tracks started so far."""

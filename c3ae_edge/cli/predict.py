@@ -49,7 +49,7 @@ def predict(
 
     if not inputs and camera is None:
         raise UsageError("give images, folders or videos, or --camera INDEX")
-    vcfg = VideoConfig(detect_every, max_frames, TrackerConfig(smooth=smooth)).check()
+    vcfg = VideoConfig(detect_every=detect_every, max_frames=max_frames, tracker=TrackerConfig(smooth=smooth)).check()
     if threads < 1:
         raise UsageError(f"--threads {threads}: must be >= 1")
     pred = AgePredictor(weights, model, detector, runtime, threads, bundle, precision)
