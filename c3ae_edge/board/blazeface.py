@@ -173,6 +173,28 @@ def weighted_nms(scores: np.ndarray, coords: np.ndarray, iou: float) -> list[tup
     return out
 
 
+def quiet_build(build):
+    """``build()`` with fd 2 captured: the TFLite runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line is
+    dropped, anything else it wrote comes back on stderr."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            return build()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            rest = [ln for ln in sink.read().decode("utf-8", "replace").splitlines() if not ln.startswith("INFO: ")]
+            if rest:
+                sys.stderr.write("\n".join(rest) + "\n")
+
+
 def load_interpreter(model_path: str, threads: int = 1, interpreter=None):
     """A TFLite interpreter for ``model_path``: ``interpreter`` (an Interpreter class, e.g. the one that runs the age
     model), else from the first runtime that imports (RUNTIMES)."""
@@ -188,7 +210,7 @@ def load_interpreter(model_path: str, threads: int = 1, interpreter=None):
     if cls is None:
         raise ImportError("BlazeFace needs a TFLite runtime: pip install ai-edge-litert (or tflite-runtime on a board)")
     it = cls(model_path=str(model_path), num_threads=threads)
-    it.allocate_tensors()
+    quiet_build(it.allocate_tensors)
     return it
 
 

@@ -324,6 +324,27 @@ def tflite_delegate(it) -> dict:
     return {"name": "xnnpack" if parts else "builtin", "partitions": parts}
 
 
+def quiet_build(build):
+    """``build()`` with fd 2 captured: the TFLite runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line is
+    dropped, anything else it wrote comes back on stderr."""
+    import os
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            return build()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            rest = [ln for ln in sink.read().decode("utf-8", "replace").splitlines() if not ln.startswith("INFO: ")]
+            if rest:
+                sys.stderr.write("\n".join(rest) + "\n")
+
+
 def load_tflite(path: Path, threads: int, runtime: str = "auto", delegate: str = "default"):
     """-> (forward(x_nchw_float) -> outputs, loader name); the forward does the layout move and quantisation and
     carries ``forward.info`` (runtime, version, delegate) and ``forward.output_names``."""
@@ -334,7 +355,7 @@ def load_tflite(path: Path, threads: int, runtime: str = "auto", delegate: str =
         else {}
     )
     it = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
-    it.allocate_tensors()
+    quiet_build(it.allocate_tensors)  # the runtime's INFO line kept out of the report
     inp, outs = it.get_input_details()[0], it.get_output_details()
     scale, zp = inp["quantization"]
     q = inp["dtype"] != np.float32

@@ -175,11 +175,36 @@ def open_interpreter(path: Path, threads: int, runtime: str = "auto", delegate: 
     kw = {}
     if delegate == "builtin":  # the built-in kernels only, the default delegate (XNNPACK) not applied
         kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
-    it.allocate_tensors()
+    it = quiet_build(lambda: _allocated(mod.Interpreter(model_path=str(path), num_threads=threads, **kw)))
     info = {"runtime": name, "version": ver, **delegate_used(it)}
     info["runtime_id"] = f"{name}/{info['delegate']}"
     return it, info
+
+
+def _allocated(it):
+    it.allocate_tensors()
+    return it
+
+
+def quiet_build(build):
+    """``build()`` with fd 2 captured: the TFLite runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line is
+    dropped, anything else it wrote comes back on stderr."""
+    import os
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            return build()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            rest = [ln for ln in sink.read().decode("utf-8", "replace").splitlines() if not ln.startswith("INFO: ")]
+            if rest:
+                sys.stderr.write("\n".join(rest) + "\n")
 
 
 def interpreter(path: Path, threads: int):

@@ -98,6 +98,33 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
+# What a command needs beyond the torch-free core: a missing module is one line naming the extra that installs it.
+_EXTRA_OF_MODULE = {
+    "torch": "train",
+    "torchao": "train",
+    "scipy": "train",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "onnxruntime": "onnx",
+    "openvino": "openvino",
+    "litert_torch": "tflite",
+    "matplotlib": "bench",
+    "tflite_micro": "mcu",
+}
+_EXTRA_OF_COMMAND = {"export": "export", "bench": "bench"}
+
+
+def missing_extra_line(e: ModuleNotFoundError, argv: list[str]) -> str | None:
+    """The one line for a heavy module this install lacks, naming the extra (None: not one of ours)."""
+    mod = (e.name or "").split(".")[0]
+    if mod not in _EXTRA_OF_MODULE:
+        return None
+    cmd = next((a for a in argv[1:] if not a.startswith("-")), "")
+    extra = _EXTRA_OF_COMMAND.get(cmd) or _EXTRA_OF_MODULE[mod]
+    what = f"`c3ae-edge {cmd}`" if cmd else "this"
+    return f"{what} needs the '{extra}' extra ({mod} is not installed): pip install 'c3ae-edge[{extra}]'"
+
+
 def main() -> None:
     """Console entry: user errors become one line on stderr and a non-zero exit, never a traceback."""
     from c3ae_edge.errors import C3AEError
@@ -120,6 +147,10 @@ def main() -> None:
         print(f"c3ae-edge: error: {os_error_line(e)}", file=sys.stderr)
         sys.exit(1)
     except Exception as e:
+        line = missing_extra_line(e, sys.argv) if isinstance(e, ModuleNotFoundError) else None
+        if line:
+            print(f"c3ae-edge: error: {line}", file=sys.stderr)
+            sys.exit(2)
         # typer vendors its own click: recognise its exceptions by shape, not by import
         if type(e).__name__ == "Abort":
             print("c3ae-edge: interrupted", file=sys.stderr)

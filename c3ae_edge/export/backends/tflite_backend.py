@@ -146,8 +146,11 @@ def open_interpreter(path: Path, threads: int | None = None, package: str | None
     if delegate == "builtin":
         mod = __import__(cls.__module__, fromlist=["OpResolverType"])
         kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = cls(model_path=str(path), num_threads=threads or 1, **kw)
-    it.allocate_tensors()
+    from c3ae_edge.native_quiet import drop_runtime_info
+
+    with drop_runtime_info():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+        it = cls(model_path=str(path), num_threads=threads or 1, **kw)
+        it.allocate_tensors()
     return it
 
 
