@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
@@ -131,30 +132,31 @@ def open_engine(
     if rid == "torch/eager":
         return torch_engine(weights, aset, threads)
     art = aset.artifact(precision)
-    path = aset.path(art)
-    opener, missing = _opener(aset.backend, rid)
+    return _open(aset.backend, rid, aset.path(art), art["precision"], threads, aset.spec, float(art["tolerance_years"]))
+
+
+def file_engine(backend: str, path, precision: str, threads: int, spec: CropSpec, runtime: str | None = None):
+    """An artifact file outside any manifest (the bench's own exports) under its format's first runtime."""
+    rid = ALIASES.get(runtime, runtime) if runtime else AUTO_ORDER[backend][0]
+    return _open(backend, rid, path, precision, threads, spec, None)
+
+
+def _open(backend: str, rid: str, path, precision: str, threads: int, spec: CropSpec, tolerance: float | None):
+    opener, missing = _opener(backend, rid)
     why = missing()
     if why:
-        raise UsageError(f"--runtime {runtime}: cannot run here ({why})")
+        raise UsageError(f"--runtime {rid}: cannot run here ({why})")
     from c3ae_edge.native_quiet import drop_runtime_info
 
     with drop_runtime_info():
         runner = opener(path, threads)
-        runner.run(np.zeros((1, *_input_shape(aset)), np.float32))  # first call outside the timed path
-    info = EngineInfo(
-        rid,
-        _version(rid.split("/")[0]),
-        art["file"],
-        art["precision"],
-        threads,
-        float(art["tolerance_years"]),
-        aset.backend != "tflite",
-    )
+        runner.run(np.zeros((1, *_input_shape(spec)), np.float32))  # first call outside the timed path
+    version = _version(rid.split("/")[0])
+    info = EngineInfo(rid, version, Path(path).name, precision, threads, tolerance, backend != "tflite")
     return AgeEngine(info, lambda x: runner.run(x)["age"])
 
 
-def _input_shape(aset: ArtifactSet) -> tuple[int, ...]:
-    s = aset.spec
+def _input_shape(s: CropSpec) -> tuple[int, ...]:
     return (3, s.size, s.size) if len(s.scales) == 1 else (len(s.scales), 3, s.size, s.size)
 
 

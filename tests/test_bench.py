@@ -118,6 +118,7 @@ def test_photo_to_age_rows(short_run, fgnet_dir):
             and r["threads"] == 1
         )
         assert r["frame"] in (None, [640, 480], [1280, 720])
+        assert r["runs_in"].startswith("c3ae_edge.pipeline.AgePipeline")  # predict's own pipeline object
         assert r["faces_found"] >= 3 and r["annotated_face_found"] >= 3  # real faces, found and in the right place
         st = r["stages"]
         assert set(st) == {"decode", "detect", "crop", "age"} and all(

@@ -1,11 +1,13 @@
-"""Photo to age, detectors side by side (issue 15's before/after), measured in one run by the bench's own code
-(c3ae_edge/bench/e2e.py):
+"""Photo to age, detectors and age networks side by side, measured in one run through the pipeline object
+``c3ae-edge predict`` runs (c3ae_edge/pipeline.py), by the bench's own code (c3ae_edge/bench/e2e.py):
 
     python bench/scripts/photo_to_age.py [--detectors haar,haar-fast] [--timing 60] [--quality all|N]
         [--artifact FILE ...] [--json out.json] [--markdown out.md]
 
 - per-stage times (decode, detect, crop, age network) over ``--timing`` FG-NET photos and the same photos made into
-  640x480 and 1280x720 frames, 1 thread, the detectors interleaved image by image (background load hits both alike);
+  640x480 and 1280x720 frames, 1 thread, every (detector, age network) pipeline interleaved image by image
+  (background load hits all alike); the age networks: predict's default (the shipped int8 artifact), its fp32
+  artifact, PyTorch eager (``--runtime torch``) and any ``--artifact``;
 - face-found rate on the FG-NET photos (any face; the annotated face: IoU >= 0.4 with its landmark box);
 - FG-NET MAE of the shipped model with the detector's largest box (no fine-tuning), with landmark boxes for reference,
   and the box mapping between detectors (median side ratio, centre offset).
@@ -94,16 +96,17 @@ def quality(detectors: dict, samples, model, spec) -> dict:
 DECODERS = {"opencv": e2e.decode, "pillow": e2e.decode_pillow}
 
 
-def timing(detectors: dict, forwards: dict, sets, spec, reps: int = 1, decoders=("opencv",)) -> list[dict]:
-    """Every (set, decoder, detector, age forward) combination, interleaved image by image."""
+def timing(pipes: dict, sets, reps: int = 1, decoders=("opencv",)) -> list[dict]:
+    """Every (set, decoder, (detector, age network)) combination, interleaved image by image; each pipeline is the
+    object ``c3ae-edge predict`` runs (c3ae_edge.pipeline.AgePipeline), timed through its own stage calls."""
     rows = []
     for st in sets:
-        times = {(c, d, f): [] for c in decoders for d in detectors for f in forwards}
+        times = {(c, k): [] for c in decoders for k in pipes}
         for _ in range(reps):
             for data, truth in zip(st.encoded, st.truth):
-                for (c, d, f), acc in times.items():
-                    acc.append(e2e.run_image(data, truth, detectors[d], spec, forwards[f], DECODERS[c]))
-        for (c, d, f), ts in times.items():
+                for (c, k), acc in times.items():
+                    acc.append(e2e.run_image(data, truth, pipes[k], DECODERS[c]))
+        for (c, (d, f)), ts in times.items():
             rows.append(
                 {
                     "input": st.name,
@@ -115,6 +118,34 @@ def timing(detectors: dict, forwards: dict, sets, spec, reps: int = 1, decoders=
                 }
             )
     return rows
+
+
+def pipelines(detectors: list[str], artifacts: list[str], threads: int = 1) -> dict:
+    """(detector, age network) -> AgePipeline on ``threads``: predict's default (the shipped int8 and fp32
+    artifacts under ai-edge-litert), PyTorch eager (the old path) and any ``--artifact`` file."""
+    from c3ae_edge import artifact_set
+    from c3ae_edge.age_engine import file_engine, open_engine, torch_engine
+    from c3ae_edge.data.detect import get_detector
+    from c3ae_edge.export.registry import backend_for_path
+    from c3ae_edge.pipeline import AgePipeline
+
+    shipped = artifact_set.shipped()
+    engines = {
+        f"predict default ({shipped.artifact()['file']})": open_engine(shipped, threads=threads),
+        f"predict --precision fp32 ({shipped.artifact('fp32')['file']})": open_engine(shipped, "auto", "fp32", threads),
+        "predict --runtime torch (PyTorch eager fp32)": torch_engine(None, shipped, threads),
+    }
+    for f in artifacts:
+        p = Path(f)
+        backend = backend_for_path(p).spec.name
+        prec = "int8" if "int8" in p.name else "fp32"
+        engines[f"{backend} {p.name}"] = file_engine(backend, p, prec, threads, shipped.spec)
+    out = {}
+    for d in detectors:
+        det = get_detector(d, threads)
+        for name, eng in engines.items():
+            out[(d, name)] = AgePipeline(eng, shipped.spec, lambda det=det: det, threads)
+    return out
 
 
 def markdown(doc: dict) -> str:
@@ -209,40 +240,31 @@ def main() -> None:
         return
 
     import cv2
-    import torch
 
-    from c3ae_edge.bench.forward import artifact_forward, torch_forward
     from c3ae_edge.data.detect import get_detector
-    from c3ae_edge.export.registry import backend_for_path
     from c3ae_edge.weights import load_model
 
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # as predict's pipeline sets its threads (--threads 1)
     t0 = time.time()
     model, spec, _ = load_model(None, None)
-    model.eval()
-    detectors = {n: get_detector(n) for n in a.detectors.split(",")}
     doc = {
         "command": "python bench/scripts/photo_to_age.py " + " ".join(sys.argv[1:]),
         "threads": 1,
         "environment": onboard.environment(1),
     }
     if a.quality != "0":
+        detectors = {n: get_detector(n) for n in a.detectors.split(",")}
         samples = e2e.fgnet_samples(a.data, None if a.quality == "all" else int(a.quality))
         doc["quality"] = quality(detectors, samples, model, spec)
         print(json.dumps(doc["quality"], indent=1), file=sys.stderr)
     if a.timing:
-        forwards = {"torch eager fp32": torch_forward(model, 1)}
-        for f in a.artifact:
-            p = Path(f)
-            backend = backend_for_path(p).spec.name
-            forwards[f"{backend} {p.name}"] = artifact_forward(backend, p, 1, "int8" if "int8" in p.name else "fp32")
+        pipes = pipelines(a.detectors.split(","), a.artifact, 1)
         sets = e2e.input_sets(e2e.fgnet_samples(a.data, a.timing))
-        doc["timing"] = timing(detectors, forwards, sets, spec, decoders=a.decoders.split(","))
+        doc["timing"] = timing(pipes, sets, decoders=a.decoders.split(","))
         for r in doc["timing"]:
             st = r["stages"]
             print(
-                f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:32s} "
+                f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:50s} "
                 + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
                 + f" (cpu total {r['thread_cpu_p50_s']['total'] * 1e3:.2f})"
                 + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces "

@@ -1,14 +1,14 @@
-"""Photo to age, end to end: decode, face detection, crop spec and the age network, each stage timed, on real photos
-(FG-NET's full frames) and on 640x480 / 1280x720 camera-sized frames made from them.
+"""Photo to age, end to end, through the pipeline ``c3ae-edge predict`` runs (c3ae_edge/pipeline.py: its ``decode``,
+``detect``, ``crops`` and ``ages`` calls, each stage timed), on real photos (FG-NET's full frames) and on 640x480 /
+1280x720 camera-sized frames made from them.
 
-Used by ``c3ae-edge bench`` (end-to-end rows) and ``bench/scripts/photo_to_age.py`` (detectors side by side: stage
-times, face-found rate on FG-NET, FG-NET MAE with detector boxes)."""
+Used by ``c3ae-edge bench`` (end-to-end rows) and ``bench/scripts/photo_to_age.py`` (detectors and runtimes side by
+side: stage times, face-found rate on FG-NET, FG-NET MAE with detector boxes)."""
 
 from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,12 +73,10 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
 
 
 def decode(data: bytes) -> np.ndarray:
-    """JPEG/PNG bytes -> RGB uint8: JPEGs through OpenCV (c3ae_edge/data/jpeg_decode.py: Pillow's pixels, faster),
-    anything else as ``decode_pillow``."""
-    from c3ae_edge.data.jpeg_decode import decode_jpeg_rgb
+    """JPEG/PNG bytes -> RGB uint8, as the pipeline decodes them (c3ae_edge/data/imageio.py ``decode_bytes``)."""
+    from c3ae_edge.data.imageio import decode_bytes
 
-    img = decode_jpeg_rgb(data)
-    return decode_pillow(data) if img is None else img
+    return decode_bytes(data)
 
 
 def decode_pillow(data: bytes) -> np.ndarray:
@@ -135,21 +133,18 @@ class ImageTiming:
     cpu_ns: dict[str, int] | None = None  # this thread's CPU time per stage: what a shared machine's waits leave out
 
 
-def run_image(
-    data: bytes, truth, detector, spec, forward: Callable[[np.ndarray], object] | None, decoder=None
-) -> ImageTiming:
-    """One image through the pipeline, each stage timed (perf_counter_ns); every face found gets an age."""
+def run_image(data: bytes, truth, pipe, decoder=None) -> ImageTiming:
+    """One image through ``pipe`` (an AgePipeline), each stage timed (perf_counter_ns): every face found gets its
+    age, all faces of the image in one ``ages`` call."""
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     c0, t0 = cpu(), clock()
     img = (decoder or decode)(data)
     t1, c1 = clock(), cpu()
-    dets = detector.detect(img)
+    dets = pipe.detect(img)
     t2, c2 = clock(), cpu()
-    x = np.stack([spec.model_input(img, d.box) for d in dets]) if dets else None
+    x = pipe.crops(img, [d.box for d in dets])
     t3, c3 = clock(), cpu()
-    if x is not None and forward is not None:
-        for i in range(len(x)):  # one face per call: the artifacts are batch-1 graphs
-            forward(x[i : i + 1])
+    pipe.ages(x)
     t4, c4 = clock(), cpu()
     matched = bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU
     return ImageTiming(
@@ -158,6 +153,23 @@ def run_image(
         matched,
         {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": c4 - c3},
     )
+
+
+def bench_pipelines(units, model_name: str, detector_name: str, threads: int = 1) -> list[tuple[dict, object]]:
+    """(row, AgePipeline) per (row, backend, precision, artifact path) unit: the pipeline predict builds, with the
+    bench's artifact as its age network; one detector and crop spec shared by all (they do not depend on the
+    backend)."""
+    from c3ae_edge.age_engine import file_engine, torch_engine
+    from c3ae_edge.data.detect import get_detector
+    from c3ae_edge.pipeline import AgePipeline
+
+    ref = torch_engine(None, None, threads, model_name)
+    det = get_detector(detector_name, threads)
+    out = []
+    for row, backend, precision, path in units:
+        engine = ref if backend == "torch" else file_engine(backend, path, precision, threads, ref.spec)
+        out.append((row, AgePipeline(engine, ref.spec, lambda det=det: det, threads)))
+    return out
 
 
 def stage_block(times: list[ImageTiming]) -> dict:
@@ -180,39 +192,14 @@ def stage_block(times: list[ImageTiming]) -> dict:
     return out
 
 
-def bench_rows(
-    common: dict, live: list[tuple[dict, Callable]], sets: list[InputSet], detector, detector_name: str, spec
-) -> list[dict]:
-    """End-to-end rows for ``c3ae-edge bench``: per input set and per timed artifact (``live``: (row, batch-1 forward)).
-    Decode, detect and crop run once per image (they do not depend on the backend); each artifact's age network is
-    timed right after on that image's faces, all artifacts image by image, so background load hits them alike."""
+def bench_rows(common: dict, pipes: list[tuple[dict, object]], sets: list[InputSet], detector_name: str) -> list[dict]:
+    """End-to-end rows for ``c3ae-edge bench``: per input set and per pipeline (``pipes``: (row, AgePipeline)).
+    Decode, detect and crop run once per image (the pipelines share them); each pipeline's ``ages`` call is timed
+    right after on that image's faces, all pipelines image by image, so background load hits them alike."""
     rows = []
     for st in sets:
-        shared: list[ImageTiming] = []
-        ages: list[list[tuple[int, int]]] = [[] for _ in live]
-        clock, cpu = time.perf_counter_ns, time.thread_time_ns
-        for data, truth in zip(st.encoded, st.truth):
-            c0, t0 = cpu(), clock()
-            img = decode(data)
-            t1, c1 = clock(), cpu()
-            dets = detector.detect(img)
-            t2, c2 = clock(), cpu()
-            x = [spec.model_input(img, d.box)[None] for d in dets]
-            t3, c3 = clock(), cpu()
-            shared.append(
-                ImageTiming(
-                    {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": 0},
-                    len(dets),
-                    bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU,
-                    {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": 0},
-                )
-            )
-            for i, (_, fwd) in enumerate(live):
-                c0, t0 = cpu(), clock()
-                for xi in x:
-                    fwd(xi)
-                ages[i].append((clock() - t0, cpu() - c0))
-        for (row, _), ns in zip(live, ages):
+        shared, ages = _shared_stages(st, pipes)
+        for (row, _), ns in zip(pipes, ages):
             times = [
                 ImageTiming({**t.ns, "age": a}, t.faces, t.matched, {**t.cpu_ns, "age": c})
                 for t, (a, c) in zip(shared, ns)
@@ -225,8 +212,10 @@ def bench_rows(
                     **({"variant": row["variant"]} if row.get("variant") else {}),
                     "threads": row["threads"],
                     "batch": 1,
+                    "age_calls": "one per image, all its faces",
                     "device": "cpu",
                     "pipeline": "photo-to-age",
+                    "runs_in": "c3ae_edge.pipeline.AgePipeline: predict's pipeline (decode, detect, crops, ages)",
                     "input": st.name,
                     "frame": list(st.frame) if st.frame else None,
                     "detector": detector_name,
@@ -235,3 +224,31 @@ def bench_rows(
                 }
             )
     return rows
+
+
+def _shared_stages(st: InputSet, pipes) -> tuple[list[ImageTiming], list[list[tuple[int, int]]]]:
+    clock, cpu = time.perf_counter_ns, time.thread_time_ns
+    first = pipes[0][1]
+    shared: list[ImageTiming] = []
+    ages: list[list[tuple[int, int]]] = [[] for _ in pipes]
+    for data, truth in zip(st.encoded, st.truth):
+        c0, t0 = cpu(), clock()
+        img = decode(data)
+        t1, c1 = clock(), cpu()
+        dets = first.detect(img)
+        t2, c2 = clock(), cpu()
+        x = first.crops(img, [d.box for d in dets])
+        t3, c3 = clock(), cpu()
+        shared.append(
+            ImageTiming(
+                {"decode": t1 - t0, "detect": t2 - t1, "crop": t3 - t2, "age": 0},
+                len(dets),
+                bool(dets) and iou(dets[0].box, truth) >= MATCH_IOU,
+                {"decode": c1 - c0, "detect": c2 - c1, "crop": c3 - c2, "age": 0},
+            )
+        )
+        for i, (_, pipe) in enumerate(pipes):
+            c0, t0 = cpu(), clock()
+            pipe.ages(x)
+            ages[i].append((clock() - t0, cpu() - c0))
+    return shared, ages

@@ -183,8 +183,9 @@ def _head(cfg: BenchConfig, peaks: dict, t_start: float) -> dict:
             "photo_to_age": (
                 f"{cfg.e2e} FG-NET photos (seed {cfg.seed}) as stored, and made into 640x480 and 1280x720 frames (fit, "
                 "centred, edges replicated, JPEG q90); per image: decode (from bytes: OpenCV for JPEG, else Pillow), "
-                f"detect ({cfg.detector}), crop (CropSpec), age network per artifact (batch 1, one call per face); "
-                "decode/detect/crop once per image, every artifact timed on those faces"
+                f"detect ({cfg.detector}), crop (CropSpec), age network per artifact (all faces of the image in one "
+                "call); predict's pipeline (c3ae_edge.pipeline.AgePipeline); decode/detect/crop once per image, every "
+                "artifact timed on those faces"
             )
             if cfg.e2e
             else None,
@@ -205,7 +206,7 @@ def _bench_model(
     interleaved."""
     rows, live = _load_rows(model, common, pairs, cfg, x_all, ref, exported, prog)
     _time_interleaved(common["model"], live, cfg, prog)
-    for row, _, _, _, clock in live:
+    for row, _, _, _, clock, _ in live:
         if "error" in row:
             continue
         lat = onboard.latency_stats(clock.ns)
@@ -221,8 +222,9 @@ def _bench_model(
         )
         prog.row(_row_line(common["model"], row, lat))
     if cfg.e2e and common.get("weights") == "shipped weights":
-        ok = [(r, f) for r, f, _, _, _ in live if r["batch"] == 1 and r["threads"] == cfg.threads[0]]
-        rows += _photo_to_age(model, common, [(r, f) for r, f in ok if "error" not in r], cfg, prog)
+        ok = [(r, path) for r, _, _, _, _, path in live if r["batch"] == 1 and r["threads"] == cfg.threads[0]]
+        units = [(r, r["backend"], r["precision"], path) for r, path in ok if "error" not in r]
+        rows += _photo_to_age(model, common, units, cfg, prog)
     return rows
 
 
@@ -235,7 +237,7 @@ def _row_line(name: str, row: dict, lat: dict) -> str:
 
 
 def _load_rows(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, exported: dict, prog):
-    """-> (every row, the live ones: (row, forward, input, before-block hook, clock))."""
+    """-> (every row, the live ones: (row, forward, input, before-block hook, clock, artifact path))."""
     from c3ae_edge.bench import graph
 
     name = common["model"]
@@ -262,7 +264,7 @@ def _load_rows(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, exporte
                 if not err:
                     row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
                     if fwd is not None:
-                        live.append((row, fwd, x, hook, RowClock(budget)))
+                        live.append((row, fwd, x, hook, RowClock(budget), path))
                 if "error" in row or err:
                     row.setdefault("error", err)
                     prog.row(f"{name} {backend} {prec} {threads}t b{b}: {row['error']}")
@@ -293,7 +295,7 @@ def _time_interleaved(name: str, live: list[tuple], cfg: BenchConfig, prog) -> N
     per = [p for p in per if p] if cfg.runs >= BLOCKS else [cfg.runs]
     for k, n in enumerate(per):
         prog.step(f"{name}: timing block {k + 1}/{len(per)} ({len(live)} rows)")
-        for row, fwd, x, hook, clock in live:
+        for row, fwd, x, hook, clock, _ in live:
             if "error" in row or clock.done:
                 continue
             if hook:
@@ -307,25 +309,21 @@ def _time_interleaved(name: str, live: list[tuple], cfg: BenchConfig, prog) -> N
 _E2E_SETS: dict = {}
 
 
-def _photo_to_age(model, common: dict, live, cfg: BenchConfig, prog) -> list[dict]:
-    """End-to-end rows (c3ae_edge/bench/e2e.py): FG-NET photos and 640x480 / 1280x720 frames made from them."""
+def _photo_to_age(model, common: dict, units, cfg: BenchConfig, prog) -> list[dict]:
+    """End-to-end rows (c3ae_edge/bench/e2e.py): FG-NET photos and 640x480 / 1280x720 frames made from them, each
+    row the pipeline ``predict`` runs (c3ae_edge/pipeline.py) with that row's artifact, on the bench's thread count."""
     import cv2
-    import torch
 
     from c3ae_edge.bench import e2e
-    from c3ae_edge.data.detect import get_detector, resolve_detector
-    from c3ae_edge.weights import load_model
+    from c3ae_edge.data.detect import resolve_detector
 
     prog.step(f"{common['model']}: photo to age ({cfg.e2e} photos, {cfg.detector})")
     key = (cfg.data, cfg.e2e, cfg.seed)
     if key not in _E2E_SETS:
         _E2E_SETS[key] = e2e.input_sets(e2e.fgnet_samples(cfg.data, cfg.e2e, cfg.seed))
-    cv2.setNumThreads(cfg.threads[0])
-    torch.set_num_threads(cfg.threads[0])
-    spec = load_model(None, common["model"])[1]
-    rows = e2e.bench_rows(
-        common, live, _E2E_SETS[key], get_detector(cfg.detector), resolve_detector(cfg.detector), spec
-    )
+    cv2.setNumThreads(cfg.threads[0])  # as AgePipeline.build sets it for predict
+    pipes = e2e.bench_pipelines(units, common["model"], cfg.detector, cfg.threads[0])
+    rows = e2e.bench_rows(common, pipes, _E2E_SETS[key], resolve_detector(cfg.detector))
     for r in rows:
         st = r["stages"]
         prog.log(

@@ -85,3 +85,20 @@ def to_rgb(im, p: Path) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
         raise DataError(f"{p}: image too small or malformed (shape {arr.shape})")
     return np.ascontiguousarray(arr)
+
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    """Encoded image bytes (a camera frame, a photo read earlier) -> RGB uint8: JPEGs through OpenCV
+    (c3ae_edge/data/jpeg_decode.py: Pillow's pixels, faster), anything else through Pillow as ``load_rgb`` does."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from c3ae_edge.data.jpeg_decode import decode_jpeg_rgb
+
+    img = decode_jpeg_rgb(data)
+    if img is not None:
+        return img
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return _to_rgb(ImageOps.exif_transpose(im), Path("<image bytes>"))
