@@ -35,10 +35,21 @@ def _closure(reqs: list[str]) -> set[str]:
     return seen
 
 
-def _core_site(dst: Path) -> Path:
+def _core_requires(whl: Path) -> list[str]:
+    """The wheel's own Requires-Dist lines without an extra (what `pip install c3ae-edge` installs)."""
+    import zipfile
+
+    with zipfile.ZipFile(whl) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    reqs = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]
+    return [r for r in reqs if "extra ==" not in r]
+
+
+def _core_site(dst: Path, whl: Path) -> Path:
     """A site folder of links to the core's dependency closure, as this venv installed them."""
     dst.mkdir()
-    core = [r for r in metadata.distribution("c3ae-edge").requires if "extra ==" not in r]
+    core = _core_requires(whl)
+    assert not any(r.startswith(("torch", "scipy", "onnx", "openvino", "litert-torch")) for r in core), core
     for name in _closure(core):
         dist = metadata.distribution(name)
         tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
@@ -64,8 +75,8 @@ def core_venv(tmp_path_factory) -> Path:
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = next(venv.glob("lib/python*/site-packages"))
-    (site / "core.pth").write_text(f"{_core_site(tmp / 'core-site')}\n")
     whl = next(wheels.glob("c3ae_edge-*.whl"))
+    (site / "core.pth").write_text(f"{_core_site(tmp / 'core-site', whl)}\n")
     subprocess.run(
         [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "-q", str(whl)],
         check=True,
