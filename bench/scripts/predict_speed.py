@@ -159,7 +159,7 @@ def markdown(doc: dict) -> str:
         f"Command: `{doc['command']}`. CPU: {env['cpu']['model']} ({env['cpu'].get('int8_isa', '?')}), "
         f"{env['cpu']['logical_cores']} logical cores; load average {doc['load_average_start']} at the start, "
         f"{doc['load_average_end']} at the end (a shared machine: ratios within a round are what hold). "
-        f"{doc['photos']} FG-NET photos per command; {doc["n_rounds"]} rounds; medians.",
+        f"{doc['photos']} FG-NET photos per command; {doc['n_rounds']} rounds; medians.",
         "",
         "| variant | photos/s | ms per photo | ms per photo, 2 busy processes | busy / idle | first result s "
         "| video ms per 640x480 frame |",
