@@ -10,8 +10,9 @@ from pathlib import Path
 from c3ae_edge.data.crops import CropSpec, checked_spec
 from c3ae_edge.errors import DataError, UsageError, VerificationError
 from c3ae_edge.export.manifest import Manifest
+from c3ae_edge.shipped import ARTIFACTS
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "artifacts"
+SHIPPED_DIR = ARTIFACTS
 DEFAULT_MODEL = "c3ae_full"
 
 
@@ -38,6 +39,16 @@ class ArtifactSet:
         """The manifest's face_box.detector record; for the shipped set without "files" (the package's own model)."""
         rec = (self.manifest.face_box or {}).get("detector") or {"name": "haar-fast", "params": {}}
         return {k: v for k, v in rec.items() if k != "files"} if self.shipped else rec
+
+    def detector_model(self) -> Path | None:
+        """The detector model file a bundle carries (confined to it; its sha256 is checked by whoever loads it);
+        None for the shipped set, whose detector is the package's own."""
+        files = self.detector.get("files")
+        if not files or "model" not in files:
+            return None
+        from c3ae_edge.export.bundle_check import confined
+
+        return confined(self.folder, files["model"])
 
     def precisions(self) -> list[str]:
         return [a["precision"] for a in self.manifest.artifacts]

@@ -85,7 +85,7 @@ class AgePipeline:
 
             if aset is None:
                 return get_detector(cfg.detector, cfg.threads or 1)
-            return detector_for(aset.detector, aset.folder, cfg.detector, cfg.threads or 1)
+            return detector_for(aset.detector, aset.detector_model(), cfg.detector, cfg.threads or 1)
 
         return cls(engine, spec, detector, cfg.threads, aset)
 

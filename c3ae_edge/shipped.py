@@ -19,3 +19,6 @@ def folder(name: str) -> Path:
         raise ValueError(f"not a shipped folder: {name!r}")
     installed = PACKAGE / name
     return installed if installed.is_dir() else PACKAGE.parent / name
+
+
+ARTIFACTS = PACKAGE / "weights" / "artifacts"  # the verified artifacts predict runs: ARTIFACTS/<model>/manifest.json

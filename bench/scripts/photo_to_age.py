@@ -126,7 +126,7 @@ def pipelines(detectors: list[str], artifacts: list[str], threads: int = 1) -> d
     from c3ae_edge import artifact_set
     from c3ae_edge.age_engine import file_engine, open_engine, torch_engine
     from c3ae_edge.data.detect import get_detector
-    from c3ae_edge.export.registry import backend_for_path
+    from c3ae_edge.export.registry import list_backends
     from c3ae_edge.pipeline import AgePipeline
 
     shipped = artifact_set.shipped()
@@ -137,7 +137,9 @@ def pipelines(detectors: list[str], artifacts: list[str], threads: int = 1) -> d
     }
     for f in artifacts:
         p = Path(f)
-        backend = backend_for_path(p).spec.name
+        backend = next((s.name for s in list_backends() if s.suffix == p.suffix), None)
+        if backend is None:
+            raise SystemExit(f"{p}: no backend reads *{p.suffix}")
         prec = "int8" if "int8" in p.name else "fp32"
         engines[f"{backend} {p.name}"] = file_engine(backend, p, prec, threads, shipped.spec)
     out = {}

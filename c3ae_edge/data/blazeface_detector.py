@@ -113,21 +113,16 @@ def record(name: str) -> dict:
     }
 
 
-def from_record(det: dict, folder: Path, threads: int = 1) -> BlazeFaceDetector:
-    """The BlazeFace a bundle's manifest names (face_box.detector): its model file (sha256 checked by the bundle's
-    manifest check), model spec and Haar mapping."""
+def from_record(det: dict, path: Path | None, threads: int = 1) -> BlazeFaceDetector:
+    """The BlazeFace a manifest names (face_box.detector): ``path`` (a bundle's copy of the model; None: the
+    package's own), checked against the record's sha256, with the record's model spec and Haar mapping."""
     from c3ae_edge.board import blazeface as bf
 
     m = det["model"]
     fields = ("name", "file", "size", "strides", "interpolated_anchor", "min_score", "nms_iou")
     spec = bf.ModelSpec(**{k: tuple(m[k]) if k == "strides" else m[k] for k in fields if k in m})
     mapping = bf.HaarMapping(**{k: det["mapping"][k] for k in ("basis", "scale", "dx", "dy")})
-    if "files" in det:  # the bundle's copy
-        from c3ae_edge.export.bundle_check import confined
-
-        path = confined(folder, det["files"]["model"])
-    else:  # the shipped artifacts name the package's own model
-        path = model_path(spec.name)
+    path = path or model_path(spec.name)
     if not path.is_file() or sha256(path) != m.get("sha256"):
         raise DataError(f"{path}: the face detector model does not match its sha256 in the manifest")
     return BlazeFaceDetector(spec.name, threads, path, spec, mapping)

@@ -149,16 +149,16 @@ def get_detector(name: str = DEFAULT_DETECTOR, threads: int = 1) -> FaceDetector
         raise UsageError(f"cannot load detector {name!r}: {e}") from None
 
 
-def detector_for(record: dict, folder, name: str = "auto", threads: int = 1) -> FaceDetector:
-    """``name``, or for ``auto`` the detector a manifest's face_box.detector record names (``folder``: where its
-    files are), built with the record's own parameters."""
+def detector_for(record: dict, model_file, name: str = "auto", threads: int = 1) -> FaceDetector:
+    """``name``, or for ``auto`` the detector a manifest's face_box.detector record names, built with the record's
+    own parameters (``model_file``: a bundle's copy of its model, None for the package's own)."""
     if name != "auto":
         return get_detector(name, threads)
     kind = record.get("name")
     if kind == "blazeface" and "model" in record:
         from c3ae_edge.data.blazeface_detector import from_record
 
-        return from_record(record, folder, threads)
+        return from_record(record, model_file, threads)
     if kind == "haar-fast":
         from c3ae_edge.board import facefind
 

@@ -18,9 +18,9 @@ SHIP_EPOCH = 1767225600  # SOURCE_DATE_EPOCH of the shipped export (2026-01-01):
 def ship_artifacts(model: str, data: str | None, log: Callable[[str], None] = print) -> Path:
     """Export ``model``'s shipped weights for SHIP_TARGET, then replace c3ae_edge/weights/artifacts/<model>/ with
     the bundle's manifest.json and artifact files."""
-    from c3ae_edge.artifact_set import SHIPPED_DIR
     from c3ae_edge.export.bundle import ExportRequest, _commit, export_bundle
     from c3ae_edge.export.manifest import Manifest
+    from c3ae_edge.shipped import ARTIFACTS as SHIPPED_DIR
 
     old = os.environ.get("SOURCE_DATE_EPOCH")
     os.environ["SOURCE_DATE_EPOCH"] = str(SHIP_EPOCH)
