@@ -217,6 +217,19 @@ def markdown(doc: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def _print_timing(rows: list[dict]) -> None:
+    for r in rows:
+        st = r["stages"]
+        print(
+            f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:50s} "
+            + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
+            + f" (cpu total {r['thread_cpu_p50_s']['total'] * 1e3:.2f})"
+            + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces "
+            f"{r['faces_found']}/{r['images']}",
+            file=sys.stderr,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None)
@@ -263,16 +276,7 @@ def main() -> None:
         pipes = pipelines(a.detectors.split(","), a.artifact, 1)
         sets = e2e.input_sets(e2e.fgnet_samples(a.data, a.timing))
         doc["timing"] = timing(pipes, sets, decoders=a.decoders.split(","))
-        for r in doc["timing"]:
-            st = r["stages"]
-            print(
-                f"{r['input']:16s} {r['decoder']:6s} {r['detector']:14s} {r['age_network']:50s} "
-                + " ".join(f"{k} {st[k]['p50'] * 1e3:6.2f}" for k in e2e.STAGES)
-                + f" (cpu total {r['thread_cpu_p50_s']['total'] * 1e3:.2f})"
-                + f" | total p50 {r['latency']['p50'] * 1e3:6.2f} ms, {r['throughput']['value']:.1f} img/s, faces "
-                f"{r['faces_found']}/{r['images']}",
-                file=sys.stderr,
-            )
+        _print_timing(doc["timing"])
     doc["wall_time_s"] = round(time.time() - t0, 1)
     doc["environment"]["load_average_end"] = onboard.environment(1)["load_average"]
     text = json.dumps(doc, indent=1) + "\n"
