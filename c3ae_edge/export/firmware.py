@@ -340,8 +340,16 @@ def install(man: Manifest) -> str:
     measured = ("Verified at export under:\n\n" + "\n".join(f"- {r}" for r in rts) + "\n\n") if rts else ""
     return f"""## Install on the board (Raspberry Pi OS, aarch64)
 
-Pi OS **Bookworm** (Debian 12, Python 3.11), either runtime, in a venv \
-(`python3 -m venv ~/c3ae && . ~/c3ae/bin/activate`):
+In a venv (`python3 -m venv ~/c3ae && . ~/c3ae/bin/activate`), Pi OS **Bookworm** (Debian 12, Python 3.11) or
+**Trixie** (Debian 13, Python 3.13):
+
+    pip install c3ae-edge                                    # no PyTorch: numpy, Pillow, OpenCV, ai-edge-litert
+    c3ae-edge verify .                                       # this bundle, on the board
+    c3ae-edge predict photo.jpg --bundle .                   # its artifact, crop spec and detector; video too
+
+With the runtime the board already has: `pip install "numpy<2" tflite-runtime==2.14.0 c3ae-edge`, then
+`c3ae-edge predict ... --runtime tflite-runtime`. Only this bundle's own scripts, without c3ae-edge, on Bookworm
+with either runtime:
 
     pip install "numpy<2" Pillow tflite-runtime==2.14.0     # built-in int8 kernels: \
 2.14 never applies XNNPACK to an int8 model
