@@ -215,6 +215,32 @@ def test_video_tracks_faces_and_smooths_ages(fgnet_dir, tmp_path):
     assert len([ln for ln in short.stdout.splitlines() if "\tframe " in ln]) == 5
 
 
+def test_board_scripts_print_no_runtime_info(small_rpi_bundle, tmp_path):
+    """reference_infer.py and onboard.py as a bundle carries them: the TFLite runtime's INFO line never shows."""
+    r = subprocess.run(
+        [sys.executable, str(small_rpi_bundle / "reference_infer.py"), "--self-test"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "INFO" not in r.stderr and "PASS" in r.stderr, r.stderr
+    onboard = ROOT / "c3ae_edge" / "board" / "onboard.py"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(onboard),
+            str(small_rpi_bundle),
+            "--runs",
+            "20",
+            "--warmup",
+            "2",
+            "--json",
+            str(tmp_path / "o.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0 and "INFO" not in r.stderr + r.stdout, r.stderr[-2000:]
+
+
 def test_bundle_runs_its_own_artifact_and_detector(small_rpi_bundle, tmp_path):
     """--bundle: its manifest's artifact (fp32: the same bytes as the shipped one, so the same ages) and its detector
     files; a swapped artifact is one line."""
