@@ -40,15 +40,17 @@ def snapshot(ref: str, dst: Path) -> Path:
     return dst
 
 
-def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
-    """(seconds to the first line of stdout, seconds to exit, stdout)."""
+def timed(cmd: list[str], env: dict) -> tuple[float, float, str, float]:
+    """(seconds to the first line of stdout, seconds to exit, stdout, CPU seconds the process used: what a busy
+    machine's waits leave out)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
     first = p.stdout.readline()
     t_first = time.perf_counter() - t0
     rest = p.stdout.read()
-    p.wait()
-    return t_first, time.perf_counter() - t0, first + rest
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return t_first, time.perf_counter() - t0, first + rest, ru.ru_utime + ru.ru_stime
 
 
 def variants(before: Path | None, core_venv: Path | None) -> dict[str, tuple[list[str], dict]]:
@@ -67,10 +69,18 @@ def variants(before: Path | None, core_venv: Path | None) -> dict[str, tuple[lis
 
 def per_photo(cmd: list[str], env: dict, photos: list[str]) -> dict:
     """Start-up (one photo) and per photo after it (all photos)."""
-    f1, t1, _ = timed(cmd + photos[:1], env)
-    _, tn, out = timed(cmd + photos, env)
-    per = (tn - t1) / (len(photos) - 1)
-    return {"first_result_s": f1, "one_photo_s": t1, "all_s": tn, "per_photo_s": per, "faces": out.count('"age"')}
+    f1, t1, _, c1 = timed(cmd + photos[:1], env)
+    _, tn, out, cn = timed(cmd + photos, env)
+    per, cpu = (tn - t1) / (len(photos) - 1), (cn - c1) / (len(photos) - 1)
+    return {
+        "first_result_s": f1,
+        "one_photo_s": t1,
+        "one_photo_cpu_s": c1,
+        "all_s": tn,
+        "per_photo_s": per,
+        "per_photo_cpu_s": cpu,
+        "faces": out.count('"age"'),
+    }
 
 
 class Busy:
@@ -135,6 +145,8 @@ def summarise(rounds: list[dict]) -> dict:
     for n in names:
         out[n]["ms_per_photo_idle"] = med([1e3 * r["idle"][n]["per_photo_s"] for r in rounds])
         out[n]["first_result_s"] = med([r["idle"][n]["first_result_s"] for r in rounds])
+        out[n]["one_photo_cpu_s"] = med([r["idle"][n]["one_photo_cpu_s"] for r in rounds])
+        out[n]["cpu_ms_per_photo_idle"] = med([1e3 * r["idle"][n]["per_photo_cpu_s"] for r in rounds])
         if n in rounds[0]["busy"]:
             out[n]["ms_per_photo_busy"] = med([1e3 * r["busy"][n]["per_photo_s"] for r in rounds])
             out[n]["busy_over_idle"] = med([r["busy"][n]["per_photo_s"] / r["idle"][n]["per_photo_s"] for r in rounds])
@@ -152,7 +164,15 @@ def summarise(rounds: list[dict]) -> dict:
 def markdown(doc: dict) -> str:
     s, env = doc["summary"], doc["environment"]
     names = [n for n in s if isinstance(s[n], dict)]
-    cols = ("photos_per_s_idle", "ms_per_photo_idle", "ms_per_photo_busy", "busy_over_idle", "first_result_s")
+    cols = (
+        "photos_per_s_idle",
+        "ms_per_photo_idle",
+        "cpu_ms_per_photo_idle",
+        "ms_per_photo_busy",
+        "busy_over_idle",
+        "first_result_s",
+        "one_photo_cpu_s",
+    )
     L = [
         "# predict, before and after (one run, interleaved)",
         "",
@@ -161,9 +181,9 @@ def markdown(doc: dict) -> str:
         f"{doc['load_average_end']} at the end (a shared machine: ratios within a round are what hold). "
         f"{doc['photos']} FG-NET photos per command; {doc['n_rounds']} rounds; medians.",
         "",
-        "| variant | photos/s | ms per photo | ms per photo, 2 busy processes | busy / idle | first result s "
-        "| video ms per 640x480 frame |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | photos/s | ms per photo | CPU ms per photo | ms per photo, 2 busy processes | busy / idle "
+        "| first result s | CPU s, one-photo command | video ms per 640x480 frame |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in names:
         v = s[n]
