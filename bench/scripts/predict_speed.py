@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+NEUTRAL = Path(tempfile.gettempdir())  # every command runs here: a checkout in the working folder would shadow its code
 sys.path.insert(0, str(ROOT))
 from c3ae_edge.board import onboard  # noqa: E402
 
@@ -44,7 +45,7 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float, str, float]:
     """(seconds to the first line of stdout, seconds to exit, stdout, CPU seconds the process used: what a busy
     machine's waits leave out)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=NEUTRAL)
     first = p.stdout.readline()
     t_first = time.perf_counter() - t0
     rest = p.stdout.read()
@@ -55,8 +56,9 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float, str, float]:
 
 def variants(before: Path | None, core_venv: Path | None) -> dict[str, tuple[list[str], dict]]:
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OMP_NUM_THREADS")}
-    out = {"after (default)": ([sys.executable, "-m", "c3ae_edge.cli", "predict", "--json"], base)}
-    out["torch, 1 thread (--runtime torch)"] = (out["after (default)"][0] + ["--runtime", "torch"], base)
+    ours = [sys.executable, "-m", "c3ae_edge.cli", "predict", "--json"]
+    here = {**base, "PYTHONPATH": str(ROOT)}
+    out = {"after (default)": (ours, here), "torch, 1 thread (--runtime torch)": (ours + ["--runtime", "torch"], here)}
     if before is not None:
         out["before (" + before.name + ")"] = (
             [sys.executable, "-m", "c3ae_edge.cli", "predict", "--json"],
@@ -211,7 +213,7 @@ def main() -> None:
     a = ap.parse_args()
     from c3ae_edge.bench.e2e import fgnet_samples
 
-    photos = [s.path for s in fgnet_samples(a.data, a.photos, seed=0)]
+    photos = [str(Path(s.path).resolve()) for s in fgnet_samples(a.data, a.photos, seed=0)]
     with tempfile.TemporaryDirectory() as td:
         before = snapshot(a.before_ref, Path(td) / a.before_ref.replace("/", "_")) if a.before_ref else None
         clip = Path(td) / "clip.mp4"
