@@ -93,6 +93,8 @@ def _tflite_opener(rid: str):
 
     if rid == "tflite-runtime/builtin":  # tflite-runtime's default resolver: its XNNPACK skips int8, built-ins run
         return (lambda p, t: TFLiteRunner(p, t, "tflite-runtime", "default")), _tflite_runtime_missing
+    if rid not in ("ai-edge-litert/xnnpack", "ai-edge-litert/builtin"):
+        raise UsageError(f"--runtime {rid}: does not run tflite artifacts (litert, tflite-runtime or torch do)")
     delegate = rid.split("/")[1]
     return (lambda p, t: TFLiteRunner(p, t, "ai-edge-litert", delegate)), _litert_missing
 

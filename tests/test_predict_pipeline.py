@@ -164,6 +164,7 @@ def test_camera_that_cannot_open_is_one_line():
 def test_bad_options_are_one_line():
     for args, msg in (
         (["--runtime", "nope"], "--runtime nope"),
+        (["--runtime", "onnxruntime"], "does not run tflite artifacts"),
         (["--precision", "fp16"], "--precision fp16"),
         (["--threads", "0"], "--threads 0"),
         (["--detect-every", "0"], "--detect-every 0"),
