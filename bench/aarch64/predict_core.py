@@ -65,6 +65,7 @@ def run(wheel: Path, photos: list[Path], board: str = "rpi4") -> dict:
     with tempfile.TemporaryDirectory() as td:
         work = Path(td)
         shutil.copytree(found, work / "wheels")
+        shutil.copy(wheel, work / "wheels" / wheel.name)  # this build, not a cached one of the same version
         (work / "photos").mkdir()
         for p in photos:
             shutil.copy(p, work / "photos" / p.name)
