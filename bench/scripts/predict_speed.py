@@ -178,9 +178,11 @@ def markdown(doc: dict) -> str:
     L = [
         "# predict, before and after (one run, interleaved)",
         "",
-        f"Command: `{doc['command']}`. CPU: {env['cpu']['model']} ({env['cpu'].get('int8_isa', '?')}), "
+        f"Command: `{doc['command']}`. CPU: {env['cpu']['model']} ({', '.join(env['cpu'].get('flags', []))}), "
         f"{env['cpu']['logical_cores']} logical cores; load average {doc['load_average_start']} at the start, "
-        f"{doc['load_average_end']} at the end (a shared machine: ratios within a round are what hold). "
+        f'{doc["load_average_end"]} at the end: a shared machine, so "idle" columns are the machine as found and '
+        "the busy ones add two spinning processes to that; ratios within a round are what hold, and the CPU columns "
+        "(the process's own CPU time, os.wait4) leave the waits out. "
         f"{doc['photos']} FG-NET photos per command; {doc['n_rounds']} rounds; medians.",
         "",
         "| variant | photos/s | ms per photo | CPU ms per photo | ms per photo, 2 busy processes | busy / idle "
@@ -210,7 +212,11 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--from-json", type=Path, default=None, help="only render --markdown from an earlier run's JSON")
     a = ap.parse_args()
+    if a.from_json:
+        (a.markdown or Path("/dev/stdout")).write_text(markdown(json.loads(a.from_json.read_text())))
+        return
     from c3ae_edge.bench.e2e import fgnet_samples
 
     photos = [str(Path(s.path).resolve()) for s in fgnet_samples(a.data, a.photos, seed=0)]
