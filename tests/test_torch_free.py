@@ -153,7 +153,8 @@ def test_publish_pull_verify_without_torch(core_venv, small_rpi_bundle, tmp_path
     r = run(core_venv, "verify", str(pulled), "--key", pub)
     assert r.returncode == 0 and "signature OK" in r.stdout and "INFO" not in r.stderr, r.stderr
     for art in ("c3ae_full_int8.tflite", "c3ae_full_fp32.tflite"):  # (and under tflite-runtime where it is prepared)
-        assert any(ln.strip().startswith(f"{art} under ai-edge-litert/xnnpack") and ": OK" in ln for ln in r.stdout.splitlines())
+        line = f"{art} under ai-edge-litert/xnnpack"
+        assert any(ln.strip().startswith(line) and ": OK" in ln for ln in r.stdout.splitlines()), r.stdout
     img = str(ROOT / "calibration" / "images" / sorted(os.listdir(ROOT / "calibration" / "images"))[0])
     r = run(core_venv, "predict", img, "--aligned", "--bundle", str(pulled), "-v")
     assert r.returncode == 0 and "age" in r.stdout and str(pulled) in r.stderr, r.stderr
