@@ -86,11 +86,13 @@ def per_photo(cmd: list[str], env: dict, photos: list[str]) -> dict:
 
 
 class Busy:
-    """Two processes spinning on a core each, for the duration of a ``with`` block."""
+    """Two processes spinning on a core each, for the duration of a ``with`` block. Each in its own session, as a
+    board's other services are: with the kernel's autogroup scheduling a session shares its CPU among its own
+    processes, so spinners in ours would take the measured command's share instead of competing beside it."""
 
     def __enter__(self):
         spin = "while True: pass"
-        self.procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
+        self.procs = [subprocess.Popen([sys.executable, "-c", spin], start_new_session=True) for _ in range(2)]
         time.sleep(0.5)
         return self
 
