@@ -101,4 +101,4 @@ def decode_bytes(data: bytes) -> np.ndarray:
         return img
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return _to_rgb(ImageOps.exif_transpose(im), Path("<image bytes>"))
+        return to_rgb(ImageOps.exif_transpose(im), Path("<image bytes>"))
