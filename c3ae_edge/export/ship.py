@@ -18,7 +18,7 @@ SHIP_EPOCH = 1767225600  # SOURCE_DATE_EPOCH of the shipped export (2026-01-01):
 def ship_artifacts(model: str, data: str | None, log: Callable[[str], None] = print) -> Path:
     """Export ``model``'s shipped weights for SHIP_TARGET, then replace c3ae_edge/weights/artifacts/<model>/ with
     the bundle's manifest.json and artifact files."""
-    from c3ae_edge.export.bundle import ExportRequest, _commit, export_bundle
+    from c3ae_edge.export.bundle import ExportRequest, export_bundle, replace_folder
     from c3ae_edge.export.manifest import Manifest
     from c3ae_edge.shipped import ARTIFACTS as SHIPPED_DIR
 
@@ -33,7 +33,7 @@ def ship_artifacts(model: str, data: str | None, log: Callable[[str], None] = pr
             tmp.chmod(0o755)
             for name in ["manifest.json", *(f for a in man.artifacts for f in a.get("files", [a["file"]]))]:
                 shutil.copyfile(bundle / name, tmp / name)
-            _commit(tmp, SHIPPED_DIR / model)
+            replace_folder(tmp, SHIPPED_DIR / model)
     finally:
         if old is None:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
