@@ -50,6 +50,12 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(
             False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"
         ),
+        engine: str = typer.Option(
+            None,
+            "--engine",
+            help="microcontroller targets: c99 (the generated C99 int8 engine, their default) or tflm "
+            "(TFLite Micro flatbuffer + C sources)",
+        ),
     ) -> None:
         from c3ae_edge.errors import UsageError
         from c3ae_edge.export.bundle import ExportRequest, export_bundle
@@ -83,6 +89,7 @@ def register(app: typer.Typer) -> None:
             archive=archive,
             signer=signer,
             verbose=verbose,
+            engine=engine,
         )
         path = export_bundle(req, log=say)
         man = Manifest.read(path)
