@@ -140,6 +140,13 @@ def register(app: typer.Typer) -> None:
                 f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= "
                 f"{r['tolerance_years']} years on {r['faces']} faces: OK{gold}"
             )
+        eng = rep.get("engine")
+        if eng:
+            done = eng["status"] == "bit-exact"
+            typer.echo(
+                f"  C99 engine (host build): "
+                + (f"features bit-exact with the golden ones on {eng['faces']} faces" if done else eng["status"])
+            )
 
     @app.command(
         help="Runtimes that exports are verified under: which are usable "

@@ -26,8 +26,8 @@ typedef struct {
 
 static int32_t clamp32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-/* (a * b * 2) >> 32, rounded to nearest with ties away from zero; saturates the one overflowing case. */
-static int32_t srdhm(int32_t a, int32_t b)
+/* (a * b * 2) >> 32 rounded to nearest (ties toward +infinity); saturates the one overflowing case. */
+static inline int32_t srdhm(int32_t a, int32_t b)
 {
     if (a == b && a == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
@@ -36,20 +36,20 @@ static int32_t srdhm(int32_t a, int32_t b)
 }
 
 /* x / 2^e rounded to nearest, ties away from zero. */
-static int32_t rdbpot(int32_t x, int e)
+static inline int32_t rdbpot(int32_t x, int e)
 {
     int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
     int32_t rem = x & mask, threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> e) + (rem > threshold ? 1 : 0);
 }
 
-static int32_t mbqm(int32_t x, int32_t mult, int shift)
+static inline int32_t mbqm(int32_t x, int32_t mult, int shift)
 {
     int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
     return rdbpot(srdhm((int32_t)((uint32_t)x << left), mult), right);
 }
 
-static int32_t requant(const c3ae_rq *q, int oc, int32_t acc)
+static inline int32_t requant(const c3ae_rq *q, int oc, int32_t acc)
 {
     return clamp32(mbqm(acc, q->mult[oc], q->shift[oc]) + q->out_zp, q->act_min, q->act_max);
 }
@@ -60,20 +60,44 @@ static int8_t *ring_row(const c3ae_run *r, int li, int y)
     return (int8_t *)(r->work + L->offset) + (size_t)(y % L->ring_rows) * L->w * L->c;
 }
 
+/* Four output channels at a time: each input byte is loaded once for four multiply-accumulates. */
+static void conv4(const c3ae_layer *L, const int8_t *const *in, int x, int oc, int8_t *out)
+{
+    const c3ae_rq *q = L->rq;
+    const int span = L->k * L->in_c, per_oc = L->k * span;
+    const int8_t *w0 = q->w + oc * per_oc, *w1 = w0 + per_oc, *w2 = w1 + per_oc, *w3 = w2 + per_oc;
+    int32_t a0 = q->bias[oc], a1 = q->bias[oc + 1], a2 = q->bias[oc + 2], a3 = q->bias[oc + 3];
+    for (int ky = 0; ky < L->k; ky++) {
+        const int8_t *p = in[ky] + x * L->stride * L->in_c;
+        for (int i = 0; i < span; i++) {
+            const int32_t v = p[i];
+            a0 += w0[i] * v;
+            a1 += w1[i] * v;
+            a2 += w2[i] * v;
+            a3 += w3[i] * v;
+        }
+        w0 += span, w1 += span, w2 += span, w3 += span;
+    }
+    out[oc] = (int8_t)requant(q, oc, a0);
+    out[oc + 1] = (int8_t)requant(q, oc + 1, a1);
+    out[oc + 2] = (int8_t)requant(q, oc + 2, a2);
+    out[oc + 3] = (int8_t)requant(q, oc + 3, a3);
+}
+
 static void conv_row(const c3ae_layer *L, const int8_t *const *in, int8_t *out)
 {
     const c3ae_rq *q = L->rq;
-    const int span = L->k * L->in_c, step = L->stride * L->in_c;
-    for (int x = 0; x < L->w; x++) {
-        const int8_t *w = q->w;
-        for (int oc = 0; oc < L->c; oc++) {
+    const int span = L->k * L->in_c, step = L->stride * L->in_c, blocked = L->c & ~3;
+    for (int x = 0; x < L->w; x++, out += L->c) {
+        for (int oc = 0; oc < blocked; oc += 4) conv4(L, in, x, oc, out);
+        for (int oc = blocked; oc < L->c; oc++) {  /* the channels left over */
+            const int8_t *w = q->w + oc * L->k * span;
             int32_t acc = q->bias[oc];
-            for (int ky = 0; ky < L->k; ky++) {
+            for (int ky = 0; ky < L->k; ky++, w += span) {
                 const int8_t *p = in[ky] + x * step;
                 for (int i = 0; i < span; i++) acc += (int32_t)w[i] * p[i];
-                w += span;
             }
-            out[x * L->c + oc] = (int8_t)requant(q, oc, acc);
+            out[oc] = (int8_t)requant(q, oc, acc);
         }
     }
 }

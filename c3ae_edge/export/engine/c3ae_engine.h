@@ -75,7 +75,7 @@ typedef struct {
 } c3ae_pass;
 
 extern const c3ae_layer c3ae_engine_layers[C3AE_ENGINE_LAYERS];
-extern const c3ae_se c3ae_engine_se[C3AE_ENGINE_SE_BLOCKS];
+extern const c3ae_se c3ae_engine_se[C3AE_ENGINE_SE_SLOTS];  /* one unused entry when there is none */
 extern const c3ae_pass c3ae_engine_passes[C3AE_ENGINE_PASSES];
 
 #ifdef __cplusplus

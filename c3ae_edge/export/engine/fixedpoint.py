@@ -30,7 +30,7 @@ def round_half_away(x: float) -> int:
 
 
 def srdhm(a: int, b: int) -> int:
-    """SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32, rounded to nearest (ties away from zero)."""
+    """SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32 rounded to nearest (gemmlowp's nudge: ties toward +inf)."""
     if a == b == INT32_MIN:
         return INT32_MAX
     ab = a * b
