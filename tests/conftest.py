@@ -38,6 +38,7 @@ def fgnet_dir() -> Path:
 SLOW_MODULES = {
     "test_export.py",
     "test_mcu.py",
+    "test_engine.py",
     "test_release.py",
     "test_board_runtimes.py",
     "test_runner.py",

@@ -104,8 +104,10 @@ def _qemu(folder: Path, log) -> dict:
         res = cross.selftest(folder, core)
         s = res["summary"]
         if not (s.get("bit_exact") and s.get("guard_intact") and res["exit"] == 0):
-            raise VerificationError(f"engine self-test on {core.name}: bit_exact {s.get('bit_exact')}, guard "
-                                    f"{s.get('guard_intact')}, exit {res['exit']}")
+            raise VerificationError(
+                f"engine self-test on {core.name}: bit_exact {s.get('bit_exact')}, guard "
+                f"{s.get('guard_intact')}, exit {res['exit']}"
+            )
         out[core.name] = {
             "status": "bit-exact",
             "emulator": f"{core.qemu} -M {core.machine} -icount shift=0",
@@ -144,8 +146,10 @@ def write_engine(folder: Path, man: dict, faces, log=print) -> dict:
     with tempfile.TemporaryDirectory() as td:
         host = build_host(folder, Path(td))
         exact = exactness(host, tflm, faces.x)
-        log(f"engine: {exact['faces']} faces ({exact['crops']} crops) bit-exact with TFLM; work buffer "
-            f"{plan.work_bytes:,} bytes")
+        log(
+            f"engine: {exact['faces']} faces ({exact['crops']} crops) bit-exact with TFLM; work buffer "
+            f"{plan.work_bytes:,} bytes"
+        )
         chosen = selftest.pick(faces.samples)
         crop = selftest.golden(chosen, host, tflm)
     (folder / "selftest_data.h").write_text(selftest.header(len(chosen)))
@@ -221,7 +225,9 @@ def finish_bundle(folder: Path, man: dict, sec: dict, log=print) -> None:
         (folder / "bench_qemu.json").write_text(json.dumps(doc, indent=1) + "\n")
     runs = sec["selftest"]["cores"]
     counts = ", ".join(
-        f"{c} {r['instructions_per_inference'] / 1e6:.1f} M" for c, r in runs.items() if "instructions_per_inference" in r
+        f"{c} {r['instructions_per_inference'] / 1e6:.1f} M"
+        for c, r in runs.items()
+        if "instructions_per_inference" in r
     )
     log(
         f"engine: work buffer {sec['work_bytes']:,} bytes (TFLM arena {sec.get('tflm_arena_bytes') or 0:,}); "

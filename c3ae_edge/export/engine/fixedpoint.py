@@ -53,7 +53,7 @@ def mbqm(x: int, multiplier: int, shift: int) -> int:
 
 
 def quantize_multiplier(d: float) -> tuple[int, int]:
-    """QuantizeMultiplier: a positive double -> (int32 significand in [2**30, 2**31), shift) with d ~ m * 2**(shift-31)."""
+    """QuantizeMultiplier: double d > 0 -> (int32 significand in [2**30, 2**31), shift), d ~ m * 2**(shift - 31)."""
     if d == 0.0:
         return 0, 0
     q, shift = math.frexp(d)

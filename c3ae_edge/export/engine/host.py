@@ -88,7 +88,4 @@ def macros(header: Path) -> dict[str, int]:
     """The integer #defines of a generated header."""
     import re
 
-    return {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^#define (\w+) (-?\d+)\b", header.read_text(), re.M)
-    }
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^#define (\w+) (-?\d+)\b", header.read_text(), re.M)}

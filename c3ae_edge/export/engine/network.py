@@ -123,9 +123,7 @@ def _conv(g: Graph, op: Op, x: Tensor) -> Layer:
     if w is None or w.shape[1] != w.shape[2]:
         raise UnsupportedGraph(f"CONV_2D #{op.index}: needs constant square kernels")
     out = g.tensors[op.outputs[0]]
-    return Layer(
-        "conv", w.shape[1], o["strideH"], x.shape[1:], out.shape[1:], rq=_requant(g, op, x, w), ops=[op.name]
-    )
+    return Layer("conv", w.shape[1], o["strideH"], x.shape[1:], out.shape[1:], rq=_requant(g, op, x, w), ops=[op.name])
 
 
 def _pool(g: Graph, op: Op, x: Tensor) -> Layer:

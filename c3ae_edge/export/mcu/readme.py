@@ -61,8 +61,8 @@ Copy the sources into a component (`components/c3ae/`) with this `CMakeLists.txt
 idf_component_register(SRCS {srcs}
                        INCLUDE_DIRS ".")
 ```
-{dep}Keep the work buffer (or arena) in internal SRAM (a `static` array is), not in PSRAM: the engine reads it for
-every multiply. The frame may sit in PSRAM. {_counter(t)}
+{dep}Keep the {"tensor arena" if tflm else "work buffer"} in internal SRAM (a `static` array is), not in PSRAM: every
+multiply reads it. The frame may sit in PSRAM.
 """
 
 
@@ -75,8 +75,11 @@ def _verify(man: Manifest) -> str:
 TFLite Micro's reference kernels gives MAE {v["mae"]} years (PyTorch {v["pytorch_mae"]}), max |age - PyTorch|
 {v["max_abs_diff_vs_pytorch"]} years per face (tolerance {art["tolerance_years"]}). `c3ae-edge verify <this folder>`
 rechecks the checksums, re-runs the graph on the parity faces (`{man.parity_set["file"]}`) against the golden
-features in `manifest.json`{", and builds and runs this engine on this host against the same golden features" if
-    "engine" in man.extras else ""}.
+features in `manifest.json`{
+        ", and builds and runs this engine on this host against the same golden features"
+        if "engine" in man.extras
+        else ""
+    }.
 """
 
 
@@ -152,8 +155,9 @@ def _flash(e: dict) -> str:
     for core, r in e["flash"]["cores"].items():
         if "total" in r:
             t = r["total"]
-            rows.append(f"| {core} | {r['compiler']} | {t['text']:,} | {t['rodata']:,} | {t['data']:,} | "
-                        f"{r['flash']:,} |")
+            rows.append(
+                f"| {core} | {r['compiler']} | {t['text']:,} | {t['rodata']:,} | {t['data']:,} | {r['flash']:,} |"
+            )
         else:
             rows.append(f"| {core} | {r['status']} | | | | |")
     return f"""## Flash (engine + weights + head + crop library, `{" ".join(e["flash"]["flags"])}`)
@@ -171,8 +175,10 @@ def _selftest(e: dict) -> str:
     rows = []
     for core, r in st["cores"].items():
         if "instructions_per_inference" in r:
-            rows.append(f"| {core} | `{r['emulator']}` | bit-exact | {r['instructions_per_inference']:,} | "
-                        f"{r['trunk_instructions_per_crop']:,} |")
+            rows.append(
+                f"| {core} | `{r['emulator']}` | bit-exact | {r['instructions_per_inference']:,} | "
+                f"{r['trunk_instructions_per_crop']:,} |"
+            )
         else:
             rows.append(f"| {core} | | {r['status']} | | |")
     return f"""## Self-test on emulated cores
@@ -247,10 +253,11 @@ def _tflm_build(mcu: dict, art: dict, t: dict) -> str:
         for c, v in cc.get("cores", {}).items()
     )
     table = (
+        "The C library and the model arrays, cross-compiled at export with "
         f"`arm-none-eabi-gcc {cc['compiler']} {' '.join(cc['flags'])}` (core flags in `manifest.json`):\n\n"
         "| core | .text | .rodata | .data | .bss |\n|---|---|---|---|---|\n" + sizes
         if sizes
-        else cc.get("status", "")
+        else f"Code sizes: {cc.get('status', 'not measured')}."
     )
     ver = (art.get("runtimes", {}).get("tflite-micro/reference") or {}).get("version") or "?"
     kernels = "esp-nn (esp-tflite-micro)" if t["arch"] == "xtensa-lx7" else "CMSIS-NN"
@@ -266,7 +273,7 @@ def _tflm_build(mcu: dict, art: dict, t: dict) -> str:
   step: compare your features with the golden ones in `manifest.json`.
 - `main.cc` (C++17): crops, quantises, invokes the trunk once per crop, decodes, prints one JSON line with cycles.
 
-The C library and the model arrays, cross-compiled at export with {table}
+{table}
 """
 
 
