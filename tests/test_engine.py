@@ -81,7 +81,7 @@ def _verification_int8(spec, runner) -> np.ndarray:
 def test_bit_exact_with_tflm_on_500_faces(bundle: Path, tmp_path: Path):
     """The host build of the bundle's engine against TFLM's interpreter on every crop of all 500 faces."""
     from c3ae_edge.data.crops import CropSpec
-    from c3ae_edge.export.backends.tflm_backend import TFLMRunner
+    from c3ae_edge.export.backends.tflm_runtime import TFLMRunner
     from c3ae_edge.export.engine.host import build_host
 
     m = manifest(bundle)

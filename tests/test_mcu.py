@@ -310,3 +310,26 @@ def test_budget_is_checked(bundle: Path, tmp_path: Path):
     with pytest.raises(UsageError, match="budget values must be positive integers"):
         parse(toml, "b.toml")
     assert parse(toml.replace("-5", "65536"), "b.toml").budget == {"arena_bytes": 65536}
+
+
+def test_tflm_readme_speaks_of_this_bundle_and_core(bundle: Path):
+    """No Raspberry Pi, no script that cannot run the graph, the measured figures; the ESP32-S3 gets ESP-IDF notes,
+    CCOUNT and 240 MHz, not the Cortex-M DWT (the README is rebuilt from the manifest with that target)."""
+    from c3ae_edge.export.manifest import Manifest
+    from c3ae_edge.export.mcu.readme import tflm_readme
+    from c3ae_edge.export.targets import load_target
+
+    text = (bundle / "README.md").read_text()
+    m = manifest(bundle)
+    for absent in ("Raspberry", "onboard.py", "reference_infer", "pip install", "Postprocessing", "73,131"):
+        assert absent not in text, absent
+    assert f"{m['mcu']['arena']['bytes']:,} bytes" in text and "DWT_CYCCNT" in text and "-Werror" in text
+    assert "tflite-micro Python package" in text and '"features"' in text
+    hdr = (bundle / "c3ae_model.h").read_text()
+    assert '#define C3AE_HEAD_OUTPUT "features"' in hdr and "#define C3AE_HAS_AGE_OUTPUT 0" in hdr
+    s3 = {k: v for k, v in load_target("esp32s3").to_dict().items() if k != "source"}
+    esp = tflm_readme(bundle, Manifest.from_dict({**m, "target": s3}, "m"), {**m["mcu"], "cross_compile": {}})
+    assert "esp_cpu_get_cycle_count()" in esp and "240 MHz" in esp and "idf_component_register" in esp
+    assert "esp-tflite-micro" in esp and "DWT" not in esp and "cortex-m4" not in esp
+    main = (bundle / "main.cc").read_text()
+    assert "app_main" in main and "esp_cpu_get_cycle_count" in main and "480000000" not in main

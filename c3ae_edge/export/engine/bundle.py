@@ -135,7 +135,7 @@ def _check_budget(man: dict, plan: Plan, flash: dict) -> dict:
 
 def write_engine(folder: Path, man: dict, faces, log=print) -> dict:
     """Everything of the engine bundle; -> the manifest's "engine" section (the "mcu" section of --engine tflm)."""
-    from c3ae_edge.export.backends.tflm_backend import TFLMRunner
+    from c3ae_edge.export.backends.tflm_runtime import TFLMRunner
     from c3ae_edge.export.engine.host import build_host
 
     art = next(a for a in man["artifacts"] if a["backend"] == "tflm")

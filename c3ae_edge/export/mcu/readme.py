@@ -150,7 +150,7 @@ fewest MACs within its `work_bytes` budget):
 """
 
 
-def _flash(e: dict) -> str:
+def _flash(e: dict, t: dict) -> str:
     rows = []
     for core, r in e["flash"]["cores"].items():
         if "total" in r:
@@ -166,8 +166,17 @@ def _flash(e: dict) -> str:
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-`make sizes` prints the same per object file.
+`make sizes` prints the same per object file.{_not_measured(t)}
 """
+
+
+def _not_measured(t: dict) -> str:
+    if t["arch"] != "xtensa-lx7":
+        return ""
+    return (
+        "\nThe ESP32-S3's Xtensa LX7 compiler (ESP-IDF's `xtensa-esp32s3-elf-gcc`) is not run at export and no Xtensa"
+        "\ncore is emulated: the rows above are the same C on the cores that are; `idf.py size-components` gives yours."
+    )
 
 
 def _selftest(e: dict) -> str:
@@ -234,7 +243,7 @@ faces ({x["crops"]} crops, {x["bit_exact_faces"]} of {x["faces"]} faces exact, l
 integer mean, and TFLite's LOGISTIC and QUANTIZE as 256-entry tables computed with its fixed-point arithmetic.
 """,
             _memory(e, arena),
-            _flash(e),
+            _flash(e, man.target),
             _selftest(e),
             "## On the board\n\n" + _counter(man.target) + "\n",
             _esp_idf(man.target, e["sources"], tflm=False),
