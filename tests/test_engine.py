@@ -63,6 +63,17 @@ def test_engine_readme_and_header_speak_of_this_bundle(bundle: Path):
     assert "emulated instruction counts, not time" in text and "DWT_CYCCNT" in text
     hdr = (bundle / "c3ae_model.h").read_text()
     assert '#define C3AE_HEAD_OUTPUT "features"' in hdr and "#define C3AE_CPU_HZ 480000000u" in hdr
+    from c3ae_edge.export.manifest import Manifest
+    from c3ae_edge.export.mcu.readme import engine_readme
+    from c3ae_edge.export.targets import load_target
+
+    for name, mhz in (("esp32s3", "240 MHz"), ("esp32c3", "160 MHz")):  # the same engine, the ESP cores' notes
+        t = {k: v for k, v in load_target(name).to_dict().items() if k != "source"}
+        esp = engine_readme(bundle, Manifest.from_dict({**m, "target": t}, "m"), m["engine"], None)
+        assert "esp_cpu_get_cycle_count()" in esp and mhz in esp and "idf_component_register" in esp
+        assert (
+            "DWT" not in esp and "esp-tflite-micro" not in esp and ("Xtensa LX7 compiler" in esp) == (name == "esp32s3")
+        )
 
 
 def _verification_int8(spec, runner) -> np.ndarray:

@@ -150,7 +150,7 @@ fewest MACs within its `work_bytes` budget):
 """
 
 
-def _flash(e: dict, t: dict) -> str:
+def _flash(e: dict, target: dict) -> str:
     rows = []
     for core, r in e["flash"]["cores"].items():
         if "total" in r:
@@ -166,7 +166,7 @@ def _flash(e: dict, t: dict) -> str:
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-`make sizes` prints the same per object file.{_not_measured(t)}
+`make sizes` prints the same per object file.{_not_measured(target)}
 """
 
 
