@@ -55,12 +55,28 @@ int main(void) {
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    """`export --target cortex-m --engine tflm` with small face counts (the CLI default is 300 + 500)."""
-    from c3ae_edge.export.bundle import export_bundle
+def bundle(cortex_m_bundle: Path, tmp_path_factory) -> Path:
+    """What `export --target cortex-m --engine tflm` writes, from the shared conversion: the export's files before its
+    backend step, then that step with the target's engine set to tflm (TFLMBackend.bundle_extras: arena search, C
+    sources, sizes, README), the manifest with its "mcu" section and the export's own checksum step."""
+    from c3ae_edge.export.backends.tflm_backend import BACKEND
+    from c3ae_edge.export.bundle import _sums
+    from c3ae_edge.export.manifest import Manifest
 
-    out = tmp_path_factory.mktemp("mcu")
-    return export_bundle("cortex-m", out=out, n_cal=60, n_verify=60, engine="tflm", log=lambda *_: None)
+    m = manifest(cortex_m_bundle)
+    if "mcu" in m:  # exported with --engine tflm already (no host C compiler)
+        return cortex_m_bundle
+    folder = tmp_path_factory.mktemp("tflm") / cortex_m_bundle.name
+    folder.mkdir()
+    art = m["artifacts"][0]
+    for name in (*art["files"], "parity_crops.npy", "calibration_files.txt", "c3ae_model.h"):
+        shutil.copyfile(cortex_m_bundle / name, folder / name)
+    m.pop("engine")
+    m["target"]["engine"] = "tflm"
+    sections = BACKEND.bundle_extras(folder, m, log=lambda *_: None)
+    (folder / "manifest.json").write_text(Manifest.from_dict({**m, **sections}, "manifest").to_json())
+    _sums(folder)
+    return folder
 
 
 def manifest(b: Path) -> dict:
