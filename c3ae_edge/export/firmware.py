@@ -149,11 +149,11 @@ def readme(man: Manifest) -> str:
     return "\n".join(
         [
             _intro(man),
-            _preprocessing(man),
+            preprocessing(man),
             _postprocessing(man),
             _detector(man),
             (install(man) if tfl else "") + _check_port(man, tfl),
-            _pull(man),
+            pull_section(man),
             _verification(man),
         ]
     )
@@ -178,7 +178,7 @@ Weights sha256 `{man.model["weights_sha256"]}`. Run on: {t["runtime"]}, {t["thre
 """
 
 
-def _preprocessing(man: Manifest) -> str:
+def preprocessing(man: Manifest) -> str:
     inp, crop, box = man.primary_artifact["input"], man.crop, man.face_box["aligned_chip"]
     quant = (
         f"   q = clamp(round(x / {inp['scale']:.9g}) + {inp['zero_point']}, -128, 127)   // int8 input\n"
@@ -317,7 +317,7 @@ def _run_example(man: Manifest) -> str:
 """
 
 
-def _pull(man: Manifest) -> str:
+def pull_section(man: Manifest) -> str:
     name, version, target = man.model["name"], man.model["version"], man.target["name"]
     return f"""## Pull it into your build (Yocto, Buildroot, PlatformIO, Make)
 

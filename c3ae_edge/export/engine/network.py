@@ -87,7 +87,7 @@ class Network:
     ops: dict[str, int]  # graph operator counts, for the manifest
 
 
-def _act(op: Op, out: Tensor) -> tuple[int, int]:
+def act_range(op: Op, out: Tensor) -> tuple[int, int]:
     f = op.options.get("fusedActivationFunction", NONE)
     if f == NONE:
         return -128, 127
@@ -96,7 +96,7 @@ def _act(op: Op, out: Tensor) -> tuple[int, int]:
     raise UnsupportedGraph(f"{op.name} #{op.index}: fused activation {f} is not supported by the C99 engine")
 
 
-def _requant(g: Graph, op: Op, x: Tensor, w: np.ndarray) -> Requant:
+def requant_params(g: Graph, op: Op, x: Tensor, w: np.ndarray) -> Requant:
     """Weights (cout first), bias with the input zero point folded in, per-channel multipliers, activation range."""
     wt, out = g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
     if any(z != 0 for z in wt.zero_points):
@@ -109,11 +109,11 @@ def _requant(g: Graph, op: Op, x: Tensor, w: np.ndarray) -> Requant:
         raise UnsupportedGraph(f"{op.name} #{op.index}: bias out of int32 range after folding the zero point")
     scales = wt.scales if len(wt.scales) == cout else wt.scales[:1] * cout
     ms = [fx.conv_multiplier(x.scale, s, out.scale) for s in scales]
-    lo, hi = _act(op, out)
+    lo, hi = act_range(op, out)
     return Requant(w, folded.astype(np.int32), [m for m, _ in ms], [s for _, s in ms], out.zp, lo, hi)
 
 
-def _conv(g: Graph, op: Op, x: Tensor) -> Layer:
+def conv_layer(g: Graph, op: Op, x: Tensor) -> Layer:
     o = op.options
     if o.get("padding") != VALID or o.get("dilationHFactor", 1) != 1 or o.get("dilationWFactor", 1) != 1:
         raise UnsupportedGraph(f"CONV_2D #{op.index}: only VALID padding without dilation is supported")
@@ -123,20 +123,24 @@ def _conv(g: Graph, op: Op, x: Tensor) -> Layer:
     if w is None or w.shape[1] != w.shape[2]:
         raise UnsupportedGraph(f"CONV_2D #{op.index}: needs constant square kernels")
     out = g.tensors[op.outputs[0]]
-    return Layer("conv", w.shape[1], o["strideH"], x.shape[1:], out.shape[1:], rq=_requant(g, op, x, w), ops=[op.name])
+    return Layer(
+        "conv", w.shape[1], o["strideH"], x.shape[1:], out.shape[1:], rq=requant_params(g, op, x, w), ops=[op.name]
+    )
 
 
-def _pool(g: Graph, op: Op, x: Tensor) -> Layer:
+def pool_layer(g: Graph, op: Op, x: Tensor) -> Layer:
     o, out = op.options, g.tensors[op.outputs[0]]
     same = (o.get("filterHeight"), o.get("strideH")) == (o.get("filterWidth"), o.get("strideW"))
     if o.get("padding") != VALID or not same:
         raise UnsupportedGraph(f"AVERAGE_POOL_2D #{op.index}: only VALID, square pools are supported")
     if (x.scale, x.zp) != (out.scale, out.zp):
         raise UnsupportedGraph(f"AVERAGE_POOL_2D #{op.index}: input and output quantisation differ")
-    return Layer("pool", o["filterHeight"], o["strideH"], x.shape[1:], out.shape[1:], act=_act(op, out), ops=[op.name])
+    return Layer(
+        "pool", o["filterHeight"], o["strideH"], x.shape[1:], out.shape[1:], act=act_range(op, out), ops=[op.name]
+    )
 
 
-def _table(g: Graph, op: Op) -> list[int]:
+def quantize_table(g: Graph, op: Op) -> list[int]:
     x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
     if (x.dtype, out.dtype) != ("INT8", "INT8"):
         raise UnsupportedGraph(f"QUANTIZE #{op.index}: only int8 -> int8 is supported")

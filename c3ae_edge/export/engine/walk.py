@@ -12,12 +12,12 @@ from c3ae_edge.export.engine.network import (
     Layer,
     Network,
     UnsupportedGraph,
-    _act,
-    _conv,
-    _pool,
-    _requant,
-    _table,
+    act_range,
     compose,
+    conv_layer,
+    pool_layer,
+    quantize_table,
+    requant_params,
 )
 
 IDENTITY = (0, 1, 2, 3)
@@ -80,14 +80,14 @@ def _se(g: Graph, mean: Use, mul: Op, x_index: int) -> tuple[SE, int]:
     table = fx.logistic_table(pre.scale, pre.zp)
     t = sig.outputs[0]
     while (nxt := uses(g, t)) and len(nxt) == 1 and nxt[0].op.name == "QUANTIZE":
-        table, t = compose(table, _table(g, nxt[0].op)), nxt[0].op.outputs[0]
+        table, t = compose(table, quantize_table(g, nxt[0].op)), nxt[0].op.outputs[0]
     if t not in mul.inputs or g.tensors[t].shape[-1] != x.shape[-1]:
         raise UnsupportedGraph(f"MUL #{mul.index}: its scale input is not the squeeze-excite branch")
     s, out = g.tensors[t], g.tensors[mul.outputs[0]]
     mm, ms = fx.quantize_multiplier(fx.f64(x.scale) * fx.f64(s.scale) / fx.f64(out.scale))
-    lo, hi = _act(mul, out)
-    d1 = _requant(g, fc1, m, g.tensors[fc1.inputs[1]].data)
-    d2 = _requant(g, fc2, g.tensors[fc1.outputs[0]], g.tensors[fc2.inputs[1]].data)
+    lo, hi = act_range(mul, out)
+    d1 = requant_params(g, fc1, m, g.tensors[fc1.inputs[1]].data)
+    d2 = requant_params(g, fc2, g.tensors[fc1.outputs[0]], g.tensors[fc2.inputs[1]].data)
     se = SE(count, x.zp, mean_mult, mean_shift, m.zp, d1, d2, table, s.zp, mm, ms, out.zp, lo, hi)
     return se, mul.outputs[0]
 
@@ -110,11 +110,11 @@ def _step(g: Graph, layers: list[Layer], cur: int) -> int | None:
         last.ops += ["MEAN", "FULLY_CONNECTED", "FULLY_CONNECTED", "LOGISTIC", "MUL"]
         return nxt
     if op.name == "CONV_2D":
-        layers.append(_conv(g, op, g.tensors[cur]))
+        layers.append(conv_layer(g, op, g.tensors[cur]))
     elif op.name == "AVERAGE_POOL_2D":
-        layers.append(_pool(g, op, g.tensors[cur]))
+        layers.append(pool_layer(g, op, g.tensors[cur]))
     elif op.name == "QUANTIZE" and last.se is None:
-        last.table = compose(last.table, _table(g, op))
+        last.table = compose(last.table, quantize_table(g, op))
         last.ops.append(op.name)
     else:
         raise UnsupportedGraph(f"{op.name} #{op.index}: not supported by the C99 engine (use --engine tflm)")

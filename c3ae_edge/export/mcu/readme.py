@@ -215,7 +215,7 @@ modelled; a board's cycles per instruction differ by core and memory.
 
 
 def engine_readme(folder, man: Manifest, e: dict, arena: int | None) -> str:
-    from c3ae_edge.export.firmware import _preprocessing, _pull
+    from c3ae_edge.export.firmware import preprocessing, pull_section
 
     x = e["exactness"]
     what = {
@@ -247,10 +247,10 @@ integer mean, and TFLite's LOGISTIC and QUANTIZE as 256-entry tables computed wi
             _selftest(e),
             "## On the board\n\n" + _counter(man.target) + "\n",
             _esp_idf(man.target, e["sources"], tflm=False),
-            _preprocessing(man),
+            preprocessing(man),
             _output(man),
             _verify(man),
-            _pull(man),
+            pull_section(man),
         ]
     )
 
@@ -287,7 +287,7 @@ def _tflm_build(mcu: dict, art: dict, t: dict) -> str:
 
 
 def tflm_readme(folder, man: Manifest, mcu: dict) -> str:
-    from c3ae_edge.export.firmware import _preprocessing, _pull
+    from c3ae_edge.export.firmware import preprocessing, pull_section
 
     art = man.primary_artifact
     what = {
@@ -308,9 +308,9 @@ def tflm_readme(folder, man: Manifest, mcu: dict) -> str:
             _tflm_build(mcu, art, man.target),
             "## On the board\n\n" + _counter(man.target) + "\n",
             _esp_idf(man.target, mcu["sources"], tflm=True),
-            _preprocessing(man),
+            preprocessing(man),
             _output(man),
             _verify(man),
-            _pull(man),
+            pull_section(man),
         ]
     )
