@@ -22,6 +22,19 @@ else:
 
 
 @pytest.fixture(scope="session")
+def cortex_m_bundle(tmp_path_factory) -> Path:
+    """`export --target cortex-m` (its default engine: the generated C99 one) with 60 + 60 faces: the one conversion
+    the microcontroller tests share (test_engine.py; test_mcu.py derives the --engine tflm bundle from it)."""
+    pytest.importorskip("tflite_micro", reason="tflite-micro not installed (pip extra 'mcu'): MCU targets not tested")
+    from c3ae_edge.export.bundle import export_bundle
+    from c3ae_edge.export.engine.host import host_cc
+
+    engine = None if host_cc() else "tflm"  # no host C compiler: the engine cannot be built, TFLM still can
+    out = tmp_path_factory.mktemp("mcu")
+    return export_bundle("cortex-m", out=out, n_cal=60, n_verify=60, engine=engine, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
 def utk_dir() -> Path:
     assert (UTK / "labels.csv").is_file(), f"UTKFace not found at {UTK}"
     return UTK
@@ -38,6 +51,7 @@ def fgnet_dir() -> Path:
 SLOW_MODULES = {
     "test_export.py",
     "test_mcu.py",
+    "test_engine.py",
     "test_release.py",
     "test_board_runtimes.py",
     "test_runner.py",

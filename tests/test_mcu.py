@@ -55,12 +55,28 @@ int main(void) {
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    """`export --target cortex-m` with small face counts (the CLI default is 300 + 500)."""
-    from c3ae_edge.export.bundle import export_bundle
+def bundle(cortex_m_bundle: Path, tmp_path_factory) -> Path:
+    """What `export --target cortex-m --engine tflm` writes, from the shared conversion: the export's files before its
+    backend step, then that step with the target's engine set to tflm (TFLMBackend.bundle_extras: arena search, C
+    sources, sizes, README), the manifest with its "mcu" section and the export's own checksum step."""
+    from c3ae_edge.export.backends.tflm_backend import BACKEND
+    from c3ae_edge.export.bundle import _sums
+    from c3ae_edge.export.manifest import Manifest
 
-    out = tmp_path_factory.mktemp("mcu")
-    return export_bundle("cortex-m", out=out, n_cal=60, n_verify=60, log=lambda *_: None)
+    m = manifest(cortex_m_bundle)
+    if "mcu" in m:  # exported with --engine tflm already (no host C compiler)
+        return cortex_m_bundle
+    folder = tmp_path_factory.mktemp("tflm") / cortex_m_bundle.name
+    folder.mkdir()
+    art = m["artifacts"][0]
+    for name in (*art["files"], "parity_crops.npy", "calibration_files.txt", "c3ae_model.h"):
+        shutil.copyfile(cortex_m_bundle / name, folder / name)
+    m.pop("engine")
+    m["target"]["engine"] = "tflm"
+    sections = BACKEND.bundle_extras(folder, m, log=lambda *_: None)
+    (folder / "manifest.json").write_text(Manifest.from_dict({**m, **sections}, "manifest").to_json())
+    _sums(folder)
+    return folder
 
 
 def manifest(b: Path) -> dict:
@@ -170,11 +186,13 @@ def test_c_library_matches_numpy_pipeline_on_real_faces(bundle: Path, host_drive
     runner's age."""
     import importlib.util
 
+    from c3ae_edge.board import board_script
     from c3ae_edge.data.crops import CropSpec
     from c3ae_edge.data.imageio import load_rgb
     from c3ae_edge.export.backends.tflm_backend import TFLMRunner
 
-    spec_ = importlib.util.spec_from_file_location("ref_infer", bundle / "reference_infer.py")
+    assert not (bundle / "reference_infer.py").exists()  # it cannot run a trunk-only graph: not in MCU bundles
+    spec_ = importlib.util.spec_from_file_location("ref_infer", board_script("reference_infer.py"))
     ref = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(ref)
     m = manifest(bundle)
@@ -308,3 +326,26 @@ def test_budget_is_checked(bundle: Path, tmp_path: Path):
     with pytest.raises(UsageError, match="budget values must be positive integers"):
         parse(toml, "b.toml")
     assert parse(toml.replace("-5", "65536"), "b.toml").budget == {"arena_bytes": 65536}
+
+
+def test_tflm_readme_speaks_of_this_bundle_and_core(bundle: Path):
+    """No Raspberry Pi, no script that cannot run the graph, the measured figures; the ESP32-S3 gets ESP-IDF notes,
+    CCOUNT and 240 MHz, not the Cortex-M DWT (the README is rebuilt from the manifest with that target)."""
+    from c3ae_edge.export.manifest import Manifest
+    from c3ae_edge.export.mcu.readme import tflm_readme
+    from c3ae_edge.export.targets import load_target
+
+    text = (bundle / "README.md").read_text()
+    m = manifest(bundle)
+    for absent in ("Raspberry", "onboard.py", "reference_infer", "pip install", "Postprocessing", "73,131"):
+        assert absent not in text, absent
+    assert f"{m['mcu']['arena']['bytes']:,} bytes" in text and "DWT_CYCCNT" in text and "-Werror" in text
+    assert "tflite-micro Python package" in text and '"features"' in text
+    hdr = (bundle / "c3ae_model.h").read_text()
+    assert '#define C3AE_HEAD_OUTPUT "features"' in hdr and "#define C3AE_HAS_AGE_OUTPUT 0" in hdr
+    s3 = {k: v for k, v in load_target("esp32s3").to_dict().items() if k != "source"}
+    esp = tflm_readme(bundle, Manifest.from_dict({**m, "target": s3}, "m"), {**m["mcu"], "cross_compile": {}})
+    assert "esp_cpu_get_cycle_count()" in esp and "240 MHz" in esp and "idf_component_register" in esp
+    assert "esp-tflite-micro" in esp and "DWT" not in esp and "cortex-m4" not in esp
+    main = (bundle / "main.cc").read_text()
+    assert "app_main" in main and "esp_cpu_get_cycle_count" in main and "480000000" not in main

@@ -115,7 +115,9 @@ def test_bad_board_toml(tmp_path: Path, body: str, msg: str):
 def test_cli_bad_inputs_are_one_line(tmp_path: Path, cli):
     """In this process (the entry point's own error handling), one line each."""
     line = one_line_error(cli("export", "--target", "pi9"))
-    assert line.startswith("c3ae-edge: error: unknown target 'pi9'; known: cortex-m (mcu/stm32h7), esp32s3, generic")
+    assert line.startswith(
+        "c3ae-edge: error: unknown target 'pi9'; known: cortex-m (mcu/stm32h7), esp32c3, esp32s3, generic"
+    )
     bad = tmp_path / "b.toml"
     bad.write_text(
         'name = "b"\ndescription = "d"\narch = "a"\nbackend = "onnx"\nprecisions = ["fp32"]\ncolour = "red"\n'

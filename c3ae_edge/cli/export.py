@@ -16,6 +16,37 @@ def _backend_help() -> str:
     )
 
 
+def _check_export_args(verify_count: int, seed: int, max_int8_delta: float | None) -> None:
+    from c3ae_edge.errors import UsageError
+
+    if verify_count < 1:
+        raise UsageError("--verify-count must be >= 1")
+    if seed < 0:
+        raise UsageError(f"--seed {seed}: must be >= 0")
+    if max_int8_delta is not None and not 0 < max_int8_delta <= 10:
+        raise UsageError(f"--max-int8-delta {max_int8_delta}: must be in (0, 10] years")
+
+
+def _signer(sign: str | None):
+    if not sign:
+        return None
+    from c3ae_edge.release.sign import SecretKey, sign_bundle
+
+    secret = SecretKey.load(sign)
+    return lambda folder: sign_bundle(folder, secret)
+
+
+def _print_export(path, json_out: bool, archive: bool) -> None:
+    from c3ae_edge.export.manifest import Manifest
+
+    man = Manifest.read(path)
+    if json_out:
+        arts = [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man.artifacts]
+        typer.echo(json.dumps({"bundle": str(path), "artifacts": arts}, indent=1))
+    else:
+        typer.echo(f"wrote {path}" + (f" and {path}.tar.gz" if archive else ""))
+
+
 def register(app: typer.Typer) -> None:
     @app.command(help="Export a verified artifact bundle for a board. Backends: " + _backend_help())
     def export(
@@ -50,23 +81,17 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(
             False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"
         ),
+        engine: str = typer.Option(
+            None,
+            "--engine",
+            help="microcontroller targets: c99 (the generated C99 int8 engine, their default) or tflm "
+            "(TFLite Micro flatbuffer + C sources)",
+        ),
     ) -> None:
-        from c3ae_edge.errors import UsageError
         from c3ae_edge.export.bundle import ExportRequest, export_bundle
-        from c3ae_edge.export.manifest import Manifest
 
-        if verify_count < 1:
-            raise UsageError("--verify-count must be >= 1")
-        if seed < 0:
-            raise UsageError(f"--seed {seed}: must be >= 0")
-        if max_int8_delta is not None and not 0 < max_int8_delta <= 10:
-            raise UsageError(f"--max-int8-delta {max_int8_delta}: must be in (0, 10] years")
-        signer = None
-        if sign:  # the passphrase is asked now, not after minutes of export
-            from c3ae_edge.release.sign import SecretKey, sign_bundle
-
-            secret = SecretKey.load(sign)
-            signer = lambda folder: sign_bundle(folder, secret)  # noqa: E731
+        _check_export_args(verify_count, seed, max_int8_delta)
+        signer = _signer(sign)  # the passphrase is asked now, not after minutes of export
         say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
         req = ExportRequest(
             target,
@@ -83,14 +108,9 @@ def register(app: typer.Typer) -> None:
             archive=archive,
             signer=signer,
             verbose=verbose,
+            engine=engine,
         )
-        path = export_bundle(req, log=say)
-        man = Manifest.read(path)
-        if json_out:
-            arts = [{k: a[k] for k in ("file", "precision", "bytes", "verification")} for a in man.artifacts]
-            typer.echo(json.dumps({"bundle": str(path), "artifacts": arts}, indent=1))
-        else:
-            typer.echo(f"wrote {path}" + (f" and {path}.tar.gz" if archive else ""))
+        _print_export(export_bundle(req, log=say), json_out, archive)
 
     @app.command(help="Recheck a bundle: checksums, load every artifact, re-run parity on its stored faces.")
     def verify(
@@ -132,6 +152,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= "
                 f"{r['tolerance_years']} years on {r['faces']} faces: OK{gold}"
+            )
+        eng = rep.get("engine")
+        if eng:
+            done = eng["status"] == "bit-exact"
+            typer.echo(
+                "  C99 engine (host build): "
+                + (f"features bit-exact with the golden ones on {eng['faces']} faces" if done else eng["status"])
             )
 
     @app.command(

@@ -115,6 +115,7 @@ class ExportRequest:
     archive: bool = False
     signer: Callable[[Path], object] | None = None
     verbose: bool = False
+    engine: str | None = None  # microcontroller targets: "c99" or "tflm" (default: the target's)
 
     def __post_init__(self):
         object.__setattr__(self, "out", Path(self.out))
@@ -182,10 +183,10 @@ def _resolve(req: ExportRequest, log) -> _Job:
     from c3ae_edge.errors import require
     from c3ae_edge.export.backends.common import head_weights
     from c3ae_edge.export.registry import get_backend
-    from c3ae_edge.export.targets import load_target
+    from c3ae_edge.export.targets import load_target, with_engine
     from c3ae_edge.weights import load_model, sha256_file
 
-    target = load_target(req.target)
+    target = with_engine(load_target(req.target), req.engine)
     backend = get_backend(target.backend)
     with quiet(req.verbose):  # importing a converter can print (torchao .so load failures)
         for module in backend.spec.requires:
@@ -395,7 +396,7 @@ def _write_docs(tmp: Path, job: _Job, man: Manifest, log) -> Manifest:
     (tmp / "c3ae_model.h").write_text(header(man))
     (tmp / "README.md").write_text(readme(man))
     if hasattr(job.backend, "bundle_extras"):  # optional hook: extra files (or lines in these two), manifest sections
-        man = man.with_sections(job.backend.bundle_extras(tmp, man.to_dict(), log))
+        man = man.with_sections(job.backend.bundle_extras(tmp, man.to_dict(), log, faces=job.ver))
     return man
 
 

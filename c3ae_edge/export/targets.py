@@ -39,6 +39,9 @@ class Target:
     budget: dict = field(
         default_factory=dict
     )  # memory budget of the part in bytes, checked by backends that measure it
+    engine: str = ""  # microcontroller targets (backend tflm): "c99" (generated engine) or "tflm" (TFLite Micro)
+    engine_plan: str = ""  # the C99 engine's memory plan: "smallest" (default) or "fastest" within the budget
+    cpu_hz: int = 0  # the part's core clock, for the on-board cycle counter's conversion to time
     source: str = ""
 
     @property
@@ -53,6 +56,9 @@ class Target:
             list(self.int8_rewrites),
         )
         d["runtimes"] = list(self.runtimes)
+        for k in ("engine", "engine_plan", "cpu_hz"):  # microcontroller fields: absent from other targets' manifests
+            if not d[k]:
+                del d[k]
         return d
 
 
@@ -72,7 +78,12 @@ _TYPES = {
     "max_int8_face_max": (int, float),
     "runtimes": list,
     "budget": dict,
+    "engine": str,
+    "engine_plan": str,
+    "cpu_hz": int,
 }
+ENGINES = ("c99", "tflm")
+ENGINE_PLANS = ("smallest", "fastest")
 _REQUIRED = ("name", "description", "arch", "backend", "precisions")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names become folder names: no '/', '.', '..' or spaces
 
@@ -128,12 +139,38 @@ def parse(text: str, where: str) -> Target:
     d["runtimes"] = tuple(d.get("runtimes") or known[:1])
     if any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in d.get("budget", {}).values()):
         raise UsageError(f"{where}: budget values must be positive integers (bytes), got {d['budget']!r}")
+    _check_engine(d, where)
     bad = [r for r in d.get("int8_rewrites", ()) if r not in REWRITES]
     if bad:
         raise UsageError(f"{where}: int8_rewrites {bad!r} unknown (known: {', '.join(REWRITES)})")
     d["precisions"], d["aliases"] = tuple(d["precisions"]), tuple(d.get("aliases", ()))
     d["int8_rewrites"] = tuple(d.get("int8_rewrites", ()))
     return Target(**d, source=where)
+
+
+def _check_engine(d: dict, where: str) -> None:
+    """engine / engine_plan / cpu_hz: microcontroller targets only, known values."""
+    if d.get("engine") and d["backend"] != "tflm":
+        raise UsageError(f"{where}: engine applies to microcontroller targets (backend tflm), not {d['backend']}")
+    if d.get("engine", "c99") not in ENGINES:
+        raise UsageError(f"{where}: engine {d['engine']!r} must be one of {', '.join(ENGINES)}")
+    if d.get("engine_plan", "smallest") not in ENGINE_PLANS:
+        raise UsageError(f"{where}: engine_plan {d['engine_plan']!r} must be one of {', '.join(ENGINE_PLANS)}")
+    if d.get("cpu_hz", 1) <= 0:
+        raise UsageError(f"{where}: cpu_hz must be a positive integer (Hz)")
+
+
+def with_engine(t: Target, engine: str | None) -> Target:
+    """``t`` with the engine ``--engine`` asks for (microcontroller targets only)."""
+    import dataclasses
+
+    if not engine:
+        return t
+    if t.backend != "tflm":
+        raise UsageError(f"--engine applies to microcontroller targets (cortex-m, esp32s3, esp32c3), not {t.name}")
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
+    return dataclasses.replace(t, engine=engine)
 
 
 def builtin() -> dict[str, Target]:

@@ -47,7 +47,12 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1) -> dict:
                     f"{art['file']} under {rt.id}: cannot be run ({type(e).__name__}: "
                     f"{str(e).splitlines()[0] if str(e) else ''})"
                 ) from None
-    return {"bundle": str(b), "files_checked": len(files), "artifacts": rows, "passed": True}
+    rep = {"bundle": str(b), "files_checked": len(files), "artifacts": rows, "passed": True}
+    if "engine" in man.extras:  # a microcontroller bundle's generated C99 engine, built for this host
+        from c3ae_edge.export.engine.verify import verify_engine
+
+        rep["engine"] = verify_engine(b, man, x)
+    return rep
 
 
 def _runtimes(backend, art: dict) -> list:

@@ -19,7 +19,7 @@ import numpy as np
 from c3ae_edge.errors import MissingExtraError, UsageError, require
 from c3ae_edge.export.backends.base import BackendSpec, Runtime
 from c3ae_edge.export.backends.common import module_missing
-from c3ae_edge.export.backends.tflm_runtime import SIDECAR, TFLMRunner
+from c3ae_edge.export.backends.tflm_runtime import SIDECAR, TFLMRunner, remember, smallest_arena
 
 SPEC = BackendSpec(
     name="tflm",
@@ -140,6 +140,7 @@ class TFLMBackend:
         out = Path(out_dir) / f"{options.get('stem', 'model')}_{precision}{SPEC.suffix}"
         flat = _align(finish(_convert_trunk(model, calibration), ["features"], None), out)
         out.write_bytes(flat)
+        remember(flat, True)  # until bundle_extras: the engine's check re-runs TFLM on the verification crops
         shape = tuple(int(v) for v in TFLMRunner.details(flat)[1]["shape"][1:])
         out.with_suffix(SPEC.options["sidecar"]).write_text(json.dumps(head_sidecar(model, shape)) + "\n")
         return out
@@ -147,11 +148,30 @@ class TFLMBackend:
     def load(self, path: Path, threads: int | None = None, options: dict | None = None):
         return TFLMRunner(path)
 
-    def bundle_extras(self, folder: Path, man: dict, log=print) -> dict:
-        """Arena search, C sources, cross-compiled sizes, budget check -> the manifest's "mcu" section."""
-        from c3ae_edge.export.mcu import write_sources
+    def bundle_extras(self, folder: Path, man: dict, log=print, faces=None) -> dict:
+        """The target's engine: "c99" (generated engine, built, verified bit-exact, run on emulated cores -> the
+        manifest's "engine" section) or "tflm" (arena search, C sources, cross-compiled sizes -> "mcu"). Budgets
+        are checked either way. reference_infer.py goes: it cannot run a trunk-only graph."""
+        (folder / "reference_infer.py").unlink(missing_ok=True)
+        flat = (folder / next(a["file"] for a in man["artifacts"] if a["backend"] == "tflm")).read_bytes()
+        try:
+            return self._extras(folder, man, log, faces)
+        finally:
+            remember(flat, False)
 
-        return {"mcu": write_sources(folder, man, log)}
+    def _extras(self, folder: Path, man: dict, log, faces) -> dict:
+        if (man["target"].get("engine") or "tflm") != "c99":
+            from c3ae_edge.export.mcu import write_sources
+
+            return {"mcu": write_sources(folder, man, log)}
+        from c3ae_edge.export.engine.bundle import finish_bundle, write_engine
+
+        if faces is None:
+            raise UsageError("engine c99: the export's verification faces are needed to verify the engine")
+        sec = write_engine(folder, man, faces, log)
+        sec["tflm_arena_bytes"] = smallest_arena((folder / sec["generated_from"]).read_bytes())
+        finish_bundle(folder, man, sec, log)
+        return {"engine": sec}
 
 
 def _missing() -> str | None:

@@ -22,30 +22,29 @@ static double area_w(int i, int j, double scale)
     return (hi - lo) / scale;
 }
 
-static void area_resize(const uint8_t *rgb, int width, int height, int stride, int x0, int y0, int n, uint8_t *out)
+/* Output row i of the area resize (n x n source pixels at x0, y0 -> SIZE x SIZE). */
+static void area_row(const uint8_t *rgb, int width, int height, int stride, int x0, int y0, int n, int i, uint8_t *out)
 {
     const int size = C3AE_MCU_SIZE;
     double scale = (double)n / size;
-    for (int i = 0; i < size; i++) {
-        int k0 = (int)floor(i * scale), k1 = (int)ceil((i + 1) * scale);
-        if (k1 > n) k1 = n;
-        for (int l = 0; l < size; l++) {
-            int j0 = (int)floor(l * scale), j1 = (int)ceil((l + 1) * scale);
-            if (j1 > n) j1 = n;
-            double acc[3] = {0.0, 0.0, 0.0};
-            for (int j = j0; j < j1; j++) {
-                double col[3] = {0.0, 0.0, 0.0};
-                for (int k = k0; k < k1; k++) {
-                    const uint8_t *p = px(rgb, width, height, stride, x0 + j, y0 + k);
-                    double w = area_w(i, k, scale);
-                    col[0] += w * p[0]; col[1] += w * p[1]; col[2] += w * p[2];
-                }
-                double w = area_w(l, j, scale);
-                acc[0] += w * col[0]; acc[1] += w * col[1]; acc[2] += w * col[2];
+    int k0 = (int)floor(i * scale), k1 = (int)ceil((i + 1) * scale);
+    if (k1 > n) k1 = n;
+    for (int l = 0; l < size; l++) {
+        int j0 = (int)floor(l * scale), j1 = (int)ceil((l + 1) * scale);
+        if (j1 > n) j1 = n;
+        double acc[3] = {0.0, 0.0, 0.0};
+        for (int j = j0; j < j1; j++) {
+            double col[3] = {0.0, 0.0, 0.0};
+            for (int k = k0; k < k1; k++) {
+                const uint8_t *p = px(rgb, width, height, stride, x0 + j, y0 + k);
+                double w = area_w(i, k, scale);
+                col[0] += w * p[0]; col[1] += w * p[1]; col[2] += w * p[2];
             }
-            for (int c = 0; c < 3; c++)
-                out[(i * size + l) * 3 + c] = (uint8_t)clampi((int)floor(acc[c] + 0.5), 0, 255);
+            double w = area_w(l, j, scale);
+            acc[0] += w * col[0]; acc[1] += w * col[1]; acc[2] += w * col[2];
         }
+        for (int c = 0; c < 3; c++)
+            out[l * 3 + c] = (uint8_t)clampi((int)floor(acc[c] + 0.5), 0, 255);
     }
 }
 
@@ -64,48 +63,62 @@ static void taps(int i, int n, int *k0, int *k1, int c[2])
     c[1] = round_even(t * 2048.0);
 }
 
-static void enlarge(const uint8_t *rgb, int width, int height, int stride, int x0, int y0, int n, uint8_t *out)
+/* Output row i of the bilinear enlargement. */
+static void enlarge_row(const uint8_t *rgb, int width, int height, int stride, int x0, int y0, int n, int i, uint8_t *out)
 {
     const int size = C3AE_MCU_SIZE;
-    for (int i = 0; i < size; i++) {
-        int r0, r1, cy[2];
-        taps(i, n, &r0, &r1, cy);
-        for (int l = 0; l < size; l++) {
-            int q0, q1, cx[2];
-            taps(l, n, &q0, &q1, cx);
-            for (int c = 0; c < 3; c++) {
-                int32_t h0 = (px(rgb, width, height, stride, x0 + q0, y0 + r0)[c] * cx[0] + px(rgb, width, height, stride, x0 + q1, y0 + r0)[c] * cx[1]) >> 4;
-                int32_t h1 = (px(rgb, width, height, stride, x0 + q0, y0 + r1)[c] * cx[0] + px(rgb, width, height, stride, x0 + q1, y0 + r1)[c] * cx[1]) >> 4;
-                int32_t v = ((h0 * cy[0]) >> 16) + ((h1 * cy[1]) >> 16);
-                out[(i * size + l) * 3 + c] = (uint8_t)clampi((v + 2) >> 2, 0, 255);
-            }
+    int r0, r1, cy[2];
+    taps(i, n, &r0, &r1, cy);
+    for (int l = 0; l < size; l++) {
+        int q0, q1, cx[2];
+        taps(l, n, &q0, &q1, cx);
+        for (int c = 0; c < 3; c++) {
+            int32_t h0 = (px(rgb, width, height, stride, x0 + q0, y0 + r0)[c] * cx[0] + px(rgb, width, height, stride, x0 + q1, y0 + r0)[c] * cx[1]) >> 4;
+            int32_t h1 = (px(rgb, width, height, stride, x0 + q0, y0 + r1)[c] * cx[0] + px(rgb, width, height, stride, x0 + q1, y0 + r1)[c] * cx[1]) >> 4;
+            int32_t v = ((h0 * cy[0]) >> 16) + ((h1 * cy[1]) >> 16);
+            out[l * 3 + c] = (uint8_t)clampi((v + 2) >> 2, 0, 255);
         }
     }
 }
 
-int c3ae_crop(const uint8_t *rgb, int width, int height, int stride, double cx, double cy, double side,
-              int scale_index, uint8_t out[C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3])
+int c3ae_crop_row(const uint8_t *rgb, int width, int height, int stride, double cx, double cy, double side,
+                  int scale_index, int row, uint8_t out[C3AE_MCU_SIZE * 3])
 {
-    if (!rgb || !out || width < 1 || height < 1 || stride < 3 * width || scale_index < 0 || scale_index >= C3AE_MCU_CROPS || !(side > 0.0))
+    if (!rgb || !out || width < 1 || height < 1 || stride < 3 * width || scale_index < 0 || scale_index >= C3AE_MCU_CROPS || !(side > 0.0) || row < 0 || row >= C3AE_MCU_SIZE)
         return -1;
     int n = round_even(side * c3ae_crop_scales[scale_index]);
     if (n < 2) n = 2;
     int x0 = round_even(cx - n / 2.0), y0 = round_even(cy - n / 2.0);
     if (n < C3AE_MCU_SIZE)
-        enlarge(rgb, width, height, stride, x0, y0, n, out);
+        enlarge_row(rgb, width, height, stride, x0, y0, n, row, out);
     else
-        area_resize(rgb, width, height, stride, x0, y0, n, out);
+        area_row(rgb, width, height, stride, x0, y0, n, row, out);
     return 0;
+}
+
+int c3ae_crop(const uint8_t *rgb, int width, int height, int stride, double cx, double cy, double side,
+              int scale_index, uint8_t out[C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3])
+{
+    if (!out) return -1;
+    for (int i = 0; i < C3AE_MCU_SIZE; i++)
+        if (c3ae_crop_row(rgb, width, height, stride, cx, cy, side, scale_index, i, out + i * C3AE_MCU_SIZE * 3))
+            return -1;
+    return 0;
+}
+
+void c3ae_quantize_table(int8_t table[3][256])
+{
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) {
+            float x = ((float)v / 255.0f - c3ae_mean[c]) / c3ae_std[c];
+            table[c][v] = (int8_t)clampi((int)rintf(x / C3AE_MCU_INPUT_SCALE) + C3AE_MCU_INPUT_ZERO_POINT, -128, 127);
+        }
 }
 
 void c3ae_quantize(const uint8_t crop[C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3], int8_t input[C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3])
 {
     int8_t lut[3][256];  /* one table per channel: 768 bytes of stack instead of 12 K divisions */
-    for (int c = 0; c < 3; c++)
-        for (int v = 0; v < 256; v++) {
-            float x = ((float)v / 255.0f - c3ae_mean[c]) / c3ae_std[c];
-            lut[c][v] = (int8_t)clampi((int)rintf(x / C3AE_MCU_INPUT_SCALE) + C3AE_MCU_INPUT_ZERO_POINT, -128, 127);
-        }
+    c3ae_quantize_table(lut);
     for (int i = 0; i < C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3; i++)
         input[i] = lut[i % 3][crop[i]];
 }

@@ -24,6 +24,14 @@ extern "C" {
 int c3ae_crop(const uint8_t *rgb, int width, int height, int stride, double cx, double cy, double side,
               int scale_index, uint8_t out[C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3]);
 
+/* Row `row` (0..SIZE-1) of that crop, SIZE x 3 uint8: the same pixels c3ae_crop() gives, one row at a time (what
+ * the C99 engine streams from the frame). Returns 0, or -1 on bad arguments. */
+int c3ae_crop_row(const uint8_t *rgb, int width, int height, int stride, double cx, double cy, double side,
+                  int scale_index, int row, uint8_t out[C3AE_MCU_SIZE * 3]);
+
+/* The uint8 -> int8 input table of each colour channel: c3ae_quantize() is input[i] = table[i % 3][crop[i]]. */
+void c3ae_quantize_table(int8_t table[3][256]);
+
 /* x = (pixel / 255 - mean) / std, q = round_half_even(x / scale) + zero_point, clamped to int8. */
 void c3ae_quantize(const uint8_t crop[C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3], int8_t input[C3AE_MCU_SIZE * C3AE_MCU_SIZE * 3]);
 
