@@ -106,9 +106,11 @@ class Result:
 
 def run_main(args: list[str], capsys, cwd: Path | None = None) -> Result:
     """``c3ae-edge ARGS`` in this process through the real entry point (its error handling and exit codes included)."""
+    import signal
+
     from c3ae_edge.cli import main
 
-    old_argv, old_cwd = sys.argv, os.getcwd()
+    old_argv, old_cwd, old_sigint = sys.argv, os.getcwd(), signal.getsignal(signal.SIGINT)
     sys.argv = ["c3ae-edge", *map(str, args)]
     capsys.readouterr()
     code = 0
@@ -121,6 +123,7 @@ def run_main(args: list[str], capsys, cwd: Path | None = None) -> Result:
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
+        signal.signal(signal.SIGINT, old_sigint)  # main() installs its own Ctrl-C handler
     o = capsys.readouterr()
     return Result(code, o.out, o.err)
 

@@ -414,7 +414,7 @@ def test_a_runtime_that_is_not_prepared_is_recorded_not_skipped_silently(tmp_pat
     assert r.returncode == 0, r.stderr[-2000:]
     said = [line for line in r.stderr.splitlines() if "not verified under" in line]
     assert said == [
-        "not verified under tflite-runtime/builtin: tflite-runtime is not prepared "
+        "warning: not verified under tflite-runtime/builtin: tflite-runtime is not prepared "
         "(run `c3ae-edge runtimes prepare tflite-runtime`, once, online)"
     ]
     rows = manifest(tmp_path / "out" / "c3ae_full-0.1.0-pi-fp32")["artifacts"][0]["runtimes"]

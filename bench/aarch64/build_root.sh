@@ -1,11 +1,19 @@
 #!/bin/sh
 # Build (once) a Debian bookworm arm64 root that runs an rpi bundle under qemu-user emulation.
 # Usage: sudo bench/aarch64/build_root.sh [ROOT]   (default: $C3AE_ARM64_ROOT or /var/cache/c3ae-edge/arm64-root)
-# Needs root, network to deb.debian.org and PyPI, and about 25 minutes (the second stage runs emulated).
+# Needs root, a Debian mirror (this machine's apt sources, or C3AE_DEBIAN_MIRROR) and the pip index, and about 5
+# minutes on an idle 2-core machine (the second stage runs emulated; 20-40 minutes when the machine is loaded).
 # The root is built in ROOT.partial and renamed to ROOT only when complete, so an existing ROOT is always usable.
 set -eu
 ROOT=${1:-${C3AE_ARM64_ROOT:-/var/cache/c3ae-edge/arm64-root}}
-MIRROR=${C3AE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# the Debian mirror this machine's apt already uses (deb822 "URIs:" or a one-line "deb URL bookworm main" source)
+apt_mirror() {
+    { sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)\/*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null
+      sed -n 's/^deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]*\/debian\)\/*[[:space:]].*/\2/p' \
+          /etc/apt/sources.list 2>/dev/null; } | head -n 1
+}
+MIRROR=${C3AE_DEBIAN_MIRROR:-$(apt_mirror)}
+[ -n "$MIRROR" ] || { echo "build_root.sh: no Debian mirror in /etc/apt/sources*: set C3AE_DEBIAN_MIRROR" >&2; exit 2; }
 LITERT=${C3AE_LITERT_VERSION:-2.3.0}
 PART="$ROOT.partial"
 log() { echo "[build_root $(date -u +%H:%M:%S)] $*"; }

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import NoReturn
 
-import typer
+from c3ae_edge import interrupt as _interrupt
+
+_interrupt.install_early()  # Ctrl-C while typer, rich and the command modules import
+
+import typer  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -126,47 +131,59 @@ def missing_extra_line(e: ModuleNotFoundError, argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    """Console entry: user errors become one line on stderr and a non-zero exit, never a traceback."""
-    from c3ae_edge.errors import C3AEError
+    """Console entry: user errors become one line on stderr and a non-zero exit, never a traceback; Ctrl-C is
+    "interrupted", exit 130, wherever it lands (c3ae_edge.interrupt: whatever a library made of it)."""
+    from c3ae_edge import interrupt
 
+    interrupt.reset()
+    interrupt.install()
     try:
         rv = app(standalone_mode=False)
-        if rv == 130:  # typer turns KeyboardInterrupt into Exit(130), returned here
-            print("c3ae-edge: interrupted", file=sys.stderr)
-        if isinstance(rv, int) and rv:  # typer.Exit(code) comes back as a return value here
-            sys.exit(rv)
-    except C3AEError as e:
+    except SystemExit:
+        if interrupt.arrived():  # typer's usage error or a library's exit after the signal
+            _interrupted()
+        raise  # typer's usage errors (bad option) already printed one line; keep their code
+    except BaseException as e:
+        _fail(e)
+    if interrupt.arrived() or rv == 130:  # typer turns KeyboardInterrupt into Exit(130), returned here
+        _interrupted()
+    if isinstance(rv, int) and rv:  # typer.Exit(code) comes back as a return value here
+        sys.exit(rv)
+
+
+def _interrupted() -> NoReturn:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not turn the exit into a traceback
+    print("c3ae-edge: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
+def _fail(e: BaseException) -> NoReturn:
+    """One line and the exit code for an exception that left a command."""
+    from c3ae_edge import interrupt
+    from c3ae_edge.errors import C3AEError, os_error_line
+
+    # typer vendors its own click: recognise its exceptions by shape, not by import
+    if interrupt.arrived() or isinstance(e, KeyboardInterrupt) or type(e).__name__ == "Abort":
+        _interrupted()
+    if isinstance(e, C3AEError):
         print(f"c3ae-edge: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("c3ae-edge: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except OSError as e:  # a file the user named or a disk that filled: one line, never "internal error"
-        from c3ae_edge.errors import os_error_line
-
+    if isinstance(e, OSError):  # a file the user named or a disk that filled: one line, never "internal error"
         print(f"c3ae-edge: error: {os_error_line(e)}", file=sys.stderr)
         sys.exit(1)
-    except Exception as e:
-        line = missing_extra_line(e, sys.argv) if isinstance(e, ModuleNotFoundError) else None
-        if line:
-            print(f"c3ae-edge: error: {line}", file=sys.stderr)
-            sys.exit(2)
-        # typer vendors its own click: recognise its exceptions by shape, not by import
-        if type(e).__name__ == "Abort":
-            print("c3ae-edge: interrupted", file=sys.stderr)
-            sys.exit(130)
-        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
-            print(f"c3ae-edge: error: {e.format_message()}", file=sys.stderr)
-            sys.exit(e.exit_code or 2)
-        if os.environ.get("C3AE_DEBUG"):
-            raise
-        print(
-            f"c3ae-edge: internal error: {type(e).__name__}: {e} (set C3AE_DEBUG=1 for the traceback)", file=sys.stderr
-        )
-        sys.exit(1)
-    except SystemExit as e:
-        # typer's usage errors (bad option) already printed one line; keep their code
+    line = missing_extra_line(e, sys.argv) if isinstance(e, ModuleNotFoundError) else None
+    if line:
+        print(f"c3ae-edge: error: {line}", file=sys.stderr)
+        sys.exit(2)
+    if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+        print(f"c3ae-edge: error: {e.format_message()}", file=sys.stderr)
+        sys.exit(e.exit_code or 2)
+    if os.environ.get("C3AE_DEBUG") or not isinstance(e, Exception):
         raise e
+    print(f"c3ae-edge: internal error: {type(e).__name__}: {e} (set C3AE_DEBUG=1 for the traceback)", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

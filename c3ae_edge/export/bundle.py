@@ -410,13 +410,11 @@ def _seal(tmp: Path, final: Path, signer) -> None:
 
 
 def _catch_ctrl_c() -> None:
-    """Ctrl-C raises KeyboardInterrupt again (so the temporary folder is removed), whatever a library installed."""
-    import signal
+    """Ctrl-C raises KeyboardInterrupt again (so the temporary folder is removed), whatever a library installed; a
+    SIGINT that a library swallowed or wrapped stops the export here (c3ae_edge.interrupt)."""
+    from c3ae_edge import interrupt
 
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread
-        pass
+    interrupt.check()
 
 
 def ver_crops(ver, i: int, spec) -> np.ndarray:

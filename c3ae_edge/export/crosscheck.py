@@ -89,7 +89,7 @@ def verify_artifact(
             "note": rt.note,
         }
         if why:
-            log(f"not verified under {rt.id}: {why}")
+            log(f"warning: not verified under {rt.id}: {why}")
             rows[rt.id] = {**row, "status": f"not verified: {why}"}
             continue
         with hush():

@@ -353,6 +353,13 @@ Calibration: {cal["count"]} faces from {cal["source"]} (sha256 of the sorted lis
 """
 
 
+def pi_install(key: str) -> str:
+    """The pip command for a runtime's package set: the same set ``c3ae-edge runtimes prepare`` installs here."""
+    from c3ae_edge.export.runtime_env import VENVS
+
+    return "pip install " + " ".join(f'"{r}"' if set(r) & set("<>") else r for r in VENVS[key].requirements)
+
+
 def install(man: Manifest) -> str:
     """What to pip install on a Raspberry Pi (checked against PyPI's aarch64 wheels: tflite-runtime 2.14.0 has them for
     Python 3.11 only and asks for numpy>=1.23.2, so plain pip picks numpy 2, which it cannot import; ai-edge-litert
@@ -366,6 +373,7 @@ def install(man: Manifest) -> str:
         if a.get("runtimes")
     ]
     measured = ("Verified at export under:\n\n" + "\n".join(f"- {r}" for r in rts) + "\n\n") if rts else ""
+    tflite_rt = pi_install("tflite-runtime")
     return f"""## Install on the board (Raspberry Pi OS, aarch64)
 
 In a venv (`python3 -m venv ~/c3ae && . ~/c3ae/bin/activate`), Pi OS **Bookworm** (Debian 12, Python 3.11) or
@@ -379,7 +387,7 @@ With the runtime the board already has: `pip install "numpy<2" tflite-runtime==2
 `c3ae-edge predict ... --runtime tflite-runtime`. Only this bundle's own scripts, without c3ae-edge, on Bookworm
 with either runtime:
 
-    pip install "numpy<2" Pillow tflite-runtime==2.14.0     # built-in int8 kernels: \
+    {tflite_rt}     # built-in int8 kernels: \
 2.14 never applies XNNPACK to an int8 model
     pip install numpy Pillow ai-edge-litert                  # XNNPACK, its default delegate
 

@@ -32,9 +32,11 @@ def quiet(verbose: bool = False) -> Iterator[None]:
             with contextlib.redirect_stdout(py), contextlib.redirect_stderr(py):
                 yield
         except Exception as e:
+            from c3ae_edge import interrupt
             from c3ae_edge.errors import C3AEError
 
-            failed = not isinstance(e, (C3AEError, OSError))
+            # a library's own exception around a Ctrl-C is the interrupt, not a converter failure
+            failed = not isinstance(e, (C3AEError, OSError)) and not interrupt.arrived()
             raise
         finally:
             for s in (sys.__stdout__, sys.__stderr__):

@@ -240,15 +240,19 @@ class SubprocessRunner(TFLiteRunner):
         import tempfile
 
         from c3ae_edge.errors import VerificationError
+        from c3ae_edge.export.runtime_env import package_only
 
         with tempfile.TemporaryDirectory() as td:
             np.save(Path(td) / "x.npy", np.asarray(x, np.float32), allow_pickle=False)
-            env = {"PYTHONPATH": str(Path(__file__).resolve().parents[3]), "PATH": "/usr/bin:/bin"}
+            # only the c3ae_edge package on the path: never the folder above it (an installed package's
+            # site-packages would shadow the venv's numpy<2 with ours)
+            env = {"PYTHONPATH": str(package_only(Path(td) / "path")), "PATH": "/usr/bin:/bin"}
             r = subprocess.run(
-                [str(self.python), "-m", __name__, str(self.path), td, str(self.threads)],
+                [str(self.python), "-s", "-m", __name__, str(self.path), td, str(self.threads)],
                 capture_output=True,
                 text=True,
                 env=env,
+                cwd=td,
             )
             if r.returncode:
                 last = (r.stderr.strip().splitlines() or ["no output"])[-1]

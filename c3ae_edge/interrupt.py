@@ -1,0 +1,64 @@
+"""Ctrl-C wherever it lands: our SIGINT handler remembers that the signal arrived before it raises KeyboardInterrupt.
+
+Libraries turn the KeyboardInterrupt into their own exception (torch.export raises TorchExportError around it), swallow
+it in a bare ``except`` (imports that try an optional module), or reset the handler from native code. So the CLI treats
+any failure after a SIGINT as the interrupt, the export checks the flag before each step and before it commits, and
+the handler is installed again after each converter.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+_arrived = False
+
+
+def _on_sigint(signum, frame) -> None:
+    global _arrived
+    _arrived = True
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Put our handler in place (again): a library may have replaced it."""
+    try:
+        signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread: the main thread's handler stays
+        pass
+
+
+def arrived() -> bool:
+    """A SIGINT came in since ``install()`` (whatever the code it landed in did with the KeyboardInterrupt)."""
+    return _arrived
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a SIGINT came in, even if a library swallowed the first one."""
+    install()
+    if _arrived:
+        raise KeyboardInterrupt
+
+
+def reset() -> None:
+    """Forget an earlier SIGINT (a new command in the same process: the tests' in-process runner)."""
+    global _arrived
+    _arrived = False
+
+
+def _before_main(signum, frame) -> None:
+    os.write(2, b"c3ae-edge: interrupted\n")
+    os._exit(130)  # nothing is open yet: no traceback out of a half-finished import
+
+
+def install_early() -> None:
+    """While the command line's modules import (before ``install()``): Ctrl-C exits at once, 130, one line. Only for
+    the ``c3ae-edge`` program itself (console script or ``python -m c3ae_edge.cli``), never for a host that imports
+    the package."""
+    entry = sys.argv[0] if sys.argv else ""
+    if entry == "-m" or os.path.basename(entry) == "c3ae-edge":
+        try:
+            signal.signal(signal.SIGINT, _before_main)
+        except ValueError:
+            pass
