@@ -46,30 +46,18 @@ def fgnet_dir() -> Path:
     return FGNET
 
 
-# The fast tier is `pytest -m "not slow"`: no data set, few subprocesses. A test joins the slow tier by its marker,
-# by a module listed here (each builds full bundles or trains), or by using the data set's fixtures.
-SLOW_MODULES = {
-    "test_export.py",
-    "test_mcu.py",
-    "test_engine.py",
-    "test_release.py",
-    "test_board_runtimes.py",
-    "test_runner.py",
-    "test_default_faces.py",
-    "test_train.py",
-    "test_weights_cli.py",
-    "test_aarch64.py",
-}
-DATA_FIXTURES = {"utk_dir", "fgnet_dir", "small_rpi_bundle"}
+# The fast tier is `pytest -m "not slow"`: no data set, few subprocesses. A test joins the slow tier by its marker
+# (`pytestmark = pytest.mark.slow` for a whole module) or by using the data set's or the shared bundle's fixtures.
+SLOW_FIXTURES = {"utk_dir", "fgnet_dir", "fresh_rpi_export", "rpi_bundle"}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark the slow tier; skip the opt-in aarch64 tests. Those need a root built once by
-    bench/aarch64/build_root.sh (~25 min) and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT
-    set, or -m aarch64), never by default, so CI stays fast."""
+    bench/aarch64/build_root.sh and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT
+    set, or -m aarch64), never by default."""
     for item in items:
-        if item.path.name in SLOW_MODULES or DATA_FIXTURES & set(item.fixturenames):
+        if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
     if os.environ.get("C3AE_ARM64_ROOT") or "aarch64" in (config.getoption("markexpr") or ""):
         return
@@ -143,37 +131,18 @@ def cli(capsys, monkeypatch):
     return lambda *args, cwd=None: run_main(list(args), capsys, cwd)
 
 
-@pytest.fixture(scope="session")
-def small_rpi_bundle(tmp_path_factory) -> Path:
-    """One small rpi4 bundle (32 calibration, 16 verification faces) shared by the board-runtime and runner tests."""
+def cli_subprocess(*args, cwd: Path = ROOT, env: dict | None = None, timeout: int = 900):
+    """``python -m c3ae_edge.cli ARGS`` in a child process (this environment, C3AE_DATA as above)."""
     import subprocess
-    import sys
 
-    out = tmp_path_factory.mktemp("small-rpi")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "c3ae_edge.cli",
-            "export",
-            "--target",
-            "rpi4",
-            "--out",
-            str(out),
-            "--calibration-count",
-            "32",
-            "--verify-count",
-            "16",
-            "--allow-degraded",
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "c3ae_edge.cli", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=900,
-        cwd=ROOT,
-        env={**os.environ, "C3AE_DATA": str(DATA)},
+        cwd=cwd,
+        env=env or dict(os.environ),
+        timeout=timeout,
     )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return next(p for p in out.iterdir() if (p / "manifest.json").is_file())
 
 
 @dataclass(frozen=True)
@@ -189,15 +158,49 @@ FRESH_RPI_EXPORT = ("export", "--target", "rpi")  # the README's first command a
 
 
 @pytest.fixture(scope="session")
-def fresh_rpi_export(tmp_path_factory) -> FreshExport:
-    """``c3ae-edge export --target rpi`` and nothing else, as a newcomer runs it: a fresh folder, the embedded faces (no
-    C3AE_DATA, no ../shared/data beside it); SOURCE_DATE_EPOCH pins the build time. One full rpi export per session,
-    shared by tests/test_export.py and the README tour in tests/test_docs.py (which never write into it)."""
-    import subprocess
-
+def fresh_rpi_export(tmp_path_factory, tflite_runtime) -> FreshExport:
+    """THE rpi bundle of a test run: ``c3ae-edge export --target rpi`` and nothing else, as a newcomer runs it: a fresh
+    folder, the embedded faces (no C3AE_DATA, no ../shared/data beside it), both runtimes of the target prepared;
+    SOURCE_DATE_EPOCH pins the build time. Exported once and shared by test_export, test_docs' README tour,
+    test_release (a signed copy), test_board_runtimes, test_runner, test_bundle_detector and test_aarch64: tests copy
+    it before they change anything."""
     cwd = tmp_path_factory.mktemp("fresh-rpi")
     env = {k: v for k, v in os.environ.items() if k != "C3AE_DATA"} | {"SOURCE_DATE_EPOCH": "1700000000"}
-    cmd = [sys.executable, "-m", "c3ae_edge.cli", *FRESH_RPI_EXPORT]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1200)
+    r = cli_subprocess(*FRESH_RPI_EXPORT, cwd=cwd, env=env, timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
     return FreshExport(cwd, cwd / "exports" / "c3ae_full-0.1.0-rpi4", r)
+
+
+@pytest.fixture(scope="session")
+def rpi_bundle(fresh_rpi_export: FreshExport) -> Path:
+    return fresh_rpi_export.bundle
+
+
+@pytest.fixture(scope="session")
+def release_keys(tmp_path_factory) -> dict[str, Path]:
+    """Two unencrypted minisign key pairs made by `c3ae-edge keygen`: "key"/"pub" and "other_key"/"other_pub"."""
+    d = tmp_path_factory.mktemp("keys")
+    for name in ("release", "other"):
+        r = cli_subprocess("keygen", d / name, "--unencrypted")
+        assert r.returncode == 0, r.stderr
+    return {
+        "key": d / "release.key",
+        "pub": d / "release.pub",
+        "other_key": d / "other.key",
+        "other_pub": d / "other.pub",
+    }
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime() -> Path:
+    """The prepared tflite-runtime 2.14 venv's interpreter (`c3ae-edge runtimes prepare tflite-runtime`, the README's
+    first command). Never used stale or incomplete: that fails with the fixing command; where it was never prepared the
+    test skips, except under CI (CI=true), where it fails."""
+    from c3ae_edge.export import runtime_env
+
+    st = runtime_env.state("tflite-runtime")
+    if st.ready:
+        return st.folder / "bin" / "python"
+    if st.state == "missing" and not os.environ.get("CI"):
+        pytest.skip(st.line())
+    pytest.fail(st.line())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,35 +15,23 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
 import emulated  # noqa: E402
 
-pytestmark = pytest.mark.aarch64
+pytestmark = [pytest.mark.aarch64, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def board_dir(tmp_path_factory) -> Path:
-    """An rpi4 bundle (C3AE_ARM64_BUNDLE to reuse one, else a fresh export) staged with onboard.py, as on a Pi."""
+def board_dir(tmp_path_factory, request) -> Path:
+    """The rpi bundle (C3AE_ARM64_BUNDLE to reuse one, else the session's shared export) staged with onboard.py, as
+    on a Pi."""
     root = emulated.root_path()
-    assert emulated.root_ready(root), (
-        f"{root}: no complete arm64 root: run bench/aarch64/build_root.sh (about 25 minutes, once)"
-    )
+    assert emulated.root_ready(root), f"{root}: no complete arm64 root: run bench/aarch64/build_root.sh (once)"
     assert os.geteuid() == 0, "the emulated root needs root (unshare, mount, chroot)"
     b = os.environ.get("C3AE_ARM64_BUNDLE")
-    if not b:
-        out = tmp_path_factory.mktemp("exports")
-        r = subprocess.run(
-            [sys.executable, "-m", "c3ae_edge.cli", "export", "--target", "rpi4", "--out", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            env=dict(os.environ),
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        b = next(p for p in out.iterdir() if (p / "manifest.json").is_file())
-    return emulated.stage(Path(b), tmp_path_factory.mktemp("board"))
+    return emulated.stage(Path(b) if b else request.getfixturevalue("rpi_bundle"), tmp_path_factory.mktemp("board"))
 
 
 @pytest.mark.parametrize("runtime", sorted(emulated.GUEST_VENVS))
 def test_emulated_pi4_matches_x86_runtime(board_dir: Path, runtime: str, record_property):
-    assert emulated.host_python(runtime).exists(), f"no x86 {runtime} venv at {emulated.host_python(runtime)}"
+    assert emulated.host_problem(runtime) is None, emulated.host_problem(runtime)
     host, guest = emulated.run_both(board_dir, runtime, "rpi4", emulated.root_path())
     assert host.error is None and guest.error is None, (host.error, guest.error)
     rows = emulated.compare(host, guest)

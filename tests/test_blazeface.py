@@ -90,29 +90,13 @@ def test_numpy_resize_gives_the_same_boxes_as_opencv(fgnet_photos):
         assert e2e.iou(bf.MAPPINGS["short"].apply(a), bf.MAPPINGS["short"].apply(b)) > 0.95
 
 
-sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
-from emulated import host_python  # noqa: E402
-
-TFLITE_RT = host_python("tflite-runtime")  # a Pi's runtime: tflite-runtime 2.14, numpy<2 (c3ae-edge runtimes prepare)
-
-
-@pytest.mark.parametrize(
-    "python",
-    [
-        sys.executable,
-        pytest.param(
-            str(TFLITE_RT),
-            marks=pytest.mark.skipif(
-                not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}"
-            ),
-        ),
-    ],
-    ids=["ai-edge-litert", "tflite-runtime-2.14"],
-)
-def test_decoder_is_numpy_only(tmp_path, fgnet_photos, python):
+@pytest.mark.parametrize("python", ["ai-edge-litert", "tflite-runtime-2.14"])
+def test_decoder_is_numpy_only(tmp_path, fgnet_photos, python, request):
     """The file imports numpy and the standard library only (a runtime lazily), and runs as a lone file in a process
     where OpenCV, Pillow, torch and c3ae_edge cannot be imported: with ai-edge-litert, and with a board's
     tflite-runtime 2.14 under numpy 1.x."""
+    # a Pi's runtime: the prepared tflite-runtime 2.14 venv, numpy<2 (tests/conftest.py)
+    python = sys.executable if python == "ai-edge-litert" else str(request.getfixturevalue("tflite_runtime"))
     tree = ast.parse(DECODER.read_text())
     top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom)}

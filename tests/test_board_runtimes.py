@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA, ROOT
 
-sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
-from emulated import host_python  # noqa: E402
-
-TFLITE_RT = host_python("tflite-runtime")  # prepared once: c3ae-edge runtimes prepare (or bench/aarch64/README.md)
 FACE = DATA / "utkface" / "images" / "100_0_0_20170112213500903.jpg.chip.jpg"
-needs_tflite_runtime = pytest.mark.skipif(
-    not TFLITE_RT.exists(), reason=f"no tflite-runtime 2.14 venv at {TFLITE_RT.parents[1]}"
-)
+
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
 
 
 def cli(*args: str, cwd: Path = ROOT, py: str = sys.executable) -> subprocess.CompletedProcess:
@@ -30,8 +25,8 @@ def cli(*args: str, cwd: Path = ROOT, py: str = sys.executable) -> subprocess.Co
 
 
 @pytest.fixture(scope="module")
-def bundle(small_rpi_bundle: Path) -> Path:
-    return small_rpi_bundle
+def bundle(rpi_bundle: Path) -> Path:
+    return rpi_bundle  # the session's shared rpi bundle (tests/conftest.py): copied before any change
 
 
 def site_of(py: Path) -> Path:
@@ -100,11 +95,10 @@ def test_tflite_metadata_reader_needs_no_schema(bundle: Path):
         read_metadata(bad)
 
 
-@needs_tflite_runtime
-def test_verify_runs_with_only_tflite_runtime(bundle: Path, tmp_path: Path):
+def test_verify_runs_with_only_tflite_runtime(tflite_runtime: Path, bundle: Path, tmp_path: Path):
     """`c3ae-edge verify` where ai_edge_litert cannot be imported and tflite_runtime (with its numpy<2) is the
     runtime."""
-    rt_site = site_of(TFLITE_RT)
+    rt_site = site_of(tflite_runtime)
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     for name in ("tflite_runtime", "numpy", "numpy.libs"):
@@ -134,14 +128,13 @@ def test_verify_runs_with_only_tflite_runtime(bundle: Path, tmp_path: Path):
     )  # numpy<2, no ai_edge_litert
 
 
-@needs_tflite_runtime
-def test_each_runtime_names_itself_and_the_delegate_that_ran(bundle: Path, tmp_path: Path):
+def test_each_runtime_names_itself_and_the_delegate_that_ran(tflite_runtime: Path, bundle: Path, tmp_path: Path):
     """tflite-runtime 2.14 runs the int8 file on built-in kernels (never XNNPACK); ai-edge-litert on XNNPACK unless told
     not to. The self-test and the on-board runner report it; the runtime the export verified passes its tolerance."""
     man = json.loads((bundle / "manifest.json").read_text())
     int8 = next(a for a in man["artifacts"] if a["precision"] == "int8")
     got = {}
-    for py, extra in ((sys.executable, ()), (sys.executable, ("--delegate", "builtin")), (TFLITE_RT, ())):
+    for py, extra in ((sys.executable, ()), (sys.executable, ("--delegate", "builtin")), (tflite_runtime, ())):
         for row in self_test(py, bundle, *extra):
             got[(row["runtime_id"], row["artifact"])] = row
     ids = {k[0] for k in got if k[1] == int8["file"]}
@@ -162,7 +155,7 @@ def test_each_runtime_names_itself_and_the_delegate_that_ran(bundle: Path, tmp_p
 
     from c3ae_edge.board import onboard
 
-    r = run(TFLITE_RT, onboard.__file__, bundle, "--runs", "20", "--warmup", "2", cwd=tmp_path)
+    r = run(tflite_runtime, onboard.__file__, bundle, "--runs", "20", "--warmup", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(r.stdout)["results"]
     assert {(x["runtime"], x["delegate"]["name"], x["threads"]) for x in rows if x["precision"] == "int8"} == {
@@ -176,10 +169,9 @@ def test_each_runtime_names_itself_and_the_delegate_that_ran(bundle: Path, tmp_p
     )
 
 
-@needs_tflite_runtime
-def test_one_line_when_numpy_and_runtime_do_not_fit(bundle: Path, tmp_path: Path):
+def test_one_line_when_numpy_and_runtime_do_not_fit(tflite_runtime: Path, bundle: Path, tmp_path: Path):
     """`pip install tflite-runtime` gives numpy 2; no runtime at all; no numpy: each is one line, no traceback."""
-    rt_site = site_of(TFLITE_RT)
+    rt_site = site_of(tflite_runtime)
     import numpy
     import PIL
 
@@ -215,14 +207,13 @@ def test_one_line_when_numpy_and_runtime_do_not_fit(bundle: Path, tmp_path: Path
             )
 
 
-@needs_tflite_runtime
-def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(bundle: Path, tmp_path: Path):
+def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(tflite_runtime: Path, bundle: Path, tmp_path: Path):
     """The documented board command (default 1 thread) fills the merged Table 3; two runtimes on one board are two
     rows."""
     from c3ae_edge.board import onboard
 
     docs = []
-    for py in (sys.executable, TFLITE_RT):
+    for py in (sys.executable, tflite_runtime):
         out = tmp_path / f"board-{len(docs)}.json"
         r = run(py, onboard.__file__, bundle, "--runs", "20", "--warmup", "2", "--json", out, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]

@@ -35,14 +35,14 @@ def test_only_targets_with_a_tflite_interpreter_ship_blazeface(target, want):
     assert detector_for(load_target(target)) == want
 
 
-def test_rpi_bundle_carries_its_detector(small_rpi_bundle, cli):
+def test_rpi_bundle_carries_its_detector(rpi_bundle, cli):
     from c3ae_edge.board import board_script
     from c3ae_edge.data.blazeface_detector import MODEL_DIR
     from c3ae_edge.data.detect import detector_record
     from c3ae_edge.export.bundle_check import sha256
     from c3ae_edge.export.manifest import Manifest
 
-    b = small_rpi_bundle
+    b = rpi_bundle
     for name in DETECTOR_FILES:
         src = board_script(name) if name.endswith(".py") else MODEL_DIR / name
         assert (b / name).read_bytes() == src.read_bytes(), name  # byte-identical copies
@@ -87,14 +87,14 @@ def _spoiled(src: Path, dst: Path, how: str) -> Path:
         ("pinned", "'face_detection_short_range.tflite' is not pinned in bundle_files"),
     ],
 )
-def test_verify_catches_a_tampered_detector(small_rpi_bundle, tmp_path, cli, how, message):
-    b = _spoiled(small_rpi_bundle, tmp_path / "b", how)
+def test_verify_catches_a_tampered_detector(rpi_bundle, tmp_path, cli, how, message):
+    b = _spoiled(rpi_bundle, tmp_path / "b", how)
     r = cli("verify", str(b))
     assert r.code == 3 and message in r.err and "Traceback" not in r.err, r.err
 
 
-def test_runner_refuses_a_swapped_detector_model(small_rpi_bundle, fgnet_dir, tmp_path, cli):
-    b = _spoiled(small_rpi_bundle, tmp_path / "b", "sums")
+def test_runner_refuses_a_swapped_detector_model(rpi_bundle, fgnet_dir, tmp_path, cli):
+    b = _spoiled(rpi_bundle, tmp_path / "b", "sums")
     assert cli("bench", "write-runner", tmp_path / "run").code == 0
     photos = tmp_path / "photos"
     photos.mkdir()

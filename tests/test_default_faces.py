@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import DATA, ROOT
 
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
+
 
 def test_embedded_faces_are_the_default_exports_faces(monkeypatch, tmp_path: Path):
     from c3ae_edge.export import calibration as calib

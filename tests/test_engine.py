@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tflite_micro", reason="tflite-micro not installed (pip extra 'mcu'): C99 engine not tested")
+pytestmark = pytest.mark.slow  # full MCU bundles, cross-compiled and run: outside the fast tier
 
 WORK_BAR, FLASH_BAR, TFLM_ARENA = 49_152, 65_536, 164_336  # issue 20: <= 48 KB of SRAM, <= 64 KB of flash (M4, -Os)
 CORES = ("cortex-m4", "cortex-m7", "rv32imc")

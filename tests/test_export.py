@@ -17,6 +17,8 @@ from conftest import DATA, ROOT
 
 from c3ae_edge.export.parity import FP16_PARITY, FP32_PARITY
 
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
+
 CLI = [sys.executable, "-m", "c3ae_edge.cli"]
 ENV = dict(os.environ)  # C3AE_DATA as tests/conftest.py set it
 

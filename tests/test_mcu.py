@@ -20,6 +20,8 @@ ARENA_BAR, FLASH_BAR = (
     64_000,
 )  # issue 12: measured arena <= 170 KB, model flash <= 64 KB (decimal KB: the stricter)
 
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
+
 DRIVER = r"""
 #include <stdio.h>
 #include <stdlib.h>

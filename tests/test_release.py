@@ -27,6 +27,8 @@ needs_registry = pytest.mark.skipif(
     REGISTRY_BIN is None, reason="docker-registry not installed (apt-get install docker-registry; .ci/run does)"
 )
 
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
+
 
 def cli(
     *args: str, env: dict | None = None, input: str | None = None, timeout: int = 600
@@ -54,36 +56,17 @@ def refused(r: subprocess.CompletedProcess, *words: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def keys(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("keys")
-    for name in ("release", "other"):
-        ok(cli("keygen", str(d / name), "--unencrypted"))
-    return {
-        "key": d / "release.key",
-        "pub": d / "release.pub",
-        "other_key": d / "other.key",
-        "other_pub": d / "other.pub",
-    }
+def keys(release_keys) -> dict[str, Path]:
+    return release_keys  # tests/conftest.py: the keys that signed the shared rpi bundle
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory, keys) -> Path:
-    """`c3ae-edge export --target rpi --sign KEY` once per session (300 calibration faces, 100 verification faces)."""
-    out = tmp_path_factory.mktemp("export")
-    r = cli(
-        "export",
-        "--target",
-        "rpi",
-        "--out",
-        str(out),
-        "--sign",
-        str(keys["key"]),
-        "--verify-count",
-        "100",
-        env={**ENV, "SOURCE_DATE_EPOCH": "1700000000"},
-    )
-    ok(r)
-    b = out / "c3ae_full-0.1.0-rpi4"
+def bundle(rpi_bundle: Path, keys, tmp_path_factory) -> Path:
+    """The session's `c3ae-edge export --target rpi` (tests/conftest.py), copied and signed with `c3ae-edge sign`
+    (``keys["key"]``)."""
+    b = tmp_path_factory.mktemp("signed") / rpi_bundle.name
+    shutil.copytree(rpi_bundle, b)
+    ok(cli("sign", str(b), "--key", str(keys["key"])))
     assert (b / "SHA256SUMS.minisig").is_file()
     return b
 

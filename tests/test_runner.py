@@ -21,10 +21,12 @@ RUNNER_DEPS = (
     "onnxruntime",
 )  # the runner's whole world (importable names + their metadata)
 
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
+
 
 @pytest.fixture(scope="module")
-def bundle(small_rpi_bundle: Path) -> Path:
-    return small_rpi_bundle
+def bundle(rpi_bundle: Path) -> Path:
+    return rpi_bundle  # the session's shared rpi bundle (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

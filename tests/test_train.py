@@ -14,6 +14,8 @@ from c3ae_edge.errors import DataError
 from c3ae_edge.train.loop import TrainConfig, train
 from c3ae_edge.weights import load_model, read_checkpoint
 
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
+
 
 def _cfg(tmp_path, utk_dir, **kw):
     base = dict(

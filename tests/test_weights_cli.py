@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
 
 
 def _two_plain_checkpoints(tmp_path):

@@ -47,8 +47,18 @@ def host_python(runtime: str) -> Path:
     tflite-runtime."""
     if runtime == "ai-edge-litert":
         return Path(sys.executable)
-    base = Path(os.environ.get("C3AE_RUNTIMES") or Path.home() / ".cache" / "c3ae-edge" / "runtimes")
-    return (base if (base / "bin" / "python").exists() else base / "tflite-runtime-2.14") / "bin" / "python"
+    from c3ae_edge.export import runtime_env
+
+    return runtime_env.folder("tflite-runtime") / "bin" / "python"  # only used when ready (host_problem)
+
+
+def host_problem(runtime: str) -> str | None:
+    """None when the x86 interpreter for ``runtime`` is usable, else one line (a stale venv is never used)."""
+    if runtime == "ai-edge-litert":
+        return None
+    from c3ae_edge.export import runtime_env
+
+    return runtime_env.missing("tflite-runtime")
 
 
 def ensure_binfmt() -> None:
@@ -189,13 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulated: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
         return 2
     rts = list(GUEST_VENVS) if a.runtime == "both" else [a.runtime]
-    missing = [str(host_python(rt)) for rt in rts if not host_python(rt).exists()]
+    missing = [p for rt in rts if (p := host_problem(rt))]
     if missing:
-        print(
-            f"emulated: error: no x86 interpreter for the comparison: {', '.join(missing)} (see "
-            "bench/aarch64/README.md)",
-            file=sys.stderr,
-        )
+        print(f"emulated: error: no x86 interpreter for the comparison: {'; '.join(missing)}", file=sys.stderr)
         return 2
     runs, rows = [], []
     with tempfile.TemporaryDirectory() as td:

@@ -87,6 +87,9 @@ def register(app: typer.Typer) -> None:
             help="microcontroller targets: c99 (the generated C99 int8 engine, their default) or tflm "
             "(TFLite Micro flatbuffer + C sources)",
         ),
+        allow_unverified_runtime: bool = typer.Option(
+            False, "--allow-unverified-runtime", help="with --sign: sign even if a runtime the target names cannot verify"
+        ),
     ) -> None:
         from c3ae_edge.export.bundle import ExportRequest, export_bundle
 
@@ -109,6 +112,7 @@ def register(app: typer.Typer) -> None:
             signer=signer,
             verbose=verbose,
             engine=engine,
+            allow_unverified_runtime=allow_unverified_runtime,
         )
         _print_export(export_bundle(req, log=say), json_out, archive)
 

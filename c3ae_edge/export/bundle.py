@@ -116,6 +116,7 @@ class ExportRequest:
     signer: Callable[[Path], object] | None = None
     verbose: bool = False
     engine: str | None = None  # microcontroller targets: "c99" or "tflm" (default: the target's)
+    allow_unverified_runtime: bool = False  # sign even where a runtime the target names cannot verify here
 
     def __post_init__(self):
         object.__setattr__(self, "out", Path(self.out))
@@ -188,6 +189,8 @@ def _resolve(req: ExportRequest, log) -> _Job:
 
     target = with_engine(load_target(req.target), req.engine)
     backend = get_backend(target.backend)
+    if req.signer is not None and not req.allow_unverified_runtime:
+        _signable(backend, target)
     with quiet(req.verbose):  # importing a converter can print (torchao .so load failures)
         for module in backend.spec.requires:
             require(module, backend.spec.extra)
@@ -199,6 +202,18 @@ def _resolve(req: ExportRequest, log) -> _Job:
     max_delta = target.max_int8_mae_delta if req.max_delta is None else req.max_delta
     cal, ver, ref = _faces(req, target, model, spec, ck, log)
     return _Job(req, target, backend, final, model, spec, ck, w_sha, max_delta, cal, ver, ref, head_weights(model))
+
+
+def _signable(backend, target) -> None:
+    """A signature vouches for the bundle: refuse to sign one that a runtime its target names cannot verify here."""
+    from c3ae_edge.export.crosscheck import runtimes_for
+
+    gaps = [f"{rt.id} ({why})" for rt in runtimes_for(backend, target) if (why := rt.missing())]
+    if gaps:
+        raise UsageError(
+            f"--sign: target {target.name} names runtimes that cannot verify here: {'; '.join(gaps)}; prepare them, "
+            "or pass --allow-unverified-runtime to sign a bundle they did not verify"
+        )
 
 
 def _faces(req: ExportRequest, target, model, spec, ck, log):
