@@ -256,43 +256,76 @@ def parity_inputs(bundle: Path, manifest: dict) -> np.ndarray:
     return (crops.astype(np.float32) / 255.0 - np.float32(c["mean"])) / np.float32(c["std"])
 
 
-def compare_golden(mine: dict, golden: dict, runtime_id: str) -> dict:
-    """This runtime's raw outputs vs the golden ones: bit for bit when the bundle has this runtime's,
-    else the closest."""
+SIMD = ("sse", "ssse", "avx", "fma", "f16c", "amx", "asimd", "fphp", "i8mm", "sve", "bf16", "neon")
 
-    def diff(g):  # g: {output name: {"dtype", "shape", "values"}}, the raw tensors on the parity faces
-        ds = []
-        for name, t in g.items():
-            want = np.asarray(t["values"], dtype=t["dtype"])
-            got = mine.get(name)
-            if got is None or got.size != want.size:
-                return None
-            ds.append(
-                np.abs(
-                    got.astype(np.float64).reshape(len(got), -1) - want.astype(np.float64).reshape(len(got), -1)
-                ).ravel()
-            )
-        return np.concatenate(ds) if ds else None
 
+def cpu_simd() -> list[str]:
+    """This CPU's SIMD flags (Linux /proc/cpuinfo "flags" or "Features"), which pick a runtime's kernels."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return sorted({f for f in val.split() if f.startswith(SIMD)})
+    return []
+
+
+def golden_site(runtime_id: str, version: str | None) -> dict:
+    """Where outputs come from: the runtime and delegate, its version, the machine and its SIMD flags. Golden outputs
+    are bit-exact only for the same runtime build on the same instruction set."""
+    import platform
+
+    return {"runtime_id": runtime_id, "version": version, "machine": platform.machine(), "simd": cpu_simd()}
+
+
+def golden_applies(key: str, recorded: dict, site: dict) -> bool:
+    """Golden outputs ``key`` were recorded where ``site`` runs (a bundle that does not say where: the same runtime)."""
+    rec = recorded.get(key)
+    if not isinstance(rec, dict):
+        return key == site["runtime_id"]
+    return all(rec.get(k) == site[k] for k in ("runtime_id", "version", "machine", "simd"))
+
+
+def _golden_diff(mine: dict, g: dict):
+    """Absolute differences of every raw output value against golden outputs ``g`` (None if names or sizes differ)."""
+    ds = []
+    for name, t in g.items():
+        want = np.asarray(t["values"], dtype=t["dtype"])
+        got = mine.get(name)
+        if got is None or got.size != want.size:
+            return None
+        n = len(got)
+        ds.append(np.abs(got.astype(np.float64).reshape(n, -1) - want.astype(np.float64).reshape(n, -1)).ravel())
+    return np.concatenate(ds) if ds else None
+
+
+def compare_golden(mine: dict, art: dict, site: dict) -> dict:
+    """This runtime's raw outputs vs the artifact's golden ones: bit for bit against those recorded for this runtime,
+    version and instruction set; elsewhere the closest golden's difference, as information."""
+    golden, recorded = art.get("golden") or {}, art.get("golden_recorded") or {}
     if not golden:
         return {"golden": "none in this bundle"}
-    if runtime_id in golden:
-        d = diff(golden[runtime_id])
+    key = next((k for k in golden if golden_applies(k, recorded, site)), None)
+    if key is not None:
+        d = _golden_diff(mine, golden[key])
         if d is None:
-            return {
-                "golden": runtime_id,
-                "bit_exact": False,
-                "error": "output name or shape differs from the golden output",
-            }
+            return {"golden": key, "bit_exact": False, "error": "output name or shape differs from the golden output"}
         return {
-            "golden": runtime_id,
+            "golden": key,
             "bit_exact": bool((d == 0).all()),
             "max_abs_diff": float(d.max()),
             "values_differing": int((d > 0).sum()),
         }
-    near = {rid: float(d.max()) for rid, g in golden.items() if (d := diff(g)) is not None}
-    rid = min(near, key=near.get) if near else None
-    return {"golden": f"none for {runtime_id}", "closest": rid, "max_abs_diff": near.get(rid)}
+    near = {k: d for k, g in golden.items() if (d := _golden_diff(mine, g)) is not None}
+    k = min(near, key=lambda k: float(near[k].max())) if near else None
+    return {
+        "golden": f"none for {site['runtime_id']} {site['version']} on {site['machine']} with these SIMD flags",
+        "closest": k,
+        "max_abs_diff": float(near[k].max()) if k else None,
+        "values_differing": int((near[k] > 0).sum()) if k else None,
+    }
 
 
 def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path) -> dict:
@@ -308,7 +341,7 @@ def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path) -> dict:
     res = {
         "artifact": art["file"],
         **info,
-        **compare_golden(mine, art.get("golden") or {}, info["runtime_id"]),
+        **compare_golden(mine, art, golden_site(info["runtime_id"], info["version"])),
         "faces": len(ages),
         "max_abs_age_diff_vs_pytorch": round(float(diff.max()), 6),
         "tolerance_years": art["tolerance_years"],
@@ -328,7 +361,9 @@ def _summary(r: dict) -> str:
         )
         if "bit_exact" in r
         else (
-            f"{r['golden']}; closest {r['closest']} max |diff| {r['max_abs_diff']}" if r.get("closest") else r["golden"]
+            f"{r['golden']}; closest {r['closest']} max |diff| {r['max_abs_diff']} (information)"
+            if r.get("closest")
+            else r["golden"]
         )
     )
     return (

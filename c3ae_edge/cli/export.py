@@ -149,8 +149,9 @@ def register(app: typer.Typer) -> None:
                 if not g
                 else (
                     "; golden outputs bit-exact"
-                    if g["exact"]
-                    else f"; golden outputs differ by up to {g['max_diff']:g}"
+                    if g.get("recorded_here", True)
+                    else f"; no golden outputs for this runtime and CPU (closest, {g['closest']}: up to "
+                    f"{g['max_diff']:g} away, information)"
                 )
             )
             typer.echo(

@@ -315,6 +315,7 @@ def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Pa
         "verification": m,
         "runtimes": v["runtimes"],
         "golden": v["golden"],
+        "golden_recorded": v["golden_recorded"],
     }
     log(
         f"{path.name}: {art['bytes']:,} bytes, max |age - PyTorch| {m['max_abs_diff_vs_pytorch']:.4f} y, "

@@ -74,12 +74,14 @@ def verify_artifact(
     log=print,
     hush=contextlib.nullcontext,
 ) -> dict:
-    """-> {"runtimes": {id: row}, "golden": {id: outputs}, "verification": primary row, "tolerance_years": float, "io"}.
+    """-> {"runtimes": {id: row}, "golden": {id: outputs}, "golden_recorded": {id: where they hold bit for bit},
+    "verification": primary row, "tolerance_years": float, "io"}.
     A runtime that is not usable here is recorded as "not verified: <why>" (one log line); at least one must run.
     ``hush()`` wraps opening and running a runtime (their native log lines)."""
+    from c3ae_edge.board.reference_infer import golden_site
     from c3ae_edge.errors import VerificationError
 
-    rows, golden, measured, io = {}, {}, [], None
+    rows, golden, recorded, measured, io = {}, {}, {}, [], None
     for rt in runtimes_for(backend, target):
         why = rt.missing()
         row = {
@@ -100,6 +102,7 @@ def verify_artifact(
         res = judge(precision, m, bars, allow_degraded, where=f"{path.name} under {rt.id}")
         rows[rt.id] = {**row, "status": "verified", "verification": {**m, **res}}
         golden[rt.id] = golden_outputs(raw)
+        recorded[rt.id] = golden_site(getattr(runner, "ran_as", rt.id), row["version"])  # where they are bit-exact
         measured.append(m)
     if not measured:
         raise VerificationError(f"{path.name}: no runtime of target {target.name} is usable here ({', '.join(rows)})")
@@ -107,6 +110,7 @@ def verify_artifact(
     return {
         "runtimes": rows,
         "golden": golden,
+        "golden_recorded": recorded,
         "verification": primary["verification"],
         "io": io,
         "tolerance_years": tolerance(precision, max(m["max_abs_diff_vs_pytorch"] for m in measured)),

@@ -154,6 +154,17 @@ def open_interpreter(path: Path, threads: int | None = None, package: str | None
     return it
 
 
+def ran_as(it) -> str:
+    """The runtime and the delegate that really run the graph, as the board's self-test names them: one DELEGATE node
+    per XNNPACK partition in the execution plan, none when every op is a built-in kernel."""
+    pkg = "tflite-runtime" if type(it).__module__.startswith("tflite_runtime") else "ai-edge-litert"
+    try:
+        parts = sum(1 for o in it._get_ops_details() if o["op_name"] == "DELEGATE")
+    except Exception:  # a runtime without the introspection call
+        return f"{pkg}/unknown"
+    return f"{pkg}/{'xnnpack' if parts else 'builtin'}"
+
+
 def read_metadata(path: Path) -> dict:
     """Our JSON metadata embedded in a .tflite file ({} if none); a plain flatbuffer read, so a board with only
     tflite_runtime (no ai_edge_litert schema) decodes the head too."""
@@ -171,6 +182,7 @@ class TFLiteRunner:
 
     def __init__(self, path: Path, threads: int | None = None, package: str | None = None, delegate: str = "xnnpack"):
         self.interpreter = open_interpreter(path, threads, package, delegate)
+        self.ran_as = ran_as(self.interpreter)
         self.inp = self.interpreter.get_input_details()[0]
         self.outs = self.interpreter.get_output_details()
         self.input_name = self.inp["name"]
@@ -230,6 +242,7 @@ class SubprocessRunner(TFLiteRunner):
 
     def __init__(self, path: Path, threads: int | None, python: Path):
         self.path, self.threads, self.python = Path(path), threads or 1, python
+        self.ran_as = "tflite-runtime/unknown"  # the worker says which delegate ran
         it = open_interpreter(path, 1, "ai-edge-litert", "builtin")  # details and metadata only; nothing runs here
         self.inp, self.outs = it.get_input_details()[0], it.get_output_details()
         self.input_name, self.output_names = self.inp["name"], tuple(d["name"] for d in self.outs)
@@ -257,6 +270,7 @@ class SubprocessRunner(TFLiteRunner):
             if r.returncode:
                 last = (r.stderr.strip().splitlines() or ["no output"])[-1]
                 raise VerificationError(f"{self.path.name}: tflite-runtime worker failed ({last})")
+            self.ran_as = (Path(td) / "ran_as.txt").read_text().strip()
             with np.load(Path(td) / "raw.npz", allow_pickle=False) as z:
                 return {d["name"]: z[d["name"]] for d in self.outs}
 
@@ -266,6 +280,7 @@ def _worker(argv: list[str]) -> None:
     model, folder, threads = argv
     r = TFLiteRunner(Path(model), int(threads), package="tflite-runtime", delegate="default")
     np.savez(Path(folder) / "raw.npz", **r.raw(np.load(Path(folder) / "x.npy", allow_pickle=False)))
+    (Path(folder) / "ran_as.txt").write_text(r.ran_as)
 
 
 def bench_forward(path: Path, threads: int, precision: str = "fp32", batch: int = 1):
