@@ -68,8 +68,10 @@ def fix_command(key: str) -> str:
 
 
 def root() -> Path:
-    """$C3AE_RUNTIMES, else ~/.cache/c3ae-edge/runtimes."""
-    return Path(os.environ.get("C3AE_RUNTIMES") or Path.home() / ".cache" / "c3ae-edge" / "runtimes")
+    """$C3AE_RUNTIMES, else $XDG_CACHE_HOME/c3ae-edge/runtimes (~/.cache/c3ae-edge/runtimes)."""
+    if os.environ.get("C3AE_RUNTIMES"):
+        return Path(os.environ["C3AE_RUNTIMES"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "c3ae-edge" / "runtimes"
 
 
 def folder(key: str) -> Path:

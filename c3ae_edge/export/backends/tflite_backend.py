@@ -241,7 +241,7 @@ class SubprocessRunner(TFLiteRunner):
     """tflite-runtime 2.14 (needs numpy<2) in its own prepared venv: the graph runs there, this process decodes."""
 
     def __init__(self, path: Path, threads: int | None, python: Path):
-        self.path, self.threads, self.python = Path(path), threads or 1, python
+        self.path, self.threads, self.python = Path(path).resolve(), threads or 1, python
         self.ran_as = "tflite-runtime/unknown"  # the worker says which delegate ran
         it = open_interpreter(path, 1, "ai-edge-litert", "builtin")  # details and metadata only; nothing runs here
         self.inp, self.outs = it.get_input_details()[0], it.get_output_details()
