@@ -148,11 +148,12 @@ def prepare(key: str, log=print) -> Path:
     if now.ready:
         log(f"{key}: ready at {where} ({_versions(now.installed)})")
         return exe
-    log(f"{key}: {'creating' if now.state == 'missing' else f'rebuilding ({now.state}: {now.problem})'} {where}")
-    (where / STAMP).unlink(missing_ok=True)  # an interrupted rebuild must not look ready
+    log(f"{key}: {'creating' if now.state == 'missing' else f'repairing ({now.state}: {now.problem})'} {where}")
+    (where / STAMP).unlink(missing_ok=True)  # an interrupted repair must not look ready
     where.parent.mkdir(parents=True, exist_ok=True)
+    works = exe.is_file() and subprocess.run([str(exe), "-m", "pip", "--version"], capture_output=True).returncode == 0
     steps = [
-        [sys.executable, "-m", "venv", "--clear", str(where)],
+        *([] if works else [[sys.executable, "-m", "venv", "--clear", str(where)]]),  # repair in place when it runs
         [str(exe), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *v.requirements],
         [str(exe), "-c", v.probe],
         [str(exe), "-c", _INSTALLED],
