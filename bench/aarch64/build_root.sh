@@ -18,7 +18,11 @@ LITERT=${C3AE_LITERT_VERSION:-2.3.0}
 PART="$ROOT.partial"
 log() { echo "[build_root $(date -u +%H:%M:%S)] $*"; }
 
-if [ -f "$ROOT/.c3ae-arm64-root" ]; then log "$ROOT is already built"; exit 0; fi
+if [ -f "$ROOT/.c3ae-arm64-root" ]; then
+    CPUINFO=${C3AE_CPUINFO_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/reference}
+    mkdir -p "$ROOT/etc/c3ae-cpuinfo" && cp "$CPUINFO"/cpuinfo-rpi[45].txt "$ROOT/etc/c3ae-cpuinfo/"
+    log "$ROOT is already built"; exit 0
+fi
 [ "$(id -u)" = 0 ] || { echo "build_root.sh: must run as root (debootstrap, chroot)" >&2; exit 2; }
 
 need=""
@@ -67,6 +71,10 @@ for v in tflite-runtime ai-edge-litert; do
         chroot '$PART' sh -c 'python3 -m venv /opt/$v && /opt/$v/bin/pip install -q --no-index \
             --find-links /opt/wheels/$v $pkgs'"
 done
+# the Pi cpuinfo files each emulated run binds over /proc/cpuinfo (c3ae_edge/export/arm64.py reads them here)
+CPUINFO=${C3AE_CPUINFO_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/reference}
+mkdir -p "$PART/etc/c3ae-cpuinfo"
+cp "$CPUINFO/cpuinfo-rpi4.txt" "$CPUINFO/cpuinfo-rpi5.txt" "$PART/etc/c3ae-cpuinfo/"
 chroot "$PART" sh -c 'for v in /opt/tflite-runtime /opt/ai-edge-litert; do $v/bin/pip freeze | sed "s|^|$v: |"; done' \
     > "$PART/.c3ae-arm64-root.tmp"
 mv "$PART/.c3ae-arm64-root.tmp" "$PART/.c3ae-arm64-root"

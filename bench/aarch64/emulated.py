@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -26,20 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ROOT = Path("/var/cache/c3ae-edge/arm64-root")
-MARKER = ".c3ae-arm64-root"  # written by build_root.sh when the root and both venvs are complete
-BOARDS = {"rpi4": ("cortex-a72", "cpuinfo-rpi4.txt"), "rpi5": ("cortex-a76", "cpuinfo-rpi5.txt")}
-CPUINFO_DIR = Path(os.environ.get("C3AE_CPUINFO_DIR", REPO.parent / "shared" / "reference"))
-GUEST_VENVS = {"tflite-runtime": "/opt/tflite-runtime", "ai-edge-litert": "/opt/ai-edge-litert"}
-BINFMT = Path("/proc/sys/fs/binfmt_misc")
-
-
-def root_path() -> Path:
-    return Path(os.environ.get("C3AE_ARM64_ROOT") or DEFAULT_ROOT)
-
-
-def root_ready(root: Path | None = None) -> bool:
-    return ((root or root_path()) / MARKER).is_file()
+sys.path.insert(0, str(REPO))  # the checkout's c3ae_edge when run as a script
+from c3ae_edge.export.arm64 import BOARDS, GUEST_VENVS, guest_run, root_path, root_ready  # noqa: E402
 
 
 def host_python(runtime: str) -> Path:
@@ -59,46 +45,6 @@ def host_problem(runtime: str) -> str | None:
     from c3ae_edge.export import runtime_env
 
     return runtime_env.missing("tflite-runtime")
-
-
-def ensure_binfmt() -> None:
-    """The kernel must hand aarch64 ELF files to qemu (gone after a reboot): register it again, or say why not."""
-    if (BINFMT / "qemu-aarch64").is_file() and (BINFMT / "qemu-aarch64").read_text().startswith("enabled"):
-        return
-    if not (BINFMT / "register").exists():
-        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True, check=False)
-    subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, check=False)
-    if not (BINFMT / "qemu-aarch64").is_file():
-        raise RuntimeError(
-            "qemu-aarch64 is not registered with binfmt_misc (apt-get "
-            "install qemu-user-static binfmt-support; run as root)"
-        )
-
-
-def guest_run(
-    root: Path, board: str, runtime: str, mount: Path, argv: list[str], timeout: int = 1800
-) -> subprocess.CompletedProcess:
-    """``/opt/<runtime>/bin/python ARGV`` in the root, as on a Pi, in /mnt: the host folder ``mount``, read-only."""
-    cpu, info = BOARDS[board]
-    ensure_binfmt()
-    r = shlex.quote(str(root))
-    # /sys too: XNNPACK's cpuinfo reads /sys/devices/system/cpu, and without it XNNPACK does not initialise ("Error in
-    # cpuinfo: failed to parse both lists of possible and present processors") and every op silently runs built-in
-    script = (
-        f"mount -t proc proc {r}/proc && mount --bind {shlex.quote(str(CPUINFO_DIR / info))} {r}/proc/cpuinfo && "
-        f"mount -t sysfs -o ro sysfs {r}/sys && "
-        f"mount --bind {shlex.quote(str(mount))} {r}/mnt && mount -o remount,bind,ro {r}/mnt && "
-        f"exec chroot {r} /bin/sh -c "
-        + shlex.quote(f"cd /mnt && exec {GUEST_VENVS[runtime]}/bin/python " + " ".join(shlex.quote(a) for a in argv))
-    )
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": cpu}
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 @dataclass

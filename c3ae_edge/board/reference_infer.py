@@ -328,7 +328,21 @@ def compare_golden(mine: dict, art: dict, site: dict) -> dict:
     }
 
 
-def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path) -> dict:
+def golden_outputs(raw: dict) -> dict:
+    """Raw output tensors as JSON: integers stay integers, floats keep float32's 9 significant digits."""
+    out = {}
+    for name, v in raw.items():
+        v = np.asarray(v)
+        vals = (
+            v.astype(int).tolist()
+            if np.issubdtype(v.dtype, np.integer)
+            else [[float(f"{e:.9g}") for e in r] for r in v.reshape(len(v), -1)]
+        )
+        out[name] = {"dtype": v.dtype.name, "shape": list(v.shape), "values": vals}
+    return out
+
+
+def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path, record: bool = False) -> dict:
     """The parity faces through this interpreter: raw outputs against the golden outputs, ages against PyTorch's."""
     man = dict(manifest, input=art["input"], output=dict(manifest["output"], **art.get("output", {})))
     raws = [invoke(it, x, man) for x in parity_inputs(bundle, manifest)]
@@ -338,10 +352,11 @@ def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path) -> dict:
     digest = hashlib.sha256(
         b"".join(k.encode() + np.ascontiguousarray(v).tobytes() for k, v in sorted(mine.items()))
     ).hexdigest()
+    site = golden_site(info["runtime_id"], info["version"])
     res = {
         "artifact": art["file"],
         **info,
-        **compare_golden(mine, art, golden_site(info["runtime_id"], info["version"])),
+        **compare_golden(mine, art, site),
         "faces": len(ages),
         "max_abs_age_diff_vs_pytorch": round(float(diff.max()), 6),
         "tolerance_years": art["tolerance_years"],
@@ -349,6 +364,9 @@ def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path) -> dict:
         "output_sha256": digest,
     }
     res["passed"] = bool(diff.max() <= art["tolerance_years"] and res.get("bit_exact", True))
+    res["site"] = site
+    if record:  # the raw outputs as golden outputs of this runtime here (export records an emulated Pi's)
+        res["raw"] = golden_outputs(mine)
     return res
 
 
@@ -400,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the bundle's parity faces and compare with the golden outputs of this runtime",
     )
+    ap.add_argument("--record", action="store_true", help="with --self-test: print the raw outputs too")
     a = ap.parse_args(argv)
     if not a.images and not a.self_test:
         ap.error("give IMAGE(s) or --self-test")
@@ -421,9 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.self_test:
             ok = True
             for t in [art] if a.artifact else arts:
-                r = self_test(
-                    *open_interpreter(bundle / t["file"], a.threads, a.runtime, a.delegate), t, manifest, bundle
-                )
+                it, info = open_interpreter(bundle / t["file"], a.threads, a.runtime, a.delegate)
+                r = self_test(it, info, t, manifest, bundle, a.record)
                 print(json.dumps({"self_test": r}))
                 print(_summary(r), file=sys.stderr)
                 ok &= r["passed"]

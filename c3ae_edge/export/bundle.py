@@ -163,6 +163,8 @@ def export_bundle(req: ExportRequest | str, log=print, **fields) -> Path:
         detector = write_detector(tmp, job.target)
         man = _write_docs(tmp, job, _manifest(job, arts, parity, iso, reproducible, detector), log)
         (tmp / "manifest.json").write_text(man.to_json())
+        if _arm64_goldens(tmp, job, man, log):
+            (tmp / "manifest.json").write_text(man.to_json())
         _seal(tmp, job.final, req.signer)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -414,6 +416,29 @@ def _write_docs(tmp: Path, job: _Job, man: Manifest, log) -> Manifest:
     if hasattr(job.backend, "bundle_extras"):  # optional hook: extra files (or lines in these two), manifest sections
         man = man.with_sections(job.backend.bundle_extras(tmp, man.to_dict(), log, faces=job.ver))
     return man
+
+
+def _arm64_goldens(tmp: Path, job: _Job, man: Manifest, log) -> bool:
+    """Where the emulated Pi root exists (c3ae_edge.export.arm64), the bundle's own self-test runs there under each
+    runtime the target names, and its raw outputs join the golden ones (key ``RUNTIME@BOARD``, with where they were
+    recorded); an artifact outside its tolerance there fails the export. -> whether any were added."""
+    from c3ae_edge.export import arm64
+
+    if job.target.backend != "tflite" or job.target.arch != "aarch64":
+        return False
+    if arm64.usable() is not None:
+        return False
+    _catch_ctrl_c()
+    board, added = arm64.board_of(job.target), False
+    for rows in arm64.record_goldens(tmp, job.target, log).values():
+        for row in rows:
+            art = next(a for a in man.artifacts if a["file"] == row["artifact"])
+            key = f"{row['runtime_id']}@{board}"
+            art["golden"][key], art["golden_recorded"][key] = row["raw"], row["site"]
+            added = True
+    if added:
+        log(f"goldens: recorded on an emulated {board} ({arm64.root_path()})")
+    return added
 
 
 def _seal(tmp: Path, final: Path, signer) -> None:

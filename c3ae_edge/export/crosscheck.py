@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from c3ae_edge.board.reference_infer import golden_outputs  # one format, on the board and here
 from c3ae_edge.export.parity import judge, measure, predict, tolerance
 
 INT8_ISAS = (
@@ -115,20 +116,6 @@ def verify_artifact(
         "io": io,
         "tolerance_years": tolerance(precision, max(m["max_abs_diff_vs_pytorch"] for m in measured)),
     }
-
-
-def golden_outputs(raw: dict[str, np.ndarray]) -> dict:
-    """Raw output tensors as JSON: integers stay integers, floats keep float32's 9 significant digits."""
-    out = {}
-    for name, v in raw.items():
-        v = np.asarray(v)
-        vals = (
-            v.astype(int).tolist()
-            if np.issubdtype(v.dtype, np.integer)
-            else [[float(f"{e:.9g}") for e in r] for r in v.reshape(len(v), -1)]
-        )
-        out[name] = {"dtype": v.dtype.name, "shape": list(v.shape), "values": vals}
-    return out
 
 
 def compare_golden(raw: dict[str, np.ndarray], want: dict) -> dict:
