@@ -245,8 +245,8 @@ def test_merged_board_rows_show_runtime_age_check_and_no_fake_macc(tflite_runtim
 
 
 def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Path):
-    """--self-test against manifest golden outputs: exact ones pass, one int8 step off fails, another runtime's are
-    'closest'."""
+    """--self-test against manifest golden outputs: exact ones pass, one int8 step off fails where the golden was
+    recorded (this runtime, version, machine, SIMD flags), is information elsewhere; another runtime's are 'closest'."""
     import shutil
 
     import numpy as np
@@ -283,10 +283,23 @@ def test_self_test_checks_golden_outputs_bit_for_bit(bundle: Path, tmp_path: Pat
     rc, res = check({"tflite-runtime/builtin": {"logits": {**entry["logits"], "values": off.tolist()}}})
     assert (
         rc == 0
-        and res["golden"] == "none for ai-edge-litert/xnnpack"
+        and res["golden"].startswith("none for ai-edge-litert/xnnpack ")
         and res["closest"] == "tflite-runtime/builtin"
         and res["max_abs_diff"] == 2.0
     )
+    # one step off again, but recorded elsewhere (a Pi, another runtime version): information, not a failure
+    one = raw.astype(np.int16)
+    one[3, 5] += 1 if one[3, 5] < 127 else -1
+    site = art["golden_recorded"]["ai-edge-litert/xnnpack"]
+    assert site["machine"] and site["version"] and site["runtime_id"] == "ai-edge-litert/xnnpack", site
+    for elsewhere in ({**site, "machine": "aarch64", "simd": ["asimd", "fp"]}, {**site, "version": "2.1.0"}):
+        art["golden_recorded"] = {"ai-edge-litert/xnnpack": elsewhere}
+        rc, res = check({"ai-edge-litert/xnnpack": {"logits": {**entry["logits"], "values": one.tolist()}}})
+        assert rc == 0 and res["passed"] and "bit_exact" not in res, res
+        assert res["closest"] == "ai-edge-litert/xnnpack" and res["values_differing"] == 1, res
+    art["golden_recorded"] = {"ai-edge-litert/xnnpack": site}  # recorded right here: the same step fails
+    rc, res = check({"ai-edge-litert/xnnpack": {"logits": {**entry["logits"], "values": one.tolist()}}})
+    assert rc == 1 and not res["bit_exact"] and res["values_differing"] == 1
 
 
 def test_bundle_readme_says_what_to_install(bundle: Path):
