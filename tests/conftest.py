@@ -54,14 +54,16 @@ SLOW_FIXTURES = {"utk_dir", "fgnet_dir", "fresh_rpi_export", "rpi_bundle"}
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark the slow tier; skip the opt-in aarch64 tests. Those need a root built once by
-    bench/aarch64/build_root.sh and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT
-    set, or -m aarch64), never by default."""
+    bench/aarch64/build_root.sh and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT naming a
+    complete root, or -m aarch64), never by default."""
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
-    if os.environ.get("C3AE_ARM64_ROOT") or "aarch64" in (config.getoption("markexpr") or ""):
+    from c3ae_edge.export import arm64
+
+    if "aarch64" in (config.getoption("markexpr") or "") or (os.environ.get("C3AE_ARM64_ROOT") and arm64.root_ready()):
         return
-    skip = pytest.mark.skip(reason="opt-in: set C3AE_ARM64_ROOT or run -m aarch64 (bench/aarch64/README.md)")
+    skip = pytest.mark.skip(reason="opt-in: C3AE_ARM64_ROOT=ROOT or -m aarch64 (bench/aarch64/README.md)")
     for item in items:
         if item.get_closest_marker("aarch64"):
             item.add_marker(skip)
