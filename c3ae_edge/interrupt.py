@@ -52,13 +52,31 @@ def _before_main(signum, frame) -> None:
     os._exit(130)  # nothing is open yet: no traceback out of a half-finished import
 
 
+_program = False
+
+
 def install_early() -> None:
     """While the command line's modules import (before ``install()``): Ctrl-C exits at once, 130, one line. Only for
     the ``c3ae-edge`` program itself (console script or ``python -m c3ae_edge.cli``), never for a host that imports
     the package."""
+    global _program
     entry = sys.argv[0] if sys.argv else ""
-    if entry == "-m" or os.path.basename(entry) == "c3ae-edge":
+    _program = entry == "-m" or os.path.basename(entry) == "c3ae-edge"
+    if _program:
         try:
             signal.signal(signal.SIGINT, _before_main)
         except ValueError:
             pass
+
+
+def exit_interrupted() -> None:
+    """The ``c3ae-edge`` program ends here after an interrupt without running the interpreter's finalisation: a
+    native library interrupted halfway through its import or its work can crash there (SIGSEGV) instead of exiting
+    130. Everything of ours was undone while the KeyboardInterrupt unwound; a host that imported us keeps running."""
+    if _program:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed pipe: nothing more to say
+                pass
+        os._exit(130)

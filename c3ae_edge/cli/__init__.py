@@ -156,6 +156,7 @@ def _interrupted() -> NoReturn:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not turn the exit into a traceback
     print("c3ae-edge: interrupted", file=sys.stderr)
+    _interrupt.exit_interrupted()
     sys.exit(130)
 
 
