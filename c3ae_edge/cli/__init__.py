@@ -138,6 +138,15 @@ def main() -> None:
     interrupt.reset()
     interrupt.install()
     try:
+        _run()
+    finally:
+        interrupt.reset()  # the flag belongs to this command (a host may call main() again)
+
+
+def _run() -> None:
+    from c3ae_edge import interrupt
+
+    try:
         rv = app(standalone_mode=False)
     except SystemExit:
         if interrupt.arrived():  # typer's usage error or a library's exit after the signal
