@@ -137,7 +137,9 @@ def runtime_table(man: Manifest) -> str:
     return (
         f"Under each runtime a board may use, on CPU {cpu.get('model')} (int8 ISA {cpu.get('int8_isa')}); {bars} "
         "`manifest.json` holds each runtime's golden outputs on the parity faces (raw tensors, int8 stays int8): "
-        "`python3 reference_infer.py --self-test` compares yours with them.\n\n"
+        "`python3 reference_infer.py --self-test` compares yours with them, bit for bit where they were recorded (the "
+        "same runtime, version and instruction set: `golden_recorded`), elsewhere as information beside the age check."
+        "\n\n"
         "| file | runtime | status | p50 | p99 | max (years vs PyTorch) | MAE delta |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
     )
