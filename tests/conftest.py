@@ -159,16 +159,63 @@ class FreshExport:
 FRESH_RPI_EXPORT = ("export", "--target", "rpi")  # the README's first command and tour run exactly this
 
 
+@dataclass(frozen=True)
+class Installed:
+    """The built wheel installed with its dependencies into a fresh venv, as a pip user has it: its ``c3ae-edge``, its
+    interpreter, and the environment to run them in (no C3AE_DATA, no PYTHONPATH, its own runtimes folder)."""
+
+    c3ae: Path
+    python: Path
+    env: dict
+
+
 @pytest.fixture(scope="session")
-def fresh_rpi_export(tmp_path_factory, tflite_runtime) -> FreshExport:
-    """THE rpi bundle of a test run: ``c3ae-edge export --target rpi`` and nothing else, as a newcomer runs it: a fresh
-    folder, the embedded faces (no C3AE_DATA, no ../shared/data beside it), both runtimes of the target prepared;
-    SOURCE_DATE_EPOCH pins the build time. Exported once and shared by test_export, test_docs' README tour,
-    test_release (a signed copy), test_board_runtimes, test_runner, test_bundle_detector and test_aarch64: tests copy
-    it before they change anything."""
+def installed(tmp_path_factory) -> Installed:
+    """`pip wheel` of this checkout, `pip install 'WHEEL[all]' -c constraints.txt` into a fresh venv (packages from the
+    index or pip's cache, as on a user's machine), then that install's own `c3ae-edge runtimes prepare tflite-runtime`
+    into a fresh runtimes folder. Nothing of this checkout or its venv is visible there."""
+    import subprocess
+
+    def run(*cmd, **kw):
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=1800, **kw)
+        assert r.returncode == 0, (cmd[:4], r.stderr[-3000:])
+
+    d = tmp_path_factory.mktemp("installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("C3AE_DATA", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["C3AE_RUNTIMES"] = str(d / "runtimes")
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        d / "wheels",
+        ROOT,
+        env=env,
+    )
+    run(sys.executable, "-m", "venv", d / "venv", env=env)
+    py, whl = d / "venv" / "bin" / "python", next((d / "wheels").glob("c3ae_edge-*.whl"))
+    run(py, "-m", "pip", "install", "-q", "--no-compile", "-c", ROOT / "constraints.txt", f"{whl}[all]", env=env, cwd=d)
+    run(d / "venv" / "bin" / "c3ae-edge", "runtimes", "prepare", "tflite-runtime", env=env, cwd=d)
+    return Installed(d / "venv" / "bin" / "c3ae-edge", py, env)
+
+
+@pytest.fixture(scope="session")
+def fresh_rpi_export(tmp_path_factory, installed: Installed) -> FreshExport:
+    """THE rpi bundle of a test run: ``c3ae-edge export --target rpi`` and nothing else, as a newcomer runs it: the
+    installed wheel (``installed``), a fresh folder, the embedded faces (no C3AE_DATA, no ../shared/data beside it),
+    both runtimes of the target prepared; SOURCE_DATE_EPOCH pins the build time. Exported once and shared by
+    test_real_install, test_export, test_docs' README tour, test_release (a signed copy), test_board_runtimes,
+    test_runner, test_bundle_detector and test_aarch64: tests copy it before they change anything."""
+    import subprocess
+
     cwd = tmp_path_factory.mktemp("fresh-rpi")
-    env = {k: v for k, v in os.environ.items() if k != "C3AE_DATA"} | {"SOURCE_DATE_EPOCH": "1700000000"}
-    r = cli_subprocess(*FRESH_RPI_EXPORT, cwd=cwd, env=env, timeout=1800)
+    env = {**installed.env, "SOURCE_DATE_EPOCH": "1700000000"}
+    cmd = [str(installed.c3ae), *FRESH_RPI_EXPORT]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
     return FreshExport(cwd, cwd / "exports" / "c3ae_full-0.1.0-rpi4", r)
 
