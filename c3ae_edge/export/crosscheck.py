@@ -40,7 +40,8 @@ def cpu() -> dict:
     return {"model": c["model"], "int8_isa": isa, "flags": c["flags"]}
 
 
-def _version(rt) -> str | None:
+def runtime_version(rt) -> str | None:
+    """The version of the runtime package behind ``rt`` (its own answer first), or None."""
     if rt.version:
         return rt.version()
     try:
@@ -87,7 +88,7 @@ def verify_artifact(
         why = rt.missing()
         row = {
             "package": rt.package,
-            "version": None if why else _version(rt),
+            "version": None if why else runtime_version(rt),
             "delegate": rt.delegate,
             "note": rt.note,
         }

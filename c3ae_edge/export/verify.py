@@ -91,10 +91,10 @@ def _golden(runner, rt, art: dict, x: np.ndarray) -> dict:
     """Raw outputs against the golden ones recorded for this runtime, its version and this instruction set, bit for
     bit (a difference fails); elsewhere the closest golden's difference, as information ("recorded_here": False)."""
     from c3ae_edge.board.reference_infer import golden_applies, golden_site
-    from c3ae_edge.export.crosscheck import _version, compare_golden
+    from c3ae_edge.export.crosscheck import compare_golden, runtime_version
 
     raw = runner.raw(x)
-    site = golden_site(getattr(runner, "ran_as", rt.id), _version(rt))
+    site = golden_site(getattr(runner, "ran_as", rt.id), runtime_version(rt))
     golden, recorded = art["golden"], art.get("golden_recorded") or {}
     key = next((k for k in golden if golden_applies(k, recorded, site)), None)
     if key is None:
