@@ -391,7 +391,7 @@ def _summary(r: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="*")
     ap.add_argument("--manifest", default=str(HERE / "manifest.json"))
@@ -419,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run the bundle's parity faces and compare with the golden outputs of this runtime",
     )
     ap.add_argument("--record", action="store_true", help="with --self-test: print the raw outputs too")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     a = ap.parse_args(argv)
     if not a.images and not a.self_test:
         ap.error("give IMAGE(s) or --self-test")

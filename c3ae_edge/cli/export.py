@@ -48,6 +48,11 @@ def _print_export(path, json_out: bool, archive: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    for add in (_export_command, _verify_command, _runtimes_command, _targets_command):
+        add(app)
+
+
+def _export_command(app: typer.Typer) -> None:
     @app.command(help="Export a verified artifact bundle for a board. Backends: " + _backend_help())
     def export(
         target: str = typer.Option(
@@ -116,6 +121,8 @@ def register(app: typer.Typer) -> None:
         )
         _print_export(export_bundle(req, log=say), json_out, archive)
 
+
+def _verify_command(app: typer.Typer) -> None:
     @app.command(help="Recheck a bundle: checksums, load every artifact, re-run parity on its stored faces.")
     def verify(
         bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
@@ -166,6 +173,8 @@ def register(app: typer.Typer) -> None:
                 + (f"features bit-exact with the golden ones on {eng['faces']} faces" if done else eng["status"])
             )
 
+
+def _runtimes_command(app: typer.Typer) -> None:
     @app.command(
         help="Runtimes that exports are verified under: which are usable "
         "here; `prepare NAME` builds a runtime's own venv (online, once)."
@@ -207,6 +216,8 @@ def register(app: typer.Typer) -> None:
                 f"{r['note']}"
             )
 
+
+def _targets_command(app: typer.Typer) -> None:
     @app.command(help="Target profiles and what each export produces.")
     def targets(json_out: bool = typer.Option(False, "--json")) -> None:
         from c3ae_edge.export.registry import get_backend
