@@ -87,13 +87,13 @@ def test_artifact_ages_match_pytorch_on_fgnet_photos(fgnet_dir, torch_pipe):
     assert worst <= pipe.engine.info.tolerance_years
 
 
-def test_shipped_fp32_is_byte_for_byte_what_export_writes(small_rpi_bundle):
+def test_shipped_fp32_is_byte_for_byte_what_export_writes(rpi_bundle):
     """A fresh rpi4 export of the shipped weights with the pinned converters writes the same fp32 file (int8 depends
     on the calibration faces; it is checked against PyTorch above)."""
     from c3ae_edge.export.bundle_check import sha256
 
     shipped = artifact_set.shipped().artifact("fp32")
-    assert sha256(small_rpi_bundle / "c3ae_full_fp32.tflite") == shipped["sha256"]
+    assert sha256(rpi_bundle / "c3ae_full_fp32.tflite") == shipped["sha256"]
 
 
 def _two_faces(tmp_path: Path) -> Path:
@@ -216,10 +216,10 @@ def test_video_tracks_faces_and_smooths_ages(fgnet_dir, tmp_path):
     assert len([ln for ln in short.stdout.splitlines() if "\tframe " in ln]) == 5
 
 
-def test_board_scripts_print_no_runtime_info(small_rpi_bundle, tmp_path):
+def test_board_scripts_print_no_runtime_info(rpi_bundle, tmp_path):
     """reference_infer.py and onboard.py as a bundle carries them: the TFLite runtime's INFO line never shows."""
     r = subprocess.run(
-        [sys.executable, str(small_rpi_bundle / "reference_infer.py"), "--self-test"], capture_output=True, text=True
+        [sys.executable, str(rpi_bundle / "reference_infer.py"), "--self-test"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "INFO" not in r.stderr and "PASS" in r.stderr, r.stderr
     onboard = ROOT / "c3ae_edge" / "board" / "onboard.py"
@@ -227,7 +227,7 @@ def test_board_scripts_print_no_runtime_info(small_rpi_bundle, tmp_path):
         [
             sys.executable,
             str(onboard),
-            str(small_rpi_bundle),
+            str(rpi_bundle),
             "--runs",
             "20",
             "--warmup",
@@ -242,17 +242,17 @@ def test_board_scripts_print_no_runtime_info(small_rpi_bundle, tmp_path):
     assert r.returncode == 0 and "INFO" not in r.stderr + r.stdout, r.stderr[-2000:]
 
 
-def test_bundle_runs_its_own_artifact_and_detector(small_rpi_bundle, tmp_path):
+def test_bundle_runs_its_own_artifact_and_detector(rpi_bundle, tmp_path):
     """--bundle: its manifest's artifact (fp32: the same bytes as the shipped one, so the same ages) and its detector
     files; a swapped artifact is one line."""
     import shutil
 
     img = chips(3)[1]
     shipped = cli("predict", str(img), "--aligned", "--json", "--precision", "fp32").stdout
-    r = cli("predict", str(img), "--aligned", "--json", "--precision", "fp32", "--bundle", str(small_rpi_bundle), "-v")
-    assert r.returncode == 0 and r.stdout == shipped and str(small_rpi_bundle) in r.stderr
+    r = cli("predict", str(img), "--aligned", "--json", "--precision", "fp32", "--bundle", str(rpi_bundle), "-v")
+    assert r.returncode == 0 and r.stdout == shipped and str(rpi_bundle) in r.stderr
     bad = tmp_path / "bad"
-    shutil.copytree(small_rpi_bundle, bad)
+    shutil.copytree(rpi_bundle, bad)
     (bad / "c3ae_full_int8.tflite").write_bytes((bad / "c3ae_full_fp32.tflite").read_bytes())
     r = cli("predict", str(img), "--bundle", str(bad))
     assert r.returncode == 3 and len(r.stderr.strip().splitlines()) == 1 and "sha256" in r.stderr, r.stderr

@@ -132,10 +132,10 @@ def test_predict_photos_and_video_without_torch(core_venv, fgnet_dir, tmp_path):
     assert summary["frames"] == 36 and summary["faces"] >= 30 and summary["tracks"] >= 3
 
 
-def test_publish_pull_verify_without_torch(core_venv, small_rpi_bundle, tmp_path):
+def test_publish_pull_verify_without_torch(core_venv, rpi_bundle, tmp_path):
     """keygen, sign, publish to a folder, list and pull it back over file://, verify the pulled bundle: no torch."""
-    b = tmp_path / small_rpi_bundle.name
-    shutil.copytree(small_rpi_bundle, b)
+    b = tmp_path / rpi_bundle.name
+    shutil.copytree(rpi_bundle, b)
     for args in (
         ("keygen", str(tmp_path / "k"), "--unencrypted"),
         ("sign", str(b), "--key", str(tmp_path / "k.key")),

@@ -52,74 +52,81 @@ def register(app: typer.Typer) -> None:
         add(app)
 
 
+_O = typer.Option
+_EXPORT = {
+    "target": _O("rpi", "--target", "-t", help="target name (see `c3ae-edge targets`) or path to a board .toml"),
+    "model": _O(None, "--model", help="model name (default: the weights' model, c3ae_full)"),
+    "weights": _O(None, "--weights", help="weights file (default: the shipped default weights)"),
+    "out": _O("exports", "--out", "-o", help="output folder; the bundle is OUT/<model>-<version>-<target>/"),
+    "data": _O(None, "--data", help="face data root (default $C3AE_DATA or ../shared/data)"),
+    "calibration": _O(
+        None, "--calibration", help="your calibration faces: CSV, folder with labels.csv, or folder of chips"
+    ),
+    "calibration_count": _O(300, "--calibration-count", help="calibration faces (age-stratified, seeded)"),
+    "verify_count": _O(500, "--verify-count", help="verification faces from the test split"),
+    "seed": _O(0, "--seed"),
+    "max_int8_delta": _O(
+        None, "--max-int8-delta", help="years of MAE int8 may lose vs fp32 (default: the target's, 0.15)"
+    ),
+    "allow_degraded": _O(False, "--allow-degraded", help="write the bundle even if int8 loses more than allowed"),
+    "archive": _O(False, "--archive", help="also write <bundle>.tar.gz"),
+    "json_out": _O(False, "--json", help="print the manifest's verification summary as JSON"),
+    "sign": _O(None, "--sign", help="minisign secret key (`c3ae-edge keygen`): sign SHA256SUMS (SHA256SUMS.minisig)"),
+    "verbose": _O(False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"),
+    "engine": _O(
+        None,
+        "--engine",
+        help="microcontroller targets: c99 (the generated C99 int8 engine, their default) or tflm "
+        "(TFLite Micro flatbuffer + C sources)",
+    ),
+    "allow_unverified_runtime": _O(
+        False, "--allow-unverified-runtime", help="with --sign: sign even if a runtime the target names cannot verify"
+    ),
+}
+
+
 def _export_command(app: typer.Typer) -> None:
     @app.command(help="Export a verified artifact bundle for a board. Backends: " + _backend_help())
     def export(
-        target: str = typer.Option(
-            "rpi", "--target", "-t", help="target name (see `c3ae-edge targets`) or path to a board .toml"
-        ),
-        model: str = typer.Option(None, "--model", help="model name (default: the weights' model, c3ae_full)"),
-        weights: str = typer.Option(None, "--weights", help="weights file (default: the shipped default weights)"),
-        out: str = typer.Option(
-            "exports", "--out", "-o", help="output folder; the bundle is OUT/<model>-<version>-<target>/"
-        ),
-        data: str = typer.Option(None, "--data", help="face data root (default $C3AE_DATA or ../shared/data)"),
-        calibration: str = typer.Option(
-            None, "--calibration", help="your calibration faces: CSV, folder with labels.csv, or folder of chips"
-        ),
-        calibration_count: int = typer.Option(
-            300, "--calibration-count", help="calibration faces (age-stratified, seeded)"
-        ),
-        verify_count: int = typer.Option(500, "--verify-count", help="verification faces from the test split"),
-        seed: int = typer.Option(0, "--seed"),
-        max_int8_delta: float = typer.Option(
-            None, "--max-int8-delta", help="years of MAE int8 may lose vs fp32 (default: the target's, 0.15)"
-        ),
-        allow_degraded: bool = typer.Option(
-            False, "--allow-degraded", help="write the bundle even if int8 loses more than allowed"
-        ),
-        archive: bool = typer.Option(False, "--archive", help="also write <bundle>.tar.gz"),
-        json_out: bool = typer.Option(False, "--json", help="print the manifest's verification summary as JSON"),
-        sign: str = typer.Option(
-            None, "--sign", help="minisign secret key (`c3ae-edge keygen`): sign SHA256SUMS (SHA256SUMS.minisig)"
-        ),
-        verbose: bool = typer.Option(
-            False, "--verbose", "-v", help="show the converters' own output (hidden unless a step fails)"
-        ),
-        engine: str = typer.Option(
-            None,
-            "--engine",
-            help="microcontroller targets: c99 (the generated C99 int8 engine, their default) or tflm "
-            "(TFLite Micro flatbuffer + C sources)",
-        ),
-        allow_unverified_runtime: bool = typer.Option(
-            False, "--allow-unverified-runtime", help="with --sign: sign even if a runtime the target names cannot verify"
-        ),
+        target: str = _EXPORT["target"],
+        model: str = _EXPORT["model"],
+        weights: str = _EXPORT["weights"],
+        out: str = _EXPORT["out"],
+        data: str = _EXPORT["data"],
+        calibration: str = _EXPORT["calibration"],
+        calibration_count: int = _EXPORT["calibration_count"],
+        verify_count: int = _EXPORT["verify_count"],
+        seed: int = _EXPORT["seed"],
+        max_int8_delta: float = _EXPORT["max_int8_delta"],
+        allow_degraded: bool = _EXPORT["allow_degraded"],
+        archive: bool = _EXPORT["archive"],
+        json_out: bool = _EXPORT["json_out"],
+        sign: str = _EXPORT["sign"],
+        verbose: bool = _EXPORT["verbose"],
+        engine: str = _EXPORT["engine"],
+        allow_unverified_runtime: bool = _EXPORT["allow_unverified_runtime"],
     ) -> None:
-        from c3ae_edge.export.bundle import ExportRequest, export_bundle
+        _export(**locals())
 
-        _check_export_args(verify_count, seed, max_int8_delta)
-        signer = _signer(sign)  # the passphrase is asked now, not after minutes of export
-        say = (lambda m: None) if json_out else (lambda m: typer.echo(m, err=True))
-        req = ExportRequest(
-            target,
-            model=model,
-            weights=weights,
-            out=out,
-            data=data,
-            calibration=calibration,
-            n_cal=calibration_count,
-            n_verify=verify_count,
-            seed=seed,
-            max_delta=max_int8_delta,
-            allow_degraded=allow_degraded,
-            archive=archive,
-            signer=signer,
-            verbose=verbose,
-            engine=engine,
-            allow_unverified_runtime=allow_unverified_runtime,
-        )
-        _print_export(export_bundle(req, log=say), json_out, archive)
+
+def _export(**o) -> None:
+    """``c3ae-edge export``: check the numbers, ask the key's passphrase first, export, print the bundle."""
+    from c3ae_edge.export.bundle import ExportRequest, export_bundle
+
+    _check_export_args(o["verify_count"], o["seed"], o["max_int8_delta"])
+    signer = _signer(o["sign"])  # the passphrase is asked now, not after minutes of export
+    say = (lambda m: None) if o["json_out"] else (lambda m: typer.echo(m, err=True))
+    same = ("model", "weights", "out", "data", "calibration", "seed", "allow_degraded", "archive", "verbose", "engine")
+    req = ExportRequest(
+        o["target"],
+        **{k: o[k] for k in same},
+        n_cal=o["calibration_count"],
+        n_verify=o["verify_count"],
+        max_delta=o["max_int8_delta"],
+        signer=signer,
+        allow_unverified_runtime=o["allow_unverified_runtime"],
+    )
+    _print_export(export_bundle(req, log=say), o["json_out"], o["archive"])
 
 
 def _verify_command(app: typer.Typer) -> None:
