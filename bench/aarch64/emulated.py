@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # the checkout's c3ae_edge when run as a script
-from c3ae_edge.export.arm64 import BOARDS, GUEST_VENVS, guest_run, root_path, root_ready  # noqa: E402
+from c3ae_edge.export.arm64 import (  # noqa: E402, F401 - predict_core.py uses ensure_binfmt too
+    BOARDS,
+    GUEST_VENVS,
+    ensure_binfmt,
+    guest_run,
+    root_path,
+    root_ready,
+)
+
+CPUINFO_DIR = Path(os.environ.get("C3AE_CPUINFO_DIR", REPO.parent / "shared" / "reference"))  # the Pi cpuinfo files
 
 
 def host_python(runtime: str) -> Path:
