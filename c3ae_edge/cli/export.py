@@ -82,6 +82,7 @@ _EXPORT = {
     "allow_unverified_runtime": _O(
         False, "--allow-unverified-runtime", help="with --sign: sign even if a runtime the target names cannot verify"
     ),
+    "force": _O(False, "--force", help="replace a signed bundle, or one built from other weights, of the same name"),
 }
 
 
@@ -105,6 +106,7 @@ def _export_command(app: typer.Typer) -> None:
         verbose: bool = _EXPORT["verbose"],
         engine: str = _EXPORT["engine"],
         allow_unverified_runtime: bool = _EXPORT["allow_unverified_runtime"],
+        force: bool = _EXPORT["force"],
     ) -> None:
         _export(**locals())
 
@@ -116,7 +118,19 @@ def _export(**o) -> None:
     _check_export_args(o["verify_count"], o["seed"], o["max_int8_delta"])
     signer = _signer(o["sign"])  # the passphrase is asked now, not after minutes of export
     say = (lambda m: None) if o["json_out"] else (lambda m: typer.echo(m, err=True))
-    same = ("model", "weights", "out", "data", "calibration", "seed", "allow_degraded", "archive", "verbose", "engine")
+    same = (
+        "model",
+        "weights",
+        "out",
+        "data",
+        "calibration",
+        "seed",
+        "allow_degraded",
+        "archive",
+        "verbose",
+        "engine",
+        "force",
+    )
     req = ExportRequest(
         o["target"],
         **{k: o[k] for k in same},
@@ -130,9 +144,13 @@ def _export(**o) -> None:
 
 
 def _verify_command(app: typer.Typer) -> None:
-    @app.command(help="Recheck a bundle: checksums, load every artifact, re-run parity on its stored faces.")
+    @app.command(
+        help="Recheck a bundle (folder or .tar.gz): checksums, every artifact re-run on its stored faces, every file "
+        "it can re-derive re-derived (C sources, headers, README, scripts, detector); the last line says whether its "
+        "origin is proven (--key)."
+    )
     def verify(
-        bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
+        bundle: str = typer.Argument(..., help="bundle folder or .tar.gz written by `c3ae-edge export`"),
         json_out: bool = typer.Option(False, "--json"),
         key: str = typer.Option(
             None, "--key", "-k", help="trusted public key: check SHA256SUMS.minisig before anything else"
@@ -142,43 +160,17 @@ def _verify_command(app: typer.Typer) -> None:
 
         from c3ae_edge.export.verify import verify_bundle
 
-        signed = None
         if key:
-            from c3ae_edge.release.sign import PublicKey, verify_signed_bundle
+            from c3ae_edge.release.sign import PublicKey, verify_with_key
 
-            signed = verify_signed_bundle(Path(bundle), PublicKey.load(key))
-            if not json_out:
-                typer.echo(f"{bundle}: signature OK, trusted comment: {signed.trusted_comment.replace(chr(9), ' ')}")
-        rep = verify_bundle(bundle)
-        if signed is not None:
-            rep["signature"] = {"trusted_comment": signed.trusted_comment, "passed": True}
+            rep = verify_with_key(Path(bundle), PublicKey.load(key))
+        else:
+            rep = verify_bundle(bundle)
         if json_out:
             typer.echo(json.dumps(rep, indent=1))
-            return
-        typer.echo(f"{bundle}: {rep['files_checked']} checksums OK")
-        for r in rep["artifacts"]:
-            g = r.get("golden")
-            gold = (
-                ""
-                if not g
-                else (
-                    "; golden outputs bit-exact"
-                    if g.get("recorded_here", True)
-                    else f"; no golden outputs for this runtime and CPU (closest, {g['closest']}: up to "
-                    f"{g['max_diff']:g} away, information)"
-                )
-            )
-            typer.echo(
-                f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= "
-                f"{r['tolerance_years']} years on {r['faces']} faces: OK{gold}"
-            )
-        eng = rep.get("engine")
-        if eng:
-            done = eng["status"] == "bit-exact"
-            typer.echo(
-                "  C99 engine (host build): "
-                + (f"features bit-exact with the golden ones on {eng['faces']} faces" if done else eng["status"])
-            )
+        else:
+            for line in verify_lines(rep):
+                typer.echo(line)
 
 
 def _runtimes_command(app: typer.Typer) -> None:
@@ -247,3 +239,47 @@ def _targets_command(app: typer.Typer) -> None:
                 + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "")
                 + f"; needs c3ae-edge[{r['extra']}]"
             )
+
+
+def verify_lines(rep: dict) -> list[str]:
+    """verify's report as lines: what was checked, what was not re-run or cannot be derived, and last the origin."""
+    b, lines = rep["bundle"], []
+    if "signature" in rep:
+        lines.append(f"{b}: signature OK, trusted comment: {rep['signature']['trusted_comment'].replace(chr(9), ' ')}")
+    lines.append(f"{b}: {rep['files_checked']} checksums OK")
+    for r in rep["artifacts"]:
+        g = r.get("golden")
+        gold = (
+            ""
+            if not g
+            else (
+                "; golden outputs bit-exact"
+                if g.get("recorded_here", True)
+                else f"; no golden outputs for this runtime and CPU (closest, {g['closest']}: up to "
+                f"{g['max_diff']:g} away, information)"
+            )
+        )
+        lines.append(
+            f"  {r['file']} under {r['runtime']}: max |age - PyTorch| {r['max_abs_diff_vs_pytorch']:.4f} <= "
+            f"{r['tolerance_years']} years on {r['faces']} faces: OK{gold}"
+        )
+    eng = rep.get("engine")
+    if eng:
+        done = eng["status"] == "bit-exact"
+        lines.append(
+            "  C99 engine (host build): "
+            + (f"features bit-exact with the golden ones on {eng['faces']} faces" if done else eng["status"])
+        )
+    lines += [f"  {n['file']} under {n['runtime']}: NOT re-run here ({n['why']})" for n in rep.get("not_rerun", [])]
+    if rep.get("derived"):
+        lines.append(f"  re-derived, identical: {', '.join(rep['derived'])}")
+    if rep.get("copies"):
+        lines.append(f"  identical to c3ae-edge's own copies: {', '.join(rep['copies'])}")
+    if rep.get("detector"):
+        d = rep["detector"]
+        lines.append(f"  detector model {d['file']}: the one provenance.json records ({d['source']})")
+    if rep.get("sections"):
+        lines.append(f"  recomputed, identical: {', '.join(rep['sections'])}")
+    lines += [f"  unverified: {name}: {why}" for name, why in (rep.get("unverified") or {}).items()]
+    lines.append(f"{b}: " + rep.get("origin", ""))
+    return lines

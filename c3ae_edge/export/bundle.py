@@ -117,6 +117,7 @@ class ExportRequest:
     verbose: bool = False
     engine: str | None = None  # microcontroller targets: "c99" or "tflm" (default: the target's)
     allow_unverified_runtime: bool = False  # sign even where a runtime the target names cannot verify here
+    force: bool = False  # replace a signed bundle, or one built from other weights
 
     def __post_init__(self):
         object.__setattr__(self, "out", Path(self.out))
@@ -155,27 +156,73 @@ def export_bundle(req: ExportRequest | str, log=print, **fields) -> Path:
     if not isinstance(req, ExportRequest):
         req = ExportRequest(req, **fields)
     job = _resolve(req, log)
+    replaced = replace_check(job.final, job.w_sha, req.force)
+    made = _missing_parents(req.out)
     tmp = _scratch(req.out, job.final)
     try:
         iso, epoch, reproducible = build_time()
         arts, parity = _convert_all(job, tmp, log)
-        _write_extras(tmp, job, parity)
+        bundle_files = _write_extras(tmp, job, parity)
         detector = write_detector(tmp, job.target)
-        man = _write_docs(tmp, job, _manifest(job, arts, parity, iso, reproducible, detector), log)
+        man = _manifest(job, arts, parity, iso, reproducible, (detector[0], detector[1] + bundle_files))
+        man = _write_docs(tmp, job, man, log)
         (tmp / "manifest.json").write_text(man.to_json())
         if _arm64_goldens(tmp, job, man, log):
             (tmp / "manifest.json").write_text(man.to_json())
-        _seal(tmp, job.final, req.signer)
+        _seal(tmp, job.final, req, log)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)  # an OUT this export created stays only with a bundle in it
         if isinstance(e, OSError):  # a full disk or a vanished folder: one line naming the output folder
             from c3ae_edge.errors import os_error_line
 
             raise UsageError(f"{req.out}: {os_error_line(e)}") from None
         raise
+    if replaced:
+        log(f"replaced {job.final}: {replaced}")
     if req.archive:
         make_archive(job.final, epoch)
     return job.final
+
+
+def replace_check(final: Path, w_sha: str, force: bool) -> str | None:
+    """May the export replace ``final``? -> what it replaces (said after), None if nothing is there. A folder that is
+    not a bundle is never replaced; a signed bundle or one from other weights only with ``force``."""
+    from c3ae_edge.errors import DataError
+    from c3ae_edge.export.manifest import Manifest
+
+    if not final.exists() and not final.is_symlink():
+        return None
+    if final.is_symlink() or not final.is_dir() or not (final / "manifest.json").is_file():
+        raise UsageError(f"{final}: exists and is not a c3ae-edge bundle; refusing to replace it (move it away)")
+    try:
+        old = Manifest.read(final)
+        old_sha, built = old.model["weights_sha256"], old.build["time"]
+    except DataError:
+        old_sha, built = "?", "?"
+    signed = (final / "SHA256SUMS.minisig").exists()
+    what = f"{'a signed' if signed else 'a'} bundle of weights {old_sha[:12]} built {built}"
+    if (signed or old_sha != w_sha) and not force:
+        why = "it is signed (SHA256SUMS.minisig)" if signed else f"it was built from other weights ({old_sha[:12]})"
+        raise UsageError(f"{final}: holds {what}; {why}: refusing to replace it without --force")
+    return what
+
+
+def _missing_parents(out: Path) -> list[Path]:
+    """The folders of ``out`` (itself first) that do not exist yet."""
+    made, p = [], Path(out)
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def _remove_empty(made: list[Path]) -> None:
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:  # not empty (another export's bundle), or gone: leave it
+            return
 
 
 def _resolve(req: ExportRequest, log) -> _Job:
@@ -335,14 +382,19 @@ def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Pa
     return art
 
 
-def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> None:
-    """Parity crops, the calibration list and, for TFLite bundles, the standalone reference script."""
+def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> list[dict]:
+    """Parity crops, the calibration list and, for TFLite bundles, the standalone reference script; -> the script's
+    ``bundle_files`` entry (the on-board runner and the self-test refuse a script that differs from its pin)."""
     from c3ae_edge.export import calibration as calib
 
     np.save(tmp / "parity_crops.npy", parity.crops, allow_pickle=False)
     calib.write_list(tmp / "calibration_files.txt", job.cal)
-    if job.backend.spec.suffix == ".tflite":  # it runs .tflite files; other bundles' READMEs show their runtime
-        shutil.copyfile(board_script("reference_infer.py"), tmp / "reference_infer.py")
+    if job.backend.spec.suffix != ".tflite":  # it runs .tflite files; other bundles' READMEs show their runtime
+        return []
+    ref = tmp / "reference_infer.py"
+    shutil.copyfile(board_script("reference_infer.py"), ref)
+    role = "reference script: preprocessing, decoding, --self-test (numpy + TFLite)"
+    return [{"file": ref.name, "sha256": sha256(ref), "bytes": ref.stat().st_size, "role": role}]
 
 
 def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bool, detector: tuple) -> Manifest:
@@ -407,14 +459,16 @@ def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bo
 
 
 def _write_docs(tmp: Path, job: _Job, man: Manifest, log) -> Manifest:
-    """c3ae_model.h and README.md from the manifest, then a backend's extra files and sections;
-    -> the final manifest."""
+    """A backend's extra files and manifest sections, then every generated file (c3ae_model.h, README.md, a
+    backend's C sources) from the final manifest, by the functions ``verify`` calls again; -> the final manifest."""
+    from c3ae_edge.export import derived
     from c3ae_edge.export.firmware import header, readme
 
     (tmp / "c3ae_model.h").write_text(header(man))
     (tmp / "README.md").write_text(readme(man))
     if hasattr(job.backend, "bundle_extras"):  # optional hook: extra files (or lines in these two), manifest sections
         man = man.with_sections(job.backend.bundle_extras(tmp, man.to_dict(), log, faces=job.ver))
+    derived.write_generated(tmp, man.to_dict(), job.backend)
     return man
 
 
@@ -441,11 +495,24 @@ def _arm64_goldens(tmp: Path, job: _Job, man: Manifest, log) -> bool:
     return added
 
 
-def _seal(tmp: Path, final: Path, signer) -> None:
-    """SHA256SUMS, the signature if asked, then the atomic rename into place."""
+def _seal(tmp: Path, final: Path, req: ExportRequest, log) -> None:
+    """SHA256SUMS, ``verify``'s own checks on the bundle (export and verify agree on every bundle written), the
+    signature if asked, then the atomic rename into place."""
+    from c3ae_edge.errors import VerificationError
+    from c3ae_edge.export.verify import verify_bundle
+
     _sums(tmp)
-    if signer is not None:
-        signer(tmp)
+    try:
+        with quiet(req.verbose):
+            verify_bundle(tmp)
+    except VerificationError as e:
+        cap = " (--allow-degraded records the int8 bars, it cannot pass a face beyond the tolerance cap)"
+        raise VerificationError(
+            f"{str(e).replace(str(tmp), str(final))}: the bundle would fail its own verify; nothing written"
+            + (cap if req.allow_degraded else "")
+        ) from None
+    if req.signer is not None:
+        req.signer(tmp)
     _catch_ctrl_c()
     replace_folder(tmp, final)
 

@@ -29,7 +29,7 @@ def write_detector(tmp: Path, target) -> tuple[dict, list[dict]]:
     from c3ae_edge.export.bundle_check import sha256
 
     name = detector_for(target)
-    record = detector_record(name)
+    record = bundle_record(name)
     if name != BLAZEFACE:
         return record, []
     model = bd.model_path("short")
@@ -47,9 +47,18 @@ def write_detector(tmp: Path, target) -> tuple[dict, list[dict]]:
         )
     if entries[0]["sha256"] != record["model"]["sha256"]:  # the package data is not what provenance.json pins
         raise DataError(f"{model}: sha256 differs from provenance.json; reinstall c3ae-edge")
-    record = {
+    return record, entries
+
+
+def bundle_record(name: str) -> dict:
+    """The manifest's ``face_box.detector`` for a bundle shipping detector ``name`` (``verify`` re-derives it)."""
+    from c3ae_edge.data import blazeface_detector as bd
+
+    record = detector_record(name)
+    if name != BLAZEFACE:
+        return record
+    return {
         **record,
-        "files": {"model": model.name, "code": "blazeface.py", "license": lic.name},
+        "files": {"model": bd.model_path("short").name, "code": "blazeface.py", "license": "LICENSE-mediapipe.txt"},
         "runtime": "the TFLite interpreter that runs the age model (ai-edge-litert or tflite-runtime)",
     }
-    return record, entries

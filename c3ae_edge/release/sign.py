@@ -259,22 +259,36 @@ def check(pub: PublicKey, data: bytes, sig_text: str, where: str) -> Signature:
 
 
 def write_keypair(stem: str | Path, unencrypted: bool, force: bool = False) -> tuple[Path, Path, PublicKey]:
-    """``STEM.key`` (mode 600) and ``STEM.pub``; refuses to overwrite unless ``force``."""
+    """``STEM.key`` (mode 600) and ``STEM.pub``; refuses to overwrite unless ``force``, and never writes through a
+    symbolic link (``--force`` replaces a pair, not the file a link points at)."""
     sec, pub = Path(f"{stem}.key"), Path(f"{stem}.pub")
     for p in (sec, pub):
+        if p.is_symlink():
+            raise UsageError(f"{p}: is a symbolic link; refusing to write a key through it (remove the link)")
         if p.exists() and not force:
             raise UsageError(f"{p}: exists (use --force to overwrite a key pair)")
+        if p.exists() and not p.is_file():
+            raise UsageError(f"{p}: exists and is not a file")
     if not sec.parent.is_dir():
         raise UsageError(f"{sec.parent}: no such folder")
     key = SecretKey.generate()
     text = key.text(None if unencrypted else read_password(f"passphrase for {sec}: ", confirm=True))
-    tmp = sec.with_name(f".{sec.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, sec)
-    pub.write_text(key.public.text())
+    _write_new(sec, text, 0o600)
+    _write_new(pub, key.public.text(), 0o644)
     return sec, pub, key.public
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    """A fresh file (O_EXCL, no link followed) renamed over ``path``: the rename replaces a name, never a target."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def trusted_comment(man: Manifest) -> str:
@@ -311,7 +325,7 @@ def verify_signed_bundle(bundle: Path, pub: PublicKey) -> Signature:
 
     sig_file = bundle / SIG_NAME
     if not bundle.is_dir():
-        raise DataError(f"{bundle}: no such bundle folder")
+        raise DataError(f"{bundle}: no such bundle folder (or bundle .tar.gz)")
     if not sig_file.is_file():
         raise VerificationError(f"{bundle}: no {SIG_NAME} (unsigned bundle)")
     if not (bundle / "SHA256SUMS").is_file():
@@ -327,3 +341,23 @@ def verify_signed_bundle(bundle: Path, pub: PublicKey) -> Signature:
             f"{sig_file}: trusted comment {sig.trusted_comment!r} does not describe this bundle ({want!r})"
         )
     return sig
+
+
+def verify_with_key(bundle: Path, pub: PublicKey, threads: int | None = 1) -> dict:
+    """``verify --key``: the signature over SHA256SUMS first, then every check of ``verify_bundle``; a bundle
+    ``.tar.gz`` is unpacked (safely) once and checked the same way. -> verify's report with "signature"."""
+    from c3ae_edge.export import bundle_check
+    from c3ae_edge.export.verify import verify_bundle
+
+    bundle = Path(bundle)
+    if bundle.name.endswith(".tar.gz") and bundle.is_file():
+        with bundle_check.unpacked(bundle) as folder:
+            try:
+                return {**verify_with_key(folder, pub, threads), "bundle": str(bundle)}
+            except VerificationError as e:  # name the archive, not the temporary folder
+                raise VerificationError(str(e).replace(str(folder), f"{bundle}:{folder.name}")) from None
+    sig = verify_signed_bundle(bundle, pub)
+    rep = verify_bundle(bundle, threads, signed=True)
+    rep["signature"] = {"key_id": pub.id, "trusted_comment": sig.trusted_comment, "passed": True}
+    rep["origin"] = f"signed by key {pub.id} ({pub.source})"
+    return rep
