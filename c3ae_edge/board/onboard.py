@@ -571,11 +571,24 @@ def _facefind():
     return facefind
 
 
-def _bundle_script(bundle: Path, name: str, module: str):
-    """A script the bundle carries (reference_infer.py, blazeface.py), imported from the bundle itself."""
+def pinned(bundle: Path, man: dict, name: str) -> Path:
+    """A file of the bundle whose sha256 is the one manifest.json pins in ``bundle_files``: a script edited after
+    export, or one the manifest does not pin, is never run."""
+    p = in_bundle(bundle, name)
+    pins = {f.get("file"): f.get("sha256") for f in man.get("bundle_files") or [] if isinstance(f, dict)}
+    if name not in pins:
+        raise BundleError(f"{name}: not pinned in manifest.json bundle_files; refusing to run it")
+    if not p.is_file() or _sha256(p) != pins[name]:
+        raise BundleError(f"{name}: differs from its sha256 in manifest.json (edited after export); refusing to run it")
+    return p
+
+
+def _bundle_script(bundle: Path, man: dict, name: str, module: str):
+    """A script the bundle carries (reference_infer.py, blazeface.py), imported from the bundle itself once its
+    sha256 is the one the manifest pins."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(module, in_bundle(bundle, name))
+    spec = importlib.util.spec_from_file_location(module, pinned(bundle, man, name))
     mod = importlib.util.module_from_spec(spec)
     sys.modules[module] = mod  # dataclasses look their module up while the file runs
     spec.loader.exec_module(mod)
@@ -588,14 +601,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def blazeface_detector(bundle: Path, det: dict, threads: int, runtime: str = "auto"):
+def blazeface_detector(bundle: Path, man: dict, det: dict, threads: int, runtime: str = "auto"):
     """The bundle's BlazeFace (its blazeface.py and .tflite, the manifest's model spec and Haar mapping), run by the
     TFLite runtime that runs the age model; -> (boxes(rgb) -> [(cx, cy, side)], "runtime version")."""
     files, m = det["files"], det["model"]
     model = in_bundle(bundle, files["model"])
     if _sha256(model) != m["sha256"]:
         raise BundleError(f"{files['model']}: does not match its sha256 in manifest.json (swapped or corrupt)")
-    bf = _bundle_script(bundle, files["code"], "bundle_blazeface")
+    bf = _bundle_script(bundle, man, files["code"], "bundle_blazeface")
     mod, name, ver = tflite_module(runtime)
     fields = ("name", "file", "size", "strides", "interpolated_anchor", "min_score", "nms_iou")
     spec = bf.ModelSpec(**{k: tuple(m[k]) if k == "strides" else m[k] for k in fields if k in m})
@@ -617,7 +630,7 @@ def photo_detector(bundle: Path, man: dict, threads: int, runtime: str = "auto")
     det = (man.get("face_box") or {}).get("detector") or {"name": "haar-fast", "params": {}}  # older bundles
     if det.get("name") == "blazeface" and "files" in det:
         try:
-            boxes, rt = blazeface_detector(bundle, det, threads, runtime)
+            boxes, rt = blazeface_detector(bundle, man, det, threads, runtime)
         except ImportError as e:
             return None, f"the bundle's BlazeFace detector needs a TFLite runtime ({e})"
         return (det["name"], boxes, rt), None
@@ -674,7 +687,7 @@ def run_photo_to_age(
         log(f"photo to age: skipped: {why}; the other rows ran")
         return []
     det_name, detect, det_runtime = found_det
-    ref = _bundle_script(bundle, "reference_infer.py", "bundle_reference_infer")
+    ref = _bundle_script(bundle, man, "reference_infer.py", "bundle_reference_infer")
     files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
     if not files:
         log(f"photo to age: skipped: no .jpg/.png photos in {photos}")
@@ -743,7 +756,7 @@ def run_photo_to_age(
     return rows
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path, help="bundle folder (manifest.json, artifacts, parity_crops.npy)")
     ap.add_argument("--runs", type=int, default=2000)
@@ -774,56 +787,90 @@ def main(argv=None) -> int:
         help="photo-to-age rows on the photos in this folder (needs OpenCV for the detector)",
     )
     ap.add_argument("--photo-count", type=int, default=60, help="with --photos: how many (sorted by name)")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _bad_args(a) -> str | None:
     if not (a.bundle / "manifest.json").is_file():
-        print(f"onboard: error: {a.bundle}: no manifest.json (not a c3ae-edge bundle)", file=sys.stderr)
-        return 2
-    threads = _threads(a.threads)
-    if a.runs < 1 or a.warmup < 0 or threads is None:
-        print(
-            "onboard: error: --runs must be >= 1, --warmup >= 0, --threads positive integers (e.g. 1 or 1,4)",
-            file=sys.stderr,
-        )
-        return 2
+        return f"{a.bundle}: no manifest.json (not a c3ae-edge bundle)"
+    if a.runs < 1 or a.warmup < 0 or _threads(a.threads) is None:
+        return "--runs must be >= 1, --warmup >= 0, --threads positive integers (e.g. 1 or 1,4)"
     if a.photos is not None and not a.photos.is_dir():
-        print(f"onboard: error: --photos {a.photos}: not a folder", file=sys.stderr)
+        return f"--photos {a.photos}: not a folder"
+    if a.json is not None and a.json.is_dir():
+        return f"--json {a.json}: is a folder"
+    return None
+
+
+def _work(a) -> dict:
+    threads, say = _threads(a.threads), (lambda m: print(m, file=sys.stderr))
+    res = run_bundle(a.bundle, a.runs, a.warmup, threads, a.artifact, log=say, runtime=a.runtime, delegate=a.delegate)
+    if a.photos is not None:
+        res["results"] += run_photo_to_age(
+            a.bundle, a.photos, a.photo_count, threads[0], a.artifact, log=say, runtime=a.runtime
+        )
+    return res
+
+
+def os_error_line(e: OSError, path=None) -> str:
+    """One line for an OSError naming ``path`` (the user's file, not a temporary one); a full disk says so."""
+    import errno
+
+    where = f"{path if path is not None else e.filename}: " if (path is not None or e.filename) else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}no space left on device"
+    return f"{where}{e.strerror or e}"
+
+
+def write_json(path: Path, text: str) -> None:
+    """Whole or nothing: a temporary file beside ``path`` renamed over it; errors name ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, os_error_line(e, path).removeprefix(f"{path}: "), str(path)) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def main(argv=None) -> int:
+    """The runner's command line: one line on stderr and a non-zero exit for anything wrong, never a traceback."""
+    a = _parser().parse_args(argv)
+    why = _bad_args(a)
+    if why:
+        print(f"onboard: error: {why}", file=sys.stderr)
         return 2
     try:
-        res = run_bundle(
-            a.bundle,
-            a.runs,
-            a.warmup,
-            threads,
-            a.artifact,
-            log=lambda m: print(m, file=sys.stderr),
-            runtime=a.runtime,
-            delegate=a.delegate,
-        )
-        if a.photos is not None:
-            res["results"] += run_photo_to_age(
-                a.bundle,
-                a.photos,
-                a.photo_count,
-                threads[0],
-                a.artifact,
-                log=lambda m: print(m, file=sys.stderr),
-                runtime=a.runtime,
-            )
+        res = _work(a)
+        if not res["results"]:  # one line: why nothing ran
+            why = sorted({m.partition(": ")[2] for m in res["skipped"]}) or ["no artifact selected"]
+            print(f"onboard: error: no artifact could run here: {'; '.join(why)}", file=sys.stderr)
+            return 1
+        for m in res["skipped"]:
+            print(f"skipped {m}", file=sys.stderr)
+        text = json.dumps(res, indent=1)
+        if a.json:
+            write_json(a.json, text + "\n")
+            print(f"wrote {a.json}", file=sys.stderr)
+        else:
+            print(text)
     except BundleError as e:
         print(f"onboard: error: {e}", file=sys.stderr)
         return 2
-    if not res["results"]:  # one line: why nothing ran
-        why = sorted({m.partition(": ")[2] for m in res["skipped"]}) or ["no artifact selected"]
-        print(f"onboard: error: no artifact could run here: {'; '.join(why)}", file=sys.stderr)
+    except OSError as e:
+        print(f"onboard: error: {os_error_line(e)}", file=sys.stderr)
         return 1
-    for m in res["skipped"]:
-        print(f"skipped {m}", file=sys.stderr)
-    text = json.dumps(res, indent=1)
-    if a.json:
-        a.json.write_text(text + "\n")
-        print(f"wrote {a.json}", file=sys.stderr)
-    else:
-        print(text)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:  # a manifest that is not a bundle's
+        print(
+            f"onboard: error: {a.bundle}: not a bundle this runner can read ({type(e).__name__}: {e})"[:400],
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -370,6 +370,20 @@ def self_test(it, info: dict, art: dict, manifest: dict, bundle: Path, record: b
     return res
 
 
+def unpinned(bundle: Path, manifest: dict) -> str | None:
+    """The first file manifest.json pins (bundle_files: this script, the detector; the artifacts) whose sha256
+    differs in the bundle, with why; None when every pin holds."""
+    pins = [(f.get("file"), f.get("sha256")) for f in manifest.get("bundle_files") or [] if isinstance(f, dict)]
+    pins += [(a.get("file"), a.get("sha256")) for a in manifest.get("artifacts") or [] if isinstance(a, dict)]
+    for name, sha in pins:
+        p = bundle / str(name)
+        if p.resolve().parent != bundle or not p.is_file():
+            return f"{name}: missing from the bundle (manifest.json pins it)"
+        if hashlib.sha256(p.read_bytes()).hexdigest() != sha:
+            return f"{name}: differs from its sha256 in manifest.json (edited after export)"
+    return None
+
+
 def _summary(r: dict) -> str:
     g = (
         (
@@ -427,8 +441,16 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if not a.images and not a.self_test:
         ap.error("give IMAGE(s) or --self-test")
-    manifest = json.loads(Path(a.manifest).read_text())
+    try:
+        manifest = json.loads(Path(a.manifest).read_text())
+    except (OSError, ValueError) as e:
+        print(f"reference_infer: error: {a.manifest}: unreadable manifest ({e})", file=sys.stderr)
+        return 2
     bundle = Path(a.manifest).resolve().parent
+    bad = unpinned(bundle, manifest) if a.self_test else None
+    if bad:
+        print(f"reference_infer: error: {bad}: refusing the self-test", file=sys.stderr)
+        return 2
     arts = [r for r in manifest["artifacts"] if r["file"].endswith(".tflite")]
     if not arts:
         print("no .tflite artifact in this bundle", file=sys.stderr)

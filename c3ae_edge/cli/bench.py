@@ -437,6 +437,12 @@ def _write_reports(
             tmp_png = Path(png).with_name(f".{Path(png).name}.tmp-{os.getpid()}.png")
             if report.plot(doc, tmp_png):
                 made.append((tmp_png, Path(png)))
+    except OSError as e:  # the picture's folder is read-only or full: name the picture, not our temporary file
+        from c3ae_edge.errors import os_error_line
+
+        if tmp_png is not None:
+            tmp_png.unlink(missing_ok=True)
+        raise DataError(f"{png}: {os_error_line(e).removeprefix(f'{e.filename}: ')}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
         if tmp_png is not None:
             tmp_png.unlink(missing_ok=True)
@@ -446,16 +452,19 @@ def _write_reports(
         raise DataError(
             f"{', '.join(sources) or 'bench results'}: malformed bench rows ({type(e).__name__}: {str(e)[:80]})"
         ) from None
+    dst = None
     try:
         for dst, text in outs.items():
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(dst).with_name(f".{Path(dst).name}.tmp-{os.getpid()}")
             made.append((tmp, Path(dst)))
             tmp.write_text(text)
-    except OSError:
+    except OSError as e:  # one line naming the user's file, never our temporary one
+        from c3ae_edge.errors import os_error_line
+
         for tmp, _ in made:
             tmp.unlink(missing_ok=True)
-        raise
+        raise DataError(f"{dst}: {os_error_line(e).removeprefix(f'{e.filename}: ')}") from None
     for tmp, dst in made:
         os.replace(tmp, dst)
         typer.echo(f"wrote {dst}", err=True)
