@@ -20,6 +20,7 @@ MAX_TEXT_BYTES = 16 << 20  # manifest.json and SHA256SUMS are a few KB; refuse t
 MAX_ARCHIVE_BYTES = 1 << 30  # unpacked size of a bundle archive
 MAX_ARCHIVE_MEMBERS = 256
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+PULL_MARKER = ".c3ae-pull"  # written by pull and pull.sh into the folders they make; not part of the bundle
 
 
 def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -78,7 +79,7 @@ def check_sums(bundle: Path) -> list[str]:
     extra = sorted(
         p.name + ("/" if p.is_dir() else "")
         for p in bundle.iterdir()
-        if p.name not in ("SHA256SUMS", "SHA256SUMS.minisig") and p.name not in listed
+        if p.name not in ("SHA256SUMS", "SHA256SUMS.minisig", PULL_MARKER) and p.name not in listed
     )
     if extra:
         raise VerificationError(f"{bundle}: file(s) or folder(s) not in SHA256SUMS: {', '.join(extra)}")

@@ -3,6 +3,7 @@ for ``pull.sh``) in a folder that any static web server, object store or release
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from c3ae_edge.errors import DataError, UsageError, VerificationError
+from c3ae_edge.release import freshness
 from c3ae_edge.release.sign import PublicKey, SecretKey, check
 from c3ae_edge.release.store import FileEntry, Release, check_entry, copy_checked, fetch_url, http_get, release_of
 
@@ -39,6 +41,12 @@ class StaticStore:
                 f"{location}: unknown store (a folder, an http(s):// URL of a static index, or oci://HOST/REPO[:TAG])"
             )
         self.root = None if self.url else Path(location.removeprefix("file://"))
+        self.listing: freshness.Listing | None = None  # of the last index read
+
+    @property
+    def state_location(self) -> str:
+        """The store as pull.sh names it: the URL without its final slash, or file:// and the resolved folder."""
+        return self.url.rstrip("/") if self.url else f"file://{self.root.resolve()}"
 
     def _read(self, name: str) -> bytes:
         if self.url:
@@ -65,6 +73,7 @@ class StaticStore:
             raise VerificationError(f"{where}: not JSON ({e})") from None
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             raise VerificationError(f"{where}: not a {SCHEMA} index")
+        self.listing = freshness.read_listing(doc, where)
         return doc
 
     def releases(self, pub: PublicKey) -> list[Release]:
@@ -93,19 +102,21 @@ class StaticStore:
                     raise VerificationError(f"{src}: missing from the store") from None
 
     def publish(
-        self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None, force: bool = False
+        self,
+        bundle: Path,
+        key: SecretKey | PublicKey | None,
+        tag: str | None = None,
+        force: bool = False,
+        days: float = freshness.DEFAULT_EXPIRY_DAYS,
     ) -> Release:
-        """Copy the bundle in, write its ``.tar.gz`` and ``pull.sh``, re-sign the index. Atomic per file, locked."""
+        """Copy the bundle in, write its ``.tar.gz`` and ``pull.sh``, re-sign the index with the next serial.
+        Atomic per file, under a lock on the store folder (no lock file is left)."""
         from c3ae_edge.export.bundle import make_archive, replace_folder
 
-        if self.root is None:
-            raise UsageError(f"{self.location}: a static index over HTTP is read-only; publish to the folder it serves")
-        if not isinstance(key, SecretKey):
-            raise UsageError("publishing to a static index needs the secret key (--key KEY.key): it signs index.json")
+        key = self._writable(key)
         rel, _ = release_of(bundle, key.public)
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".publish.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with folder_lock(self.root):
             doc = self.index(key.public) if (self.root / INDEX).exists() else {"schema": SCHEMA, "releases": []}
             old = [
                 e
@@ -127,29 +138,66 @@ class StaticStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             arc = make_archive(self.root / rel.name, _epoch(rel.build_time))
-            script = resources.files("c3ae_edge.release").joinpath("pull.sh").read_bytes()
-            _atomic(self.root / "pull.sh", script, 0o755)
             entry = {
                 **rel.to_dict(),
                 "path": rel.name + "/",
                 "archive": {"file": arc.name, "bytes": arc.stat().st_size, "sha256": _sha(arc.read_bytes())},
             }
             doc["releases"] = sorted([*old, entry], key=lambda e: (e["model"], e["target"], version_key(e["version"])))
-            doc["pull_sh"] = {"file": "pull.sh", "bytes": len(script), "sha256": _sha(script)}
-            self._write_signed(INDEX, (json.dumps(doc, indent=1) + "\n").encode(), key)
-            lines = "".join(
-                f"{e['model']} {e['version']} {e['target']} {e['path'].rstrip('/')} {_sums_sha(e)}\n"
-                for e in doc["releases"]
-            )
-            self._write_signed(INDEX_TXT, lines.encode(), key)
+            self._sign_index(doc, key, days)
         return rel
 
-    def _write_signed(self, name: str, data: bytes, key: SecretKey) -> None:
-        sig = key.sign(data, f"c3ae-edge release index\tfile:{name}")
+    def refresh(self, key: SecretKey | PublicKey | None, days: float = freshness.DEFAULT_EXPIRY_DAYS):
+        """Re-sign the index as it is with the next serial and a new expiry (a store must be re-signed before it
+        expires, or pulls refuse it as frozen). -> the new Listing."""
+        key = self._writable(key)
+        with folder_lock(self.root):
+            doc = self.index(key.public)
+            return self._sign_index(doc, key, days)
+
+    def _writable(self, key) -> SecretKey:
+        if self.root is None:
+            raise UsageError(f"{self.location}: a static index over HTTP is read-only; publish to the folder it serves")
+        if not isinstance(key, SecretKey):
+            raise UsageError("a static index needs the secret key (--key KEY.key): it signs index.json")
+        return key
+
+    def _sign_index(self, doc: dict, key: SecretKey, days: float) -> freshness.Listing:
+        """index.json and index.txt with the next serial, signing time and expiry (in each file and each trusted
+        comment), and the pull.sh they name."""
+        listing = freshness.next_listing(self.listing, days)
+        script = resources.files("c3ae_edge.release").joinpath("pull.sh").read_bytes()
+        _atomic(self.root / "pull.sh", script, 0o755)
+        doc.update(freshness.fields(listing))
+        doc["pull_sh"] = {"file": "pull.sh", "bytes": len(script), "sha256": _sha(script)}
+        self._write_signed(INDEX, (json.dumps(doc, indent=1) + "\n").encode(), key, listing)
+        head = f"# c3ae-edge index serial {listing.serial} signed {listing.signed_at} expires {listing.expires}\n"
+        lines = "".join(
+            f"{e['model']} {e['version']} {e['target']} {e['path'].rstrip('/')} {_sums_sha(e)} "
+            f"{sum(int(f['bytes']) for f in e['files'])}\n"
+            for e in doc["releases"]
+        )
+        self._write_signed(INDEX_TXT, (head + lines).encode(), key, listing)
+        self.listing = listing
+        return listing
+
+    def _write_signed(self, name: str, data: bytes, key: SecretKey, listing: freshness.Listing) -> None:
+        sig = key.sign(data, f"c3ae-edge release index\tfile:{name}\t{freshness.comment(listing)}")
         _atomic(
             self.root / (name + ".minisig"), sig.text(f"c3ae-edge index signature from key {key.public.id}").encode()
         )
         _atomic(self.root / name, data)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """An exclusive lock on the folder itself (flock on its descriptor): nothing to leave behind or clean up."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _from_entry(e: dict) -> Release:

@@ -15,7 +15,8 @@ from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from c3ae_edge.errors import DataError, UsageError, VerificationError
-from c3ae_edge.release.sign import SIG_NAME, PublicKey, SecretKey
+from c3ae_edge.release import freshness
+from c3ae_edge.release.sign import SIG_NAME, PublicKey, SecretKey, check
 from c3ae_edge.release.store import FileEntry, Release, check_entry, fetch_url, http_get, opener, release_of
 
 MANIFEST_MT = "application/vnd.oci.image.manifest.v1+json"
@@ -43,6 +44,11 @@ _MT = {
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+LIST_TAG = "c3ae-releases"  # the signed release list: which tags hold which releases (a deleted tag cannot roll back)
+LIST_TYPE = "application/vnd.c3ae-edge.releases.v1"
+LIST_FILE = "releases.json"
+LIST_SCHEMA = "c3ae-edge-oci-releases/1"
+MAX_LIST_BYTES = 4 << 20
 
 
 def media_type(name: str) -> str:
@@ -65,6 +71,11 @@ class OciStore:
     tag: str | None
     headers: dict = field(default_factory=dict)
     _authorized: str = ""
+    listing: freshness.Listing | None = None  # of the last release list read
+
+    @property
+    def state_location(self) -> str:
+        return f"oci://{urlsplit(self.base).netloc}/{self.repo}"
 
     @classmethod
     def parse(cls, spec: str) -> OciStore:
@@ -147,15 +158,23 @@ class OciStore:
         self._send("PUT", f"{loc}{sep}digest={digest}", data, {"Content-Type": "application/octet-stream"})
 
     def publish(
-        self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None, force: bool = False
+        self,
+        bundle: Path,
+        key: SecretKey | PublicKey | None,
+        tag: str | None = None,
+        force: bool = False,
+        days: float = freshness.DEFAULT_EXPIRY_DAYS,
     ) -> Release:
-        """Push every file as a blob, then the manifest under TAG (default ``<version>-<target>``)."""
-        pub = key.public if isinstance(key, SecretKey) else key
-        rel, _ = release_of(bundle, pub)
+        """Push every file as a blob, the manifest under TAG (default ``<version>-<target>``), then the release list
+        (``c3ae-releases``) re-signed with the next serial: it needs the secret key."""
+        if not isinstance(key, SecretKey):
+            raise UsageError("publishing to a registry needs the secret key (--key KEY.key): it signs the release list")
+        rel, _ = release_of(bundle, key.public)
         self._authorize("pull,push")
         tag = tag or self.tag or f"{rel.version}-{rel.target}"
-        if not _TAG.match(tag):
-            raise UsageError(f"{tag}: not a valid OCI tag")
+        if not _TAG.match(tag) or tag == LIST_TAG:
+            raise UsageError(f"{tag}: not a valid OCI tag for a release")
+        doc = self._read_list(key.public) or {"schema": LIST_SCHEMA, "releases": []}
         if not force and tag in self.tags():
             raise UsageError(f"{self.location}: tag {tag} exists (releases are immutable; --force replaces it)")
         layers = []
@@ -169,19 +188,84 @@ class OciStore:
                     "annotations": {TITLE: f.name},
                 }
             )
+        body = self._put_manifest(tag, layers, ARTIFACT_TYPE, annotations(rel))
+        self._push_signature_referrer(body, next(x for x in layers if x["annotations"][TITLE] == SIG_NAME))
+        entry = {"model": rel.model, "version": rel.version, "target": rel.target, "tag": tag}
+        entry["digest"] = "sha256:" + hashlib.sha256(body).hexdigest()
+        doc["releases"] = [e for e in doc["releases"] if e.get("tag") != tag] + [entry]
+        self._write_list(doc, key, days)
+        return Release(**{**rel.__dict__, "ref": tag})
+
+    def refresh(self, key: SecretKey | PublicKey | None, days: float = freshness.DEFAULT_EXPIRY_DAYS):
+        """Re-sign the release list as it is with the next serial and a new expiry. -> the new Listing."""
+        if not isinstance(key, SecretKey):
+            raise UsageError("refreshing a registry's release list needs the secret key (--key KEY.key)")
+        self._authorize("pull,push")
+        doc = self._read_list(key.public)
+        if doc is None:
+            raise DataError(f"{self.location}: no release list ({LIST_TAG}) to refresh: publish a bundle first")
+        return self._write_list(doc, key, days)
+
+    def _put_manifest(self, tag: str, layers: list, artifact_type: str, ann: dict) -> bytes:
         self._push_blob(b"{}", EMPTY["digest"])
         man = {
             "schemaVersion": 2,
             "mediaType": MANIFEST_MT,
-            "artifactType": ARTIFACT_TYPE,
+            "artifactType": artifact_type,
             "config": EMPTY,
             "layers": layers,
-            "annotations": annotations(rel),
+            "annotations": ann,
         }
         body = json.dumps(man, separators=(",", ":"), sort_keys=True).encode()
         self._send("PUT", self._url(f"manifests/{tag}"), body, {"Content-Type": MANIFEST_MT})
-        self._push_signature_referrer(body, next(x for x in layers if x["annotations"][TITLE] == SIG_NAME))
-        return Release(**{**rel.__dict__, "ref": tag})
+        return body
+
+    def _write_list(self, doc: dict, key: SecretKey, days: float) -> freshness.Listing:
+        listing = freshness.next_listing(self.listing, days)
+        doc.update(freshness.fields(listing))
+        data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+        sig = key.sign(data, f"c3ae-edge release list\tfile:{LIST_FILE}\t{freshness.comment(listing)}")
+        sig_bytes = sig.text(f"c3ae-edge release list signature from key {key.public.id}").encode()
+        layers = []
+        for name, blob in ((LIST_FILE, data), (LIST_FILE + ".minisig", sig_bytes)):
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            self._push_blob(blob, digest)
+            layers.append(
+                {"mediaType": media_type(name), "digest": digest, "size": len(blob), "annotations": {TITLE: name}}
+            )
+        self._put_manifest(LIST_TAG, layers, LIST_TYPE, {})
+        self.listing = listing
+        return listing
+
+    def _read_list(self, pub: PublicKey) -> dict | None:
+        """The signed release list, its signature checked before it is parsed; None if the registry has none."""
+        if LIST_TAG not in self.tags():
+            return None
+        where = f"{self.location} {LIST_TAG}"
+        man = self.manifest(LIST_TAG)
+        layers = _titled(man, where)
+        if set(layers) != {LIST_FILE, LIST_FILE + ".minisig"}:
+            raise VerificationError(f"{where}: not a c3ae-edge release list (layers {sorted(layers)})")
+        data = self._blob(layers[LIST_FILE], where)
+        check(pub, data, self._blob(layers[LIST_FILE + ".minisig"], where).decode(errors="replace"), where)
+        try:
+            doc = json.loads(data)
+        except ValueError as e:
+            raise VerificationError(f"{where}: not JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("schema") != LIST_SCHEMA or not isinstance(doc.get("releases"), list):
+            raise VerificationError(f"{where}: not a {LIST_SCHEMA} list")
+        self.listing = freshness.read_listing(doc, where)
+        return doc
+
+    def _blob(self, layer: dict, where: str) -> bytes:
+        """A small blob (the release list, its signature), size-capped and digest-checked."""
+        digest, size = layer.get("digest"), layer.get("size")
+        if not isinstance(digest, str) or not isinstance(size, int) or not 0 <= size <= MAX_LIST_BYTES:
+            raise VerificationError(f"{where}: a layer's digest or size is malformed or too large")
+        body, _ = http_get(self._url(f"blobs/{digest}"), self.headers, limit=size)
+        if len(body) != size or "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise VerificationError(f"{where}: blob {digest[:19]}... does not match its digest or size (tampered)")
+        return body
 
     def _push_signature_referrer(self, subject: bytes, sig_layer: dict) -> None:
         """The signature also as its own artifact whose ``subject`` is the bundle, listed under the OCI 1.1 referrers
@@ -220,7 +304,13 @@ class OciStore:
             if "HTTP 404" in str(e):
                 return []
             raise
-        return sorted(json.loads(body).get("tags") or [])
+        try:
+            tags = json.loads(body).get("tags") or []
+        except (ValueError, AttributeError):
+            raise DataError(f"{self.location}: the registry's tag list is not a JSON object") from None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise DataError(f"{self.location}: the registry's tag list is not a list of names")
+        return sorted(tags)
 
     def manifest(self, ref: str) -> dict:
         """A manifest by tag or digest; its bytes must hash to the digest the registry names (and to ``ref`` if one)."""
@@ -233,16 +323,36 @@ class OciStore:
                 f"{self.location}: manifest {ref} hashes to {got[:19]}..., not {want[:19]}... (tampered)"
             )
         try:
-            return json.loads(body)
+            doc = json.loads(body)
         except ValueError as e:
             raise VerificationError(f"{self.location}: manifest {ref} is not JSON ({e})") from None
+        if not isinstance(doc, dict):
+            raise VerificationError(f"{self.location}: manifest {ref} is not a JSON object")
+        return doc
 
     def releases(self, pub: PublicKey) -> list[Release]:
+        """The releases the signed release list names, each manifest fetched by its listed digest (a moved or
+        deleted tag changes nothing)."""
+        doc = self._read_list(pub)
+        if doc is None:
+            raise VerificationError(
+                f"{self.location}: no signed release list ({LIST_TAG}); publish with this c3ae-edge, which signs one"
+            )
         out = []
-        for tag in [self.tag] if self.tag else [t for t in self.tags() if not t.startswith("sha256-")]:
-            man = self.manifest(tag)
-            if man.get("artifactType") == ARTIFACT_TYPE:
-                out.append(release_from_manifest(man, tag, self.location))
+        for e in doc["releases"]:
+            try:
+                tag, digest = e["tag"], e["digest"]
+                want = (e["model"], e["version"], e["target"])
+            except (KeyError, TypeError):
+                raise VerificationError(f"{self.location} {LIST_TAG}: malformed entry {str(e)[:80]}") from None
+            if self.tag and tag != self.tag:
+                continue
+            if not (isinstance(digest, str) and digest.startswith("sha256:") and _HEX.match(digest[7:])):
+                raise VerificationError(f"{self.location} {LIST_TAG}: {tag}: digest {digest!r} is not sha256:<hex>")
+            rel = release_from_manifest(self.manifest(digest), tag, self.location)
+            if (rel.model, rel.version, rel.target) != want:
+                raise VerificationError(f"{self.location}: {tag} is not the release the signed list names ({want})")
+            out.append(rel)
         return out
 
     def fetch(self, rel: Release, dest: Path) -> None:
@@ -306,5 +416,13 @@ def release_from_manifest(man: dict, tag: str, where: str) -> Release:
             ann.get(A + "signature.trusted_comment", ""),
             ann.get(A + "signature.key_id", ""),
         )
-    except (KeyError, TypeError, ValueError) as e:
-        raise VerificationError(f"{where}: manifest {tag} is not a c3ae-edge bundle ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise VerificationError(f"{where}: manifest {tag} is not a c3ae-edge bundle ({e!r})") from None
+
+
+def _titled(man: dict, where: str) -> dict:
+    """A manifest's layers by their title annotation."""
+    try:
+        return {lay["annotations"][TITLE]: lay for lay in man["layers"]}
+    except (KeyError, TypeError, AttributeError):
+        raise VerificationError(f"{where}: a layer has no title") from None

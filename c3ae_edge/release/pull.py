@@ -4,7 +4,6 @@ then rename it into place, under a lock, refusing downgrades. Nothing lands in O
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -13,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c3ae_edge.errors import DataError, UsageError, VerificationError
+from c3ae_edge.export.bundle_check import PULL_MARKER
 from c3ae_edge.release.sign import PublicKey, Signature, verify_signed_bundle
 from c3ae_edge.release.store import Release
 from c3ae_edge.release.stores import open_store
 
 RANGE_OPS = ("<", ">", "=", "!", "~")
+MARKER = PULL_MARKER  # in every folder pull (and pull.sh) made; verify ignores it
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return model, (None if ver in ("", "latest") else ver)
 
 
-def choose(rels: list[Release], model: str, version: str | None, target: str, where: str) -> Release:
-    """The newest release of model/target within ``version`` (exact, range, or None = latest; pre-releases only if
-    named)."""
+def choose(rels: list[Release], model: str, version: str | None, target: str, where: str, pre: bool = False) -> Release:
+    """The newest release of model/target within ``version`` (exact, range, or None = latest). Pre-releases
+    (``0.2.0rc1``) count for "latest" and ranges only with ``pre``; an exact version names one itself."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
@@ -47,20 +48,22 @@ def choose(rels: list[Release], model: str, version: str | None, target: str, wh
     if not mine:
         have = sorted({f"{r.model}/{r.target}" for r in rels}) or ["nothing"]
         raise DataError(f"{where}: no release of {model} for target {target} (it holds: {', '.join(have)})")
+    exact = bool(version) and not version.startswith(RANGE_OPS)
     try:
-        spec = SpecifierSet(version if version.startswith(RANGE_OPS) else f"=={version}") if version else SpecifierSet()
+        spec = SpecifierSet(version if not exact else f"=={version}") if version else SpecifierSet()
     except InvalidSpecifier:
         raise UsageError(f"{version!r}: not a version or a version range (e.g. 0.1.0, '>=0.1,<0.2')") from None
     ok = []
     for r in mine:
         with contextlib.suppress(InvalidVersion):
-            if spec.contains(
-                Version(r.version), prereleases=bool(version and not version.startswith(RANGE_OPS)) or None
-            ):
-                ok.append((Version(r.version), r))
+            v = Version(r.version)
+            if (exact or pre or not v.is_prerelease) and spec.contains(v, prereleases=True):
+                ok.append((v, r))
     if not ok:
+        hint = "" if pre or exact else "; pre-releases only with --pre"
         raise DataError(
-            f"{where}: no {model} {version} for {target} (versions: {', '.join(sorted({r.version for r in mine}))})"
+            f"{where}: no {model} {version or 'release'} for {target} "
+            f"(versions: {', '.join(sorted({r.version for r in mine}))}{hint})"
         )
     return max(ok, key=lambda t: t[0])[1]
 
@@ -115,26 +118,59 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+@dataclass(frozen=True)
+class PullOptions:
+    allow_downgrade: bool = False
+    allow_expired: bool = False
+    pre: bool = False
+    force: bool = False  # replace OUT/<model>-<target> even if it holds files pull did not write
+
+
 def pull(
-    spec: str, target: str, source: str, key: str | Path, out: str | Path, allow_downgrade: bool = False, log=print
+    spec: str, target: str, source: str, key: str | Path, out: str | Path, opts: PullOptions | bool = False, log=print
 ) -> Pulled:
-    """Resolve, download, check, then atomically install ``OUT/<model>-<target>/``."""
+    """Resolve (the listing's serial and expiry checked), download, check, then atomically install
+    ``OUT/<model>-<target>/``. ``opts`` may be a bool: allow_downgrade, as before."""
+    from c3ae_edge.release import freshness
+
+    opts = opts if isinstance(opts, PullOptions) else PullOptions(allow_downgrade=bool(opts))
     model, version = parse_spec(spec)
     target = resolve_target(target)
     pub = PublicKey.load(key)
     store = open_store(source)
     out = Path(out)
     final = out / f"{model}-{target}"
-    rel = choose(store.releases(pub), model, version, target, store.location)
+    rels = store.releases(pub)
+    state = freshness.state_file(pub.text().splitlines()[1], store.state_location)
+    freshness.check(store.listing, state, f"{store.location} release listing", opts.allow_expired)
+    rel = choose(rels, model, version, target, store.location, opts.pre)
     prev = _installed_version(final)
-    if prev and _is_newer(prev, rel.version) and not allow_downgrade:
-        raise UsageError(
-            f"{final} holds {model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)"
-        )
+    _check_replace(final, rel, prev, opts)
+    made = _made_parents(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    try:
+        sig, changed = _download_install(store, rel, pub, out, final, opts, log)
+    except BaseException:
+        for p in made:  # an OUT this pull created stays only with a bundle in it
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+    freshness.remember(store.listing, state)
+    return Pulled(final, rel, sig, prev, changed)
+
+
+def _made_parents(out: Path) -> list[Path]:
+    made, p = [], out
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def _download_install(store, rel: Release, pub, out: Path, final: Path, opts: PullOptions, log):
     old_term = None
     with contextlib.suppress(ValueError):  # not the main thread
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a CI timeout cleans up like Ctrl-C
@@ -155,25 +191,67 @@ def pull(
                 f"{store.location}: {rel.name} holds a bundle signed as {f.get('model')} {f.get('version')} "
                 f"{f.get('target')} (a signed bundle re-labelled: refusing)"
             )
-        changed = _install(tmp, final, rel, allow_downgrade, out)
+        write_marker(tmp, rel, store)
+        changed = _install(tmp, final, rel, opts, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-    return Pulled(final, rel, sig, prev, changed)
+    return sig, changed
 
 
-def _install(tmp: Path, final: Path, rel: Release, allow_downgrade: bool, out: Path) -> bool:
-    """Under OUT's lock: re-check the downgrade rule (another pull may have landed) and rename into place."""
-    from c3ae_edge.export.bundle import replace_folder
+def write_marker(folder: Path, rel: Release, store) -> None:
+    """``MARKER`` in a folder pull made: what it holds and where from (a folder without one is never replaced)."""
+    doc = {"pulled": rel.name, "from": store.location, "serial": getattr(store.listing, "serial", None)}
+    (folder / MARKER).write_text(json.dumps(doc) + "\n")
 
-    with open(out / ".c3ae-pull.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        same = _same(tmp, final)
-        prev = _installed_version(final)
-        if prev and _is_newer(prev, rel.version) and not allow_downgrade:
+
+def user_files(final: Path) -> list[str]:
+    """Files in a pulled folder that pull did not write, or that changed since (against its SHA256SUMS)."""
+    from c3ae_edge.export.bundle_check import sha256
+
+    listed = {}
+    with contextlib.suppress(OSError):
+        for line in (final / "SHA256SUMS").read_text().splitlines():
+            digest, _, name = line.partition("  ")
+            listed[name] = digest
+    out = []
+    for p in sorted(final.iterdir()):
+        if p.name in (MARKER, "SHA256SUMS", "SHA256SUMS.minisig"):
+            continue
+        if p.name not in listed or not p.is_file() or p.is_symlink():
+            out.append(p.name + ("/" if p.is_dir() else ""))
+        elif sha256(p) != listed[p.name]:
+            out.append(f"{p.name} (edited)")
+    return out
+
+
+def _check_replace(final: Path, rel: Release, prev: str | None, opts: PullOptions) -> None:
+    """Replace only a folder pull made (its marker), holding nothing of the user's; never downgrade unless told."""
+    if final.is_symlink() or (final.exists() and not (final / MARKER).is_file()):
+        raise UsageError(
+            f"{final}: exists and was not made by pull (no {MARKER}); refusing to replace it (move it away)"
+        )
+    if final.exists() and not opts.force:
+        mine = user_files(final)
+        if mine:
             raise UsageError(
-                f"{final} holds {rel.model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)"
+                f"{final}: holds files pull did not write: {', '.join(mine[:5])}{', ...' if len(mine) > 5 else ''}; "
+                "refusing to replace it (move them out, or --force deletes them)"
             )
+    if prev and _is_newer(prev, rel.version) and not opts.allow_downgrade:
+        raise UsageError(
+            f"{final} holds {rel.model} {prev}, newer than {rel.version}: refusing to downgrade (--allow-downgrade)"
+        )
+
+
+def _install(tmp: Path, final: Path, rel: Release, opts: PullOptions, out: Path) -> bool:
+    """Under a lock on OUT: re-check what may be replaced (another pull may have landed), then rename into place."""
+    from c3ae_edge.export.bundle import replace_folder
+    from c3ae_edge.release.index import folder_lock
+
+    with folder_lock(out):
+        same = _same(tmp, final)
+        _check_replace(final, rel, _installed_version(final), opts)
         replace_folder(tmp, final)  # even when the same release is there: a locally damaged copy gets repaired
         return not same

@@ -64,18 +64,24 @@ class Release:
 
 
 class Store(Protocol):
-    """A place releases are published to and pulled from."""
+    """A place releases are published to and pulled from. Its listing (static index, OCI release list) is signed
+    with a serial, a signing time and an expiry (``release.freshness``)."""
 
     location: str
+    listing: object  # freshness.Listing of the last listing read or written
+    state_location: str  # the store as the pull state (and pull.sh) names it
 
     def releases(self, pub: PublicKey) -> list[Release]:
-        """Every release, its listing checked (signature or digests) under ``pub``."""
+        """Every release, its signed listing checked under ``pub`` (sets ``listing``)."""
 
     def fetch(self, rel: Release, dest: Path) -> None:
         """Download every file of ``rel`` into the empty folder ``dest``, each checked against its size and digest."""
 
     def publish(self, bundle: Path, key: SecretKey | PublicKey | None, tag: str | None = None) -> Release:
-        """Add a signed bundle."""
+        """Add a signed bundle and re-sign the listing with the next serial."""
+
+    def refresh(self, key: SecretKey | PublicKey | None, days: float):
+        """Re-sign the listing as it is with the next serial and a new expiry."""
 
 
 def release_of(bundle: Path, pub: PublicKey | None) -> tuple[Release, Signature]:
