@@ -79,7 +79,8 @@ http:
 
 class Handler(http.server.SimpleHTTPRequestHandler):
     """Serves ``directory``; a path ending in one of ``server.truncate`` sends half its bytes under the full
-    Content-Length then closes; one ending in ``server.stall`` sends half and waits until ``server.release`` is set."""
+    Content-Length then closes; one ending in ``server.stall`` sends half and waits until ``server.release`` is set;
+    one ending in ``server.endless`` streams zeros without a length until the client hangs up."""
 
     def log_message(self, *args) -> None:
         pass
@@ -87,6 +88,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         srv = self.server
         path = Path(self.translate_path(self.path))
+        if any(self.path.endswith(s) for s in srv.endless):  # no Content-Length, bytes until the client hangs up
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+            except OSError:
+                pass
+            self.close_connection = True
+            return
         hit = next((s for s in srv.truncate + srv.stall if self.path.endswith(s)), None)
         if hit is None or not path.is_file():
             return super().do_GET()
@@ -106,7 +117,7 @@ class StaticServer:
     def __init__(self, root: Path):
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
         self.httpd.daemon_threads = True
-        self.httpd.truncate, self.httpd.stall = [], []
+        self.httpd.truncate, self.httpd.stall, self.httpd.endless = [], [], []
         self.httpd.stalled, self.httpd.release = threading.Event(), threading.Event()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
