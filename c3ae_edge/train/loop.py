@@ -344,6 +344,46 @@ def _apply_resume(st: dict, last: Path, model, opt=None, ema=None, plateau=None)
         ) from None
 
 
+class RunLock:
+    """An exclusive, non-blocking lock on the run folder itself (flock on its descriptor: no lock file is left).
+    A folder it had to create is removed again if the run leaves it empty (it failed before writing)."""
+
+    def __init__(self, out: Path):
+        self.out, self.fd, self.made = out, None, []
+
+    def acquire(self) -> None:
+        import fcntl
+
+        if self.out.exists() and not self.out.is_dir():
+            return  # check_out says what is wrong
+        p = self.out
+        while not p.exists() and p != p.parent:
+            self.made.append(p)
+            p = p.parent
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.out, os.O_RDONLY)
+        except OSError as e:
+            raise UsageError(f"{self.out}: cannot use as the run folder ({e.strerror})") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd, self.made = None, []
+            raise UsageError(f"{self.out}: another train run is writing this folder; wait for it or use another --out")
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        for p in self.made:
+            try:
+                p.rmdir()
+            except OSError:  # not empty: the run wrote into it
+                break
+        self.made = []
+
+
 class Trainer:
     """One run: setup (every input read and checked before OUT is written), epochs, validation + checkpoints on
     rank 0, and the final test of best.pt. Same config and seed -> same checkpoints."""
@@ -354,14 +394,18 @@ class Trainer:
         self.out = Path(cfg.out)
         self.last = self.out / "last.pt"
         self.split_path = self.out / "split.json"
+        self.lock = RunLock(self.out)
 
     def run(self) -> dict:
-        self.setup()
-        for epoch in range(self.start_epoch, self.cfg.epochs):
-            self.epoch(epoch)
-            if self.cfg.max_steps and self.step >= self.cfg.max_steps:
-                break
-        result = self.final_test()
+        try:
+            self.setup()
+            for epoch in range(self.start_epoch, self.cfg.epochs):
+                self.epoch(epoch)
+                if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+                    break
+            result = self.final_test()
+        finally:
+            self.lock.release()
         if self.world > 1:
             import torch.distributed as dist
 
@@ -370,6 +414,8 @@ class Trainer:
 
     def setup(self) -> None:
         check_config(self.cfg)
+        if self.rank == 0:  # one run per folder: a second one fails at once (two runs left a mixed folder)
+            self.lock.acquire()
         check_out(self.out, self.resume, self.force, self.cfg.split)
         self._device()
         torch.manual_seed(self.cfg.seed + self.rank)

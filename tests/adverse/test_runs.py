@@ -194,3 +194,37 @@ def test_diverging_training_is_an_error_not_nan(tmp_path, cli):
     r = cli("train", "--out", str(tmp_path / "run"), *COMMON, "--epochs", "1", "--lr", "1e30", "--max-steps", "3")
     assert r.code == 2 and "not finite" in r.err.splitlines()[-1] and "Traceback" not in r.err, r.err
     assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "history.json").exists()
+
+
+def test_two_runs_into_one_folder(tmp_path):
+    """Two `train` runs into one folder (issue 24, class 6): the second fails at once in one line, the first finishes
+    alone; no lock file is left behind."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "c3ae_edge.cli", "train", "--out", str(out), *COMMON, "--epochs", "1"]
+    first = subprocess.Popen([*argv, "--max-steps", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # the first run holds the folder once it exists
+            if out.is_dir() or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        second = subprocess.run([*argv, "--max-steps", "2"], capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first run ended before the second started: the test proves nothing"
+        err = second.stderr.strip().splitlines()
+        assert second.returncode == 2 and len(err) == 1, second.stderr
+        assert "another train run is writing this folder" in err[0], err
+    finally:
+        rest = first.communicate(timeout=600)
+    assert first.returncode == 0, rest[1][-2000:]
+    assert not any(p.name.endswith(".lock") for p in out.iterdir()), sorted(p.name for p in out.iterdir())
+    assert json.loads((out / "result.json").read_text())["epochs_run"] == 1
+
+
+def test_failed_run_leaves_no_empty_folder(tmp_path, cli):
+    out = tmp_path / "new" / "run"
+    r = cli("train", "--out", str(out), "--model", "c3ae_plain", "--data", f"utkface:{tmp_path / 'nodata'}")
+    assert r.code != 0 and "Traceback" not in r.err
+    assert not (tmp_path / "new").exists()
