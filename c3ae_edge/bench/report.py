@@ -88,12 +88,19 @@ def doc_label(doc: dict) -> str:
     return label
 
 
+MAX_DOC_BYTES = 64 << 20  # a bench JSON of every model, backend and thread count is a few MB
+
+
 def load_doc(f: Path) -> dict:
-    """One bench JSON document, checked (one-line errors for anything else)."""
+    """One bench JSON document, checked (one-line errors for anything else): bounded in size, numbers only where
+    numbers belong (no NaN or Infinity), latencies finite and non-negative, names of bounded length."""
     from c3ae_edge.board.onboard import SCHEMA
 
     try:
-        d = json.loads(Path(f).read_text(encoding="utf-8"))
+        size = Path(f).stat().st_size
+        if size > MAX_DOC_BYTES:
+            raise DataError(f"{f}: {size:,} bytes, larger than a bench JSON file can be ({MAX_DOC_BYTES >> 20} MiB)")
+        d = json.loads(Path(f).read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise DataError(f"{f}: no such file") from None
     except IsADirectoryError:
@@ -102,13 +109,41 @@ def load_doc(f: Path) -> dict:
         raise DataError(f"{f}: cannot read ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{f}: not a bench JSON file ({e})") from None
+    except ValueError as e:  # NaN, Infinity
+        raise DataError(f"{f}: not a bench JSON file ({e})") from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("results"), list):
         raise DataError(f"{f}: not a c3ae-edge bench JSON file (schema {SCHEMA!r} with results)")
+    where = _long_text(d)
+    if where:
+        raise DataError(f"{f}: {where} is longer than {MAX_STRING:,} characters (not a name or a note)")
     try:
         rows_of(d)
     except ValueError as e:
         raise DataError(f"{f}: {e}") from None
     return d
+
+
+MAX_STRING = 10_000
+
+
+def _long_text(v, path: str = "", depth: int = 0) -> str | None:
+    """The path of the first string longer than MAX_STRING (or of nesting deeper than 32), else None."""
+    if depth > 32:
+        return path or "the document"
+    if isinstance(v, str):
+        return path or "a string" if len(v) > MAX_STRING else None
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, x in items:
+        if isinstance(k, str) and len(k) > MAX_STRING:
+            return f"a key in {path or 'the document'}"
+        found = _long_text(x, f"{path}.{k}" if isinstance(k, str) else f"{path}[{k}]", depth + 1)
+        if found:
+            return found
+    return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def merge(files: list[Path]) -> dict:

@@ -8,8 +8,20 @@ same key order: a merged or re-written document has the same bytes as before. Ne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+MAX_TEXT = 1000  # characters in a name, label or note of a row
+
+
+def _time_ok(v) -> bool:
+    """A latency figure: a non-negative finite number, or a list of them (a confidence interval, samples)."""
+    if isinstance(v, list):
+        return len(v) <= 1 << 20 and all(_time_ok(x) for x in v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return isinstance(v, str) and len(v) <= MAX_TEXT  # a unit or a note
+    return math.isfinite(v) and v >= 0
 
 
 @dataclass
@@ -63,9 +75,15 @@ class BenchRow:
             raise ValueError(f"a bench row is a JSON object, not {type(d).__name__}")
         if not all(isinstance(d.get(k), str) for k in ("model", "backend", "precision")):
             raise ValueError("a bench row needs model, backend and precision (strings)")
+        long = next((k for k, v in d.items() if isinstance(v, str) and len(v) > MAX_TEXT), None)
+        if long:
+            raise ValueError(f"a bench row's {long!r} is {len(d[long]):,} characters (at most {MAX_TEXT})")
         lat = d.get("latency", {"p50": 0})
         if not (isinstance(lat, dict) and isinstance(lat.get("p50"), (int, float))):
             raise ValueError("a bench row's latency needs a numeric p50")
+        bad = next((k for k, v in lat.items() if not _time_ok(v)), None)
+        if bad is not None:
+            raise ValueError(f"a bench row's latency {bad} is {lat[bad]!r}, not a non-negative number of seconds")
         kind = E2ERow if cls is BenchRow and d.get("pipeline") else cls
         known = set(kind.names())
         return kind(

@@ -457,8 +457,8 @@ def _write_reports(
         for dst, text in outs.items():
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(dst).with_name(f".{Path(dst).name}.tmp-{os.getpid()}")
-            made.append((tmp, Path(dst)))
             tmp.write_text(text)
+            made.append((tmp, Path(dst)))
     except OSError as e:  # one line naming the user's file, never our temporary one
         from c3ae_edge.errors import os_error_line
 

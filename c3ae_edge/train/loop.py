@@ -370,7 +370,9 @@ class RunLock:
         except BlockingIOError:
             os.close(self.fd)
             self.fd, self.made = None, []
-            raise UsageError(f"{self.out}: another train run is writing this folder; wait for it or use another --out")
+            raise UsageError(
+                f"{self.out}: another train run is writing this folder; wait for it or use another --out"
+            ) from None
 
     def release(self) -> None:
         if self.fd is not None:
