@@ -140,6 +140,7 @@ class _Job:
     ver: object
     ref: np.ndarray
     decode: dict | None
+    replaces: str | None = None  # the bundle already at ``final`` (said after the export)
 
 
 @dataclass
@@ -156,7 +157,6 @@ def export_bundle(req: ExportRequest | str, log=print, **fields) -> Path:
     if not isinstance(req, ExportRequest):
         req = ExportRequest(req, **fields)
     job = _resolve(req, log)
-    replaced = replace_check(job.final, job.w_sha, req.force)
     made = _missing_parents(req.out)
     tmp = _scratch(req.out, job.final)
     try:
@@ -178,8 +178,8 @@ def export_bundle(req: ExportRequest | str, log=print, **fields) -> Path:
 
             raise UsageError(f"{req.out}: {os_error_line(e)}") from None
         raise
-    if replaced:
-        log(f"replaced {job.final}: {replaced}")
+    if job.replaces:
+        log(f"replaced {job.final}: {job.replaces}")
     if req.archive:
         make_archive(job.final, epoch)
     return job.final
@@ -248,9 +248,12 @@ def _resolve(req: ExportRequest, log) -> _Job:
     model, spec, ck = load_model(req.weights, req.model)
     w_sha = sha256_file(ck.path)
     final = inside_out(req.out, f"{ck.model}-{__version__}-{target.name}")
+    replaces = replace_check(final, w_sha, req.force)  # before the faces are read: refusing costs nothing
     max_delta = target.max_int8_mae_delta if req.max_delta is None else req.max_delta
     cal, ver, ref = _faces(req, target, model, spec, ck, log)
-    return _Job(req, target, backend, final, model, spec, ck, w_sha, max_delta, cal, ver, ref, head_weights(model))
+    job = _Job(req, target, backend, final, model, spec, ck, w_sha, max_delta, cal, ver, ref, head_weights(model))
+    job.replaces = replaces
+    return job
 
 
 def _signable(backend, target) -> None:
