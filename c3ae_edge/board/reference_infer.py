@@ -436,6 +436,22 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _artifacts(a, manifest: dict, bundle: Path) -> tuple[list, str | None]:
+    """The .tflite artifacts to run, or why not (a self-test refuses a bundle whose pinned files differ)."""
+    bad = unpinned(bundle, manifest) if a.self_test else None
+    if bad:
+        return [], f"reference_infer: error: {bad}: refusing the self-test"
+    arts = [r for r in manifest["artifacts"] if r["file"].endswith(".tflite")]
+    if not arts:
+        return [], "no .tflite artifact in this bundle"
+    if a.artifact and not any(r["file"] == a.artifact for r in arts):
+        return [], f"{a.artifact}: not a .tflite artifact of this bundle"
+    outside = [t["file"] for t in arts if (bundle / t["file"]).resolve().parent != bundle]
+    if outside:  # the manifest names files in its own folder, nothing else
+        return [], f"{outside[0]}: not a file of this bundle"
+    return arts, None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
@@ -447,22 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reference_infer: error: {a.manifest}: unreadable manifest ({e})", file=sys.stderr)
         return 2
     bundle = Path(a.manifest).resolve().parent
-    bad = unpinned(bundle, manifest) if a.self_test else None
-    if bad:
-        print(f"reference_infer: error: {bad}: refusing the self-test", file=sys.stderr)
+    arts, why = _artifacts(a, manifest, bundle)
+    if why:
+        print(why, file=sys.stderr)
         return 2
-    arts = [r for r in manifest["artifacts"] if r["file"].endswith(".tflite")]
-    if not arts:
-        print("no .tflite artifact in this bundle", file=sys.stderr)
-        return 2
-    art = next((r for r in arts if r["file"] == a.artifact), None) if a.artifact else arts[0]
-    if art is None:
-        print(f"{a.artifact}: not a .tflite artifact of this bundle", file=sys.stderr)
-        return 2
-    outside = [t["file"] for t in arts if (bundle / t["file"]).resolve().parent != bundle]
-    if outside:  # the manifest names files in its own folder, nothing else
-        print(f"{outside[0]}: not a file of this bundle", file=sys.stderr)
-        return 2
+    art = next(r for r in arts if r["file"] == a.artifact) if a.artifact else arts[0]
     try:
         if a.self_test:
             ok = True
