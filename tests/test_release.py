@@ -750,9 +750,10 @@ def test_oci_registry_with_authentication(kind: str, bundle: Path, keys, tmp_pat
     creds = {**ENV, "C3AE_OCI_USERNAME": "ci", "C3AE_OCI_PASSWORD": "s3cret"}
     try:
         repo = f"oci://{reg.host}/acme/c3ae_full"
-        print(f"\n{kind}, anonymous push: {refused(cli('publish', str(bundle), '--to', repo), 'C3AE_OCI_USERNAME')}")
-        refused(cli("publish", str(bundle), "--to", repo, env={**creds, "C3AE_OCI_PASSWORD": "wrong"}), "HTTP 401")
-        ok(cli("publish", str(bundle), "--to", repo, env=creds))
+        push = ["publish", str(bundle), "--to", repo, "--key", str(keys["key"])]
+        print(f"\n{kind}, anonymous push: {refused(cli(*push), 'C3AE_OCI_USERNAME')}")
+        refused(cli(*push, env={**creds, "C3AE_OCI_PASSWORD": "wrong"}), "HTTP 401")
+        ok(cli(*push, env=creds))
         pull = [
             "pull",
             "c3ae_full:0.1.0",
