@@ -1,0 +1,73 @@
+"""The rpi bundle's detector and scripts (issue 24, class 1): a replaced detector model or an edited blazeface.py,
+re-pinned everywhere without the key, fails verify naming it; the on-board runner refuses to run an edited script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+
+def _repin(b: Path) -> None:
+    from c3ae_edge.export.bundle import _sums
+    from c3ae_edge.export.bundle_check import sha256
+
+    m = json.loads((b / "manifest.json").read_text())
+    for f in m["bundle_files"]:
+        f["sha256"], f["bytes"] = sha256(b / f["file"]), (b / f["file"]).stat().st_size
+    det = m["face_box"]["detector"]
+    det["model"]["sha256"] = sha256(b / det["files"]["model"])
+    (b / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
+    _sums(b)
+
+
+def _other_detector(b: Path) -> None:
+    from c3ae_edge.data.blazeface_detector import MODEL_DIR
+
+    shutil.copyfile(MODEL_DIR / "face_detection_full_range_sparse.tflite", b / "face_detection_short_range.tflite")
+
+
+def _blazeface_code(b: Path) -> None:
+    with open(b / "blazeface.py", "a") as f:
+        f.write("\nimport os\nos.system('touch PWNED')\n")
+
+
+@pytest.mark.parametrize(
+    "edit, name",
+    [(_other_detector, "provenance.json"), (_blazeface_code, "blazeface.py")],
+    ids=["detector-replaced", "blazeface-edited"],
+)
+def test_verify_refuses_a_repinned_detector_or_script(small_rpi_bundle, tmp_path, edit, name):
+    from c3ae_edge.errors import VerificationError
+    from c3ae_edge.export.verify import verify_bundle
+
+    b = shutil.copytree(small_rpi_bundle, tmp_path / "b")
+    edit(b)
+    _repin(b)
+    with pytest.raises(VerificationError, match=name):
+        verify_bundle(b)
+
+
+def test_onboard_refuses_an_edited_blazeface(small_rpi_bundle, tmp_path):
+    """Not re-pinned: the runner's photo-to-age rows refuse the script before importing it (no PWNED file)."""
+    from c3ae_edge.board import onboard
+
+    b = shutil.copytree(small_rpi_bundle, tmp_path / "b")
+    _blazeface_code(b)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(next((ROOT / "calibration" / "images").glob("*.jpg")), photos / "a.jpg")
+    r = subprocess.run(
+        [sys.executable, onboard.__file__, str(b), "--runs", "2", "--warmup", "0", "--photos", str(photos)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and "blazeface.py: differs from its sha256 in manifest.json" in r.stderr, r.stderr[-2000:]
+    assert not list(tmp_path.rglob("PWNED"))
