@@ -161,3 +161,16 @@ def test_self_test_and_runner_refuse_an_edited_script(tiny_bundle, tmp_path):
         onboard.pinned(b, man, "reference_infer.py")
     with pytest.raises(onboard.BundleError, match="not pinned"):
         onboard.pinned(b, man, "blazeface.py")
+
+
+def test_a_recorded_runtime_not_run_here_is_listed(tiny_bundle, tmp_path, cli):
+    """A runtime the export verified under but that this machine cannot run is listed as not re-run, with why."""
+    b = copy_bundle(tiny_bundle, tmp_path / "b")
+    m = json.loads((b / "manifest.json").read_text())
+    rt = m["artifacts"][0]["runtimes"]
+    rt["onnxruntime/npu"] = {**next(iter(rt.values())), "status": "verified"}
+    (b / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
+    resum(b)
+    r = cli("verify", str(b))
+    assert r.code == 0, r.err
+    assert "c3ae_full_fp32.onnx under onnxruntime/npu: NOT re-run here (unknown to this c3ae-edge)" in r.out, r.out
