@@ -438,11 +438,9 @@ def _write_reports(
             if report.plot(doc, tmp_png):
                 made.append((tmp_png, Path(png)))
     except OSError as e:  # the picture's folder is read-only or full: name the picture, not our temporary file
-        from c3ae_edge.errors import os_error_line
-
-        if tmp_png is not None:
-            tmp_png.unlink(missing_ok=True)
-        raise DataError(f"{png}: {os_error_line(e).removeprefix(f'{e.filename}: ')}") from None
+        if tmp_png is not None and tmp_png.is_file():
+            tmp_png.unlink()
+        raise OSError(e.errno, e.strerror, str(png)) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
         if tmp_png is not None:
             tmp_png.unlink(missing_ok=True)
@@ -459,12 +457,10 @@ def _write_reports(
             tmp = Path(dst).with_name(f".{Path(dst).name}.tmp-{os.getpid()}")
             tmp.write_text(text)
             made.append((tmp, Path(dst)))
-    except OSError as e:  # one line naming the user's file, never our temporary one
-        from c3ae_edge.errors import os_error_line
-
+    except OSError as e:  # one line naming the user's file, never our temporary one (main prints it, exit 1)
         for tmp, _ in made:
             tmp.unlink(missing_ok=True)
-        raise DataError(f"{dst}: {os_error_line(e).removeprefix(f'{e.filename}: ')}") from None
+        raise OSError(e.errno, e.strerror, str(dst)) from None
     for tmp, dst in made:
         os.replace(tmp, dst)
         typer.echo(f"wrote {dst}", err=True)

@@ -60,7 +60,7 @@ def test_unwritable_report_names_the_users_file(tmp_path, cli):
     dst.parent.mkdir()
     (dst.parent / f".{dst.name}.tmp-{os.getpid()}").mkdir()  # what the in-process command will try to write
     r = cli("bench", "merge", str(GOOD), "--json", str(dst))
-    assert r.code == 2 and len(r.lines) == 1, r.err
+    assert r.code == 1 and len(r.lines) == 1, r.err
     assert r.lines[0].startswith(f"c3ae-edge: error: {dst}: ") and ".tmp-" not in r.lines[0], r.lines
     assert not dst.exists()
 

@@ -83,6 +83,7 @@ def test_static_replayed_index_is_refused(signed, tmp_path, state, cli):
     old = _save_index(store)
     _ok(cli("publish", str(signed["0.2.0"]), "--to", str(store), "--key", str(signed["key"])))
     assert json.loads((store / "index.json").read_text())["serial"] == 2
+    assert not [p.name for p in store.iterdir() if p.name.endswith(".lock")]  # the lock is on the folder itself
     srv = StaticServer(store)
     try:
         assert "pulled c3ae_full 0.2.0" in _ok(_pull(cli, signed, srv.url, tmp_path / "a"))
@@ -267,3 +268,29 @@ def test_hostile_registry_replies_are_one_line(case, signed, tmp_path, capsys):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_verify_a_signed_archive_with_its_key(signed, tmp_path, cli):
+    """verify BUNDLE.tar.gz --key PUB (issue 24, class 9): the signature inside the archive is checked, then every
+    check of verify; the last line names the signing key. A re-packed archive with one byte changed is refused."""
+    import io
+    import tarfile
+
+    from c3ae_edge.export.bundle import make_archive
+
+    b = copy_bundle(signed["0.1.0"], tmp_path / "c3ae_full-0.1.0-tiny")
+    arc = make_archive(b, 1700000000)
+    r = cli("verify", str(arc), "--key", str(signed["pub"]))
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].startswith(f"{arc}: signature OK, trusted comment: model:c3ae_full version:0.1.0 target:tiny")
+    assert lines[-1].startswith(f"{arc}: signed by key "), lines[-1]
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(arc) as src, tarfile.open(bad, "w:gz") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name.endswith("README.md"):
+                data = data.replace(b"# ", b"#  ", 1)
+            m.size = len(data)
+            dst.addfile(m, io.BytesIO(data))
+    one_line_error(cli("verify", str(bad), "--key", str(signed["pub"])), 3, ("bad.tar.gz", "README.md"))
