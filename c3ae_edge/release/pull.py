@@ -158,7 +158,10 @@ def pull(
             with contextlib.suppress(OSError):
                 p.rmdir()
         raise
-    freshness.remember(store.listing, state)
+    try:
+        freshness.remember(store.listing, state)
+    except UsageError as e:  # installed and checked: a state folder we cannot write only weakens the next pull
+        log(f"note: {e}")
     return Pulled(final, rel, sig, prev, changed)
 
 
