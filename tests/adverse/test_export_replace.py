@@ -35,6 +35,7 @@ def _export(cli, target, out, *extra):
     )
 
 
+@pytest.mark.slow  # two real exports
 def test_signed_or_other_weights_bundle_needs_force(tmp_path, cli, target, tiny_bundle):
     from c3ae_edge.release.sign import SecretKey, sign_bundle, write_keypair
 

@@ -196,6 +196,7 @@ def test_diverging_training_is_an_error_not_nan(tmp_path, cli):
     assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "history.json").exists()
 
 
+@pytest.mark.slow  # two real training processes
 def test_two_runs_into_one_folder(tmp_path):
     """Two `train` runs into one folder (issue 24, class 6): the second fails at once in one line, the first finishes
     alone; no lock file is left behind."""
