@@ -79,7 +79,8 @@ fi
 line=$(awk -v m="$model" -v t="$target" -v v="$version" -v pre="${PRE:-0}" '
     $1 == m && $3 == t && (v == "" || $2 == v) { if (v == "" && pre != 1 && $2 ~ /[A-Za-z]/) next; l = $0 }
     END { print l }' "$tmp/index.txt")
-[ -n "$line" ] || die "$base: no release of $model${version:+ $version} for target $target${version:-" (pre-releases only with PRE=1)"}"
+hint=; [ -n "$version" ] || [ "${PRE:-0}" = 1 ] || hint=" (pre-releases only with PRE=1)"
+[ -n "$line" ] || die "$base: no release of $model${version:+ $version} for target $target$hint"
 set -- $line
 version=$2; folder=$4; sums_sha=$5; total=${6:-1073741824}
 safe "$folder"
