@@ -164,6 +164,9 @@ def check(folder: Path, man: dict, backend, listed: list[str]) -> DerivedCheck:
             ) from None
         if src.read(name) != want:
             what = "the package's own copy" if d.copy else f"what {d.source} gives"
-            raise VerificationError(f"{folder}: {name} differs from {what} (edited after export: refusing)")
+            raise VerificationError(
+                f"{folder}: {name} differs from {what} (edited after export, or written by another build of this "
+                "c3ae-edge version: refusing)"
+            )
         (res.copies if d.copy else res.generated)[name] = d.source
     return res
