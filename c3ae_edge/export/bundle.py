@@ -396,6 +396,8 @@ def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> list[dict]:
         return []
     ref = tmp / "reference_infer.py"
     shutil.copyfile(board_script("reference_infer.py"), ref)
+    if job.backend.spec.name != "tflite":  # a microcontroller bundle's extras remove it (a trunk-only graph)
+        return []
     role = "reference script: preprocessing, decoding, --self-test (numpy + TFLite)"
     return [{"file": ref.name, "sha256": sha256(ref), "bytes": ref.stat().st_size, "role": role}]
 
