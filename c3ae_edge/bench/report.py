@@ -119,7 +119,7 @@ def load_doc(f: Path) -> dict:
     try:
         rows_of(d)
     except ValueError as e:
-        raise DataError(f"{f}: {e}") from None
+        raise DataError(f"{f}: malformed bench rows: {e}") from None
     return d
 
 
