@@ -85,7 +85,7 @@ class BenchRow:
         if bad is not None:
             raise ValueError(f"a bench row's latency {bad} is {lat[bad]!r}, not a non-negative number of seconds")
         if "latency" in d and not d.get("error") and "artifact" not in d and "form" not in d:
-            raise ValueError("a timed bench row needs its artifact (file and bytes; PyTorch-forms rows name their form)")
+            raise ValueError("a timed bench row needs its artifact (file, bytes; a PyTorch-forms row its form)")
         kind = E2ERow if cls is BenchRow and d.get("pipeline") else cls
         known = set(kind.names())
         return kind(
