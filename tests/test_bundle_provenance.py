@@ -42,22 +42,22 @@ def _blazeface_code(b: Path) -> None:
     [(_other_detector, "provenance.json"), (_blazeface_code, "blazeface.py")],
     ids=["detector-replaced", "blazeface-edited"],
 )
-def test_verify_refuses_a_repinned_detector_or_script(small_rpi_bundle, tmp_path, edit, name):
+def test_verify_refuses_a_repinned_detector_or_script(rpi_bundle, tmp_path, edit, name):
     from c3ae_edge.errors import VerificationError
     from c3ae_edge.export.verify import verify_bundle
 
-    b = shutil.copytree(small_rpi_bundle, tmp_path / "b")
+    b = shutil.copytree(rpi_bundle, tmp_path / "b")
     edit(b)
     _repin(b)
     with pytest.raises(VerificationError, match=name):
         verify_bundle(b)
 
 
-def test_onboard_refuses_an_edited_blazeface(small_rpi_bundle, tmp_path):
+def test_onboard_refuses_an_edited_blazeface(rpi_bundle, tmp_path):
     """Not re-pinned: the runner's photo-to-age rows refuse the script before importing it (no PWNED file)."""
     from c3ae_edge.board import onboard
 
-    b = shutil.copytree(small_rpi_bundle, tmp_path / "b")
+    b = shutil.copytree(rpi_bundle, tmp_path / "b")
     _blazeface_code(b)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -73,16 +73,16 @@ def test_onboard_refuses_an_edited_blazeface(small_rpi_bundle, tmp_path):
     assert not list(tmp_path.rglob("PWNED"))
 
 
-def test_self_test_and_runner_refuse_an_edited_reference_script(small_rpi_bundle, tmp_path):
+def test_self_test_and_runner_refuse_an_edited_reference_script(rpi_bundle, tmp_path):
     """reference_infer.py is pinned in bundle_files: an edit (not re-pinned) makes --self-test and the on-board
     runner refuse; re-pinned, verify names it (it differs from the package's own copy)."""
     from c3ae_edge.board import onboard
     from c3ae_edge.errors import VerificationError
     from c3ae_edge.export.verify import verify_bundle
 
-    man = json.loads((small_rpi_bundle / "manifest.json").read_text())
+    man = json.loads((rpi_bundle / "manifest.json").read_text())
     assert "reference_infer.py" in [f["file"] for f in man["bundle_files"]]
-    b = shutil.copytree(small_rpi_bundle, tmp_path / "b")
+    b = shutil.copytree(rpi_bundle, tmp_path / "b")
     with open(b / "reference_infer.py", "a") as f:
         f.write("\nimport os\nos.system('touch PWNED')\n")
     r = subprocess.run(

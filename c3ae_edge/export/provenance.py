@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from c3ae_edge.errors import VerificationError
+from c3ae_edge.errors import UsageError, VerificationError
 
 UNPROVEN = (
     "origin unproven: no --key, so whoever rewrites a bundle and its checksums can make every check above pass "
@@ -90,7 +90,7 @@ def _sections(b: Path, man, backend) -> tuple[list[str], dict]:
         if det != json.loads(json.dumps(bundle_record(det["name"]))):  # tuples as JSON lists
             raise VerificationError(f"{b}: manifest.json face_box.detector is not what c3ae-edge records for it")
         checked.append("manifest.json face_box.detector")
-    target = _builtin_target(man.target.get("name"))
+    target = _builtin_target(man.target.get("name"), man.target.get("engine"))
     if target is None:
         unverified["manifest.json target"] = "not a shipped target: the profile is the export's record"
     elif {k: v for k, v in target.to_dict().items() if k != "source"} != man.target:
@@ -106,7 +106,14 @@ def _sections(b: Path, man, backend) -> tuple[list[str], dict]:
     return checked, unverified
 
 
-def _builtin_target(name: object):
-    from c3ae_edge.export.targets import builtin
+def _builtin_target(name: object, engine: object):
+    """The shipped profile ``name`` as export writes it: with the ``--engine`` the manifest records applied."""
+    from c3ae_edge.export.targets import builtin, with_engine
 
-    return builtin().get(name) if isinstance(name, str) else None
+    target = builtin().get(name) if isinstance(name, str) else None
+    if target is None or not engine or engine == target.engine:
+        return target
+    try:
+        return with_engine(target, engine if isinstance(engine, str) else repr(engine))
+    except UsageError:
+        return target  # an engine export could not have written: the comparison below names the section
