@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,16 +25,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # the checkout's c3ae_edge when run as a script
-from c3ae_edge.export.arm64 import (  # noqa: E402, F401 - predict_core.py uses ensure_binfmt too
+from c3ae_edge.export.arm64 import (  # noqa: E402, F401 - predict_core.py uses guest_shell
     BOARDS,
     GUEST_VENVS,
-    ensure_binfmt,
     guest_run,
+    guest_shell,
     root_path,
     root_ready,
 )
-
-CPUINFO_DIR = Path(os.environ.get("C3AE_CPUINFO_DIR", REPO.parent / "shared" / "reference"))  # the Pi cpuinfo files
 
 
 def host_python(runtime: str) -> Path:

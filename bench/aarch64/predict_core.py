@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -39,22 +38,7 @@ def wheels(wheel: Path) -> Path:
 
 def guest(root: Path, board: str, work: Path, command: str, timeout: int = 3600) -> subprocess.CompletedProcess:
     """``sh -c COMMAND`` in the root, as on a Pi, with the host folder ``work`` writable at /mnt."""
-    cpu, info = emulated.BOARDS[board]
-    emulated.ensure_binfmt()
-    r = shlex.quote(str(root))
-    script = (
-        f"mount -t proc proc {r}/proc && mount --bind {shlex.quote(str(emulated.CPUINFO_DIR / info))} "
-        f"{r}/proc/cpuinfo && mount -t sysfs -o ro sysfs {r}/sys && mount --bind {shlex.quote(str(work))} {r}/mnt && "
-        f"exec chroot {r} /bin/sh -c " + shlex.quote(f"cd /mnt && {command}")
-    )
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": cpu}
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return emulated.guest_shell(root, board, work, command, read_only=False, timeout=timeout)
 
 
 def run(wheel: Path, photos: list[Path], board: str = "rpi4") -> dict:

@@ -70,15 +70,23 @@ def guest_run(
     root: Path, board: str, runtime: str, mount: Path, argv: list[str], timeout: int = 1800
 ) -> subprocess.CompletedProcess:
     """``/opt/<runtime>/bin/python ARGV`` in the root, as on a Pi, in /mnt: the host folder ``mount``, read-only."""
+    cmd = f"exec {GUEST_VENVS[runtime]}/bin/python " + " ".join(shlex.quote(a) for a in argv)
+    return guest_shell(root, board, mount, cmd, read_only=True, timeout=timeout)
+
+
+def guest_shell(
+    root: Path, board: str, mount: Path, command: str, read_only: bool, timeout: int = 1800
+) -> subprocess.CompletedProcess:
+    """``sh -c COMMAND`` in the root, as on a Pi (its cpuinfo, core, a read-only /sys), in /mnt: the host folder
+    ``mount``; a private mount namespace, so the root itself is never written."""
     cpu = BOARDS[board][0]
     ensure_binfmt()
-    r = shlex.quote(str(root))
+    r, mnt = shlex.quote(str(root)), shlex.quote(str(mount))
+    ro = f" && mount -o remount,bind,ro {r}/mnt" if read_only else ""
     script = (
         f"mount -t proc proc {r}/proc && mount --bind {shlex.quote(str(cpuinfo(root, board)))} {r}/proc/cpuinfo && "
-        f"mount -t sysfs -o ro sysfs {r}/sys && "
-        f"mount --bind {shlex.quote(str(mount))} {r}/mnt && mount -o remount,bind,ro {r}/mnt && "
-        f"exec chroot {r} /bin/sh -c "
-        + shlex.quote(f"cd /mnt && exec {GUEST_VENVS[runtime]}/bin/python " + " ".join(shlex.quote(a) for a in argv))
+        f"mount -t sysfs -o ro sysfs {r}/sys && mount --bind {mnt} {r}/mnt{ro} && "
+        f"exec chroot {r} /bin/sh -c " + shlex.quote(f"cd /mnt && {command}")
     )
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": cpu}
     return subprocess.run(
