@@ -14,9 +14,7 @@ import pytest
 
 from .conftest import copy_bundle, one_line_error
 
-FAKE_SSH = """#!/bin/sh
-{ printf '%s\\n' ssh "$@"; echo ---; } >> "$C3AE_FAKE_LOG"
-while [ "$#" -gt 0 ]; do
+_SKIP_OPTIONS = """while [ "$#" -gt 0 ]; do
     case "$1" in
         -o) shift 2 ;;
         --) shift; break ;;
@@ -24,20 +22,23 @@ while [ "$#" -gt 0 ]; do
         *) break ;;
     esac
 done
-shift  # the host
+"""  # both fakes log their argv, then drop ssh/scp options
+
+FAKE_SSH = (
+    """#!/bin/sh
+{ printf '%s\\n' ssh "$@"; echo ---; } >> "$C3AE_FAKE_LOG"
+"""
+    + _SKIP_OPTIONS
+    + """shift  # the host
 exec sh -c "$*"
 """
-FAKE_SCP = """#!/bin/sh
+)
+FAKE_SCP = (
+    """#!/bin/sh
 { printf '%s\\n' scp "$@"; echo ---; } >> "$C3AE_FAKE_LOG"
-while [ "$#" -gt 0 ]; do
-    case "$1" in
-        -o) shift 2 ;;
-        --) shift; break ;;
-        -*) shift ;;
-        *) break ;;
-    esac
-done
-n=$#; i=0
+"""
+    + _SKIP_OPTIONS
+    + """n=$#; i=0
 for a in "$@"; do
     i=$((i + 1))
     p=${a#*:}
@@ -47,6 +48,7 @@ done
 shift "$n"
 exec cp -r "$@" "$dest"
 """
+)
 HOSTILE = "b;cd;touch${IFS}PWNED;x"
 
 
