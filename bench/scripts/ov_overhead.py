@@ -232,7 +232,7 @@ def export_plain(tmp: Path) -> list[Path]:
     x, _, cal, _ = harness.faces(1, None, 0)
     model, _ = harness.build_model("c3ae_plain", 0)
     be = get_backend("openvino")
-    return [harness._export(be, model, x[:1], cal, p, tmp, head_weights(model)) for p in ("fp32", "int8")]
+    return [harness.export_artifact(be, model, x[:1], cal, p, tmp, head_weights(model)).path for p in ("fp32", "int8")]
 
 
 def child(ir: Path, runs: int, x: np.ndarray, config: bool = False, mode: str = "--child"):

@@ -182,14 +182,16 @@ def _graphed(m, x) -> Callable[[], object]:
 
 
 def bundle_onnx(model, tmp: Path) -> Path:
-    """The fp32 ONNX the ``gpu`` bundle ships for this model (the ONNX backend's export, head weights as metadata)."""
+    """The fp32 ONNX the ``gpu`` bundle ships for this model (the ONNX backend's export, head weights as metadata),
+    by export's conversion step (c3ae_edge.export.convert)."""
     from c3ae_edge.export.backends.common import head_weights
+    from c3ae_edge.export.convert import convert
     from c3ae_edge.export.registry import get_backend
 
     x1 = np.zeros((1, *model.cfg.input_shape), np.float32)
     decode = head_weights(model)
     opts = {"stem": f"{model.cfg.name}_onnx", "metadata": {"decode": decode} if decode else {}}
-    return get_backend("onnx").export(model, x1, Path(tmp), "fp32", None, opts)
+    return convert(get_backend("onnx"), model, x1, Path(tmp), "fp32", None, opts).path
 
 
 def ort_prepared(path: Path, v: Variant, x, tmp: Path) -> Prepared:

@@ -21,6 +21,7 @@ from c3ae_edge.bench.progress import Progress
 from c3ae_edge.bench.rows import BenchRow
 from c3ae_edge.bench.sink import RowSink
 from c3ae_edge.board import onboard
+from c3ae_edge.export.convert import Converted, convert, converted
 
 __all__ = [
     "BenchConfig",
@@ -51,15 +52,6 @@ def _efficiency(macc: int, batch: int, p50: float, precision: str, peak: dict) -
     if achieved > pk:  # the peak kernel was not this CPU's fastest: no fraction rather than one over 100%
         row.update(fraction_of_peak=None, note="row ran faster than the measured peak kernel: no efficiency figure")
     return row
-
-
-def _parity(runner, x: np.ndarray, ref: np.ndarray) -> dict:
-    ages = np.asarray(runner.run(x)["age"], np.float64).reshape(-1)
-    return {
-        "faces": len(x),
-        "max_abs_age_diff_vs_pytorch": float(np.max(np.abs(ages - ref))),
-        "mean_abs_age_diff_vs_pytorch": float(np.mean(np.abs(ages - ref))),
-    }
 
 
 def plan(cfg: BenchConfig) -> list[tuple[str, str]]:
@@ -239,6 +231,7 @@ def _row_line(name: str, row: dict, lat: dict) -> str:
 def _load_rows(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, exported: dict, prog):
     """-> (every row, the live ones: (row, forward, input, before-block hook, clock, artifact path))."""
     from c3ae_edge.bench import graph
+    from c3ae_edge.export.quiet import quiet
 
     name = common["model"]
     rows: list[dict] = []
@@ -248,23 +241,22 @@ def _load_rows(model, common: dict, pairs, cfg: BenchConfig, x_all, ref, exporte
     units += [(b, p, v) for (b, p, v) in exported if v and (b, p) in pairs]
     budget = Budget(cfg.runs, cfg.budget_s, cfg.min_runs, cfg.warmup)
     for backend, prec, variant in units:
-        path, report, err, export_s = None, {}, None, None
+        art, report, err = None, {}, None
         if backend != "torch":
-            path, err, export_s = exported.get(
-                (backend, _run_as(backend, prec), variant), (None, "export failed: not exported", None)
-            )
-            if path is not None:
+            art, err = exported.get((backend, _run_as(backend, prec), variant), (None, "export failed: not exported"))
+            if art is not None:
                 prog.step(f"{name}: graph report {backend} {prec}")
-                with _quiet_fds():
-                    report = graph.report(backend, path, base_t, cfg.threads[0])
+                with quiet():
+                    report = graph.report(backend, art.path, base_t, cfg.threads[0])
+        export_s = round(art.seconds, 2) if art else None
         for threads in cfg.threads:
             for b in cfg.batches:
                 prog.step(f"{name}: load {backend} {prec}{' ' + variant if variant else ''} {threads}t b{b}")
                 row = _row_head(common, backend, prec, variant, threads, b, export_s)
                 if not err:
-                    row, fwd, x, hook = _prepare(row, backend, prec, model, path, report, x_all, ref, b, threads, cfg)
+                    row, fwd, x, hook = _prepare(row, backend, prec, model, art, report, x_all, ref, b, threads, cfg)
                     if fwd is not None:
-                        live.append((row, fwd, x, hook, RowClock(budget), path))
+                        live.append((row, fwd, x, hook, RowClock(budget), art.path if art else None))
                 if "error" in row or err:
                     row.setdefault("error", err)
                     prog.row(f"{name} {backend} {prec} {threads}t b{b}: {row['error']}")
@@ -339,32 +331,6 @@ def _first_line(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else ""
 
 
-class _quiet_fds:
-    """Silence converters' stdout/stderr chatter (C++ logs included) while exporting; restored on exit."""
-
-    def __enter__(self):
-        import os
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.saved = [os.dup(1), os.dup(2)]
-        self.sink = tempfile.TemporaryFile()
-        os.dup2(self.sink.fileno(), 1)
-        os.dup2(self.sink.fileno(), 2)
-        return self
-
-    def __exit__(self, *a):
-        import os
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(self.saved[0], 1)
-        os.dup2(self.saved[1], 2)
-        for fd in self.saved:
-            os.close(fd)
-        self.sink.close()
-
-
 def _run_as(backend: str, prec: str) -> str:
     """The artifact precision a bench row runs (a bench-only precision such as OpenVINO's bf16 runs the fp32 file)."""
     from c3ae_edge.export.registry import get_backend
@@ -398,7 +364,7 @@ def export_tasks(cfg: BenchConfig, pairs) -> list[tuple[str, str, tuple[str, ...
 
 def export_all(cfg: BenchConfig, pairs, face_cache: dict, root: Path, prog) -> dict:
     """Every artifact of the run, before any timing, in worker processes (one per core; nothing is timed meanwhile)
-    -> {model: {(backend, precision): (path | None, error | None, seconds)}}."""
+    -> {model: {(backend, precision, variant): (Converted | None, error | None)}}."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -426,9 +392,9 @@ def export_all(cfg: BenchConfig, pairs, face_cache: dict, root: Path, prog) -> d
             try:
                 res = f.result()
             except Exception as e:  # a crashed worker is an error row per precision
-                res = {p: (None, f"export failed: {type(e).__name__}: {_first_line(e)}", None) for p in precs}
-            for p, (path, err, secs) in res.items():
-                out[name][(backend, p, variant)] = (Path(path) if path else None, err, secs)
+                res = {p: (None, f"export failed: {type(e).__name__}: {_first_line(e)}") for p in precs}
+            for p, done in res.items():
+                out[name][(backend, p, variant)] = done
     return out
 
 
@@ -453,51 +419,37 @@ def _export_task(
     torch.set_num_threads(1)
     model, _ = build_model(name, seed)
     model, _ = apply(model, (variant,) if variant else (), x1)
-    res = {}
+    backend, decode, res = get_backend(backend_name), head_weights(model), {}
     for p in precs:
-        t = time.perf_counter()
         try:
-            with _quiet_fds():
-                path = _export(get_backend(backend_name), model, x1, cal, p, Path(out), head_weights(model), variant)
-            res[p] = (str(path), None, round(time.perf_counter() - t, 2))
+            res[p] = (export_artifact(backend, model, x1, cal, p, Path(out), decode, variant), None)
         except Exception as e:  # one failed export is one error row, not a dead bench
-            res[p] = (None, f"export failed: {type(e).__name__}: {_first_line(e)}", None)
+            res[p] = (None, f"export failed: {type(e).__name__}: {_first_line(e)}")
     return res
 
 
-def _export(
+def export_artifact(
     backend,
     model,
-    x_all: np.ndarray,
+    example: np.ndarray,
     cal: np.ndarray,
     prec: str,
     out: Path,
     decode: dict | None,
     variant: str | None = None,
-) -> Path:
-    """One artifact per (model, backend, precision) per run, in the run's temp dir; a bench-only precision
-    (``bench.run_as``: OpenVINO's bf16) runs the artifact of the precision it names."""
+) -> Converted:
+    """One artifact per (model, backend, precision) per run, in the run's temp dir, by export's conversion step
+    (c3ae_edge.export.convert); a bench-only precision (``bench.run_as``: OpenVINO's bf16) runs the artifact of the
+    precision it names; an int8 is quantised from this run's fp32 file where the backend can (ONNX)."""
     out.mkdir(parents=True, exist_ok=True)
     src = backend.bench.run_as.get(prec, prec)
     stem = f"{model.cfg.name}_{backend.spec.name}" + (f"_{variant}" if variant else "")
     existing = out / f"{stem}_{src}{backend.spec.suffix}"
     if existing.exists():
-        return existing
+        return converted(backend, existing)
     opts = {"stem": stem, "metadata": {"decode": decode} if decode else {}}
     fp32 = out / f"{stem}_fp32{backend.spec.suffix}"
-    if backend.bench.int8_from_fp32 and src == "int8" and fp32.exists():
-        try:  # the same int8 the backend writes, quantised from this run's fp32 export (saves a second torch export)
-            return backend.bench.int8_from_fp32(fp32, existing, cal, opts)
-        except Exception:  # noqa: BLE001 - fall back to the backend's own path
-            pass
-    return backend.export(model, x_all[:1], out, src, cal if src == "int8" else None, opts)
-
-
-def _size(backend, path: Path) -> int:
-    side = backend.spec.options.get("sidecar")
-    return path.stat().st_size + (
-        path.with_suffix(side).stat().st_size if side and path.with_suffix(side).exists() else 0
-    )
+    return convert(backend, model, example, out, src, cal, opts, fp32=fp32)
 
 
 def _prepare(
@@ -505,7 +457,7 @@ def _prepare(
     backend: str,
     prec: str,
     model,
-    path: Path | None,
+    art: Converted | None,
     report: dict,
     x_all,
     ref,
@@ -517,6 +469,7 @@ def _prepare(
     import torch
 
     from c3ae_edge.bench.forward import artifact_forward, output_batch, torch_forward
+    from c3ae_edge.export.parity import vs_pytorch
     from c3ae_edge.export.registry import get_backend
 
     x = batch_of(x_all, b)
@@ -524,7 +477,7 @@ def _prepare(
         onboard.peak_rss_reset()
         rss0 = onboard.rss_mb()
         t = time.perf_counter_ns()
-        fwd = torch_forward(model, threads) if backend == "torch" else artifact_forward(backend, path, threads, prec, b)
+        fwd = torch_forward(model, threads) if art is None else artifact_forward(backend, art.path, threads, prec, b)
         load_s = (time.perf_counter_ns() - t) / 1e9
         first = warm_up(lambda: fwd(x), Budget(cfg.runs, cfg.budget_s, cfg.min_runs, cfg.warmup))
         got = output_batch(fwd(x))
@@ -549,12 +502,12 @@ def _prepare(
             torch.set_num_threads(threads)
     else:
         be = get_backend(backend)
-        out["artifact"] = {"file": path.name, "bytes": _size(be, path)}
+        out["artifact"] = {"file": art.path.name, "bytes": art.bytes}
         out["macc"] = {**row["macc"], "graph": report.get("macc")}
         out["graph"] = report
         hook = None
         try:
-            out["parity"] = _parity(be.load(path, 1), x_all, ref) if prec not in be.bench.run_as else None
+            out["parity"] = vs_pytorch(be.load(art.path, 1), x_all, ref) if prec not in be.bench.run_as else None
         except Exception as e:
             out["parity"] = {"error": f"{type(e).__name__}: {e}"}
     return out, fwd, x, hook

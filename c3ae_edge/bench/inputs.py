@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-from c3ae_edge.errors import DataError
 
 N_TIMING_FACES, N_CALIBRATION_FACES = 32, 32  # 32: the export side's minimum for int8 calibration
 
@@ -16,30 +12,23 @@ def faces(n_crops: int, data: str | None, seed: int) -> tuple[np.ndarray, np.nda
     files)."""
     from c3ae_edge.data import load_dataset
     from c3ae_edge.data.crops import spec_for
-    from c3ae_edge.data.facedata import FaceData
     from c3ae_edge.export import default_faces
-    from c3ae_edge.export.calibration import data_root, embedded_stand_in, stratified_pick
+    from c3ae_edge.export.calibration import face_set, stratified_pick, utkface_root
 
-    root = data_root(data) / "utkface"
-    if not (root / "labels.csv").is_file():
-        if not embedded_stand_in(data, root):
-            raise DataError(
-                f"{root}: no face data (labels.csv); pass --data DIR (the folder holding utkface/) or set C3AE_DATA"
-            )
-        root = default_faces.folder()  # no data set here: the 800 embedded UTKFace chips, as export does
+    root = utkface_root(data, "; pass --data DIR (the folder holding utkface/) or set C3AE_DATA")
+    root = root or default_faces.folder()  # no data set here: the 800 embedded UTKFace chips, as export does
     samples = load_dataset(f"utkface:{root}")
     n = N_TIMING_FACES + N_CALIBRATION_FACES
     picked = [samples[i] for i in stratified_pick(np.array([s.age for s in samples]), n, seed)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(picked))
     picked = [picked[i] for i in order]
-    x, ages = FaceData(picked, spec_for(n_crops), threads=2).batch(range(len(picked)))
-    x = x.numpy()
+    fs = face_set(picked, spec_for(n_crops), f"utkface:{root}")
     return (
-        x[:N_TIMING_FACES],
-        ages.numpy()[:N_TIMING_FACES],
-        x[N_TIMING_FACES:],
-        [Path(s.path).name for s in picked[:N_TIMING_FACES]],
+        fs.x[:N_TIMING_FACES],
+        fs.ages[:N_TIMING_FACES],
+        fs.x[N_TIMING_FACES:],
+        fs.files[:N_TIMING_FACES],
     )
 
 

@@ -331,14 +331,14 @@ def _convert_all(job: _Job, tmp: Path, log) -> tuple[list, _Parity]:
 
 def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Parity, say_once, log) -> dict:
     """One artifact: convert, verify under every runtime, log the figures; -> its manifest record."""
+    from c3ae_edge.export.convert import convert
     from c3ae_edge.export.crosscheck import verify_artifact
 
     backend, req, verbose = job.backend, job.req, job.req.verbose
     opts = {"stem": job.ck.model, "metadata": _embedded(job.ck.model, job.w_sha, job.spec, job.decode, job.target.name)}
-    _catch_ctrl_c()  # converters' native libraries may reset SIGINT to its default (kill, no cleanup)
     t0 = time.perf_counter()
-    with quiet(verbose):  # converter noise: shown with --verbose or when the step fails; stdout stays ours
-        path = backend.export(model, job.ver.x[:1], tmp, prec, job.cal.x if prec == "int8" else None, opts)
+    conv = convert(backend, model, job.ver.x, tmp, prec, job.cal.x, opts, verbose)
+    path = conv.path
     v = verify_artifact(
         backend,
         job.target,
@@ -351,15 +351,13 @@ def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Pa
         hush=lambda: quiet(verbose),
     )
     m = v["verification"]
-    sidecar = backend.spec.options.get("sidecar")
-    files = [path.name] + ([path.with_suffix(sidecar).name] if sidecar else [])
     art = {
         "file": path.name,
-        "files": files,
+        "files": list(conv.files),
         "backend": backend.spec.name,
         "precision": prec,
         **({"rewrites": rewrites} if prec == "int8" else {}),
-        "bytes": sum((tmp / f).stat().st_size for f in files),
+        "bytes": conv.bytes,
         "sha256": sha256(path),
         "input": v["io"]["input"],
         "outputs": v["io"]["outputs"],

@@ -50,6 +50,17 @@ def embedded_stand_in(data: str | None, utkface: Path) -> bool:
     )
 
 
+def utkface_root(data: str | None, hint: str) -> Path | None:
+    """The UTKFace folder under the data root, or None where the embedded faces stand in; without either, DataError
+    naming the folder (``hint``: the rest of that line)."""
+    root = data_root(data) / "utkface"
+    if (root / "labels.csv").is_file():
+        return root
+    if embedded_stand_in(data, root):
+        return None
+    raise DataError(f"{root}: no face data (labels.csv){hint}")
+
+
 def stratified_pick(ages: np.ndarray, n: int, seed: int, bin_width: int = 10) -> np.ndarray:
     """``n`` positions spread over age bins in proportion to their size (at least one per bin), seeded, sorted."""
     rng = np.random.default_rng(seed)
@@ -92,7 +103,8 @@ def _user_samples(path: Path) -> list:
     raise DataError(f"{path}: no such calibration file or folder")
 
 
-def _faces(samples: list, spec, source: str) -> FaceSet:
+def face_set(samples: list, spec, source: str) -> FaceSet:
+    """The samples' crops, preprocessed (float32, the model's input layout), with their ages."""
     from c3ae_edge.data.facedata import FaceData
 
     fd = FaceData(samples, spec, threads=2)
@@ -117,13 +129,9 @@ def select(
 
     if n_cal < MIN_CALIBRATION:
         raise DataError(f"calibration needs at least {MIN_CALIBRATION} faces (asked for {n_cal})")
-    root = data_root(data) / "utkface"
-    if not (root / "labels.csv").is_file():
-        if embedded_stand_in(data, root):
-            return _embedded(spec, calibration, n_cal, n_verify, seed)
-        raise DataError(
-            f"{root}: no face data (labels.csv) for calibration and verification; pass --data or set C3AE_DATA"
-        )
+    root = utkface_root(data, " for calibration and verification; pass --data or set C3AE_DATA")
+    if root is None:
+        return _embedded(spec, calibration, n_cal, n_verify, seed)
     samples = load_dataset(f"utkface:{root}")
     split = split_for(weights_path, samples, ck) or stratified_split(
         samples, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=seed
@@ -139,7 +147,7 @@ def select(
     if len(pool) < MIN_CALIBRATION:
         raise DataError(f"calibration set {source}: {len(pool)} usable face(s), need at least {MIN_CALIBRATION}")
     cal = [pool[i] for i in stratified_pick(np.array([s.age for s in pool]), n_cal, seed)]
-    return _faces(cal, spec, source), _faces(ver, spec, f"utkface:{root.name} test split")
+    return face_set(cal, spec, source), face_set(ver, spec, f"utkface:{root.name} test split")
 
 
 def _embedded(spec, calibration: str | None, n_cal: int, n_verify: int, seed: int) -> tuple[FaceSet, FaceSet]:
@@ -157,7 +165,7 @@ def _embedded(spec, calibration: str | None, n_cal: int, n_verify: int, seed: in
     if len(pool) < MIN_CALIBRATION:
         raise DataError(f"calibration set {source}: {len(pool)} usable face(s), need at least {MIN_CALIBRATION}")
     cal = [pool[i] for i in stratified_pick(np.array([s.age for s in pool]), n_cal, seed)]
-    return _faces(cal, spec, source), _faces(ver, spec, f"{EMBEDDED} (UTKFace test split)")
+    return face_set(cal, spec, source), face_set(ver, spec, f"{EMBEDDED} (UTKFace test split)")
 
 
 def write_list(path: Path, faces: FaceSet) -> None:

@@ -26,6 +26,16 @@ def predict(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate([runner.run(x[i : i + batch])["age"] for i in range(0, len(x), batch)])
 
 
+def vs_pytorch(runner, x: np.ndarray, ref: np.ndarray) -> dict:
+    """The bench's parity of an artifact: |its age - PyTorch's age (``ref``)| on faces ``x``, unrounded."""
+    d = np.abs(predict(runner, x).astype(np.float64).reshape(-1) - ref)
+    return {
+        "faces": len(x),
+        "max_abs_age_diff_vs_pytorch": float(np.max(d)),
+        "mean_abs_age_diff_vs_pytorch": float(np.mean(d)),
+    }
+
+
 def measure(ages: np.ndarray, torch_ages: np.ndarray, labels: np.ndarray) -> dict:
     """Parity with PyTorch and accuracy on labelled faces, rounded for the manifest."""
     d = np.abs(ages - torch_ages)
