@@ -60,13 +60,15 @@ def plain():
 
 @pytest.fixture(scope="module")
 def exported(plain, tmp_path_factory):
-    """backend name -> (artifact, precision), each exported once for the module."""
+    """backend name -> (artifact, precision), each exported once for the module by the conversion step export and the
+    bench share (``record=True``: (its Converted record, precision))."""
     from c3ae_edge.export.backends.common import head_weights
+    from c3ae_edge.export.convert import convert
 
     model, x, _, cal = plain
-    cache: dict[str, tuple[Path, str]] = {}
+    cache: dict[str, tuple] = {}
 
-    def get(name: str) -> tuple[Path, str]:
+    def get(name: str, record: bool = False) -> tuple:
         if name not in cache:
             be = get_backend(name)
             missing = [m for m in be.spec.requires if importlib.util.find_spec(m) is None]
@@ -75,9 +77,9 @@ def exported(plain, tmp_path_factory):
             prec = precision_for(be.spec)
             out = tmp_path_factory.mktemp(name)
             opts = {"stem": "plain", "metadata": {"decode": head_weights(model)}}
-            path = be.export(model, x[:1], out, prec, cal if prec == "int8" else None, opts)
-            cache[name] = (path, prec)
-        return cache[name]
+            cache[name] = (convert(be, model, x[:1], out, prec, cal, opts), prec)
+        conv, prec = cache[name]
+        return (conv, prec) if record else (conv.path, prec)
 
     return get
 
@@ -113,6 +115,18 @@ def test_export_load_parity_io(name, plain, exported):
         d = float(np.abs(ages - ref).max())
         assert d <= bar(prec), f"{name} {prec}: max |age - PyTorch age| {d:.4f} > {bar(prec)} years"
         check_io(runner, x, prec)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_converted_records_every_file_it_wrote(name, exported):
+    """The conversion step's record names exactly the files the converter wrote (the artifact first, then the sidecar
+    its format has) and their bytes: what a bundle's manifest and a bench row report."""
+    conv, _ = exported(name, record=True)
+    sidecar = get_backend(name).spec.options.get("sidecar")
+    assert conv.files[0] == conv.path.name and len(conv.files) == (2 if sidecar else 1), conv
+    assert sorted(conv.files) == sorted(p.name for p in conv.path.parent.iterdir()), conv
+    assert conv.bytes == sum((conv.path.parent / f).stat().st_size for f in conv.files) > 0
+    assert conv.seconds > 0
 
 
 def check_io(runner, x: np.ndarray, prec: str) -> None:
