@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+CLI_DIR = Path(__file__).resolve().parents[1] / "c3ae_edge" / "cli"
 
 
 def test_help_imports_no_torch_nor_backends():
@@ -24,6 +28,24 @@ def test_help_imports_no_torch_nor_backends():
     )  # the help names each backend's pip extra (rich ate "[onnx]" once)
     for extra in ("onnx", "tflite", "openvino"):
         assert f"pip extra '{extra}'" in flat, flat
+
+
+def test_commands_are_registered_one_way():
+    """Each command module exposes ``register(app)``, which adds module-level functions (``app.command(...)(fn)``) or
+    a sub-app (``app.add_typer``): no decorated command functions, none defined inside ``register``."""
+    from c3ae_edge.cli import COMMAND_MODULES
+
+    modules = sorted(f.stem for f in CLI_DIR.glob("*.py") if f.stem not in ("__init__", "__main__"))
+    assert modules == sorted(m.rsplit(".", 1)[1] for m in COMMAND_MODULES), modules
+    for f in sorted(CLI_DIR.glob("*.py")):
+        tree = ast.parse(f.read_text())
+        functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+        assert not [n.name for n in functions if n.decorator_list], f"{f.name}: decorated functions"
+        register = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "register"]
+        if f.stem in modules:
+            assert len(register) == 1, f"{f.name}: no module-level register(app)"
+            nested = [n for n in ast.walk(register[0]) if isinstance(n, (ast.FunctionDef, ast.Lambda))][1:]
+            assert not nested, f"{f.name}: register defines functions"
 
 
 def test_models_json_reports_computed_numbers(cli):

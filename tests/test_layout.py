@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import textwrap
 from importlib import resources
 from pathlib import Path
 
@@ -158,6 +159,43 @@ def test_no_private_name_is_imported_across_modules(tmp_path):
     (tmp_path / "c3ae_edge" / "a.py").write_text("def f():\n    from c3ae_edge.b import _g, h\n")
     assert private_imports(tmp_path / "c3ae_edge") == ["c3ae_edge/a.py:2 imports c3ae_edge.b._g"]
     assert private_imports() == []
+
+
+MAX_FUNCTION_LINES = 60
+FUNCTION_ROOTS = ("c3ae_edge", "bench/scripts", "bench/aarch64")
+
+
+def long_functions(roots: list[Path], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``file:function:length`` for every function (methods and nested ones included) longer than ``limit`` lines,
+    counted from its ``def`` line to its last line."""
+    found = []
+    for root in roots:
+        for f in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text(), str(f))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > limit:
+                        found.append(f"{f.relative_to(root.parent)}:{node.name}:{length}")
+    return found
+
+
+def test_long_function_finder_counts_def_to_last_line(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    body = "".join(f"x{i} = {i}\n" for i in range(59))  # def + 59 lines: 60, the limit
+    ok = "@decorator\ndef ok():\n" + textwrap.indent(body, "    ")
+    method = "class C:\n    async def m(self):\n" + textwrap.indent(body + "pass\n", "        ")
+    (pkg / "a.py").write_text(f"{ok}\n\n{method}")
+    nested = "def inner():\n" + textwrap.indent(body + "pass\n", "    ") + "\nreturn inner\n"
+    (pkg / "b.py").write_text("def outer():\n" + textwrap.indent(nested, "    "))
+    assert long_functions([pkg]) == ["pkg/a.py:m:61", "pkg/b.py:outer:64", "pkg/b.py:inner:61"]
+
+
+def test_no_function_is_over_60_lines():
+    roots = [PKG.parent / r for r in FUNCTION_ROOTS]
+    assert all(r.is_dir() and any(r.rglob("*.py")) for r in roots), roots
+    found = long_functions(roots)
+    assert not found, f"functions over {MAX_FUNCTION_LINES} lines (split them): " + ", ".join(found)
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (PKG / "board").glob("*.py") if p.name != "__init__.py"))

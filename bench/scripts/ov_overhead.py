@@ -252,17 +252,12 @@ def child(ir: Path, runs: int, x: np.ndarray, config: bool = False, mode: str = 
     return last if config else json.loads(last)
 
 
+CHILD_MODES = ("--child", "--config", "--probe-child", "--alone-child")
+
+
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] in ("--child", "--config", "--probe-child", "--alone-child"):
-        ir, x, n = Path(sys.argv[2]), np.load(sys.argv[3]), int(sys.argv[4])
-        run = {
-            "--config": lambda: our_config(ir, x),
-            "--probe-child": lambda: input_probe(ir, x),
-            "--alone-child": lambda: lean_alone(ir, n, x),
-            "--child": lambda: in_process(ir, n, x),
-        }[sys.argv[1]]
-        print(json.dumps(run()))
-        return
+    if len(sys.argv) == 5 and sys.argv[1] in CHILD_MODES:
+        return child_main(sys.argv[1], Path(sys.argv[2]), np.load(sys.argv[3]), int(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ir", action="append", type=Path, default=[])
     ap.add_argument("--rounds", type=int, default=5)
@@ -274,41 +269,78 @@ def main() -> None:
 
     x = harness.faces(1, None, 0)[0][:1].copy()
     if a.probe:
-        doc = {
-            "command": "python bench/scripts/ov_overhead.py " + " ".join(sys.argv[1:]),
-            "environment": onboard.environment(1),
-            "input_probe_request_latency_p50_s": {ir.name: child(ir, 0, x, mode="--probe-child") for ir in a.ir},
-        }
-        text = json.dumps(doc, indent=1) + "\n"
-        a.json.write_text(text) if a.json else print(text)
-        return
+        return probe(a.ir, x, a.json)
     with tempfile.TemporaryDirectory(prefix="c3ae-ov-") as tmp:
         irs = a.ir or export_plain(Path(tmp))
         res: dict = {ir.name: {"rounds": []} for ir in irs}
         for r in range(a.rounds):
             for ir in irs:
-                lat, cfg = benchmark_app(ir, a.runs, list(x.shape), Path(tmp))
-                alone = child(ir, a.runs, x, mode="--alone-child")  # right after benchmark_app: the closest pair
-                lat_u8, cfg_u8 = benchmark_app(ir, a.runs, list(x.shape), Path(tmp), None)
-                res[ir.name].setdefault(
-                    "config",
-                    {
-                        "benchmark_app -ip f32": cfg,
-                        "benchmark_app default": cfg_u8,
-                        "bench (forward.py)": json.loads(child(ir, 0, x, config=True)),
-                    },
-                )
-                row = {
-                    "benchmark_app": lat,
-                    **alone,
-                    **child(ir, a.runs, x),
-                    "benchmark_app default (u8 input, random bytes)": lat_u8,
-                }
-                res[ir.name]["rounds"].append(row)
+                row = one_round(ir, a.runs, x, Path(tmp), res[ir.name])
                 print(
                     f"round {r + 1} {ir.name}: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in row.items()),
                     file=sys.stderr,
                 )
+    summarise(res)
+    doc = {"command": command_line(), "environment": onboard.environment(1), "results": res}
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(doc, indent=1) + "\n")
+    else:
+        print(json.dumps(doc, indent=1))
+
+
+def command_line() -> str:
+    return "python bench/scripts/ov_overhead.py " + " ".join(sys.argv[1:])
+
+
+def child_main(mode: str, ir: Path, x: np.ndarray, n: int) -> None:
+    """A child process's work (``mode``, one of CHILD_MODES), printed as one JSON line."""
+    run = {
+        "--config": lambda: our_config(ir, x),
+        "--probe-child": lambda: input_probe(ir, x),
+        "--alone-child": lambda: lean_alone(ir, n, x),
+        "--child": lambda: in_process(ir, n, x),
+    }[mode]
+    print(json.dumps(run()))
+
+
+def probe(irs: list[Path], x: np.ndarray, json_file: Path | None) -> None:
+    """--probe: input_probe() on each IR, each in a fresh process."""
+    doc = {
+        "command": command_line(),
+        "environment": onboard.environment(1),
+        "input_probe_request_latency_p50_s": {ir.name: child(ir, 0, x, mode="--probe-child") for ir in irs},
+    }
+    text = json.dumps(doc, indent=1) + "\n"
+    json_file.write_text(text) if json_file else print(text)
+
+
+def one_round(ir: Path, runs: int, x: np.ndarray, tmp: Path, res: dict) -> dict[str, float]:
+    """One round on one IR: benchmark_app, the lean forward alone, benchmark_app's default input, then the forwards
+    in one process; the first round also records each side's configuration in ``res``."""
+    lat, cfg = benchmark_app(ir, runs, list(x.shape), tmp)
+    alone = child(ir, runs, x, mode="--alone-child")  # right after benchmark_app: the closest pair
+    lat_u8, cfg_u8 = benchmark_app(ir, runs, list(x.shape), tmp, None)
+    res.setdefault(
+        "config",
+        {
+            "benchmark_app -ip f32": cfg,
+            "benchmark_app default": cfg_u8,
+            "bench (forward.py)": json.loads(child(ir, 0, x, config=True)),
+        },
+    )
+    row = {
+        "benchmark_app": lat,
+        **alone,
+        **child(ir, runs, x),
+        "benchmark_app default (u8 input, random bytes)": lat_u8,
+    }
+    res["rounds"].append(row)
+    return row
+
+
+def summarise(res: dict) -> None:
+    """Each IR's median over rounds and its ratio to benchmark_app, added to ``res`` and printed on stderr."""
     for name, d in res.items():
         keys = d["rounds"][0].keys()
         print(f"{name} config: " + json.dumps(d["config"]), file=sys.stderr)
@@ -319,16 +351,6 @@ def main() -> None:
             f"{name}: " + ", ".join(f"{k} {m[k] * 1e6:.0f} us ({d['ratio_to_benchmark_app'][k]:.3f}x)" for k in keys),
             file=sys.stderr,
         )
-    doc = {
-        "command": "python bench/scripts/ov_overhead.py " + " ".join(sys.argv[1:]),
-        "environment": onboard.environment(1),
-        "results": res,
-    }
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(doc, indent=1) + "\n")
-    else:
-        print(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

@@ -30,67 +30,81 @@ from c3ae_edge.board import onboard  # noqa: E402
 
 def quality(detectors: dict, samples, model, spec) -> dict:
     """Face-found rates, MAE with detector boxes and landmark boxes, and each detector's box against the first's."""
-    import torch
+    boxes, truth, ages, imgs = detect_all(detectors, samples)
+    lm_pred = predict_ages(model, spec, [(img, lm) for img, lm in zip(imgs, truth)])
+    out = {"photos": len(samples), "mae_landmark_boxes": float(np.abs(lm_pred - ages).mean()), "detectors": {}}
+    both = [i for i in range(len(samples)) if all(boxes[k][i] is not None for k in detectors)]
+    for k in detectors:
+        out["detectors"][k] = detector_quality(boxes[k], truth, ages, imgs, lm_pred, both, model, spec)
+    ref = next(iter(detectors))
+    for k in list(detectors)[1:]:
+        out["detectors"][k]["vs_" + ref] = box_mapping([(boxes[ref][i], boxes[k][i]) for i in both])
+    return out
 
+
+def detect_all(detectors: dict, samples) -> tuple[dict, list, np.ndarray, list]:
+    """Each detector's largest box per photo (None: no face), the landmark boxes, the true ages and the images."""
     from c3ae_edge.data.crops import landmark_box
     from c3ae_edge.data.datasets import load_pts
     from c3ae_edge.data.imageio import load_rgb
 
     boxes = {k: [] for k in detectors}
-    ages, truth, imgs_x = [], [], []
+    ages, truth, imgs = [], [], []
     for s in samples:
         img = load_rgb(s.path)
-        lm = landmark_box(load_pts(s.points))
-        truth.append(lm)
+        truth.append(landmark_box(load_pts(s.points)))
         ages.append(s.age)
         for k, d in detectors.items():
             dets = d.detect(img)
             boxes[k].append(dets[0].box if dets else None)
-        imgs_x.append((img, lm, {k: boxes[k][-1] for k in detectors}))
-    ages = np.asarray(ages)
+        imgs.append(img)
+    return boxes, truth, np.asarray(ages), imgs
 
-    def predict(pairs):
-        if not pairs:
-            return np.zeros(0)
-        x = np.stack([spec.model_input(img, b) for img, b in pairs])
-        with torch.inference_mode():
-            return np.concatenate(
-                [model(torch.from_numpy(x[i : i + 256])).numpy().reshape(-1) for i in range(0, len(x), 256)]
-            )
 
-    lm_pred = predict([(img, lm) for img, lm, _ in imgs_x])
-    out = {"photos": len(samples), "mae_landmark_boxes": float(np.abs(lm_pred - ages).mean()), "detectors": {}}
-    both = [i for i in range(len(samples)) if all(boxes[k][i] is not None for k in detectors)]
-    for k in detectors:
-        found = [i for i, b in enumerate(boxes[k]) if b is not None]
-        matched = [i for i in found if e2e.iou(boxes[k][i], truth[i]) >= e2e.MATCH_IOU]
-        pred = predict([(imgs_x[i][0], boxes[k][i]) for i in found])
-        err = np.abs(pred - ages[found])
-        on_both = np.isin(found, both)
-        out["detectors"][k] = {
-            "face_found": len(found),
-            "face_found_rate": len(found) / len(samples),
-            "annotated_face_found": len(matched),
-            "annotated_face_rate": len(matched) / len(samples),
-            "mae_detector_boxes": float(err.mean()) if len(err) else None,
-            "mae_on_photos_all_detectors_found": float(err[on_both].mean()) if on_both.any() else None,
-            "mae_landmark_boxes_same_photos": float(np.abs(lm_pred[found] - ages[found]).mean()) if found else None,
-            "median_iou_vs_landmark_box": float(np.median([e2e.iou(boxes[k][i], truth[i]) for i in found]))
-            if found
-            else None,
-        }
-    ref = next(iter(detectors))
-    for k in list(detectors)[1:]:
-        pairs = [(boxes[ref][i], boxes[k][i]) for i in both]
-        out["detectors"][k]["vs_" + ref] = {
-            "photos": len(pairs),
-            "median_iou": float(np.median([e2e.iou(a, b) for a, b in pairs])),
-            "min_iou": float(np.min([e2e.iou(a, b) for a, b in pairs])),
-            "median_side_ratio": float(np.median([b[2] / a[2] for a, b in pairs])),
-            "median_dx_per_side": float(np.median([(b[0] - a[0]) / a[2] for a, b in pairs])),
-            "median_dy_per_side": float(np.median([(b[1] - a[1]) / a[2] for a, b in pairs])),
-        }
-    return out
+def predict_ages(model, spec, pairs) -> np.ndarray:
+    """The model's ages for (image, box) pairs, in chunks of 256."""
+    import torch
+
+    if not pairs:
+        return np.zeros(0)
+    x = np.stack([spec.model_input(img, b) for img, b in pairs])
+    with torch.inference_mode():
+        return np.concatenate(
+            [model(torch.from_numpy(x[i : i + 256])).numpy().reshape(-1) for i in range(0, len(x), 256)]
+        )
+
+
+def detector_quality(boxes: list, truth: list, ages: np.ndarray, imgs: list, lm_pred, both, model, spec) -> dict:
+    """One detector: faces found, the annotated face found, MAE with its boxes (all found, and on the photos every
+    detector found) against MAE with landmark boxes on the same photos, and its boxes' IoU with the landmark boxes."""
+    found = [i for i, b in enumerate(boxes) if b is not None]
+    matched = [i for i in found if e2e.iou(boxes[i], truth[i]) >= e2e.MATCH_IOU]
+    pred = predict_ages(model, spec, [(imgs[i], boxes[i]) for i in found])
+    err = np.abs(pred - ages[found])
+    on_both = np.isin(found, both)
+    n = len(imgs)
+    return {
+        "face_found": len(found),
+        "face_found_rate": len(found) / n,
+        "annotated_face_found": len(matched),
+        "annotated_face_rate": len(matched) / n,
+        "mae_detector_boxes": float(err.mean()) if len(err) else None,
+        "mae_on_photos_all_detectors_found": float(err[on_both].mean()) if on_both.any() else None,
+        "mae_landmark_boxes_same_photos": float(np.abs(lm_pred[found] - ages[found]).mean()) if found else None,
+        "median_iou_vs_landmark_box": float(np.median([e2e.iou(boxes[i], truth[i]) for i in found])) if found else None,
+    }
+
+
+def box_mapping(pairs: list) -> dict:
+    """How a detector's boxes map onto the reference detector's, over (reference box, box) pairs."""
+    return {
+        "photos": len(pairs),
+        "median_iou": float(np.median([e2e.iou(a, b) for a, b in pairs])),
+        "min_iou": float(np.min([e2e.iou(a, b) for a, b in pairs])),
+        "median_side_ratio": float(np.median([b[2] / a[2] for a, b in pairs])),
+        "median_dx_per_side": float(np.median([(b[0] - a[0]) / a[2] for a, b in pairs])),
+        "median_dy_per_side": float(np.median([(b[1] - a[1]) / a[2] for a, b in pairs])),
+    }
 
 
 DECODERS = {"opencv": e2e.decode, "pillow": e2e.decode_pillow}
@@ -162,59 +176,70 @@ def markdown(doc: dict) -> str:
         "are inflated; the detectors and age networks are interleaved image by image, so ratios within the run hold).",
         "",
     ]
-    q = doc.get("quality")
-    if q:
-        L += [
-            f"## FG-NET, {q['photos']} photos (shipped model, no fine-tuning)",
-            "",
-            f"MAE with the landmark boxes (all photos): {q['mae_landmark_boxes']:.3f}.",
-            "",
-            "| detector | face found | annotated face found (IoU >= 0.4) | MAE, detector's largest box | MAE, photos "
-            "every detector found | MAE with landmark boxes, same photos | median IoU vs landmark box |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for k, d in q["detectors"].items():
-            L.append(
-                f"| {k} | {d['face_found']} ({100 * d['face_found_rate']:.1f}%) | {d['annotated_face_found']} "
-                f"({100 * d['annotated_face_rate']:.1f}%) | {d['mae_detector_boxes']:.3f} | "
-                f"{d['mae_on_photos_all_detectors_found']:.3f} | {d['mae_landmark_boxes_same_photos']:.3f} | "
-                f"{d['median_iou_vs_landmark_box']:.3f} |"
-            )
-        for k, d in q["detectors"].items():
-            for ref, m in ((r[3:], v) for r, v in d.items() if r.startswith("vs_")):
-                L += [
-                    "",
-                    f"{k} boxes vs {ref} boxes on the {m['photos']} photos both found: median IoU "
-                    f"{m['median_iou']:.3f}, median side ratio {m['median_side_ratio']:.3f}, median centre offset "
-                    f"({m['median_dx_per_side']:+.4f}, {m['median_dy_per_side']:+.4f}) x side.",
-                ]
+    if doc.get("quality"):
+        L += quality_lines(doc["quality"])
     if doc.get("timing"):
-        L += [
-            "",
-            "## Stage times, ms per image (p50), 1 thread",
-            "",
-            "Wall time (`perf_counter_ns`, what a user waits) and, in brackets, the thread's CPU time "
-            "(`thread_time_ns`: what is left once the waits for a core on a shared machine are taken out; an idle "
-            "machine's wall time is close to it).",
-            "",
-            "| input | decoder | detector | age network | decode | detect | crop | age network | total p50 | total "
-            "mean | images/s | faces |",
-            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in doc["timing"]:
-            st = r["stages"]
-            c = r.get("thread_cpu_p50_s") or {}
-
-            def cell(v, k, c=c):
-                return f"{v * 1e3:.2f}" + (f" ({c[k] * 1e3:.2f})" if k in c else "")
-
-            L.append(
-                f"| {r['input']} | {r.get('decoder', 'pillow')} | {r['detector']} | {r['age_network']} | "
-                + " | ".join(cell(st[k]["p50"], k) for k in e2e.STAGES)
-                + f" | {cell(r['latency']['p50'], 'total')} | {r['latency']['mean'] * 1e3:.2f} | "
-                f"{r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |"
-            )
+        L += timing_lines(doc["timing"])
     return "\n".join(L) + "\n"
+
+
+def quality_lines(q: dict) -> list[str]:
+    """The FG-NET table (face found, MAE per detector) and each detector's boxes against the reference's."""
+    L = [
+        f"## FG-NET, {q['photos']} photos (shipped model, no fine-tuning)",
+        "",
+        f"MAE with the landmark boxes (all photos): {q['mae_landmark_boxes']:.3f}.",
+        "",
+        "| detector | face found | annotated face found (IoU >= 0.4) | MAE, detector's largest box | MAE, photos "
+        "every detector found | MAE with landmark boxes, same photos | median IoU vs landmark box |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, d in q["detectors"].items():
+        L.append(
+            f"| {k} | {d['face_found']} ({100 * d['face_found_rate']:.1f}%) | {d['annotated_face_found']} "
+            f"({100 * d['annotated_face_rate']:.1f}%) | {d['mae_detector_boxes']:.3f} | "
+            f"{d['mae_on_photos_all_detectors_found']:.3f} | {d['mae_landmark_boxes_same_photos']:.3f} | "
+            f"{d['median_iou_vs_landmark_box']:.3f} |"
+        )
+    for k, d in q["detectors"].items():
+        for ref, m in ((r[3:], v) for r, v in d.items() if r.startswith("vs_")):
+            L += [
+                "",
+                f"{k} boxes vs {ref} boxes on the {m['photos']} photos both found: median IoU "
+                f"{m['median_iou']:.3f}, median side ratio {m['median_side_ratio']:.3f}, median centre offset "
+                f"({m['median_dx_per_side']:+.4f}, {m['median_dy_per_side']:+.4f}) x side.",
+            ]
+    return L
+
+
+def timing_lines(rows: list[dict]) -> list[str]:
+    """The stage-time table: wall p50 per stage, the thread's CPU time in brackets."""
+    L = [
+        "",
+        "## Stage times, ms per image (p50), 1 thread",
+        "",
+        "Wall time (`perf_counter_ns`, what a user waits) and, in brackets, the thread's CPU time "
+        "(`thread_time_ns`: what is left once the waits for a core on a shared machine are taken out; an idle "
+        "machine's wall time is close to it).",
+        "",
+        "| input | decoder | detector | age network | decode | detect | crop | age network | total p50 | total "
+        "mean | images/s | faces |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        st = r["stages"]
+        c = r.get("thread_cpu_p50_s") or {}
+
+        def cell(v, k, c=c):
+            return f"{v * 1e3:.2f}" + (f" ({c[k] * 1e3:.2f})" if k in c else "")
+
+        L.append(
+            f"| {r['input']} | {r.get('decoder', 'pillow')} | {r['detector']} | {r['age_network']} | "
+            + " | ".join(cell(st[k]["p50"], k) for k in e2e.STAGES)
+            + f" | {cell(r['latency']['p50'], 'total')} | {r['latency']['mean'] * 1e3:.2f} | "
+            f"{r['throughput']['value']:.1f} | {r['faces_found']}/{r['images']} |"
+        )
+    return L
 
 
 def _print_timing(rows: list[dict]) -> None:

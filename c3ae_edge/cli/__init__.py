@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import NoReturn
@@ -21,78 +20,29 @@ app = typer.Typer(
 )
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 200)
-
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-@app.callback()
 def _root() -> None:
     """C3AE compact age estimation for embedded boards."""
 
 
-@app.command()
-def models(
-    json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    pattern: str | None = typer.Option(None, "--filter", help="glob on model names"),
-) -> None:
-    """Every registered model: params, MACC and fp32 size computed from the model, beside the paper's values."""
-    from c3ae_edge.models.info import model_rows
-
-    rows = model_rows(pattern)
-    if json_out:
-        typer.echo(json.dumps(rows, indent=1))
-        return
-    from rich.table import Table
-
-    t = Table(title="c3ae-edge models (ours: computed from the module; paper: reference values from Tables 2/3/5)")
-    for col in (
-        "model",
-        "params",
-        "MACC",
-        "conv MACC",
-        "fp32 size",
-        "paper params",
-        "Δ params",
-        "paper MACC",
-        "paper MAE (Morph II)",
-    ):
-        t.add_column(col, justify="left" if col == "model" else "right")
-    for r in rows:
-        p = r["paper"] or {}
-        delta = f"{r['paper_params_delta_pct']:+.1f}%" if r.get("paper_params_delta_pct") is not None else "-"
-        t.add_row(
-            r["name"],
-            f"{r['params']:,}",
-            f"{r['macc']:,}",
-            f"{r['conv_macc']:,}",
-            f"{r['fp32_bytes'] / 1024:.1f} KiB",
-            f"{p['params']:,}" if p.get("params") else "-",
-            delta,
-            f"{p['macc_m']}M" if p.get("macc_m") else "-",
-            f"{p['mae_morph']}" if p.get("mae_morph") else "-",
-        )
-    _console().print(t)
+# Each command module registers its commands: ``register(app)`` adds module-level functions with ``app.command(...)``
+# or a sub-app with ``app.add_typer(...)`` (only typer imported at module level).
+COMMAND_MODULES = (
+    "c3ae_edge.cli.models",
+    "c3ae_edge.cli.train",
+    "c3ae_edge.cli.predict",
+    "c3ae_edge.cli.export",
+    "c3ae_edge.cli.bench",
+    "c3ae_edge.cli.release",
+    "c3ae_edge.cli.weights",
+)
 
 
-def _register_command_modules() -> None:
-    """Each command group lives in its own module (only typer imported at module level)."""
+def register_commands(app: typer.Typer) -> None:
+    """The root callback and every command module's commands (a module this install lacks is skipped)."""
     import importlib
 
-    for mod in (
-        "c3ae_edge.cli.train",
-        "c3ae_edge.cli.predict",
-        "c3ae_edge.cli.export",
-        "c3ae_edge.cli.bench",
-        "c3ae_edge.cli.release",
-        "c3ae_edge.cli.weights",
-    ):
+    app.callback()(_root)
+    for mod in COMMAND_MODULES:
         try:
             importlib.import_module(mod).register(app)
         except ModuleNotFoundError as e:
@@ -100,7 +50,7 @@ def _register_command_modules() -> None:
                 raise
 
 
-_register_command_modules()
+register_commands(app)
 
 
 # What a command needs beyond the torch-free core: a missing module is one line naming the extra that installs it.

@@ -25,13 +25,10 @@ class _BenchGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-bench_app = typer.Typer(
-    cls=_BenchGroup,
-    no_args_is_help=False,
-    add_completion=False,
-    help="Time models and exported artifacts the same way on this machine (Table 3 of the paper, "
+HELP = (
+    "Time models and exported artifacts the same way on this machine (Table 3 of the paper, "
     "and beyond), merge bench JSON files from several machines, re-render reports, run on a "
-    "board.",
+    "board."
 )
 
 
@@ -240,9 +237,6 @@ def _bench_backends() -> list[str]:
     return bench_backends()
 
 
-@bench_app.command(
-    "run", help="Time every model x backend x precision x threads x batch on this machine, the same way."
-)
 def run_cmd(
     models: str = typer.Option(
         None, "--models", help="comma-separated models (default: the paper's Table 3 six + c3ae_full)"
@@ -294,10 +288,6 @@ def run_cmd(
     _report(do_run(args), accuracy, json_file, markdown, plot, [])
 
 
-@bench_app.command(
-    "merge",
-    help="Combine bench JSON files from several machines (this one, a GPU, the on-board runner) into one table.",
-)
 def merge_cmd(
     files: list[str] = typer.Argument(..., help="bench JSON files"),
     json_file: str = _json_opt(),
@@ -308,7 +298,6 @@ def merge_cmd(
     _report(do_merge(files), accuracy, json_file, markdown, plot, files)
 
 
-@bench_app.command("render", help="Re-render the markdown report and PNG of an earlier bench JSON file.")
 def render_cmd(
     file: str = typer.Argument(..., help="a bench JSON file"),
     json_file: str = typer.Option(None, "--json", help="write the document (with --accuracy folded in) here"),
@@ -319,9 +308,6 @@ def render_cmd(
     _report(do_render(file), accuracy, json_file, markdown, plot, [file])
 
 
-@bench_app.command(
-    "remote", help="Copy the on-board runner and a bundle to a board over ssh, run it there, collect the JSON."
-)
 def remote_cmd(
     host: str = typer.Argument(..., help="user@host of the board"),
     bundle: str = typer.Option(
@@ -338,9 +324,6 @@ def remote_cmd(
     _report(do_remote(host, bundle, runs, warmup, threads), accuracy, json_file, markdown, plot, [])
 
 
-@bench_app.command(
-    "write-runner", help="Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder."
-)
 def write_runner_cmd(folder: str = typer.Argument(..., help="folder to write onboard.py and facefind.py into")) -> None:
     do_write_runner(folder)
 
@@ -348,7 +331,6 @@ def write_runner_cmd(folder: str = typer.Argument(..., help="folder to write onb
 # ---------------------------------------------------------------- the old spellings, for one release
 
 
-@bench_app.command(LEGACY, hidden=True)
 def legacy_cmd(
     files: list[str] = typer.Argument(None),
     models: str = typer.Option(None, "--models"),
@@ -409,8 +391,33 @@ def _deprecated(old: str, new: str) -> None:
     )
 
 
+SUBCOMMANDS = (  # name, function, help; the hidden legacy command is added last
+    ("run", run_cmd, "Time every model x backend x precision x threads x batch on this machine, the same way."),
+    (
+        "merge",
+        merge_cmd,
+        "Combine bench JSON files from several machines (this one, a GPU, the on-board runner) into one table.",
+    ),
+    ("render", render_cmd, "Re-render the markdown report and PNG of an earlier bench JSON file."),
+    (
+        "remote",
+        remote_cmd,
+        "Copy the on-board runner and a bundle to a board over ssh, run it there, collect the JSON.",
+    ),
+    (
+        "write-runner",
+        write_runner_cmd,
+        "Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder.",
+    ),
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.add_typer(bench_app, name="bench")
+    bench = typer.Typer(cls=_BenchGroup, no_args_is_help=False, add_completion=False, help=HELP)
+    for name, fn, text in SUBCOMMANDS:
+        bench.command(name, help=text)(fn)
+    bench.command(LEGACY, hidden=True)(legacy_cmd)
+    app.add_typer(bench, name="bench")
 
 
 def _write_reports(

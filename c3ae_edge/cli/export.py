@@ -47,11 +47,6 @@ def _print_export(path, json_out: bool, archive: bool) -> None:
         typer.echo(f"wrote {path}" + (f" and {path}.tar.gz" if archive else ""))
 
 
-def register(app: typer.Typer) -> None:
-    for add in (_export_command, _verify_command, _runtimes_command, _targets_command):
-        add(app)
-
-
 _O = typer.Option
 _EXPORT = {
     "target": _O("rpi", "--target", "-t", help="target name (see `c3ae-edge targets`) or path to a board .toml"),
@@ -86,29 +81,45 @@ _EXPORT = {
 }
 
 
-def _export_command(app: typer.Typer) -> None:
-    @app.command(help="Export a verified artifact bundle for a board. Backends: " + _backend_help())
-    def export(
-        target: str = _EXPORT["target"],
-        model: str = _EXPORT["model"],
-        weights: str = _EXPORT["weights"],
-        out: str = _EXPORT["out"],
-        data: str = _EXPORT["data"],
-        calibration: str = _EXPORT["calibration"],
-        calibration_count: int = _EXPORT["calibration_count"],
-        verify_count: int = _EXPORT["verify_count"],
-        seed: int = _EXPORT["seed"],
-        max_int8_delta: float = _EXPORT["max_int8_delta"],
-        allow_degraded: bool = _EXPORT["allow_degraded"],
-        archive: bool = _EXPORT["archive"],
-        json_out: bool = _EXPORT["json_out"],
-        sign: str = _EXPORT["sign"],
-        verbose: bool = _EXPORT["verbose"],
-        engine: str = _EXPORT["engine"],
-        allow_unverified_runtime: bool = _EXPORT["allow_unverified_runtime"],
-        force: bool = _EXPORT["force"],
-    ) -> None:
-        _export(**locals())
+_VERIFY_HELP = (
+    "Recheck a bundle (folder or .tar.gz): checksums, every artifact re-run on its stored faces, every file "
+    "it can re-derive re-derived (C sources, headers, README, scripts, detector); the last line says whether its "
+    "origin is proven (--key)."
+)
+_RUNTIMES_HELP = (
+    "Runtimes that exports are verified under: which are usable "
+    "here; `prepare NAME` builds a runtime's own venv (online, once)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Export a verified artifact bundle for a board. Backends: " + _backend_help())(export)
+    app.command(help=_VERIFY_HELP)(verify)
+    app.command(help=_RUNTIMES_HELP)(runtimes)
+    app.command(help="Target profiles and what each export produces.")(targets)
+
+
+def export(
+    target: str = _EXPORT["target"],
+    model: str = _EXPORT["model"],
+    weights: str = _EXPORT["weights"],
+    out: str = _EXPORT["out"],
+    data: str = _EXPORT["data"],
+    calibration: str = _EXPORT["calibration"],
+    calibration_count: int = _EXPORT["calibration_count"],
+    verify_count: int = _EXPORT["verify_count"],
+    seed: int = _EXPORT["seed"],
+    max_int8_delta: float = _EXPORT["max_int8_delta"],
+    allow_degraded: bool = _EXPORT["allow_degraded"],
+    archive: bool = _EXPORT["archive"],
+    json_out: bool = _EXPORT["json_out"],
+    sign: str = _EXPORT["sign"],
+    verbose: bool = _EXPORT["verbose"],
+    engine: str = _EXPORT["engine"],
+    allow_unverified_runtime: bool = _EXPORT["allow_unverified_runtime"],
+    force: bool = _EXPORT["force"],
+) -> None:
+    _export(**locals())
 
 
 def _export(**o) -> None:
@@ -143,102 +154,89 @@ def _export(**o) -> None:
     _print_export(export_bundle(req, log=say), o["json_out"], o["archive"])
 
 
-def _verify_command(app: typer.Typer) -> None:
-    @app.command(
-        help="Recheck a bundle (folder or .tar.gz): checksums, every artifact re-run on its stored faces, every file "
-        "it can re-derive re-derived (C sources, headers, README, scripts, detector); the last line says whether its "
-        "origin is proven (--key)."
-    )
-    def verify(
-        bundle: str = typer.Argument(..., help="bundle folder or .tar.gz written by `c3ae-edge export`"),
-        json_out: bool = typer.Option(False, "--json"),
-        key: str = typer.Option(
-            None, "--key", "-k", help="trusted public key: check SHA256SUMS.minisig before anything else"
-        ),
-    ) -> None:
-        from pathlib import Path
+def verify(
+    bundle: str = typer.Argument(..., help="bundle folder or .tar.gz written by `c3ae-edge export`"),
+    json_out: bool = typer.Option(False, "--json"),
+    key: str = typer.Option(
+        None, "--key", "-k", help="trusted public key: check SHA256SUMS.minisig before anything else"
+    ),
+) -> None:
+    from pathlib import Path
 
-        from c3ae_edge.export.verify import verify_bundle
+    from c3ae_edge.export.verify import verify_bundle
 
-        if key:
-            from c3ae_edge.release.sign import PublicKey, verify_with_key
+    if key:
+        from c3ae_edge.release.sign import PublicKey, verify_with_key
 
-            rep = verify_with_key(Path(bundle), PublicKey.load(key))
-        else:
-            rep = verify_bundle(bundle)
-        if json_out:
-            typer.echo(json.dumps(rep, indent=1))
-        else:
-            for line in verify_lines(rep):
-                typer.echo(line)
+        rep = verify_with_key(Path(bundle), PublicKey.load(key))
+    else:
+        rep = verify_bundle(bundle)
+    if json_out:
+        typer.echo(json.dumps(rep, indent=1))
+    else:
+        for line in verify_lines(rep):
+            typer.echo(line)
 
 
-def _runtimes_command(app: typer.Typer) -> None:
-    @app.command(
-        help="Runtimes that exports are verified under: which are usable "
-        "here; `prepare NAME` builds a runtime's own venv (online, once)."
-    )
-    def runtimes(
-        action: str = typer.Argument("list", help="list | prepare"),
-        name: str = typer.Argument(None, help="with prepare: tflite-runtime"),
-        json_out: bool = typer.Option(False, "--json"),
-    ) -> None:
-        from c3ae_edge.errors import UsageError
-        from c3ae_edge.export import runtime_env
-        from c3ae_edge.export.registry import get_backend, list_backends
+def runtimes(
+    action: str = typer.Argument("list", help="list | prepare"),
+    name: str = typer.Argument(None, help="with prepare: tflite-runtime"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    from c3ae_edge.errors import UsageError
+    from c3ae_edge.export import runtime_env
+    from c3ae_edge.export.registry import get_backend, list_backends
 
-        if action == "prepare":
-            if not name:
-                raise UsageError(f"runtimes prepare needs a name: {', '.join(runtime_env.VENVS)}")
-            runtime_env.prepare(name, log=lambda m: typer.echo(m, err=True))
-            return
-        if action != "list":
-            raise UsageError(f"unknown action {action!r}: list or prepare")
-        rows = [
-            {
-                "id": rt.id,
-                "backend": s.name,
-                "delegate": rt.delegate,
-                "usable": rt.missing() is None,
-                "why_not": rt.missing(),
-                "note": rt.note,
-            }
-            for s in list_backends()
-            for rt in get_backend(s.name).runtimes
-        ]
-        if json_out:
-            typer.echo(json.dumps(rows, indent=1))
-            return
-        for r in rows:
-            typer.echo(
-                f"{r['id']:24s} {r['backend']:9s} {'ready' if r['usable'] else 'NOT READY: ' + r['why_not']}\n    "
-                f"{r['note']}"
-            )
+    if action == "prepare":
+        if not name:
+            raise UsageError(f"runtimes prepare needs a name: {', '.join(runtime_env.VENVS)}")
+        runtime_env.prepare(name, log=lambda m: typer.echo(m, err=True))
+        return
+    if action != "list":
+        raise UsageError(f"unknown action {action!r}: list or prepare")
+    rows = [
+        {
+            "id": rt.id,
+            "backend": s.name,
+            "delegate": rt.delegate,
+            "usable": rt.missing() is None,
+            "why_not": rt.missing(),
+            "note": rt.note,
+        }
+        for s in list_backends()
+        for rt in get_backend(s.name).runtimes
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        typer.echo(
+            f"{r['id']:24s} {r['backend']:9s} {'ready' if r['usable'] else 'NOT READY: ' + r['why_not']}\n    "
+            f"{r['note']}"
+        )
 
 
-def _targets_command(app: typer.Typer) -> None:
-    @app.command(help="Target profiles and what each export produces.")
-    def targets(json_out: bool = typer.Option(False, "--json")) -> None:
-        from c3ae_edge.export.registry import get_backend
-        from c3ae_edge.export.targets import builtin
+def targets(json_out: bool = typer.Option(False, "--json")) -> None:
+    from c3ae_edge.export.registry import get_backend
+    from c3ae_edge.export.targets import builtin
 
-        rows = []
-        for t in builtin().values():
-            spec = get_backend(t.backend).spec
-            files = [f"<model>_{p}{spec.suffix}" for p in t.precisions]
-            rows.append({**t.to_dict(), "produces": files, "extra": spec.extra})
-        if json_out:
-            typer.echo(json.dumps(rows, indent=1))
-            return
-        for r in rows:
-            alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
-            typer.echo(
-                f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> "
-                f"{', '.join(r['produces'])}; {r['runtime']}, {r['threads']} thread(s); verified under "
-                f"{', '.join(r['runtimes'])}"
-                + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "")
-                + f"; needs c3ae-edge[{r['extra']}]"
-            )
+    rows = []
+    for t in builtin().values():
+        spec = get_backend(t.backend).spec
+        files = [f"<model>_{p}{spec.suffix}" for p in t.precisions]
+        rows.append({**t.to_dict(), "produces": files, "extra": spec.extra})
+    if json_out:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        alias = f" (alias {', '.join(r['aliases'])})" if r["aliases"] else ""
+        typer.echo(
+            f"{r['name']}{alias}: {r['description']}\n    {r['backend']} {'/'.join(r['precisions'])} -> "
+            f"{', '.join(r['produces'])}; {r['runtime']}, {r['threads']} thread(s); verified under "
+            f"{', '.join(r['runtimes'])}"
+            + (f"; int8 rewrites: {', '.join(r['int8_rewrites'])}" if r["int8_rewrites"] else "")
+            + f"; needs c3ae-edge[{r['extra']}]"
+        )
 
 
 def verify_lines(rep: dict) -> list[str]:

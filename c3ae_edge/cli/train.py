@@ -14,73 +14,88 @@ def register(app: typer.Typer) -> None:
     app.command()(evaluate)
 
 
+_O = typer.Option
+_TRAIN = {
+    "data": _O("utkface:../shared/data/utkface", help="KIND:PATH, KIND in utkface, fgnet, csv, imdb, wiki"),
+    "model": _O("c3ae_full", help="registered model name (c3ae-edge models)"),
+    "out": _O(Path("runs/train"), help="folder for checkpoints, split.json, history.json"),
+    "recipe": _O("fast", help="fast (our measured default: AdamW, cosine, EMA) | paper | paper-ablation"),
+    "epochs": _O(None, help="override the recipe's epochs"),
+    "batch_size": _O(None, "--batch-size"),
+    "lr": _O(None),
+    "dropout": _O(None),
+    "erase_p": _O(None, "--erase-p", help="random-erasing probability per crop (augmentation)"),
+    "jitter": _O(None, help="face-box jitter, fraction of the box size (augmentation)"),
+    "alpha": _O(10.0, help="weight of the KL term"),
+    "seed": _O(0),
+    "limit": _O(None, help="use a random subset of this many faces"),
+    "max_steps": _O(None, "--max-steps", help="stop after this many optimiser steps"),
+    "split": _O(None, help="reuse a recorded split.json"),
+    "resume": _O(False, "--resume", help="continue from OUT/last.pt"),
+    "force": _O(False, "--force", help="replace the run already in a non-empty OUT"),
+    "init": _O(None, help="warm start from these weights (a new schedule cycle, e.g. a restart)"),
+    "compile": _O(True, "--compile/--no-compile", help="torch.compile the training step (about 2x on CPU)"),
+    "threads": _O(None),
+    "device": _O("auto", help="auto | cpu | cuda"),
+}
+_OVERRIDES = ("epochs", "batch_size", "lr", "dropout", "erase_p", "jitter")  # None: the recipe's value
+
+
 def train(
-    data: str = typer.Option(
-        "utkface:../shared/data/utkface", help="KIND:PATH, KIND in utkface, fgnet, csv, imdb, wiki"
-    ),
-    model: str = typer.Option("c3ae_full", help="registered model name (c3ae-edge models)"),
-    out: Path = typer.Option(Path("runs/train"), help="folder for checkpoints, split.json, history.json"),
-    recipe: str = typer.Option("fast", help="fast (our measured default: AdamW, cosine, EMA) | paper | paper-ablation"),
-    epochs: int | None = typer.Option(None, help="override the recipe's epochs"),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
-    lr: float | None = typer.Option(None),
-    dropout: float | None = typer.Option(None),
-    erase_p: float | None = typer.Option(None, "--erase-p", help="random-erasing probability per crop (augmentation)"),
-    jitter: float | None = typer.Option(None, help="face-box jitter, fraction of the box size (augmentation)"),
-    alpha: float = typer.Option(10.0, help="weight of the KL term"),
-    seed: int = typer.Option(0),
-    limit: int | None = typer.Option(None, help="use a random subset of this many faces"),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="stop after this many optimiser steps"),
-    split: Path | None = typer.Option(None, help="reuse a recorded split.json"),
-    resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt"),
-    force: bool = typer.Option(False, "--force", help="replace the run already in a non-empty OUT"),
-    init: Path | None = typer.Option(None, help="warm start from these weights (a new schedule cycle, e.g. a restart)"),
-    compile: bool = typer.Option(
-        True, "--compile/--no-compile", help="torch.compile the training step (about 2x on CPU)"
-    ),
-    threads: int | None = typer.Option(None),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    data: str = _TRAIN["data"],
+    model: str = _TRAIN["model"],
+    out: Path = _TRAIN["out"],
+    recipe: str = _TRAIN["recipe"],
+    epochs: int | None = _TRAIN["epochs"],
+    batch_size: int | None = _TRAIN["batch_size"],
+    lr: float | None = _TRAIN["lr"],
+    dropout: float | None = _TRAIN["dropout"],
+    erase_p: float | None = _TRAIN["erase_p"],
+    jitter: float | None = _TRAIN["jitter"],
+    alpha: float = _TRAIN["alpha"],
+    seed: int = _TRAIN["seed"],
+    limit: int | None = _TRAIN["limit"],
+    max_steps: int | None = _TRAIN["max_steps"],
+    split: Path | None = _TRAIN["split"],
+    resume: bool = _TRAIN["resume"],
+    force: bool = _TRAIN["force"],
+    init: Path | None = _TRAIN["init"],
+    compile: bool = _TRAIN["compile"],
+    threads: int | None = _TRAIN["threads"],
+    device: str = _TRAIN["device"],
 ) -> None:
     """Train a model on real faces (single process, or DistributedDataParallel under torchrun)."""
+    _train(**locals())
+
+
+def _train(**o) -> None:
+    """``c3ae-edge train``: check the arguments, build the recipe's config with the overrides, train, print the
+    result as JSON."""
     from c3ae_edge.errors import UsageError
     from c3ae_edge.train.loop import RECIPES, TrainConfig
     from c3ae_edge.train.loop import train as run
 
-    if recipe not in RECIPES:
-        raise UsageError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    if o["recipe"] not in RECIPES:
+        raise UsageError(f"unknown recipe {o['recipe']!r}; use one of {', '.join(RECIPES)}")
     from c3ae_edge.models import get_model_cfg
 
-    get_model_cfg(model)
-    if erase_p is not None and not 0.0 <= erase_p <= 1.0:
-        raise UsageError(f"--erase-p must be in [0, 1], got {erase_p}")
-    if jitter is not None and not 0.0 <= jitter < 0.5:
-        raise UsageError(f"--jitter must be in [0, 0.5), got {jitter}")
+    get_model_cfg(o["model"])
+    if o["erase_p"] is not None and not 0.0 <= o["erase_p"] <= 1.0:
+        raise UsageError(f"--erase-p must be in [0, 1], got {o['erase_p']}")
+    if o["jitter"] is not None and not 0.0 <= o["jitter"] < 0.5:
+        raise UsageError(f"--jitter must be in [0, 0.5), got {o['jitter']}")
+    same = ("model", "data", "seed", "alpha", "limit", "max_steps", "compile", "threads", "device")
     cfg = TrainConfig(
-        model=model,
-        data=data,
-        out=str(out),
-        seed=seed,
-        alpha=alpha,
-        limit=limit,
-        max_steps=max_steps,
-        split=str(split) if split else None,
-        init=str(init) if init else None,
-        compile=compile,
-        threads=threads,
-        device=device,
-        **RECIPES[recipe],
+        out=str(o["out"]),
+        split=str(o["split"]) if o["split"] else None,
+        init=str(o["init"]) if o["init"] else None,
+        **{k: o[k] for k in same},
+        **RECIPES[o["recipe"]],
     )
-    for k, v in {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "dropout": dropout,
-        "erase_p": erase_p,
-        "jitter": jitter,
-    }.items():
-        if v is not None:
-            setattr(cfg, k, v)
-    res = run(cfg, resume=resume, force=force)
+    for k in _OVERRIDES:
+        if o[k] is not None:
+            setattr(cfg, k, o[k])
+    res = run(cfg, resume=o["resume"], force=o["force"])
     typer.echo(json.dumps(res, allow_nan=False))
 
 

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import typer
 
-weights_app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="Make and ship trained weights: greedy weight soups, releases with a regenerated model card.",
-)
+HELP = "Make and ship trained weights: greedy weight soups, releases with a regenerated model card."
 
 
-@weights_app.command(
-    "soup",
-    help="Average checkpoints of one model trained on one split, keeping each only if it "
-    "lowers validation MAE (a greedy weight soup; the test split is not read). Writes "
-    "OUT/best.pt, split.json, config.json.",
-)
 def soup_cmd(
     out: str = typer.Argument(..., help="folder for the soup (new or empty; see --force)"),
     checkpoints: list[str] = typer.Argument(..., help="two or more checkpoints of one model sharing a recorded split"),
@@ -43,11 +33,6 @@ def soup_cmd(
     typer.echo(f"wrote {Path(out) / 'best.pt'}: soup of {len(meta['soup'])}, validation MAE {meta['val_mae']:.4f}")
 
 
-@weights_app.command(
-    "release",
-    help="Ship a training run (or soup) as the default weights of its model: copy "
-    "best.pt and its split into the package, evaluate, regenerate MODEL_CARD.md.",
-)
 def release_cmd(
     run: str = typer.Argument(None, help="the training run folder (holds best.pt, config.json, history.json)"),
     model: str = typer.Option(None, "--model", help="the model the run trained (checked against best.pt)"),
@@ -87,11 +72,6 @@ def release_cmd(
     write_atomic(WEIGHTS_DIR / "MODEL_CARD.md", render())
 
 
-@weights_app.command(
-    "artifacts",
-    help="Export the verified artifacts that ship with a model (int8 and fp32 TFLite of an rpi4 export of its shipped "
-    "weights) into the package: what `c3ae-edge predict` runs without PyTorch.",
-)
 def artifacts_cmd(
     model: str = typer.Option("c3ae_full", "--model", help="a model with shipped weights"),
     data: str = typer.Option(None, "--data", help="face data root (default $C3AE_DATA or ../shared/data)"),
@@ -101,5 +81,31 @@ def artifacts_cmd(
     typer.echo(f"wrote {ship_artifacts(model, data, log=lambda m: typer.echo(m, err=True))}")
 
 
+SUBCOMMANDS = (  # name, function, help
+    (
+        "soup",
+        soup_cmd,
+        "Average checkpoints of one model trained on one split, keeping each only if it "
+        "lowers validation MAE (a greedy weight soup; the test split is not read). Writes "
+        "OUT/best.pt, split.json, config.json.",
+    ),
+    (
+        "release",
+        release_cmd,
+        "Ship a training run (or soup) as the default weights of its model: copy "
+        "best.pt and its split into the package, evaluate, regenerate MODEL_CARD.md.",
+    ),
+    (
+        "artifacts",
+        artifacts_cmd,
+        "Export the verified artifacts that ship with a model (int8 and fp32 TFLite of an rpi4 export of its shipped "
+        "weights) into the package: what `c3ae-edge predict` runs without PyTorch.",
+    ),
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.add_typer(weights_app, name="weights")
+    weights = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
+    for name, fn, text in SUBCOMMANDS:
+        weights.command(name, help=text)(fn)
+    app.add_typer(weights, name="weights")

@@ -152,39 +152,17 @@ def fgnet_protocol(
     fgnet-paper: ``repeats`` x (``test_size`` random test images, the rest train), mean and std (Table 6).
     lopo: leave one person out, one fold per subject (``folds`` limits the count for a quick run).
     """
-    from c3ae_edge.models import create_model
-    from c3ae_edge.train.loop import finetune
     from c3ae_edge.weights import load_model
 
     base, spec, ck = load_model(weights, None)
     samples = load_dataset(data)
     fd = FaceData(samples, spec)
-    rng = np.random.default_rng(seed)
-    if protocol == "fgnet-paper":
-        splits = [rng.permutation(len(samples))[:test_size] for _ in range(repeats)]
-    elif protocol == "lopo":
-        subjects = sorted({s.subject for s in samples if s.subject is not None})
-        if not subjects:
-            raise DataError("lopo needs subject ids (FG-NET layout)")
-        splits = [
-            np.array([i for i, s in enumerate(samples) if s.subject == subj])
-            for subj in subjects[: folds or len(subjects)]
-        ]
-    else:
-        raise UsageError(f"unknown protocol {protocol!r}; use fgnet-paper or lopo")
+    splits = protocol_splits(samples, protocol, repeats, test_size, folds, np.random.default_rng(seed))
     maes, errs = [], []
     t0 = time.time()
     for k, test in enumerate(splits):
-        train_idx = np.setdiff1d(np.arange(len(samples)), test)
-        model = create_model(ck.model)
-        if not from_scratch:
-            model.load_state_dict(base.state_dict())
-        if epochs > 0:
-            finetune(model, fd, train_idx, epochs=epochs, lr=lr, seed=seed + k)
-        model.eval()
-        with torch.no_grad():
-            x, y = fd.batch(list(test))
-            e = (torch.from_numpy(finite(model(x).numpy(), ck.path)) - y).abs().numpy()
+        model = _finetuned(base if not from_scratch else None, ck.model, fd, test, epochs, lr, seed + k)
+        e = _abs_errors(model, fd, test, ck.path)
         maes.append(float(e.mean()))
         errs.append(e)
         log(f"{protocol} fold {k + 1}/{len(splits)}: MAE {maes[-1]:.2f} on {len(test)} faces")
@@ -202,3 +180,43 @@ def fgnet_protocol(
         "weights": ck.path,
         "seconds": round(time.time() - t0, 1),
     }
+
+
+def protocol_splits(
+    samples: list[Sample], protocol: str, repeats: int, test_size: int, folds: int | None, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """The test indices of each fold: ``repeats`` random sets of ``test_size`` (fgnet-paper) or one subject each
+    (lopo, the first ``folds`` subjects)."""
+    if protocol == "fgnet-paper":
+        return [rng.permutation(len(samples))[:test_size] for _ in range(repeats)]
+    if protocol != "lopo":
+        raise UsageError(f"unknown protocol {protocol!r}; use fgnet-paper or lopo")
+    subjects = sorted({s.subject for s in samples if s.subject is not None})
+    if not subjects:
+        raise DataError("lopo needs subject ids (FG-NET layout)")
+    return [
+        np.array([i for i, s in enumerate(samples) if s.subject == subj]) for subj in subjects[: folds or len(subjects)]
+    ]
+
+
+def _finetuned(base, model_name: str, fd: FaceData, test: np.ndarray, epochs: int, lr: float, seed: int):
+    """A fresh ``model_name`` (starting from ``base``'s weights unless None), fine-tuned on every face not in
+    ``test``."""
+    from c3ae_edge.models import create_model
+    from c3ae_edge.train.loop import finetune
+
+    train_idx = np.setdiff1d(np.arange(len(fd.samples)), test)
+    model = create_model(model_name)
+    if base is not None:
+        model.load_state_dict(base.state_dict())
+    if epochs > 0:
+        finetune(model, fd, train_idx, epochs=epochs, lr=lr, seed=seed)
+    return model
+
+
+def _abs_errors(model, fd: FaceData, test: np.ndarray, weights: str) -> np.ndarray:
+    """|predicted - true age| of the ``test`` faces (a non-finite prediction is a DataError naming ``weights``)."""
+    model.eval()
+    with torch.no_grad():
+        x, y = fd.batch(list(test))
+        return (torch.from_numpy(finite(model(x).numpy(), weights)) - y).abs().numpy()
