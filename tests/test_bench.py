@@ -13,7 +13,8 @@ import pytest
 from conftest import FGNET
 
 from c3ae_edge.bench.report import table_file
-from c3ae_edge.board.onboard import SCHEMA, latency_stats
+from c3ae_edge.board.onboard import SCHEMA
+from c3ae_edge.board.stats import latency_stats
 from c3ae_edge.data.detect import resolve_detector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,7 +325,7 @@ def test_old_spellings_do_what_the_new_ones_do_and_say_so(tmp_path, cli):
     r_old, r_new = cli("bench", "--write-runner", tmp_path / "w0"), cli("bench", "write-runner", tmp_path / "w1")
     assert r_old.code == 0 and r_new.code == 0 and not _deprecation(r_new.err), (r_old.err, r_new.err)
     assert _deprecation(r_old.err) == [ln for ln in r_old.err.splitlines() if "bench write-runner DIR" in ln], r_old.err
-    for name in ("onboard.py", "facefind.py"):
+    for name in ("onboard.py", "stats.py", "facefind.py"):
         shipped = (ROOT / "c3ae_edge" / "board" / name).read_bytes()
         assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes() == shipped
 

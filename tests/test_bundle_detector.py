@@ -55,7 +55,7 @@ def test_rpi_bundle_carries_its_detector(rpi_bundle, cli):
     assert det["model"]["sha256"] == sha256(b / det["model"]["file"]) and det["mapping"]["basis"] == "eyes"
     pinned = {f["file"]: f["sha256"] for f in man.bundle_files}
     sums = {ln.split("  ")[1]: ln.split("  ")[0] for ln in (b / "SHA256SUMS").read_text().splitlines()}
-    scripts = (*DETECTOR_FILES, "reference_infer.py")  # every file the board runs is pinned (issue 24)
+    scripts = (*DETECTOR_FILES, "reference_infer.py", "stats.py")  # every file the board runs is pinned (issue 24)
     assert pinned == {n: sha256(b / n) for n in scripts} and all(sums[n] == pinned[n] for n in scripts)
     readme = (b / "README.md").read_text()
     assert "## Face detector" in readme and "BlazeFace short range" in readme and "--photos" in readme

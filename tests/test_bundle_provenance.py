@@ -1,5 +1,6 @@
-"""The rpi bundle's detector and scripts (issue 24, class 1): a replaced detector model or an edited blazeface.py,
-re-pinned everywhere without the key, fails verify naming it; the on-board runner refuses to run an edited script."""
+"""The rpi bundle's detector and scripts (issue 24, class 1): a replaced detector model or an edited blazeface.py or
+stats.py, re-pinned everywhere without the key, fails verify naming it; the on-board runner refuses to run an edited
+script."""
 
 from __future__ import annotations
 
@@ -37,10 +38,15 @@ def _blazeface_code(b: Path) -> None:
         f.write("\nimport os\nos.system('touch PWNED')\n")
 
 
+def _stats_code(b: Path) -> None:
+    with open(b / "stats.py", "a") as f:
+        f.write("\nimport os\nos.system('touch PWNED')\n")
+
+
 @pytest.mark.parametrize(
     "edit, name",
-    [(_other_detector, "provenance.json"), (_blazeface_code, "blazeface.py")],
-    ids=["detector-replaced", "blazeface-edited"],
+    [(_other_detector, "provenance.json"), (_blazeface_code, "blazeface.py"), (_stats_code, "stats.py")],
+    ids=["detector-replaced", "blazeface-edited", "stats-edited"],
 )
 def test_verify_refuses_a_repinned_detector_or_script(rpi_bundle, tmp_path, edit, name):
     from c3ae_edge.errors import VerificationError
@@ -70,6 +76,38 @@ def test_onboard_refuses_an_edited_blazeface(rpi_bundle, tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 2 and "blazeface.py: differs from its sha256 in manifest.json" in r.stderr, r.stderr[-2000:]
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("unpin", [False, True], ids=["edited", "edited-and-unpinned"])
+def test_onboard_refuses_an_edited_stats(rpi_bundle, tmp_path, unpin, cli):
+    """The bundle's stats.py times its rows: edited (its pin left, or its pin removed from bundle_files), the runner
+    written by write-runner refuses the bundle before importing it (no PWNED file); so does --self-test."""
+    b = shutil.copytree(rpi_bundle, tmp_path / "b")
+    _stats_code(b)
+    if unpin:
+        m = json.loads((b / "manifest.json").read_text())
+        m["bundle_files"] = [f for f in m["bundle_files"] if f["file"] != "stats.py"]
+        (b / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
+    assert cli("bench", "write-runner", tmp_path / "run").code == 0
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "run" / "onboard.py"), str(b), "--runs", "2", "--warmup", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    words = (
+        "not pinned in manifest.json bundle_files"
+        if unpin
+        else "differs from its sha256 in manifest.json (edited after export)"
+    )
+    assert r.returncode == 2 and r.stderr.strip() == f"onboard: error: stats.py: {words}; refusing to run it", r.stderr
+    if not unpin:
+        r = subprocess.run(
+            [sys.executable, str(b / "reference_infer.py"), "--self-test"], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert r.returncode == 2 and "stats.py: differs from its sha256 in manifest.json" in r.stderr, r.stderr
     assert not list(tmp_path.rglob("PWNED"))
 
 

@@ -72,6 +72,7 @@ def test_rpi_bundle_is_complete_and_verified(rpi_bundle: Path):
             "manifest.json",
             "parity_crops.npy",
             "reference_infer.py",
+            "stats.py",  # the on-board runner's timing statistics, pinned like the scripts below
             "blazeface.py",  # the face detector the on-board runner uses (rpi: a TFLite runtime)
             "face_detection_short_range.tflite",
             "LICENSE-mediapipe.txt",

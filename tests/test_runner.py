@@ -139,6 +139,34 @@ def test_runner_rejects_a_folder_that_is_not_a_bundle(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a c3ae-edge bundle" in r.stderr
 
 
+def test_runner_takes_its_stats_from_beside_it_or_from_the_package(tmp_path):
+    """Run as a script, onboard.py loads the stats.py beside it by path (not a ``stats`` module found elsewhere), and
+    says in one line when it is missing; imported as c3ae_edge.board.onboard, it uses the package's stats."""
+    from c3ae_edge.board import onboard, stats
+
+    assert onboard.runner_stats() is stats
+    shutil.copy(ROOT / "c3ae_edge" / "board" / "onboard.py", tmp_path / "onboard.py")
+    b = tmp_path / "b"  # no bundle_files, no stats.py of its own (ONNX and older bundles): the runner's stats
+    b.mkdir()
+    (b / "manifest.json").write_text('{"artifacts": []}')
+    (tmp_path / "decoy").mkdir()
+    (tmp_path / "decoy" / "stats.py").write_text("raise SystemExit('decoy stats imported')\n")
+
+    def run():
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "decoy")}
+        cmd = [sys.executable, str(tmp_path / "onboard.py"), str(b)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path / "decoy", env=env)
+
+    r = run()
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{tmp_path / 'stats.py'}: missing; it travels with onboard.py" in r.stderr, r.stderr
+    sibling = (ROOT / "c3ae_edge" / "board" / "stats.py").read_text()
+    (tmp_path / "stats.py").write_text(sibling + "\nimport sys\nsys.stderr.write('sibling stats loaded\\n')\n")
+    r = run()  # past the statistics: the manifest lacks the parity faces, said in one line
+    assert r.returncode == 2 and r.stderr.splitlines()[0] == "sibling stats loaded", r.stderr
+    assert "not a bundle this runner can read" in r.stderr.splitlines()[1] and "decoy" not in r.stderr, r.stderr
+
+
 @pytest.mark.slow
 def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path, cli):
     """The runner's end-to-end rows on real photos: the manifest's detector (an rpi bundle's own BlazeFace under the

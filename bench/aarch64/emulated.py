@@ -82,12 +82,14 @@ def _parse(machine: str, runtime: str, st: subprocess.CompletedProcess, ob: subp
 
 
 def stage(bundle: Path, work: Path) -> Path:
-    """A folder holding the bundle (with reference_infer.py) and onboard.py, the one folder a Pi would have."""
-    from c3ae_edge.board import onboard
+    """A folder holding the bundle (with reference_infer.py) and the runner (onboard.py, stats.py, facefind.py), the one
+    folder a Pi would have."""
+    from c3ae_edge.board import RUNNER_SCRIPTS, board_script
 
     d = work / "board"
     shutil.copytree(bundle, d / "bundle")
-    shutil.copy(onboard.__file__, d / "onboard.py")
+    for name in RUNNER_SCRIPTS:
+        shutil.copy(board_script(name), d / name)
     return d
 
 

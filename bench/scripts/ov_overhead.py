@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from c3ae_edge.board import onboard  # noqa: E402  (numpy + stdlib only)
+from c3ae_edge.board import onboard, stats  # noqa: E402  (numpy + stdlib only)
 
 
 def benchmark_app(
@@ -143,12 +143,12 @@ def in_process(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
     fwd["start_async()+wait() wall, input pre-set"] = lambda _: (req.start_async(), req.wait())
     ns: dict[str, list] = {k: [] for k in (*fwd, "benchmark_app loop (request.latency)")}
     for f in fwd.values():
-        onboard.time_runs(f, x, 0, 100, first=False)
+        stats.time_runs(f, x, 0, 100, first=False)
     for _ in range(100):
         req.infer()
     for _ in range(max(1, runs // 100)):
         for k, f in fwd.items():
-            ns[k] += onboard.time_runs(f, x, 100, 0, first=False)[0]
+            ns[k] += stats.time_runs(f, x, 100, 0, first=False)[0]
         for _ in range(100):
             req.infer()
             ns["benchmark_app loop (request.latency)"].append(req.latency * 1e6)  # ms -> ns
@@ -176,7 +176,7 @@ def lean_alone(ir: Path, runs: int, x: np.ndarray) -> dict[str, float]:
     from c3ae_edge.export.backends.openvino_backend import bench_forward as openvino_forward
 
     f = openvino_forward(ir, 1, "int8" if "int8" in ir.name else "fp32", 1, call="lean")
-    ns = onboard.time_runs(f, x, runs, 100, first=False)[0]
+    ns = stats.time_runs(f, x, runs, 100, first=False)[0]
     return {"lean, alone in its process": float(np.median(ns)) / 1e9}
 
 

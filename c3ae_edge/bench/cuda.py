@@ -9,7 +9,7 @@ import numpy as np
 from c3ae_edge.bench.budget import Budget, RowClock, warm_up
 from c3ae_edge.bench.gpu_forms import TOLERANCE_Y, Variant
 from c3ae_edge.bench.gpu_prepare import Forms, Prepared, device_input, sync
-from c3ae_edge.board import onboard
+from c3ae_edge.board import stats
 from c3ae_edge.errors import C3AEError
 
 GPU_BATCHES = (1, 256, 4096)  # single-image latency, then throughput
@@ -57,7 +57,7 @@ def bench_row(forms: Forms, v: Variant, b: int, x_all: np.ndarray, ref: np.ndarr
             par = parity(p, device_input(x_all, dev, v), ref, v)
     except Exception as e:  # one row that cannot run (out of memory, a compiler or provider refusing) is an error row
         return {**row, "error": f"run failed: {type(e).__name__}: {_first_line(e)}"}
-    lat = onboard.latency_stats(clock.ns)
+    lat = stats.latency_stats(clock.ns)
     row.update(
         latency=lat,
         throughput={"unit": "samples/s", "value": b / lat["p50"]},

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c3ae_edge.board import onboard
+from c3ae_edge.board import stats
 
 FRAMES = ((640, 480), (1280, 720))
 STAGES = ("decode", "detect", "crop", "age")
@@ -174,8 +174,8 @@ def bench_pipelines(units, model_name: str, detector_name: str, threads: int = 1
 
 def stage_block(times: list[ImageTiming]) -> dict:
     """Per-stage and total latency distributions over the images (schema latency blocks), images/s, faces found."""
-    stages = {k: onboard.latency_stats([t.ns[k] for t in times]) for k in STAGES}
-    total = onboard.latency_stats([sum(t.ns.values()) for t in times])
+    stages = {k: stats.latency_stats([t.ns[k] for t in times]) for k in STAGES}
+    total = stats.latency_stats([sum(t.ns.values()) for t in times])
     out = {
         "stages": stages,
         "latency": total,

@@ -20,7 +20,7 @@ from c3ae_edge.bench.inputs import N_CALIBRATION_FACES, N_TIMING_FACES, batch_of
 from c3ae_edge.bench.progress import Progress
 from c3ae_edge.bench.rows import BenchRow
 from c3ae_edge.bench.sink import RowSink
-from c3ae_edge.board import onboard
+from c3ae_edge.board import onboard, stats
 from c3ae_edge.export.convert import Converted, convert, converted
 
 __all__ = [
@@ -201,7 +201,7 @@ def _bench_model(
     for row, _, _, _, clock, _ in live:
         if "error" in row:
             continue
-        lat = onboard.latency_stats(clock.ns)
+        lat = stats.latency_stats(clock.ns)
         row.update(
             {
                 "latency": lat,

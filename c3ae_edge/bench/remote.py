@@ -44,7 +44,7 @@ def remote_command(rdir: str, bundle_name: str, runs: int, warmup: int, threads:
 def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, python: str = "python3") -> dict:
     """The board's bench document (same schema as ``c3ae-edge bench``); the remote scratch folder is removed
     afterwards. Every value the board's shell parses is quoted; ``--`` ends ssh's and scp's options."""
-    from c3ae_edge.board import facefind, onboard
+    from c3ae_edge.board import RUNNER_SCRIPTS, board_script
 
     host = check_host(host)
     if not (bundle / "manifest.json").is_file():
@@ -54,7 +54,7 @@ def run_remote(host: str, bundle: Path, runs: int, warmup: int, threads: int, py
     rdir = f"/tmp/c3ae-bench-{uuid.uuid4().hex[:8]}"
     _run(["ssh", *SSH_OPTS, "--", host, f"mkdir -p {shlex.quote(rdir)}"], f"ssh {host}")
     try:
-        files = [onboard.__file__, facefind.__file__, str(bundle.resolve())]
+        files = [*(str(board_script(n)) for n in RUNNER_SCRIPTS), str(bundle.resolve())]
         # scp's remote path is parsed by the board's shell too: the folder is quoted there
         _run(["scp", *SSH_OPTS, "-q", "-r", "--", *files, f"{host}:{shlex.quote(rdir)}/"], f"copying to {host}")
         cmd = remote_command(rdir, bundle.resolve().name, runs, warmup, threads, python)

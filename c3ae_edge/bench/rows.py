@@ -48,7 +48,7 @@ class BenchRow:
     artifact: dict | None = None  # {"file", "bytes"}
     parity: dict | None = None
     graph: dict | None = None
-    latency: dict | None = None  # onboard.latency_stats(): seconds, p50 with its bootstrap CI, ...
+    latency: dict | None = None  # stats.latency_stats(): seconds, p50 with its bootstrap CI, ...
     throughput: dict | None = None
     efficiency: dict | None = None
     error: str | None = None

@@ -8,7 +8,9 @@ Standalone on purpose: needs only numpy and a runtime (ai-edge-litert, else tfli
 
 Inputs are the bundle's real face crops (parity_crops.npy), normalised as manifest.json says; every row also records the
 runtime, its version and the delegate that really ran, and the ages of those faces against PyTorch's.
-``c3ae-edge bench`` imports the statistics and environment helpers from this file, so both write the same numbers the
+The timed loop and the latency statistics live in stats.py, which travels with this file (``c3ae-edge bench
+write-runner`` writes both) and inside TFLite bundles (pinned like blazeface.py: a bundle's own copy times its rows);
+``c3ae-edge bench`` imports the same stats.py and the environment helpers here, so both write the same numbers the
 same way.
 Install (Pi OS Bookworm, Python 3.11): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert;
 (Trixie, Python 3.13): pip install ai-edge-litert (no tflite-runtime wheel exists for Python 3.12+).
@@ -70,61 +72,6 @@ _RUNTIMES = (
     "onnx",
     "c3ae-edge",
 )
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def latency_stats(ns, seed: int = 0, boot: int = 1000) -> dict:
-    """Distribution of per-run latencies (ns in, seconds out): count, mean, stdev, min/max, p50 with a bootstrap 95% CI,
-    p90/p95/p99, and the mean/stdev without outliers (Tukey: above Q3 + 3 IQR, i.e. pre-emptions, not the kernel)."""
-    v = np.asarray(ns, np.float64) / 1e9
-    if v.size == 0:
-        raise ValueError("no timed runs")
-    q1, q3 = np.percentile(v, [25, 75])
-    keep = v[v <= q3 + 3 * (q3 - q1)]
-    rng = np.random.default_rng(seed)
-    meds = np.empty(boot)
-    for i in range(0, boot, 100):  # chunks keep memory flat for 2000 x 1000 resamples
-        k = min(100, boot - i)
-        meds[i : i + k] = np.median(v[rng.integers(0, v.size, (k, v.size))], axis=1)
-    p = np.percentile(v, [50, 90, 95, 99])
-    return {
-        "unit": "s",
-        "count": int(v.size),
-        "total": float(v.sum()),
-        "mean": float(v.mean()),
-        "stdev": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "p50": float(p[0]),
-        "p50_ci95": [float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))],
-        "p90": float(p[1]),
-        "p95": float(p[2]),
-        "p99": float(p[3]),
-        "outliers": int(v.size - keep.size),
-        "mean_without_outliers": float(keep.mean()),
-        "stdev_without_outliers": float(keep.std(ddof=1)) if keep.size > 1 else 0.0,
-    }
-
-
-def time_runs(fn, x, runs: int, warmup: int, first: bool = True) -> tuple[list[int], int]:
-    """(per-run ns of ``runs`` timed calls, ns of the very first call (0 if ``first`` is off));
-    ``warmup`` untimed calls in between."""
-    t0 = 0
-    if first:
-        t = time.perf_counter_ns()
-        fn(x)
-        t0 = time.perf_counter_ns() - t
-    for _ in range(warmup):
-        fn(x)
-    out = [0] * runs
-    clock = time.perf_counter_ns
-    for i in range(runs):
-        t = clock()
-        fn(x)
-        out[i] = clock() - t
-    return out, t0
 
 
 # ---------------------------------------------------------------- environment
@@ -406,7 +353,8 @@ def load_onnx(path: Path, threads: int):
 
 
 class BundleError(ValueError):
-    """A manifest naming a file outside its bundle."""
+    """What this runner refuses: a manifest naming a file outside its bundle, a script that differs from its pin, or
+    its own stats.py missing."""
 
 
 def in_bundle(bundle: Path, name: str) -> Path:
@@ -472,6 +420,7 @@ def run_bundle(
     runtime, version and delegate that ran, and the age check on the stored faces. ``skipped`` says why others did
     not run (not logged: the caller prints them, or one line when nothing ran)."""
     man = json.loads((bundle / "manifest.json").read_text())
+    st = bundle_stats(bundle, man)
     faces = board_inputs(bundle, man)
     x = faces[:1].copy()
     tlist = [threads] if isinstance(threads, int) else list(threads)
@@ -494,8 +443,8 @@ def run_bundle(
             except ImportError as e:
                 skipped.append(f"{art['file']}: {e}")
                 break
-            ns, first = time_runs(fwd, x, runs, warmup)
-            lat = latency_stats(ns)
+            ns, first = st.time_runs(fwd, x, runs, warmup)
+            lat = st.latency_stats(ns)
             info = fwd.info
             log(
                 f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: "
@@ -583,16 +532,46 @@ def pinned(bundle: Path, man: dict, name: str) -> Path:
     return p
 
 
-def _bundle_script(bundle: Path, man: dict, name: str, module: str):
-    """A script the bundle carries (reference_infer.py, blazeface.py), imported from the bundle itself once its
-    sha256 is the one the manifest pins."""
+def _load(path: Path, module: str):
+    """The Python file ``path`` imported as ``module``."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(module, pinned(bundle, man, name))
+    spec = importlib.util.spec_from_file_location(module, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[module] = mod  # dataclasses look their module up while the file runs
     spec.loader.exec_module(mod)
     return mod
+
+
+def _bundle_script(bundle: Path, man: dict, name: str, module: str):
+    """A script the bundle carries (reference_infer.py, blazeface.py, stats.py), imported from the bundle itself once
+    its sha256 is the one the manifest pins."""
+    return _load(pinned(bundle, man, name), module)
+
+
+STATS = "stats.py"
+
+
+def runner_stats():
+    """This runner's own stats.py: the package's when imported as c3ae_edge.board.onboard, else the file beside this
+    one (``c3ae-edge bench write-runner`` and ``bench remote`` copy both), loaded by path."""
+    if __package__:
+        from c3ae_edge.board import stats
+
+        return stats
+    here = Path(__file__).resolve().with_name(STATS)
+    if not here.is_file():
+        raise BundleError(f"{here}: missing; it travels with onboard.py (c3ae-edge bench write-runner DIR writes both)")
+    return _load(here, "runner_stats")
+
+
+def bundle_stats(bundle: Path, man: dict):
+    """The timing statistics for ``bundle``'s rows: the bundle's own stats.py once its sha256 is the one manifest.json
+    pins (TFLite bundles; an edited one is refused, like blazeface.py), else this runner's (ONNX and older bundles)."""
+    pins = {f.get("file") for f in man.get("bundle_files") or [] if isinstance(f, dict)}
+    if STATS in pins or (bundle / STATS).exists():
+        return _bundle_script(bundle, man, STATS, "bundle_stats")
+    return runner_stats()
 
 
 def _sha256(path: Path) -> str:
@@ -682,6 +661,7 @@ def run_photo_to_age(
         log("photo to age: skipped: decoding photos needs Pillow (pip install pillow); the other rows ran")
         return []
     man = json.loads((bundle / "manifest.json").read_text())
+    st = bundle_stats(bundle, man)
     found_det, why = photo_detector(bundle, man, threads, runtime)
     if found_det is None:
         log(f"photo to age: skipped: {why}; the other rows ran")
@@ -723,7 +703,7 @@ def run_photo_to_age(
                 ages[i].append(clock() - t)
         for (art, _), a in zip(fwds, ages):
             tot = [sum(v) for v in zip(stage["decode"], stage["detect"], stage["crop"], a)]
-            lat = latency_stats(tot)
+            lat = st.latency_stats(tot)
             rows.append(
                 {
                     **row(
@@ -744,7 +724,7 @@ def run_photo_to_age(
                     **({"detector_runtime": det_runtime} if det_runtime else {}),
                     "images": len(encoded),
                     "faces_found": found,
-                    "stages": {**{k: latency_stats(v) for k, v in stage.items()}, "age": latency_stats(a)},
+                    "stages": {**{k: st.latency_stats(v) for k, v in stage.items()}, "age": st.latency_stats(a)},
                     "throughput": {"unit": "images/s", "value": 1.0 / lat["mean"]},
                 }
             )

@@ -206,13 +206,14 @@ def do_write_runner(folder: str) -> None:
     import shutil
     from pathlib import Path
 
-    from c3ae_edge.board import facefind, onboard
+    from c3ae_edge.board import RUNNER_SCRIPTS, board_script
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    dst = shutil.copy(onboard.__file__, Path(folder) / "onboard.py")
-    # the photo-to-age rows' OpenCV detector; a bundle that names BlazeFace carries blazeface.py and its model itself
-    shutil.copy(facefind.__file__, Path(folder) / "facefind.py")
-    typer.echo(f"wrote {dst} (and facefind.py beside it)")
+    # stats.py: its timing statistics; facefind.py: the photo-to-age rows' OpenCV detector (a bundle that names
+    # BlazeFace carries blazeface.py and its model itself)
+    for name in RUNNER_SCRIPTS:
+        shutil.copy(board_script(name), Path(folder) / name)
+    typer.echo(f"wrote {Path(folder) / RUNNER_SCRIPTS[0]} (and {', '.join(RUNNER_SCRIPTS[1:])} beside it)")
 
 
 def _report(
@@ -324,7 +325,9 @@ def remote_cmd(
     _report(do_remote(host, bundle, runs, warmup, threads), accuracy, json_file, markdown, plot, [])
 
 
-def write_runner_cmd(folder: str = typer.Argument(..., help="folder to write onboard.py and facefind.py into")) -> None:
+def write_runner_cmd(
+    folder: str = typer.Argument(..., help="folder to write onboard.py, stats.py and facefind.py into"),
+) -> None:
     do_write_runner(folder)
 
 
@@ -407,7 +410,7 @@ SUBCOMMANDS = (  # name, function, help; the hidden legacy command is added last
     (
         "write-runner",
         write_runner_cmd,
-        "Copy the standalone on-board runner (onboard.py, and facefind.py) into a folder.",
+        "Copy the standalone on-board runner (onboard.py, stats.py, facefind.py) into a folder.",
     ),
 )
 

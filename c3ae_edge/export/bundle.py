@@ -384,8 +384,9 @@ def _convert(job: _Job, tmp: Path, prec: str, model, rewrites: list, parity: _Pa
 
 
 def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> list[dict]:
-    """Parity crops, the calibration list and, for TFLite bundles, the standalone reference script; -> the script's
-    ``bundle_files`` entry (the on-board runner and the self-test refuse a script that differs from its pin)."""
+    """Parity crops, the calibration list and, for TFLite bundles, the standalone reference script and the on-board
+    runner's statistics (stats.py); -> their ``bundle_files`` entries (the on-board runner and the self-test refuse a
+    script that differs from its pin)."""
     from c3ae_edge.export import calibration as calib
 
     np.save(tmp / "parity_crops.npy", parity.crops, allow_pickle=False)
@@ -396,8 +397,13 @@ def _write_extras(tmp: Path, job: _Job, parity: _Parity) -> list[dict]:
     shutil.copyfile(board_script("reference_infer.py"), ref)
     if job.backend.spec.name != "tflite":  # a microcontroller bundle's extras remove it (a trunk-only graph)
         return []
-    role = "reference script: preprocessing, decoding, --self-test (numpy + TFLite)"
-    return [{"file": ref.name, "sha256": sha256(ref), "bytes": ref.stat().st_size, "role": role}]
+    stats = tmp / "stats.py"
+    shutil.copyfile(board_script("stats.py"), stats)
+    roles = {
+        ref: "reference script: preprocessing, decoding, --self-test (numpy + TFLite)",
+        stats: "timing statistics of the on-board runner (onboard.py): timed loop, percentiles, CI (numpy)",
+    }
+    return [{"file": p.name, "sha256": sha256(p), "bytes": p.stat().st_size, "role": r} for p, r in roles.items()]
 
 
 def _manifest(job: _Job, arts: list, parity: _Parity, iso: str, reproducible: bool, detector: tuple) -> Manifest:

@@ -4,7 +4,8 @@ script edited after export (even with its checksums re-pinned) is caught, naming
 
 The registry maps a file name to one function ``make(Source) -> str | bytes``:
 - ``GENERATED``: made from the manifest (``c3ae_model.h``, ``README.md``);
-- ``copies()``: the package's own files copied as they are (``reference_infer.py``, the detector's code and licence);
+- ``copies()``: the package's own files copied as they are (``reference_infer.py``, ``stats.py``, the detector's code
+  and licence);
 - a backend adds its own with an optional ``derived_files()`` (TFLM: the C sources, see ``export/mcu``): one line each.
 A backend entry replaces a generic one of the same name (TFLM's ``c3ae_model.h`` carries its arena lines).
 """
@@ -103,10 +104,11 @@ GENERATED: dict[str, Derived] = {
 
 
 def copies(man: dict) -> dict[str, Derived]:
-    """The package files a bundle carries: the reference script (TFLite bundles: it runs .tflite files), and a shipped
-    detector's code and licence."""
+    """The package files a bundle carries: the reference script and the on-board runner's statistics (TFLite bundles:
+    they run .tflite files), and a shipped detector's code and licence."""
     backend = (man.get("target") or {}).get("backend")
-    out = {"reference_infer.py": board_copy("reference_infer.py")} if backend == "tflite" else {}
+    scripts = ("reference_infer.py", "stats.py") if backend == "tflite" else ()
+    out = {name: board_copy(name) for name in scripts}
     det = (man.get("face_box") or {}).get("detector") or {}
     files = det.get("files") if isinstance(det, dict) else None
     if isinstance(files, dict):
