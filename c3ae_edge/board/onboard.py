@@ -24,8 +24,11 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 INSTALL = (
     'on Python <= 3.11 (Pi OS Bookworm): pip install "numpy<2" tflite-runtime==2.14.0, or pip install ai-edge-litert; '
@@ -406,6 +409,67 @@ def age_check(fwd, x: np.ndarray, man: dict, art: dict) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class BundleRun:
+    """What every artifact of one ``run_bundle`` call is timed with: the manifest, the stored faces (all of them for
+    the age check, the first one timed), the statistics module, the run counts and where progress lines go."""
+
+    man: dict
+    faces: np.ndarray
+    x: np.ndarray
+    stats: Any
+    runs: int
+    warmup: int
+    log: Callable[[str], object]
+
+
+def artifact_loader(kind: str, runtime: str = "auto", delegate: str = "default"):
+    """-> loader(path, threads) -> (forward, runtime name) for an artifact suffix; None where this runner has none."""
+    return {".tflite": lambda p, t: load_tflite(p, t, runtime, delegate), ".onnx": load_onnx}.get(kind)
+
+
+def _load_timed(loader, path: Path, threads: int) -> tuple:
+    """(forward, runtime name, load seconds); the peak-RSS counter reset first so the row's peak is its own."""
+    peak_rss_reset()
+    t = time.perf_counter_ns()
+    fwd, rt = loader(path, threads)
+    return fwd, rt, (time.perf_counter_ns() - t) / 1e9
+
+
+def _artifact_row(job: BundleRun, art: dict, path: Path, loaded: tuple, th: int) -> dict:
+    """Time one loaded artifact at ``th`` threads, log one line, check its ages; -> its result row."""
+    fwd, rt, load_s = loaded
+    ns, first = job.stats.time_runs(fwd, job.x, job.runs, job.warmup)
+    lat = job.stats.latency_stats(ns)
+    info = fwd.info
+    job.log(
+        f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: "
+        f"p50 {lat['p50'] * 1e6:.1f} us "
+        f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), "
+        f"p99 {lat['p99'] * 1e6:.1f} us, {job.runs} runs, {th} thread(s)"
+    )
+    parity = age_check(fwd, job.faces, job.man, art)
+    return row(
+        job.man["model"]["name"],
+        {".tflite": "tflite", ".onnx": "onnx"}[path.suffix],
+        art["precision"],
+        th,
+        1,
+        lat,
+        first / 1e9,
+        load_s,
+        runtime=rt,
+        runtime_version=info["version"],
+        delegate=info["delegate"],
+        runtime_id=info["runtime_id"],
+        artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
+        params=job.man["model"].get("params"),
+        memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
+        parity=parity,
+        source="onboard runner",
+    )
+
+
 def run_bundle(
     bundle: Path,
     runs: int,
@@ -422,76 +486,48 @@ def run_bundle(
     man = json.loads((bundle / "manifest.json").read_text())
     st = bundle_stats(bundle, man)
     faces = board_inputs(bundle, man)
-    x = faces[:1].copy()
+    job = BundleRun(man, faces, faces[:1].copy(), st, runs, warmup, log)
     tlist = [threads] if isinstance(threads, int) else list(threads)
     results, skipped = [], []
     for art in man["artifacts"]:
         path = in_bundle(bundle, art["file"])
-        kind = path.suffix
         if only and art["file"] != only:
             continue
-        loader = {".tflite": lambda p, t: load_tflite(p, t, runtime, delegate), ".onnx": load_onnx}.get(kind)
+        loader = artifact_loader(path.suffix, runtime, delegate)
         if loader is None:
             skipped.append(f"{art['file']}: this runner runs .tflite and .onnx")
             continue
         for th in tlist:
             try:
-                peak_rss_reset()
-                t = time.perf_counter_ns()
-                fwd, rt = loader(path, th)
-                load_s = (time.perf_counter_ns() - t) / 1e9
+                loaded = _load_timed(loader, path, th)
             except ImportError as e:
                 skipped.append(f"{art['file']}: {e}")
                 break
-            ns, first = st.time_runs(fwd, x, runs, warmup)
-            lat = st.latency_stats(ns)
-            info = fwd.info
-            log(
-                f"{art['file']}: {info['runtime']} {info['version']}, delegate {info['delegate']['name']}: "
-                f"p50 {lat['p50'] * 1e6:.1f} us "
-                f"(95% CI {lat['p50_ci95'][0] * 1e6:.1f}-{lat['p50_ci95'][1] * 1e6:.1f}), "
-                f"p99 {lat['p99'] * 1e6:.1f} us, {runs} runs, {th} thread(s)"
-            )
-            parity = age_check(fwd, faces, man, art)
-            results.append(
-                row(
-                    man["model"]["name"],
-                    {".tflite": "tflite", ".onnx": "onnx"}[kind],
-                    art["precision"],
-                    th,
-                    1,
-                    lat,
-                    first / 1e9,
-                    load_s,
-                    runtime=rt,
-                    runtime_version=info["version"],
-                    delegate=info["delegate"],
-                    runtime_id=info["runtime_id"],
-                    artifact={"file": art["file"], "bytes": art.get("bytes", path.stat().st_size)},
-                    params=man["model"].get("params"),
-                    memory={"unit": "MB", "peak_rss": peak_rss_mb(), "rss": rss_mb()},
-                    parity=parity,
-                    source="onboard runner",
-                )
-            )
+            results.append(_artifact_row(job, art, path, loaded, th))
     peak = {th: peak_fp32_macs(th) for th in tlist}
     for r in results:
         r["peak"] = {"fp32": peak[r["threads"]]}
+    one = tlist[0] if len(tlist) == 1 else tlist
     return {
         "schema": SCHEMA,
-        "config": {
-            "runner": "onboard.py",
-            "bundle": bundle.name,
-            "runs": runs,
-            "warmup": warmup,
-            "threads": tlist[0] if len(tlist) == 1 else tlist,
-            "runtime": runtime,
-            "delegate": delegate,
-            "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1; age check on all of them",
-        },
-        "environment": environment(tlist[0] if len(tlist) == 1 else tlist),
+        "config": run_config(bundle, runs, warmup, one, runtime, delegate),
+        "environment": environment(one),
         "results": results,
         "skipped": skipped,
+    }
+
+
+def run_config(bundle: Path, runs: int, warmup: int, threads, runtime: str, delegate: str) -> dict:
+    """The ``config`` block of the runner's document."""
+    return {
+        "runner": "onboard.py",
+        "bundle": bundle.name,
+        "runs": runs,
+        "warmup": warmup,
+        "threads": threads,
+        "runtime": runtime,
+        "delegate": delegate,
+        "input": "the bundle's parity_crops.npy (real faces), first crop, batch 1; age check on all of them",
     }
 
 
@@ -648,15 +684,102 @@ def _photo_frames(paths: list[Path], sizes=((640, 480), (1280, 720))) -> list[tu
     return sets
 
 
+@dataclass
+class PhotoTimes:
+    """Per-image ns of one photo set: decode, detect and crop, then each artifact's age network on the faces found."""
+
+    name: str
+    images: int
+    stage: dict[str, list[int]]
+    ages: list[list[int]]
+    found: int = 0
+
+
+def photo_forwards(bundle: Path, man: dict, threads: int, only: str | None, runtime: str) -> list[tuple[dict, Any]]:
+    """(artifact, forward) for every artifact a runtime here can load (``only``: just that file)."""
+    fwds = []
+    for art in man["artifacts"]:
+        loader = artifact_loader(Path(art["file"]).suffix, runtime)
+        if loader and (not only or art["file"] == only):
+            try:
+                fwds.append((art, loader(bundle / art["file"], threads)[0]))
+            except ImportError:
+                continue
+    return fwds
+
+
+def time_photos(name: str, encoded: list[bytes], detect, ref, man: dict, fwds: list) -> PhotoTimes:
+    """Decode (Pillow), detect, crop (the bundle's reference_infer.preprocess) and age every encoded image, each stage
+    timed with perf_counter_ns."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    t = PhotoTimes(name, len(encoded), {k: [] for k in ("decode", "detect", "crop")}, [[] for _ in fwds])
+    clock = time.perf_counter_ns
+    for raw in encoded:
+        t0 = clock()
+        with Image.open(io.BytesIO(raw)) as im:
+            img = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        t1 = clock()
+        boxes = detect(img)
+        t2 = clock()
+        xs = [np.moveaxis(ref.preprocess(img, b, man["crop"]), -1, -3) for b in boxes]
+        xs = [(x[0] if x.shape[0] == 1 else x)[None].astype(np.float32) for x in xs]
+        t3 = clock()
+        for k, v in zip(t.stage, (t1 - t0, t2 - t1, t3 - t2)):
+            t.stage[k].append(v)
+        t.found += bool(boxes)
+        for i, (_, fwd) in enumerate(fwds):
+            t0 = clock()
+            for x in xs:
+                fwd(x)
+            t.ages[i].append(clock() - t0)
+    return t
+
+
+def photo_row(man: dict, art: dict, threads: int, det: tuple, st, t: PhotoTimes, a: list[int], log=print) -> dict:
+    """One artifact's photo-to-age row of a photo set (``det``: detector name, runtime or None); logs one line."""
+    det_name, det_runtime = det
+    tot = [sum(v) for v in zip(t.stage["decode"], t.stage["detect"], t.stage["crop"], a)]
+    lat = st.latency_stats(tot)
+    base = row(
+        man["model"]["name"],
+        {".tflite": "tflite", ".onnx": "onnx"}[Path(art["file"]).suffix],
+        art["precision"],
+        threads,
+        1,
+        lat,
+        0.0,
+        0.0,
+        source="onboard runner",
+        artifact={"file": art["file"]},
+    )
+    log(
+        f"photo to age, {t.name}, {art['file']}: p50 {lat['p50'] * 1e3:.2f} ms ("
+        + ", ".join(f"{k} {np.median(v) / 1e6:.2f}" for k, v in (*t.stage.items(), ("age", a)))
+        + f" ms), faces {t.found}/{t.images}"
+    )
+    return {
+        **base,
+        "pipeline": "photo-to-age",
+        "input": t.name,
+        "detector": det_name,
+        **({"detector_runtime": det_runtime} if det_runtime else {}),
+        "images": t.images,
+        "faces_found": t.found,
+        "stages": {**{k: st.latency_stats(v) for k, v in t.stage.items()}, "age": st.latency_stats(a)},
+        "throughput": {"unit": "images/s", "value": 1.0 / lat["mean"]},
+    }
+
+
 def run_photo_to_age(
     bundle: Path, photos: Path, n: int, threads: int, only: str | None = None, log=print, runtime: str = "auto"
 ) -> list[dict]:
     """Photo-to-age rows: decode (Pillow), detect (the manifest's face_box.detector), crop (the bundle's
     reference_infer.preprocess), each artifact's age network; per image and stage, perf_counter_ns."""
-    import io
-
     try:
-        from PIL import Image, ImageOps
+        from PIL import Image, ImageOps  # noqa: F401  (time_photos decodes with them)
     except ImportError:
         log("photo to age: skipped: decoding photos needs Pillow (pip install pillow); the other rows ran")
         return []
@@ -672,67 +795,12 @@ def run_photo_to_age(
     if not files:
         log(f"photo to age: skipped: no .jpg/.png photos in {photos}")
         return []
-    fwds = []
-    for art in man["artifacts"]:
-        loader = {".tflite": lambda p, t: load_tflite(p, t, runtime), ".onnx": load_onnx}.get(Path(art["file"]).suffix)
-        if loader and (not only or art["file"] == only):
-            try:
-                fwds.append((art, loader(bundle / art["file"], threads)[0]))
-            except ImportError:
-                continue
-    rows, clock = [], time.perf_counter_ns
+    fwds = photo_forwards(bundle, man, threads, only, runtime)
+    rows = []
     for name, encoded in _photo_frames(files):
-        stage, ages, found = {k: [] for k in ("decode", "detect", "crop")}, [[] for _ in fwds], 0
-        for raw in encoded:
-            t0 = clock()
-            with Image.open(io.BytesIO(raw)) as im:
-                img = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-            t1 = clock()
-            boxes = detect(img)
-            t2 = clock()
-            xs = [np.moveaxis(ref.preprocess(img, b, man["crop"]), -1, -3) for b in boxes]
-            xs = [(x[0] if x.shape[0] == 1 else x)[None].astype(np.float32) for x in xs]
-            t3 = clock()
-            for k, v in zip(stage, (t1 - t0, t2 - t1, t3 - t2)):
-                stage[k].append(v)
-            found += bool(boxes)
-            for i, (_, fwd) in enumerate(fwds):
-                t = clock()
-                for x in xs:
-                    fwd(x)
-                ages[i].append(clock() - t)
-        for (art, _), a in zip(fwds, ages):
-            tot = [sum(v) for v in zip(stage["decode"], stage["detect"], stage["crop"], a)]
-            lat = st.latency_stats(tot)
-            rows.append(
-                {
-                    **row(
-                        man["model"]["name"],
-                        {".tflite": "tflite", ".onnx": "onnx"}[Path(art["file"]).suffix],
-                        art["precision"],
-                        threads,
-                        1,
-                        lat,
-                        0.0,
-                        0.0,
-                        source="onboard runner",
-                        artifact={"file": art["file"]},
-                    ),
-                    "pipeline": "photo-to-age",
-                    "input": name,
-                    "detector": det_name,
-                    **({"detector_runtime": det_runtime} if det_runtime else {}),
-                    "images": len(encoded),
-                    "faces_found": found,
-                    "stages": {**{k: st.latency_stats(v) for k, v in stage.items()}, "age": st.latency_stats(a)},
-                    "throughput": {"unit": "images/s", "value": 1.0 / lat["mean"]},
-                }
-            )
-            log(
-                f"photo to age, {name}, {art['file']}: p50 {lat['p50'] * 1e3:.2f} ms ("
-                + ", ".join(f"{k} {np.median(v) / 1e6:.2f}" for k, v in (*stage.items(), ("age", a)))
-                + f" ms), faces {found}/{len(encoded)}"
-            )
+        t = time_photos(name, encoded, detect, ref, man, fwds)
+        for (art, _), a in zip(fwds, t.ages):
+            rows.append(photo_row(man, art, threads, (det_name, det_runtime), st, t, a, log))
     return rows
 
 
