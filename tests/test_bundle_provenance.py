@@ -133,3 +133,44 @@ def test_self_test_and_runner_refuse_an_edited_reference_script(rpi_bundle, tmp_
     with pytest.raises(VerificationError, match="reference_infer.py differs from the package's own copy"):
         verify_bundle(b)
     assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_onboard_runs_the_checked_stats_source_and_leaves_no_bytecode(rpi_bundle, tmp_path, cli):
+    """A __pycache__ planted beside the bundle's stats.py (a .pyc stamped with the real file's size and mtime) never
+    runs instead of the checked source, and a run writes no bytecode into the bundle (verify would refuse it)."""
+    import os
+    import py_compile
+
+    b = shutil.copytree(rpi_bundle, tmp_path / "b")
+    shutil.rmtree(b / "__pycache__", ignore_errors=True)  # not in a fresh export
+    real = b / "stats.py"
+    evil = tmp_path / "evil" / "stats.py"
+    evil.parent.mkdir()
+    body = "import os\nos.system('touch PWNED')\n"
+    evil.write_text(body + "#" * (real.stat().st_size - len(body) - 1) + "\n")
+    assert evil.stat().st_size == real.stat().st_size
+    os.utime(evil, ns=(real.stat().st_atime_ns, real.stat().st_mtime_ns))
+    planted = b / "__pycache__" / f"stats.{sys.implementation.cache_tag}.pyc"
+    py_compile.compile(str(evil), cfile=str(planted), dfile=str(real), doraise=True)
+    assert cli("bench", "write-runner", tmp_path / "run").code == 0
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "run" / "onboard.py"), str(b), "--runs", "2", "--warmup", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not list(tmp_path.rglob("PWNED")), "the planted bytecode ran instead of the pinned stats.py"
+    assert [p.name for p in (b / "__pycache__").iterdir()] == [planted.name]  # nothing written beside it
+    shutil.rmtree(b / "__pycache__")
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "run" / "onboard.py"), str(b), "--runs", "2", "--warmup", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
+    assert r.returncode == 0 and not (b / "__pycache__").exists(), r.stderr[-2000:]
+    assert cli("verify", str(b)).code == 0

@@ -196,6 +196,7 @@ def test_runner_photo_to_age_rows(bundle, fgnet_dir, tmp_path, cli):
             cwd=tmp_path,
         )
         assert r.returncode == 0, r.stderr[-2000:]
+        assert not (b / "__pycache__").exists()  # its scripts ran from their checked bytes, no bytecode
         rows = [x for x in json.loads(out.read_text())["results"] if x.get("pipeline") == "photo-to-age"]
         man = json.loads((b / "manifest.json").read_text())
         assert man["face_box"]["detector"]["name"] == name

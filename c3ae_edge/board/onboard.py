@@ -556,33 +556,44 @@ def _facefind():
     return facefind
 
 
-def pinned(bundle: Path, man: dict, name: str) -> Path:
-    """A file of the bundle whose sha256 is the one manifest.json pins in ``bundle_files``: a script edited after
-    export, or one the manifest does not pin, is never run."""
+def pinned_source(bundle: Path, man: dict, name: str) -> tuple[Path, bytes]:
+    """(path, bytes) of a file of the bundle whose sha256 is the one manifest.json pins in ``bundle_files``, read
+    once: a script edited after export, or one the manifest does not pin, is never run."""
+    import hashlib
+
     p = in_bundle(bundle, name)
     pins = {f.get("file"): f.get("sha256") for f in man.get("bundle_files") or [] if isinstance(f, dict)}
     if name not in pins:
         raise BundleError(f"{name}: not pinned in manifest.json bundle_files; refusing to run it")
-    if not p.is_file() or _sha256(p) != pins[name]:
+    data = p.read_bytes() if p.is_file() else None
+    if data is None or hashlib.sha256(data).hexdigest() != pins[name]:
         raise BundleError(f"{name}: differs from its sha256 in manifest.json (edited after export); refusing to run it")
-    return p
+    return p, data
 
 
-def _load(path: Path, module: str):
-    """The Python file ``path`` imported as ``module``."""
-    import importlib.util
+def pinned(bundle: Path, man: dict, name: str) -> Path:
+    """``pinned_source``'s path: the file holds the sha256 manifest.json pins for it."""
+    return pinned_source(bundle, man, name)[0]
 
-    spec = importlib.util.spec_from_file_location(module, path)
-    mod = importlib.util.module_from_spec(spec)
+
+def _load(path: Path, module: str, source: bytes | None = None):
+    """The Python file ``path`` (or ``source``, its bytes already checked) run as module ``module``, compiled here:
+    no bytecode cache is read from or written beside it (a bundle keeps only its own files, and a planted
+    __pycache__ never runs instead of the checked source)."""
+    import types
+
+    mod = types.ModuleType(module)
+    mod.__file__ = str(path)
     sys.modules[module] = mod  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(mod)
+    exec(compile(path.read_bytes() if source is None else source, str(path), "exec"), mod.__dict__)
     return mod
 
 
 def _bundle_script(bundle: Path, man: dict, name: str, module: str):
-    """A script the bundle carries (reference_infer.py, blazeface.py, stats.py), imported from the bundle itself once
-    its sha256 is the one the manifest pins."""
-    return _load(pinned(bundle, man, name), module)
+    """A script the bundle carries (reference_infer.py, blazeface.py, stats.py), run from the very bytes whose sha256
+    is the one the manifest pins."""
+    path, data = pinned_source(bundle, man, name)
+    return _load(path, module, data)
 
 
 STATS = "stats.py"
