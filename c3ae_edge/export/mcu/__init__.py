@@ -222,7 +222,8 @@ def _sections(size: str, obj: Path) -> dict:
     return sums
 
 
-def _header_lines(mcu: dict) -> str:
+def header_lines(mcu: dict) -> str:
+    """The TFLM lines of ``c3ae_model.h`` (before its ``#endif``): the measured arena and flash."""
     a = mcu["arena"]
     return "\n".join(
         [
@@ -237,6 +238,12 @@ def _header_lines(mcu: dict) -> str:
             "",
         ]
     )
+
+
+def with_tflm_lines(header: str, mcu: dict) -> str:
+    """``c3ae_model.h`` (as ``export.firmware.header`` writes it) with the TFLM lines before its ``#endif``."""
+    end = header.rindex("#endif /* C3AE_MODEL_H */")
+    return header[:end] + header_lines(mcu) + header[end:]
 
 
 def host_reference(folder: Path, art: dict, man: dict) -> dict:
@@ -310,9 +317,7 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
     mcu["budget"] = budget
     hdr = folder / "c3ae_model.h"
     if hdr.exists():
-        text = hdr.read_text()
-        end = text.rindex("#endif /* C3AE_MODEL_H */")
-        hdr.write_text(text[:end] + _header_lines(mcu) + text[end:])
+        hdr.write_text(with_tflm_lines(hdr.read_text(), mcu))
     from c3ae_edge.export.manifest import Manifest
     from c3ae_edge.export.mcu.readme import tflm_readme
 
