@@ -34,9 +34,9 @@ def provenance(b: Path, man, listed: list[str], signed: bool) -> dict:
     out = {"derived": {}, "copies": {}, "sections": [], "detector": detector_model(b, man)}
     unverified = {}
     if made_by == __version__:
+        out["sections"], unverified = _sections(b, man, backend)  # first: the files below are made from them
         chk = derived.check(b, man.to_dict(), backend, listed)
         out["derived"], out["copies"] = chk.generated, chk.copies
-        out["sections"], unverified = _sections(b, man, backend)
         unverified.update(chk.unverified)
     elif not signed:
         raise VerificationError(

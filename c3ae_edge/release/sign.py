@@ -307,6 +307,30 @@ def trusted_comment(man: Manifest) -> str:
     )
 
 
+def unverified_runtimes(man: Manifest) -> list[str]:
+    """ "RUNTIME (status)" for each runtime an artifact of the bundle records with a status other than "verified"."""
+    return [
+        f"{rid} ({row.get('status') if isinstance(row, dict) else row!r})"
+        for a in man.artifacts
+        for rid, row in (a.get("runtimes") or {}).items()
+        if not isinstance(row, dict) or row.get("status") != "verified"
+    ]
+
+
+def check_signable(bundle: Path, allow_unverified_runtime: bool = False) -> None:
+    """``c3ae-edge sign``'s rule, as ``export --sign``'s: the checksums hold, and every runtime the bundle records
+    verified it at export (a signature vouches for the bundle), unless ``allow_unverified_runtime``."""
+    from c3ae_edge.export.verify import check_sums
+
+    check_sums(bundle)
+    gaps = unverified_runtimes(Manifest.read(bundle))
+    if gaps and not allow_unverified_runtime:
+        raise UsageError(
+            f"{bundle}: not signing: it records runtimes that did not verify it at export: {'; '.join(gaps)}; "
+            "re-export where they run, or pass --allow-unverified-runtime to sign it anyway"
+        )
+
+
 def sign_bundle(bundle: Path, key: SecretKey) -> Signature:
     """Write ``SHA256SUMS.minisig`` for a bundle whose checksums hold (a tampered bundle is never signed)."""
     from c3ae_edge.export.verify import check_sums

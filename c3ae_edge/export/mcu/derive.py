@@ -172,3 +172,59 @@ def tflm_files() -> dict[str, Derived]:
 def derived_files(man: dict) -> dict[str, Derived]:
     """Every file the tflm backend writes into a bundle of ``man``'s engine (default tflm, as ``bundle_extras``)."""
     return engine_files(man) if (man["target"].get("engine") or "tflm") == "c99" else tflm_files()
+
+
+MEASURED = {
+    "engine": (
+        "manifest.json engine exactness, flash, selftest cores",
+        "measured at export: the engine against TFLite Micro on the verification faces (not in the bundle), "
+        "cross-compiled sizes, emulated runs (verify re-runs the engine on the parity faces)",
+    ),
+    "mcu": ("manifest.json mcu cross_compile", "cross-compiled sizes measured at export (arm-none-eabi-gcc)"),
+}
+
+
+def _engine_section(s: Source) -> tuple[dict, dict]:
+    """(what the engine section's derivable entries are, what the manifest says)."""
+    from c3ae_edge.export.backends.tflm_runtime import smallest_arena
+    from c3ae_edge.export.engine import selftest
+    from c3ae_edge.export.engine.bundle import section
+
+    net, plan = _net_plan(s)
+    budget = s.man["target"].get("budget") or {}
+    want = section(net, plan, None, None, {}, budget, selftest.pick_bundle(s.folder, s.man), s.artifact("tflm"))
+    want["tflm_arena_bytes"] = smallest_arena(_flat(s))
+    have = json.loads(json.dumps(s.man["engine"]))
+    for d in (want, have):  # measured on what is not here: listed as unverified
+        d.pop("exactness", None)
+        d.pop("flash", None)
+        (d.get("selftest") or {}).pop("cores", None)
+    return want, have
+
+
+def _mcu_section(s: Source) -> tuple[dict, dict]:
+    from c3ae_edge.export.mcu import mcu_record
+
+    art = s.artifact("tflm")
+    want = {**mcu_record(art, _flat(s), s.json(art["files"][1])), "budget": s.man["target"].get("budget") or {}}
+    have = {k: v for k, v in s.man["mcu"].items() if k != "cross_compile"}
+    return want, have
+
+
+def sections(s: Source) -> dict:
+    """``rederive_sections``: the backend's manifest section (``engine`` or ``mcu``) recomputed from the artifact, the
+    parity faces and the target, but for what export measured on faces or compilers that are not here."""
+    from c3ae_edge.errors import VerificationError
+
+    key = "engine" if "engine" in s.man else "mcu" if "mcu" in s.man else None
+    if key is None:
+        return {"checked": [], "unverified": {}}
+    want, have = (_engine_section if key == "engine" else _mcu_section)(s)
+    want = json.loads(json.dumps(want))  # tuples as JSON lists
+    bad = sorted(k for k in {*want, *have} if want.get(k) != have.get(k))
+    if bad:
+        raise VerificationError(
+            f"{s.folder}: manifest.json {key} {', '.join(bad)}: not what the artifact gives (edited after export: "
+            "refusing)"
+        )
+    return {"checked": [f"manifest.json {key}"], "unverified": dict([MEASURED[key]])}
