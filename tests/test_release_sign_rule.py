@@ -21,7 +21,7 @@ def unverified_bundle(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("C3AE_RUNTIMES", str(tmp_path_factory.mktemp("no-runtimes")))  # tflite-runtime: not prepared
         out = tmp_path_factory.mktemp("unverified")
-        return export_bundle("rpi", out=out, n_cal=30, n_verify=30, log=lambda *_: None)
+        return export_bundle("rpi", out=out, n_cal=40, n_verify=30, log=lambda *_: None)
 
 
 def _statuses(b: Path) -> dict[str, str]:

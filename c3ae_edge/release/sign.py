@@ -308,13 +308,14 @@ def trusted_comment(man: Manifest) -> str:
 
 
 def unverified_runtimes(man: Manifest) -> list[str]:
-    """ "RUNTIME (status)" for each runtime an artifact of the bundle records with a status other than "verified"."""
-    return [
-        f"{rid} ({row.get('status') if isinstance(row, dict) else row!r})"
-        for a in man.artifacts
-        for rid, row in (a.get("runtimes") or {}).items()
-        if not isinstance(row, dict) or row.get("status") != "verified"
-    ]
+    """ "RUNTIME (status; files)" for each runtime the bundle's artifacts record with a status other than "verified"."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for a in man.artifacts:
+        for rid, row in (a.get("runtimes") or {}).items():
+            status = str(row.get("status")) if isinstance(row, dict) else repr(row)
+            if status != "verified":
+                seen.setdefault((rid, status), []).append(a["file"])
+    return [f"{rid} ({status}; {', '.join(files)})" for (rid, status), files in seen.items()]
 
 
 def check_signable(bundle: Path, allow_unverified_runtime: bool = False) -> None:
