@@ -21,6 +21,32 @@ else:
     os.environ.pop("C3AE_DATA", None)
 
 
+def repin(b: Path) -> None:
+    """Re-pin every file of bundle ``b`` after an edit, as a forger without the key would: manifest.json's
+    bundle_files and detector sha256 (where the bundle has them), then SHA256SUMS."""
+    import json
+
+    from c3ae_edge.export.bundle import _sums
+    from c3ae_edge.export.bundle_check import sha256
+
+    m = json.loads((b / "manifest.json").read_text())
+    for f in m.get("bundle_files", []):
+        f["sha256"], f["bytes"] = sha256(b / f["file"]), (b / f["file"]).stat().st_size
+    det = (m.get("face_box") or {}).get("detector")
+    if isinstance(det, dict) and "files" in det:
+        det["model"]["sha256"] = sha256(b / det["files"]["model"])
+    (b / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
+    _sums(b)
+
+
+def edit_one_byte(path: Path) -> None:
+    """Change one byte in the middle of ``path`` (its size stays)."""
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2
+    data[i] = data[i] + 1 if data[i] < 126 else data[i] - 1
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture(scope="session")
 def cortex_m_bundle(tmp_path_factory) -> Path:
     """`export --target cortex-m` (its default engine: the generated C99 one) with 60 + 60 faces: the one conversion

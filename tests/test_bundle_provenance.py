@@ -11,20 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-
-
-def _repin(b: Path) -> None:
-    from c3ae_edge.export.bundle import _sums
-    from c3ae_edge.export.bundle_check import sha256
-
-    m = json.loads((b / "manifest.json").read_text())
-    for f in m["bundle_files"]:
-        f["sha256"], f["bytes"] = sha256(b / f["file"]), (b / f["file"]).stat().st_size
-    det = m["face_box"]["detector"]
-    det["model"]["sha256"] = sha256(b / det["files"]["model"])
-    (b / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
-    _sums(b)
+from conftest import ROOT, repin
 
 
 def _other_detector(b: Path) -> None:
@@ -54,7 +41,7 @@ def test_verify_refuses_a_repinned_detector_or_script(rpi_bundle, tmp_path, edit
 
     b = shutil.copytree(rpi_bundle, tmp_path / "b")
     edit(b)
-    _repin(b)
+    repin(b)
     with pytest.raises(VerificationError, match=name):
         verify_bundle(b)
 
@@ -129,7 +116,7 @@ def test_self_test_and_runner_refuse_an_edited_reference_script(rpi_bundle, tmp_
     assert r.returncode == 2 and "reference_infer.py: differs from its sha256 in manifest.json" in r.stderr, r.stderr
     with pytest.raises(onboard.BundleError, match="differs from its sha256"):
         onboard.pinned(b, man, "reference_infer.py")
-    _repin(b)
+    repin(b)
     with pytest.raises(VerificationError, match="reference_infer.py differs from the package's own copy"):
         verify_bundle(b)
     assert not list(tmp_path.rglob("PWNED"))

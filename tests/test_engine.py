@@ -5,6 +5,7 @@ the bundle's Makefile on emulated Cortex-M4 / Cortex-M7 / RV32IMC cores, budgets
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,11 +13,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from c3ae_edge.export.mcu.derive import MEASURED
+from c3ae_edge.export.provenance import RECORDS
+from tests.conftest import edit_one_byte, repin
+
 pytest.importorskip("tflite_micro", reason="tflite-micro not installed (pip extra 'mcu'): C99 engine not tested")
+EXPECTED_UNVERIFIED = {*RECORDS, MEASURED["engine"][0]}  # records and measured figures: nothing derivable
 pytestmark = pytest.mark.slow  # full MCU bundles, cross-compiled and run: outside the fast tier
 
 WORK_BAR, FLASH_BAR, TFLM_ARENA = 49_152, 65_536, 164_336  # issue 20: <= 48 KB of SRAM, <= 64 KB of flash (M4, -Os)
 CORES = ("cortex-m4", "cortex-m7", "rv32imc")
+ENGINE_GENERATED = (
+    "c3ae_model.h",
+    "c3ae_mcu_model.h",
+    "c3ae_mcu_model.c",
+    "c3ae_engine_model.h",
+    "c3ae_engine_model.c",
+    "selftest_data.h",
+    "selftest_data.c",
+    "README.md",
+)
+ENGINE_COPIES = ("c3ae_engine.h", "c3ae_engine.c", "selftest.c", "Makefile", "c3ae_mcu.c", "c3ae_mcu.h")
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +205,62 @@ def test_verify_cli_reruns_the_engine(bundle: Path):
     r = run_cli("verify", str(bundle))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "C99 engine (host build): features bit-exact with the golden ones on 8 faces" in r.stdout
+    unverified = [ln.split(": ")[1] for ln in r.stdout.splitlines() if ln.startswith("  unverified: ")]
+    assert set(unverified) == EXPECTED_UNVERIFIED, r.stdout  # every C source, header, README re-derived
+
+
+def test_verify_rederives_every_generated_file(bundle: Path):
+    from c3ae_edge.export.verify import verify_bundle
+
+    rep = verify_bundle(bundle)
+    bench = ("bench_qemu.json",) if (bundle / "bench_qemu.json").exists() else ()
+    assert set(rep["derived"]) == {*ENGINE_GENERATED, *bench} and set(rep["copies"]) == set(ENGINE_COPIES)
+    assert set(rep["unverified"]) == EXPECTED_UNVERIFIED, rep["unverified"]
+    listed = {ln.split("  ")[1] for ln in (bundle / "SHA256SUMS").read_text().splitlines()}
+    arts = {f for a in manifest(bundle)["artifacts"] for f in a["files"]}
+    records = {"manifest.json", "parity_crops.npy", "calibration_files.txt"}
+    assert listed == {*rep["derived"], *rep["copies"], *arts, *records}
+
+
+def test_verify_names_an_edited_repinned_engine_section(bundle: Path, tmp_path: Path):
+    """The manifest's engine section is recomputed from the artifact before the files made from it are compared."""
+    from c3ae_edge.errors import VerificationError
+    from c3ae_edge.export.verify import verify_bundle
+
+    b = shutil.copytree(bundle, tmp_path / bundle.name)
+    m = manifest(b)
+    m["engine"]["work_bytes"] -= 16
+    (b / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
+    repin(b)
+    with pytest.raises(VerificationError, match=r"manifest.json engine work_bytes: not what the artifact gives"):
+        verify_bundle(b)
+
+
+@pytest.mark.parametrize("name", [*ENGINE_GENERATED, *ENGINE_COPIES, "bench_qemu.json"])
+def test_verify_names_an_edited_repinned_file(bundle: Path, tmp_path: Path, name: str):
+    """Issue 24: one byte of a generated file (or a package copy) changed and every checksum and pin redone, as a
+    forger without the key would: verify fails naming that file (before the engine is built from it)."""
+    from c3ae_edge.errors import VerificationError
+    from c3ae_edge.export.verify import verify_bundle
+
+    if not (bundle / name).exists():
+        pytest.skip(f"{name}: not in this bundle (no core was emulated at export)")
+    b = shutil.copytree(bundle, tmp_path / bundle.name)
+    edit_one_byte(b / name)
+    repin(b)
+    with pytest.raises(VerificationError, match=rf": {re.escape(name)} differs from "):
+        verify_bundle(b)
+
+
+def test_verify_without_a_host_compiler_lists_the_selftest_data(bundle: Path, monkeypatch):
+    """selftest_data.c needs the C library built on this host: without a compiler it is listed, not passed."""
+    from c3ae_edge.export.engine import host
+    from c3ae_edge.export.verify import verify_bundle
+
+    monkeypatch.setattr(host, "host_cc", lambda: None)
+    rep = verify_bundle(bundle)
+    assert rep["unverified"]["selftest_data.c"].startswith("not re-derived here: no host C compiler")
+    assert "selftest_data.c" not in rep["derived"] and rep["engine"]["status"].startswith("not run")
 
 
 def test_bench_rows_are_emulated_instruction_counts(bundle: Path):

@@ -4,6 +4,7 @@ against the numpy/PyTorch pipeline on real faces, and the sources cross-compiled
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import DATA
+from c3ae_edge.export.mcu.derive import MEASURED
+from c3ae_edge.export.provenance import RECORDS
+from tests.conftest import DATA, edit_one_byte, repin
 
 pytest.importorskip("tflite_micro", reason="tflite-micro not installed (pip extra 'mcu'): TFLM target not tested")
 
@@ -20,6 +23,9 @@ ARENA_BAR, FLASH_BAR = (
     64_000,
 )  # issue 12: measured arena <= 170 KB, model flash <= 64 KB (decimal KB: the stricter)
 
+TFLM_GENERATED = ("c3ae_model.h", "c3ae_mcu_model.h", "c3ae_mcu_model.c", "c3ae_ops.h", "README.md")
+TFLM_COPIES = ("c3ae_mcu.c", "c3ae_mcu.h", "main.cc")
+EXPECTED_UNVERIFIED = {*RECORDS, MEASURED["mcu"][0]}  # records and measured figures: nothing derivable
 pytestmark = pytest.mark.slow  # full bundles, training or the data set: outside the fast tier
 
 DRIVER = r"""
@@ -306,6 +312,48 @@ def test_verify_cli_reruns_tflm_golden(bundle: Path):
     r = run_cli("verify", str(bundle))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "under tflite-micro/reference" in r.stdout and "golden outputs bit-exact" in r.stdout
+    unverified = [ln.split(": ")[1] for ln in r.stdout.splitlines() if ln.startswith("  unverified: ")]
+    assert set(unverified) == EXPECTED_UNVERIFIED, r.stdout  # every C source, header, README re-derived
+
+
+def test_verify_rederives_every_tflm_file(bundle: Path):
+    from c3ae_edge.export.verify import verify_bundle
+
+    rep = verify_bundle(bundle)
+    assert set(rep["derived"]) == set(TFLM_GENERATED) and set(rep["copies"]) == set(TFLM_COPIES)
+    assert set(rep["unverified"]) == EXPECTED_UNVERIFIED, rep["unverified"]
+    listed = {ln.split("  ")[1] for ln in (bundle / "SHA256SUMS").read_text().splitlines()}
+    arts = set(manifest(bundle)["artifacts"][0]["files"])
+    records = {"manifest.json", "parity_crops.npy", "calibration_files.txt"}
+    assert listed == {*rep["derived"], *rep["copies"], *arts, *records}
+
+
+def test_verify_names_an_edited_repinned_mcu_section(bundle: Path, tmp_path: Path):
+    """The manifest's mcu section is recomputed from the artifact before the files made from it are compared."""
+    from c3ae_edge.errors import VerificationError
+    from c3ae_edge.export.verify import verify_bundle
+
+    b = shutil.copytree(bundle, tmp_path / bundle.name)
+    m = manifest(b)
+    m["mcu"]["arena"]["bytes"] -= 16
+    (b / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
+    repin(b)
+    with pytest.raises(VerificationError, match=r"manifest.json mcu arena: not what the artifact gives"):
+        verify_bundle(b)
+
+
+@pytest.mark.parametrize("name", [*TFLM_GENERATED, *TFLM_COPIES])
+def test_verify_names_an_edited_repinned_file(bundle: Path, tmp_path: Path, name: str):
+    """Issue 24: one byte of a generated file (or a package copy) changed and every checksum and pin redone, as a
+    forger without the key would: verify fails naming that file."""
+    from c3ae_edge.errors import VerificationError
+    from c3ae_edge.export.verify import verify_bundle
+
+    b = shutil.copytree(bundle, tmp_path / bundle.name)
+    edit_one_byte(b / name)
+    repin(b)
+    with pytest.raises(VerificationError, match=rf": {re.escape(name)} differs from "):
+        verify_bundle(b)
 
 
 def test_budget_is_checked(bundle: Path, tmp_path: Path):

@@ -35,12 +35,16 @@ def keygen(
 def sign(
     bundle: str = typer.Argument(..., help="bundle folder written by `c3ae-edge export`"),
     key: str = typer.Option(..., "--key", "-k", help="secret key from `c3ae-edge keygen` or `minisign -G`"),
+    allow_unverified_runtime: bool = typer.Option(
+        False, "--allow-unverified-runtime", help="sign even if the bundle records a runtime that did not verify it"
+    ),
 ) -> None:
     from c3ae_edge.errors import DataError
-    from c3ae_edge.release.sign import SecretKey, sign_bundle
+    from c3ae_edge.release.sign import SecretKey, check_signable, sign_bundle
 
     if not Path(bundle).is_dir():
         raise DataError(f"{bundle}: no such bundle folder")
+    check_signable(Path(bundle), allow_unverified_runtime)  # before the key's passphrase is asked for
     sig = sign_bundle(Path(bundle), SecretKey.load(key))
     typer.echo(f"signed {bundle}/SHA256SUMS: {sig.trusted_comment.replace(chr(9), ' ')}")
 

@@ -34,9 +34,10 @@ def provenance(b: Path, man, listed: list[str], signed: bool) -> dict:
     out = {"derived": {}, "copies": {}, "sections": [], "detector": detector_model(b, man)}
     unverified = {}
     if made_by == __version__:
+        out["sections"], unverified = _sections(b, man, backend)  # first: the files below are made from them
         chk = derived.check(b, man.to_dict(), backend, listed)
         out["derived"], out["copies"] = chk.generated, chk.copies
-        out["sections"], unverified = _sections(b, man, backend)
+        unverified.update(chk.unverified)
     elif not signed:
         raise VerificationError(
             f"{b}: made by c3ae-edge {made_by}, this is {__version__}: its C sources, README and scripts cannot be "
@@ -48,13 +49,7 @@ def provenance(b: Path, man, listed: list[str], signed: bool) -> dict:
     if out["detector"]:
         covered.add(out["detector"]["file"])
     unverified.update({k: v for k, v in RECORDS.items() if k.split()[0] in listed})
-    made_by_backend = hasattr(backend, "bundle_extras") and not hasattr(backend, "derived_files")
-    why = (
-        f"written by the {man.backend} backend, whose files are not re-derived yet"
-        if made_by_backend
-        else "not a file c3ae-edge writes"
-    )
-    unverified.update({n: why for n in listed if n not in covered and n not in RECORDS})
+    unverified.update({n: "not a file c3ae-edge writes" for n in listed if n not in covered and n not in RECORDS})
     out["unverified"] = unverified
     out["origin"] = "signed" if signed else UNPROVEN
     return out

@@ -28,10 +28,15 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1, signed: bool = Fa
         raise DataError(f"{b}: no such bundle folder")
     files = check_sums(b)
     man = bundle_check.load_manifest(b)
-    rows, not_rerun, extra = _rerun(b, man, threads)
+    rows, not_rerun, x = _rerun(b, man, threads)
     from c3ae_edge.export.provenance import provenance
 
     prov = provenance(b, man, files, signed)
+    extra = {}
+    if "engine" in man.extras:  # after provenance: a C source that differs is named before the engine is built
+        from c3ae_edge.export.engine.verify import verify_engine
+
+        extra["engine"] = verify_engine(b, man, x)
     return {
         "bundle": str(b),
         "files_checked": len(files),
@@ -43,9 +48,9 @@ def verify_bundle(bundle: str | Path, threads: int | None = 1, signed: bool = Fa
     }
 
 
-def _rerun(b: Path, man, threads: int | None) -> tuple[list, list, dict]:
+def _rerun(b: Path, man, threads: int | None) -> tuple[list, list, np.ndarray]:
     """Every artifact under every runtime it was verified under at export that is usable here; -> (rows, what was
-    recorded verified but cannot be re-run here with why, {"engine": a microcontroller bundle's C99 engine re-run})."""
+    recorded verified but cannot be re-run here with why, the parity faces' normalised crops)."""
     from c3ae_edge.export import bundle_check
     from c3ae_edge.export.registry import get_backend
 
@@ -70,12 +75,7 @@ def _rerun(b: Path, man, threads: int | None) -> tuple[list, list, dict]:
                     f"{art['file']} under {rt.id}: cannot be run ({type(e).__name__}: "
                     f"{str(e).splitlines()[0] if str(e) else ''})"
                 ) from None
-    extra = {}
-    if "engine" in man.extras:  # a microcontroller bundle's generated C99 engine, built for this host
-        from c3ae_edge.export.engine.verify import verify_engine
-
-        extra["engine"] = verify_engine(b, man, x)
-    return rows, not_rerun, extra
+    return rows, not_rerun, x
 
 
 def _runtimes(backend, art: dict) -> tuple[list, list]:

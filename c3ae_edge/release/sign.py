@@ -307,6 +307,31 @@ def trusted_comment(man: Manifest) -> str:
     )
 
 
+def unverified_runtimes(man: Manifest) -> list[str]:
+    """ "RUNTIME (status; files)" for each runtime the bundle's artifacts record with a status other than "verified"."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for a in man.artifacts:
+        for rid, row in (a.get("runtimes") or {}).items():
+            status = str(row.get("status")) if isinstance(row, dict) else repr(row)
+            if status != "verified":
+                seen.setdefault((rid, status), []).append(a["file"])
+    return [f"{rid} ({status}; {', '.join(files)})" for (rid, status), files in seen.items()]
+
+
+def check_signable(bundle: Path, allow_unverified_runtime: bool = False) -> None:
+    """``c3ae-edge sign``'s rule, as ``export --sign``'s: the checksums hold, and every runtime the bundle records
+    verified it at export (a signature vouches for the bundle), unless ``allow_unverified_runtime``."""
+    from c3ae_edge.export.verify import check_sums
+
+    check_sums(bundle)
+    gaps = unverified_runtimes(Manifest.read(bundle))
+    if gaps and not allow_unverified_runtime:
+        raise UsageError(
+            f"{bundle}: not signing: it records runtimes that did not verify it at export: {'; '.join(gaps)}; "
+            "re-export where they run, or pass --allow-unverified-runtime to sign it anyway"
+        )
+
+
 def sign_bundle(bundle: Path, key: SecretKey) -> Signature:
     """Write ``SHA256SUMS.minisig`` for a bundle whose checksums hold (a tampered bundle is never signed)."""
     from c3ae_edge.export.verify import check_sums

@@ -159,6 +159,18 @@ class TFLMBackend:
         finally:
             remember(flat, False)
 
+    def derived_files(self, man: dict) -> dict:
+        """Every file ``bundle_extras`` writes, as a function ``verify`` calls again (``export/mcu/derive.py``)."""
+        from c3ae_edge.export.mcu.derive import derived_files
+
+        return derived_files(man)
+
+    def rederive_sections(self, src) -> dict:
+        """The "engine" or "mcu" section recomputed from the artifact (``export/mcu/derive.py``)."""
+        from c3ae_edge.export.mcu.derive import sections
+
+        return sections(src)
+
     def _extras(self, folder: Path, man: dict, log, faces) -> dict:
         if (man["target"].get("engine") or "tflm") != "c99":
             from c3ae_edge.export.mcu import write_sources

@@ -150,7 +150,7 @@ def write_engine(folder: Path, man: dict, faces, log=print) -> dict:
             f"engine: {exact['faces']} faces ({exact['crops']} crops) bit-exact with TFLM; work buffer "
             f"{plan.work_bytes:,} bytes"
         )
-        chosen = selftest.pick(faces.samples)
+        chosen = selftest.pick_bundle(folder, man)
         crop = selftest.golden(chosen, host, tflm)
     (folder / "selftest_data.h").write_text(selftest.header(len(chosen)))
     (folder / "selftest_data.c").write_text(selftest.source(chosen, crop))

@@ -1,6 +1,7 @@
-"""The self-test firmware's data: a handful of real verification faces as const RGB frames with face boxes, and the
+"""The self-test firmware's data: a handful of the bundle's parity faces as const RGB frames with face boxes, and the
 features TFLite Micro computes from the crops the C library cuts from those frames (the golden the firmware compares
-its own features with, bit for bit)."""
+its own features with, bit for bit). Every byte is a function of ``parity_crops.npy``, the artifact and the C library,
+so ``verify`` makes ``selftest_data.c`` again and compares bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from c3ae_edge.errors import VerificationError
 
 FACES = 4
-FRAME = 80  # frames are the faces' aligned chips shrunk to FRAME x FRAME: the crops take both resize paths
+FRAME = 80  # frames are the parity faces' widest crops resized to FRAME x FRAME: the crops take both resize paths
 
 
 @dataclass
@@ -24,21 +25,25 @@ class Face:
     golden_age: float = 0.0
 
 
-def pick(samples: list, n: int = FACES) -> list[Face]:
-    """The first ``n`` verification faces; boxes: aligned, aligned, half off the top-left corner (edge padding),
-    and a small box (every crop enlarged)."""
-    import cv2
-
-    from c3ae_edge.data.crops import aligned_box
-    from c3ae_edge.data.imageio import load_rgb
-
+def pick(crops: np.ndarray, names: list[str], scales: list[float], n: int = FACES) -> list[Face]:
+    """The first ``n`` parity faces (``crops``: N, S, H, W, 3 uint8), each its widest crop resized (nearest pixel) to
+    FRAME x FRAME; boxes: the face, the face, half off the top-left corner (edge padding), and a small box (every crop
+    enlarged)."""
+    wide = int(np.argmax(scales))
+    idx = np.arange(FRAME) * crops.shape[2] // FRAME
+    c, side = FRAME / 2, FRAME / float(scales[wide])
+    boxes = [(c, c, side), (c, c, side), (6.3, 9.7, side), (c, c, 0.45 * side)]
     out = []
-    for i, s in enumerate(samples[:n]):
-        rgb = cv2.resize(load_rgb(s.path), (FRAME, FRAME), interpolation=cv2.INTER_AREA)
-        cx, cy, side = aligned_box(FRAME, FRAME)
-        box = [(cx, cy, side), (cx, cy, side), (6.3, 9.7, side), (cx, cy, 0.45 * side)][i % 4]
-        out.append(Face(Path(s.path).name, np.ascontiguousarray(rgb), tuple(float(v) for v in box)))
+    for i in range(min(n, len(crops))):
+        rgb = np.ascontiguousarray(crops[i, wide][idx][:, idx], np.uint8)
+        out.append(Face(Path(names[i]).name, rgb, tuple(float(v) for v in boxes[i % 4])))
     return out
+
+
+def pick_bundle(folder: Path, man: dict) -> list[Face]:
+    """``pick`` on a bundle's own parity faces."""
+    crops = np.load(folder / man["parity_set"]["file"], allow_pickle=False)
+    return pick(crops, man["parity_set"]["images"], man["crop"]["scales"])
 
 
 def golden(faces: list[Face], host, tflm) -> np.ndarray:

@@ -222,7 +222,8 @@ def _sections(size: str, obj: Path) -> dict:
     return sums
 
 
-def _header_lines(mcu: dict) -> str:
+def header_lines(mcu: dict) -> str:
+    """The TFLM lines of ``c3ae_model.h`` (before its ``#endif``): the measured arena and flash."""
     a = mcu["arena"]
     return "\n".join(
         [
@@ -237,6 +238,12 @@ def _header_lines(mcu: dict) -> str:
             "",
         ]
     )
+
+
+def with_tflm_lines(header: str, mcu: dict) -> str:
+    """``c3ae_model.h`` (as ``export.firmware.header`` writes it) with the TFLM lines before its ``#endif``."""
+    end = header.rindex("#endif /* C3AE_MODEL_H */")
+    return header[:end] + header_lines(mcu) + header[end:]
 
 
 def host_reference(folder: Path, art: dict, man: dict) -> dict:
@@ -264,15 +271,36 @@ def host_reference(folder: Path, art: dict, man: dict) -> dict:
     }
 
 
-def write_sources(folder: Path, man: dict, log=print) -> dict:
-    """Measure, generate, compile, check the target's budget -> the manifest's "mcu" section."""
+def mcu_record(art: dict, flat: bytes, head: dict) -> dict:
+    """The "mcu" section's entries that are functions of the artifact: the arena (searched), flash, ops, sources."""
     from c3ae_edge.export.backends.tflm_runtime import allocations, smallest_arena
 
+    arena = smallest_arena(flat)
+    head_bytes = len(head["b1"]) * (len(head["w1_int8"][0]) + 12) + 4
+    return {
+        "model_file": art["file"],
+        "invocations_per_face": head["crops"],
+        "arena": {
+            "bytes": arena,
+            "how": "bisection to 16 bytes: the smallest arena in which the "
+            "trunk allocates and invokes (tflite-micro interpreter)",
+            "allocations": parse_allocations(allocations(flat, arena)),
+        },
+        "flash": {"model_bytes": len(flat) + head_bytes, "flatbuffer_bytes": len(flat), "head_bytes": head_bytes},
+        "ops": op_counts(flat),
+        "resolver": "c3ae_ops.h",
+        "head": "in C (c3ae_decode): W1 int8 per row, applied in float, softmax, W2 in float",
+        "sources": sorted(["c3ae_mcu_model.h", "c3ae_mcu_model.c", "c3ae_ops.h", *TEMPLATES]),
+    }
+
+
+def write_sources(folder: Path, man: dict, log=print) -> dict:
+    """Measure, generate, compile, check the target's budget -> the manifest's "mcu" section."""
     art = next(a for a in man["artifacts"] if a["backend"] == "tflm")
     flat = (folder / art["file"]).read_bytes()
     head = json.loads((folder / art["files"][1]).read_text())
-    arena = smallest_arena(flat)
-    alloc = parse_allocations(allocations(flat, arena))
+    mcu = mcu_record(art, flat, head)
+    arena = mcu["arena"]["bytes"]
     ops = op_names(flat)
     io = {"input": art["input"], "outputs": art["outputs"]}
     h, c = model_sources(flat, head, io, man["crop"], arena)
@@ -281,25 +309,11 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
     (folder / "c3ae_ops.h").write_text(resolver_header(ops))
     for name in TEMPLATES:
         (folder / name).write_text(resources.files(__package__).joinpath(name).read_text())
-    head_bytes = len(head["b1"]) * (len(head["w1_int8"][0]) + 12) + 4
-    mcu = {
-        "model_file": art["file"],
-        "invocations_per_face": head["crops"],
-        "arena": {
-            "bytes": arena,
-            "how": "bisection to 16 bytes: the smallest arena in which the "
-            "trunk allocates and invokes (tflite-micro interpreter)",
-            "allocations": alloc,
-        },
-        "flash": {"model_bytes": len(flat) + head_bytes, "flatbuffer_bytes": len(flat), "head_bytes": head_bytes},
-        "ops": op_counts(flat),
-        "resolver": "c3ae_ops.h",
-        "head": "in C (c3ae_decode): W1 int8 per row, applied in float, softmax, W2 in float",
-        "sources": sorted(["c3ae_mcu_model.h", "c3ae_mcu_model.c", "c3ae_ops.h", *TEMPLATES]),
-        "cross_compile": cross_sizes(folder)
+    mcu["cross_compile"] = (
+        cross_sizes(folder)
         if man["target"]["arch"].startswith("armv")
-        else {"status": f"not measured: no {man['target']['arch']} compiler here (ESP-IDF's toolchain builds it)"},
-    }
+        else {"status": f"not measured: no {man['target']['arch']} compiler here (ESP-IDF's toolchain builds it)"}
+    )
     budget = man["target"].get("budget") or {}
     for key, have in (("arena_bytes", arena), ("model_flash_bytes", mcu["flash"]["model_bytes"])):
         if key in budget and have > budget[key]:
@@ -310,9 +324,7 @@ def write_sources(folder: Path, man: dict, log=print) -> dict:
     mcu["budget"] = budget
     hdr = folder / "c3ae_model.h"
     if hdr.exists():
-        text = hdr.read_text()
-        end = text.rindex("#endif /* C3AE_MODEL_H */")
-        hdr.write_text(text[:end] + _header_lines(mcu) + text[end:])
+        hdr.write_text(with_tflm_lines(hdr.read_text(), mcu))
     from c3ae_edge.export.manifest import Manifest
     from c3ae_edge.export.mcu.readme import tflm_readme
 
