@@ -90,7 +90,8 @@ def run_missing(core: Core) -> str | None:
     return None
 
 
-def _sections(size: str, obj: Path) -> dict[str, int]:
+def section_sizes(size: str, obj: Path) -> dict[str, int]:
+    """``size -A``: bytes of an object's .text*, .rodata*, .data*, .bss* sections (RISC-V small data included)."""
     out = subprocess.run([size, "-A", str(obj)], capture_output=True, text=True, check=True).stdout
     sums = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
     for line in out.splitlines():
@@ -122,7 +123,7 @@ def flash(folder: Path, core: Core) -> dict:
                 lines = r.stderr.strip().splitlines() or ["?"]
                 first = next((ln for ln in lines if "error" in ln), lines[0])
                 raise VerificationError(f"{src}: {core.cc} ({core.name}, -Os) failed: {first}")
-            files[src] = _sections(core.size, obj)
+            files[src] = section_sizes(core.size, obj)
     total = {k: sum(f[k] for f in files.values()) for k in ("text", "rodata", "data", "bss")}
     return {"files": files, "total": total, "flash": total["text"] + total["rodata"] + total["data"]}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from c3ae_edge.errors import VerificationError
+from c3ae_edge.export.engine.cross import section_sizes
 
 TEMPLATES = ("c3ae_mcu.c", "c3ae_mcu.h", "main.cc")
 CPUS = {
@@ -203,23 +204,10 @@ def cross_sizes(folder: Path, gcc: str | None = None) -> dict:
                     raise VerificationError(
                         f"{src}: arm-none-eabi-gcc ({core}) failed: {(r.stderr.strip().splitlines() or ['?'])[0]}"
                     )
-                rows[src] = _sections(size, obj)
+                rows[src] = section_sizes(size, obj)
             total = {k: sum(r.get(k, 0) for r in rows.values()) for k in ("text", "rodata", "data", "bss")}
             res["cores"][core] = {"files": rows, "total": total}
     return res
-
-
-def _sections(size: str, obj: Path) -> dict:
-    """arm-none-eabi-size -A: bytes of .text*, .rodata*, .data*, .bss* sections."""
-    out = subprocess.run([size, "-A", str(obj)], capture_output=True, text=True, check=True).stdout
-    sums = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
-            key = parts[0][1:].split(".")[0]
-            if key in sums:
-                sums[key] += int(parts[1])
-    return sums
 
 
 def header_lines(mcu: dict) -> str:
