@@ -229,7 +229,7 @@ def test_verify_passes_then_catches_tampering(rpi_bundle: Path, tmp_path: Path):
     r = run_cli("verify", str(rpi_bundle))
     assert r.returncode == 0, r.stderr
     on_disk = sorted(p.name for p in rpi_bundle.iterdir() if p.name != "SHA256SUMS")
-    assert {"stats.py", "onboard.py", "reference_infer.py", "blazeface.py"} <= set(on_disk)
+    assert {"stats.py", "reference_infer.py", "blazeface.py"} <= set(on_disk)
     assert r.stdout.splitlines()[0] == f"{rpi_bundle}: {len(on_disk)} checksums OK"  # every file but SHA256SUMS
     bad = tmp_path / "bad"
     shutil.copytree(rpi_bundle, bad)
