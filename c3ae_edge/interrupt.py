@@ -1,7 +1,9 @@
 """Ctrl-C wherever it lands: our SIGINT handler remembers that the signal arrived before it raises KeyboardInterrupt.
 
 Libraries turn the KeyboardInterrupt into their own exception (torch.export raises TorchExportError around it), swallow
-it in a bare ``except`` (imports that try an optional module), or reset the handler from native code. So the CLI treats
+it in a bare ``except`` (imports that try an optional module), or reset the handler from native code; raised inside a
+native module's import (torch's pybind11 submodules) it aborts the process, so during an import it waits until the
+import is done. So the CLI treats
 any failure after a SIGINT as the interrupt, the export checks the flag before each step and before it commits, and
 the handler is installed again after each converter.
 """
@@ -18,7 +20,28 @@ _arrived = False
 def _on_sigint(signum, frame) -> None:
     global _arrived
     _arrived = True
+    if _importing(frame):  # raised inside a native module's init, pybind11 calls terminate(): abort, core, exit -6
+        _again_soon(signum)
+        return
     raise KeyboardInterrupt
+
+
+def _importing(frame) -> bool:
+    """An import is under way in the main thread (its native part may be on the C++ stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _again_soon(signum: int) -> None:
+    """The signal once more in 50 ms: the KeyboardInterrupt is raised as soon as no import is under way."""
+    import threading
+
+    t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+    t.daemon = True
+    t.start()
 
 
 def install() -> None:

@@ -47,6 +47,28 @@ def edit_one_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def once_per_run(tmp_path_factory, name: str, build) -> tuple[Path, dict]:
+    """``build(folder) -> record`` (JSON) once per test run, shared by every pytest-xdist worker: the first worker that
+    asks builds it in the run's common temporary folder while the others wait on its lock, then each reads the record.
+    A build that fails leaves no record, so the next worker that asks tries again (and fails with its own message)."""
+    import json
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, record = root / f"shared-{name}", root / f"shared-{name}.json"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not record.is_file():
+            if folder.exists():
+                import shutil
+
+                shutil.rmtree(folder)
+            folder.mkdir()
+            record.write_text(json.dumps(build(folder)))
+    return folder, json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def cortex_m_bundle(tmp_path_factory) -> Path:
     """`export --target cortex-m` (its default engine: the generated C99 one) with 60 + 60 faces: the one conversion
@@ -56,8 +78,13 @@ def cortex_m_bundle(tmp_path_factory) -> Path:
     from c3ae_edge.export.engine.host import host_cc
 
     engine = None if host_cc() else "tflm"  # no host C compiler: the engine cannot be built, TFLM still can
-    out = tmp_path_factory.mktemp("mcu")
-    return export_bundle("cortex-m", out=out, n_cal=60, n_verify=60, engine=engine, log=lambda *_: None)
+
+    def build(out: Path) -> dict:
+        b = export_bundle("cortex-m", out=out, n_cal=60, n_verify=60, engine=engine, log=lambda *_: None)
+        return {"bundle": b.name}
+
+    out, rec = once_per_run(tmp_path_factory, "mcu", build)
+    return out / rec["bundle"]
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +120,39 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("aarch64"):
             item.add_marker(skip)
+
+
+WARMED = {"fresh_rpi_export": "shared_rpi_export", "rpi_bundle": "shared_rpi_export", "installed": "shared_install"}
+_warm: list = []
+
+
+def pytest_collection_finish(session):
+    """Start the run's one rpi export (or the wheel's install) in a background thread when a selected test needs it:
+    its pip and export subprocesses use the other core while the first tests run. One process starts it (the only one,
+    or xdist's worker gw0); a test that needs it waits on once_per_run's lock."""
+    import threading
+
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+        return
+    wanted = {WARMED[f] for item in session.items for f in item.fixturenames if f in WARMED}
+    if wanted:
+        make = globals()["shared_rpi_export" if "shared_rpi_export" in wanted else "shared_install"]
+        t = threading.Thread(target=_quietly, args=(make, session.config._tmp_path_factory), daemon=True)
+        t.start()
+        _warm.append(t)
+
+
+def _quietly(make, factory) -> None:
+    """A failed background build leaves no record: the test that needs it builds again and fails with the reason."""
+    try:
+        make(factory)
+    except Exception:
+        pass
+
+
+def pytest_sessionfinish(session):
+    for t in _warm:  # no pip or export left running after the session
+        t.join()
 
 
 @dataclass
@@ -195,55 +255,81 @@ class Installed:
     env: dict
 
 
+def _run(*cmd, **kw) -> None:
+    import subprocess
+
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=1800, **kw)
+    assert r.returncode == 0, (cmd[:4], r.stderr[-3000:])
+
+
+def shared_wheel(factory) -> Path:
+    """``pip wheel --no-deps`` of this checkout, built once per test run (two builds at once would share its build/)."""
+
+    def build(d: Path) -> dict:
+        _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", d, ROOT)
+        return {"wheel": next(d.glob("c3ae_edge-*.whl")).name}
+
+    d, rec = once_per_run(factory, "wheel", build)
+    return d / rec["wheel"]
+
+
+def shared_install(factory) -> Installed:
+    """The wheel, `pip install 'WHEEL[all]' -c constraints.txt` into a fresh venv (packages from the index or pip's
+    cache, as on a user's machine), then that install's own `c3ae-edge runtimes prepare tflite-runtime` into a fresh
+    runtimes folder. Nothing of this checkout or its venv is visible there."""
+    whl = shared_wheel(factory)
+
+    def build(d: Path) -> dict:
+        drop = ("C3AE_DATA", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTEST_XDIST_WORKER")
+        env = {k: v for k, v in os.environ.items() if k not in drop}
+        env["C3AE_RUNTIMES"] = str(d / "runtimes")
+        _run(sys.executable, "-m", "venv", d / "venv", env=env)
+        pip = [d / "venv" / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile"]
+        _run(*pip, "-c", ROOT / "constraints.txt", f"{whl}[all]", env=env, cwd=d)
+        _run(d / "venv" / "bin" / "c3ae-edge", "runtimes", "prepare", "tflite-runtime", env=env, cwd=d)
+        return env
+
+    d, env = once_per_run(factory, "installed", build)
+    return Installed(d / "venv" / "bin" / "c3ae-edge", d / "venv" / "bin" / "python", env)
+
+
+def shared_rpi_export(factory) -> FreshExport:
+    """``c3ae-edge export --target rpi`` of the installed wheel in a fresh folder (see ``fresh_rpi_export``)."""
+    import subprocess
+
+    inst = shared_install(factory)
+
+    def build(cwd: Path) -> dict:
+        env = {**inst.env, "SOURCE_DATE_EPOCH": "1700000000"}
+        cmd = [str(inst.c3ae), *FRESH_RPI_EXPORT]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return {"args": cmd, "returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+
+    cwd, rec = once_per_run(factory, "fresh-rpi", build)
+    return FreshExport(cwd, cwd / "exports" / "c3ae_full-0.1.0-rpi4", subprocess.CompletedProcess(**rec))
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    return shared_wheel(tmp_path_factory)
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> Installed:
-    """`pip wheel` of this checkout, `pip install 'WHEEL[all]' -c constraints.txt` into a fresh venv (packages from the
-    index or pip's cache, as on a user's machine), then that install's own `c3ae-edge runtimes prepare tflite-runtime`
-    into a fresh runtimes folder. Nothing of this checkout or its venv is visible there."""
-    import subprocess
-
-    def run(*cmd, **kw):
-        r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=1800, **kw)
-        assert r.returncode == 0, (cmd[:4], r.stderr[-3000:])
-
-    d = tmp_path_factory.mktemp("installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("C3AE_DATA", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env["C3AE_RUNTIMES"] = str(d / "runtimes")
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        d / "wheels",
-        ROOT,
-        env=env,
-    )
-    run(sys.executable, "-m", "venv", d / "venv", env=env)
-    py, whl = d / "venv" / "bin" / "python", next((d / "wheels").glob("c3ae_edge-*.whl"))
-    run(py, "-m", "pip", "install", "-q", "--no-compile", "-c", ROOT / "constraints.txt", f"{whl}[all]", env=env, cwd=d)
-    run(d / "venv" / "bin" / "c3ae-edge", "runtimes", "prepare", "tflite-runtime", env=env, cwd=d)
-    return Installed(d / "venv" / "bin" / "c3ae-edge", py, env)
+    """The built wheel installed with its dependencies into a fresh venv (``shared_install``)."""
+    return shared_install(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def fresh_rpi_export(tmp_path_factory, installed: Installed) -> FreshExport:
+def fresh_rpi_export(tmp_path_factory) -> FreshExport:
     """THE rpi bundle of a test run: ``c3ae-edge export --target rpi`` and nothing else, as a newcomer runs it: the
     installed wheel (``installed``), a fresh folder, the embedded faces (no C3AE_DATA, no ../shared/data beside it),
-    both runtimes of the target prepared; SOURCE_DATE_EPOCH pins the build time. Exported once and shared by
+    both runtimes of the target prepared; SOURCE_DATE_EPOCH pins the build time. Exported once per test run (a
+    background thread starts it when the run needs it, ``pytest_collection_modifyitems``) and shared by
     test_real_install, test_export, test_docs' README tour, test_release (a signed copy), test_board_runtimes,
     test_runner, test_bundle_detector and test_aarch64: tests copy it before they change anything."""
-    import subprocess
-
-    cwd = tmp_path_factory.mktemp("fresh-rpi")
-    env = {**installed.env, "SOURCE_DATE_EPOCH": "1700000000"}
-    cmd = [str(installed.c3ae), *FRESH_RPI_EXPORT]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return FreshExport(cwd, cwd / "exports" / "c3ae_full-0.1.0-rpi4", r)
+    return shared_rpi_export(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

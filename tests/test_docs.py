@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FRESH_RPI_EXPORT
+from conftest import FRESH_RPI_EXPORT, once_per_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = sorted(
@@ -120,7 +120,9 @@ def test_setup_block_holds_the_two_commands_ci_runs():
     out = subprocess.run(["awk", awk, "README.md"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     cmds = out.splitlines()
     assert len(cmds) == 2, cmds
-    assert "pip install -c constraints.txt -e '.[all,dev]'" in cmds[0] and cmds[1].endswith("-m pytest")
+    assert "pip install -c constraints.txt -e '.[all,dev]'" in cmds[0] and cmds[1].startswith(
+        ".venv/bin/python -m pytest"
+    )
     assert awk in (ROOT / ".ci" / "run").read_text()  # the same extraction as CI's
 
 
@@ -186,13 +188,16 @@ def tour(tmp_path_factory, fresh_rpi_export) -> Path:
     """The README's blocks, run in order in a fresh folder with photo.jpg: what a newcomer's folder holds after. Its
     `c3ae-edge export --target rpi` is the session's one run of that command in a fresh folder (conftest), whose
     exports/ is copied in first: the same command, the same embedded faces, one full export instead of two."""
-    cwd = tmp_path_factory.mktemp("readme-tour")
-    assert not (cwd.parent / "shared" / "data").exists()  # export falls back to the embedded faces
-    shutil.copyfile(ROOT / "calibration" / PHOTO, cwd / "photo.jpg")
-    shutil.copytree(fresh_rpi_export.cwd / "exports", cwd / "exports")
-    already = {" ".join(["c3ae-edge", *FRESH_RPI_EXPORT]): "ran once per session (conftest.fresh_rpi_export)"}
-    run_document(ROOT / "README.md", cwd, already)
-    return cwd
+
+    def build(cwd: Path) -> dict:
+        assert not (cwd.parent / "shared" / "data").exists()  # export falls back to the embedded faces
+        shutil.copyfile(ROOT / "calibration" / PHOTO, cwd / "photo.jpg")
+        shutil.copytree(fresh_rpi_export.cwd / "exports", cwd / "exports")
+        already = {" ".join(["c3ae-edge", *FRESH_RPI_EXPORT]): "ran once per session (conftest.fresh_rpi_export)"}
+        run_document(ROOT / "README.md", cwd, already)
+        return {}
+
+    return once_per_run(tmp_path_factory, "readme-tour", build)[0]
 
 
 @pytest.mark.slow

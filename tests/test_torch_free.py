@@ -62,20 +62,13 @@ def _core_site(dst: Path, whl: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def core_venv(tmp_path_factory) -> Path:
+def core_venv(tmp_path_factory, wheel: Path) -> Path:
     tmp = tmp_path_factory.mktemp("torch-free")
-    wheels = tmp / "wheels"
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = next(venv.glob("lib/python*/site-packages"))
-    whl = next(wheels.glob("c3ae_edge-*.whl"))
+    whl = wheel
     (site / "core.pth").write_text(f"{_core_site(tmp / 'core-site', whl)}\n")
     subprocess.run(
         [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "-q", str(whl)],

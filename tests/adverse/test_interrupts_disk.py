@@ -366,3 +366,30 @@ def test_two_exports_racing_for_one_bundle(tmp_path, tiny_bundle):
     assert [p.name for p in out.iterdir()] == ["c3ae_full-0.1.0-tiny"]
     check_sums(out / "c3ae_full-0.1.0-tiny")
     load_manifest(out / "c3ae_full-0.1.0-tiny")
+
+
+def test_ctrl_c_during_an_import_waits_for_the_import(tmp_path: Path):
+    """A SIGINT that lands while a module imports (torch's native submodules abort the process when a
+    KeyboardInterrupt is raised inside their init) is raised once the import is done: the import finishes, the
+    interrupt follows at once, nothing runs on for long."""
+    (tmp_path / "slow_import.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(0.3)\n"
+        "print('import finished', flush=True)\n"
+    )
+    main = (
+        "import sys, time\n"
+        "from c3ae_edge import interrupt\n"
+        "interrupt.install()\n"
+        "try:\n"
+        "    import slow_import\n"
+        "    time.sleep(120)\n"
+        "    print('not interrupted')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted after the import', interrupt.arrived())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    r = subprocess.run([sys.executable, "-c", main], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["import finished", "interrupted after the import True"], r.stdout
