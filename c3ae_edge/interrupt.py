@@ -3,7 +3,8 @@
 Libraries turn the KeyboardInterrupt into their own exception (torch.export raises TorchExportError around it), swallow
 it in a bare ``except`` (imports that try an optional module), or reset the handler from native code; raised inside a
 native module's import (torch's pybind11 submodules) it aborts the process, so during an import it waits until the
-import is done. So the CLI treats
+import is done; raised inside a garbage-collector callback or a finaliser (JAX's ``_xla_gc_callback``) Python prints
+it as "Exception ignored" and drops it, so it is raised again, silently, once that code is left. So the CLI treats
 any failure after a SIGINT as the interrupt, the export checks the flag before each step and before it commits, and
 the handler is installed again after each converter.
 """
@@ -44,8 +45,24 @@ def _again_soon(signum: int) -> None:
     t.start()
 
 
+def _unraisable(info) -> None:
+    """A KeyboardInterrupt that Python could not raise (it landed in a gc callback or a ``__del__``): no traceback,
+    the signal again in 50 ms; anything else goes to the hook that was there before."""
+    if _arrived and isinstance(info.exc_value, KeyboardInterrupt):
+        _again_soon(signal.SIGINT)
+        return
+    _previous_unraisable(info)
+
+
+_previous_unraisable = sys.unraisablehook
+
+
 def install() -> None:
     """Put our handler in place (again): a library may have replaced it."""
+    if sys.unraisablehook is not _unraisable:
+        global _previous_unraisable
+        _previous_unraisable = sys.unraisablehook
+        sys.unraisablehook = _unraisable
     try:
         signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not the main thread: the main thread's handler stays

@@ -393,3 +393,31 @@ def test_ctrl_c_during_an_import_waits_for_the_import(tmp_path: Path):
     r = subprocess.run([sys.executable, "-c", main], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["import finished", "interrupted after the import True"], r.stdout
+
+
+def test_ctrl_c_in_a_gc_callback_is_raised_once_that_code_is_left(tmp_path: Path):
+    """A SIGINT that lands inside a garbage-collector callback (JAX registers one: seen 2 s into a real export)
+    cannot be raised there: Python prints "Exception ignored ... Traceback" and drops it. It is raised again, without
+    a traceback, in the code that runs next."""
+    main = (
+        "import gc, os, signal, time\n"
+        "from c3ae_edge import interrupt\n"
+        "interrupt.install()\n"
+        "def cb(phase, info):\n"
+        "    if phase == 'start' and cb in gc.callbacks:\n"
+        "        gc.callbacks.remove(cb)\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        sum(range(100000))\n"
+        "gc.callbacks.append(cb)\n"
+        "try:\n"
+        "    gc.collect()\n"
+        "    time.sleep(5)\n"
+        "    print('lost', interrupt.arrived())\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', interrupt.arrived())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", main], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["interrupted True"], (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
