@@ -154,15 +154,14 @@ def test_publish_pull_verify_without_torch(core_venv, rpi_bundle, tmp_path):
 
 
 @pytest.mark.aarch64
-def test_torch_free_wheel_predicts_in_the_emulated_arm64_root(core_venv, fgnet_dir):
+def test_torch_free_wheel_predicts_in_the_emulated_arm64_root(wheel, fgnet_dir):
     """Opt-in (bench/aarch64/README.md): the wheel installed offline from aarch64 wheels in the Debian bookworm arm64
     root under qemu (Pi 4 cpuinfo), no torch there, predict on FG-NET photos: the x86 host's ages and boxes."""
     sys.path.insert(0, str(ROOT / "bench" / "aarch64"))
     import predict_core
 
-    whl = next((core_venv.parent / "wheels").glob("c3ae_edge-*.whl"))
     photos = sorted((fgnet_dir / "images").glob("*.JPG"))[::250]
-    res = predict_core.run(whl, photos)
+    res = predict_core.run(wheel, photos)
     assert not res["torch_importable_in_root"] and res["predict_rc"] == 0, res
     assert res["faces_aarch64"] == res["faces_x86"] >= len(photos) - 1
     assert res["max_abs_age_diff_aarch64_vs_x86"] <= 0.05 and res["max_box_diff_px"] <= 1.0, res
