@@ -108,7 +108,7 @@ SLOW_FIXTURES = {"utk_dir", "fgnet_dir", "fresh_rpi_export", "rpi_bundle"}
 def pytest_collection_modifyitems(config, items):
     """Mark the slow tier; skip the opt-in aarch64 tests. Those need a root built once by
     bench/aarch64/build_root.sh and minutes of emulation: they run only when asked for (C3AE_ARM64_ROOT naming a
-    complete root, or -m aarch64), never by default."""
+    complete root, or -m aarch64): .ci/run builds a fresh root and sets it, a developer's run skips them."""
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)

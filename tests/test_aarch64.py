@@ -1,6 +1,6 @@
-"""Opt-in (-m aarch64 or C3AE_ARM64_ROOT): the rpi bundle's reference_infer.py and onboard.py in the emulated arm64
-root (bench/aarch64/build_root.sh) under tflite-runtime 2.14 and ai-edge-litert, against the x86 runs of the same
-runtimes."""
+"""Run with -m aarch64 or C3AE_ARM64_ROOT (.ci/run builds a fresh root and sets it): the rpi bundle's
+reference_infer.py and onboard.py in the emulated arm64 root (bench/aarch64/build_root.sh) under tflite-runtime 2.14
+and ai-edge-litert, against the x86 runs of the same runtimes."""
 
 from __future__ import annotations
 
